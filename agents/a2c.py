@@ -1,0 +1,33 @@
+"""Advantage Actor-Critic (synchronous), on the shared on-policy actor-critic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rl_sever import losses
+from rl_sever.onpolicy_agent import OnPolicyAgent
+from rl_sever.settings import OnPolicyConfig
+
+
+@dataclass
+class A2CConfig(OnPolicyConfig):
+    n_steps: int = 5
+    """Steps per env per rollout (one gradient step per rollout)."""
+    learning_rate: float = 7e-4
+    """Initial learning rate."""
+    optimizer: str = "rmsprop"
+    """Optimizer: rmsprop (as in the A3C paper and SB3), adam or sgd."""
+    gae_lambda: float = 1.0
+    """GAE lambda; 1.0 gives n-step returns bootstrapped at the rollout end."""
+    normalize_advantage: bool = False
+    """Normalise advantages over the rollout."""
+
+
+class A2C(OnPolicyAgent):
+    """A2C: one update per rollout on the whole batch. Losses: policy, value, entropy."""
+
+    algo = "a2c"
+    config_cls = A2CConfig
+
+    def policy_loss(self, logp, mb):
+        return losses.policy_gradient_loss(logp, mb["advantages"]), {}

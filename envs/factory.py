@@ -1,0 +1,295 @@
+"""Environment factories: single and vector Gymnasium envs with rl_sever's preprocessing.
+
+Vector envs use autoreset mode SAME_STEP: the step that ends an episode returns the next
+episode's first observation, with the true last one in `info["final_obs"]` (mask
+`info["_final_obs"]`). Wrapper order: base -> seeding -> EpisodeStats (raw rewards) ->
+VecNormalize (only when a normalisation is on). Gymnasium 1.x vector wrappers do not
+forward attribute lookups, so reach the wrappers with `episode_stats(env)` and
+`find_normalizer(env)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.envs.registration import find_highest_version, parse_env_id
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+from gymnasium.wrappers import FlattenObservation, TransformObservation
+
+from envs.episode_stats import EpisodeStats
+from envs.normalize import VecNormalize, is_image_space
+from rl_sever.errors import ConfigError, UnknownNameError, suggest
+
+TF_PREFIX = "tf:"
+VECTORIZATION_MODES = ("sync", "async")
+# Word in an env's entry point or error message -> rl_sever extra that installs its dependency.
+_EXTRAS = {"box2d": "box2d", "mujoco": "mujoco"}
+
+_W = TypeVar("_W", bound=VectorWrapper)
+
+
+def make_vec_env(
+    env_id: str,
+    n_envs: int = 1,
+    *,
+    seed: int | None = None,
+    vectorization: str = "sync",
+    normalize_obs: bool = False,
+    normalize_reward: bool = False,
+    gamma: float = 0.99,
+    clip_obs: float = 10.0,
+    clip_reward: float = 10.0,
+    env_kwargs: dict[str, Any] | None = None,
+    render_mode: str | None = None,
+) -> VectorEnv:
+    """Build `n_envs` copies of `env_id` as one Gymnasium vector env (SAME_STEP autoreset).
+
+    Observations are preprocessed per sub-env (see `preprocess_observation`). Ids starting
+    with "tf:" are TF-native envs from `envs.tfnative` (given the seed directly).
+
+    Seeding: with `seed` set, the action spaces are seeded now and the seed is applied at
+    the first `reset()` called without a seed: sub-env i is reset with `seed + i`. So
+    `env.reset()` and `env.reset(seed=seed)` give the same trajectories; an explicit
+    `reset(seed=...)` always wins. Later resets without a seed continue each sub-env's
+    random stream, as in Gymnasium.
+    """
+    if not isinstance(env_id, str) or not env_id:
+        raise UnknownNameError(f"environment id must be a non-empty string, got {env_id!r}")
+    if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
+        raise ConfigError(f"n_envs must be a positive integer, got {n_envs!r}")
+    if vectorization not in VECTORIZATION_MODES:
+        raise ConfigError(
+            f"vectorization must be one of {', '.join(VECTORIZATION_MODES)}, got "
+            f"{vectorization!r}.{suggest(str(vectorization), VECTORIZATION_MODES)}"
+        )
+    if not 0.0 <= gamma <= 1.0:
+        raise ConfigError(f"gamma must be in [0, 1], got {gamma}")
+    if clip_obs <= 0 or clip_reward <= 0:
+        raise ConfigError(f"clip_obs and clip_reward must be > 0, got {clip_obs}, {clip_reward}")
+
+    if env_id.startswith(TF_PREFIX):
+        env = _make_tfnative(env_id[len(TF_PREFIX) :], int(n_envs), seed)
+    else:
+        _check_env_id(env_id)
+        kwargs = dict(env_kwargs or {})
+        if render_mode is not None:
+            kwargs["render_mode"] = render_mode
+        with _dependency_errors(env_id):
+            env = gym.make_vec(
+                env_id,
+                num_envs=int(n_envs),
+                vectorization_mode=vectorization,
+                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                wrappers=[preprocess_observation],
+                **kwargs,
+            )
+        if seed is not None:
+            env.action_space.seed(seed)
+            env.single_action_space.seed(seed)
+            env = SeedOnFirstReset(env, seed)
+
+    env = EpisodeStats(env)
+    if normalize_obs or normalize_reward:
+        env = VecNormalize(
+            env,
+            normalize_obs=normalize_obs,
+            normalize_reward=normalize_reward,
+            gamma=gamma,
+            clip_obs=clip_obs,
+            clip_reward=clip_reward,
+        )
+    return env
+
+
+def make_env(
+    env_id: str,
+    *,
+    seed: int | None = None,
+    render_mode: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+) -> gym.Env:
+    """One env with the same observation preprocessing as `make_vec_env` (eval, rendering).
+
+    Seeding as in `make_vec_env`: the action space is seeded now, and the first `reset()`
+    without a seed uses `seed`.
+    """
+    if isinstance(env_id, str) and env_id.startswith(TF_PREFIX):
+        raise ConfigError(f"{env_id!r} is a TF-native env; only make_vec_env builds those")
+    _check_env_id(env_id)
+    kwargs = dict(env_kwargs or {})
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    with _dependency_errors(env_id):
+        env = preprocess_observation(gym.make(env_id, **kwargs))
+    if seed is not None:
+        env.action_space.seed(seed)
+        env = _SeedOnFirstResetEnv(env, seed)
+    return env
+
+
+def preprocess_observation(env: gym.Env) -> gym.Env:
+    """Make a single env's observations agent-ready.
+
+    Dict / Tuple observations and Box observations of rank != 1 are flattened to a 1-D
+    float32 Box, except uint8 images (rank-3 HWC Box), which are left as they are. Other
+    float Box observations (float64, float16) are cast to float32. Discrete, MultiDiscrete
+    and MultiBinary observations are left for the agent to encode.
+    """
+    space = env.observation_space
+    if is_image_space(space):
+        return env
+    if isinstance(space, (spaces.Dict, spaces.Tuple)) or (
+        isinstance(space, spaces.Box) and len(space.shape) != 1
+    ):
+        env = FlattenObservation(env)
+        # Flattened Discrete parts are one-hot integers; networks want float32 either way.
+        if env.observation_space.dtype != np.float32:
+            env = _as_float32(env)
+    elif (
+        isinstance(space, spaces.Box)
+        and np.issubdtype(space.dtype, np.floating)
+        and space.dtype != np.float32
+    ):
+        env = _as_float32(env)
+    return env
+
+
+def _as_float32(env: gym.Env) -> gym.Env:
+    # Cast the bounds ourselves: gymnasium's DtypeObservation warns on every float64 Box.
+    space = env.observation_space
+    low, high = space.low.astype(np.float32), space.high.astype(np.float32)
+    return TransformObservation(
+        env,
+        lambda obs: np.asarray(obs, np.float32),
+        spaces.Box(low, high, space.shape, np.float32),
+    )
+
+
+def episode_stats(env: VectorEnv) -> EpisodeStats:
+    """The EpisodeStats wrapper inside `env` (raises ValueError if there is none)."""
+    found = _find_wrapper(env, EpisodeStats)
+    if found is None:
+        raise ValueError(f"no EpisodeStats wrapper in {env}; build envs with make_vec_env")
+    return found
+
+
+def find_normalizer(env: VectorEnv) -> VecNormalize | None:
+    """The VecNormalize wrapper inside `env`, or None when nothing is normalised."""
+    return _find_wrapper(env, VecNormalize)
+
+
+class SeedOnFirstReset(VectorWrapper):
+    """Passes `seed` to the first `reset()` that is called without one."""
+
+    def __init__(self, env: VectorEnv, seed: int) -> None:
+        super().__init__(env)
+        self.initial_seed = int(seed)
+        self._pending = True
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        if self._pending and seed is None:
+            seed = self.initial_seed
+        self._pending = False
+        return self.env.reset(seed=seed, options=options)
+
+
+class _SeedOnFirstResetEnv(gym.Wrapper):
+    """Single-env twin of SeedOnFirstReset."""
+
+    def __init__(self, env: gym.Env, seed: int) -> None:
+        super().__init__(env)
+        self._seed = int(seed)
+        self._pending = True
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        if self._pending and seed is None:
+            seed = self._seed
+        self._pending = False
+        return self.env.reset(seed=seed, options=options)
+
+
+def _find_wrapper(env: VectorEnv, cls: type[_W]) -> _W | None:
+    while True:
+        if isinstance(env, cls):
+            return env
+        if not isinstance(env, VectorWrapper):
+            return None
+        env = env.env
+
+
+def _check_env_id(env_id: str) -> None:
+    """Raise UnknownNameError, with close registered ids, if gymnasium cannot make `env_id`."""
+    if not isinstance(env_id, str) or not env_id:
+        raise UnknownNameError(f"environment id must be a non-empty string, got {env_id!r}")
+    name = env_id
+    if ":" in env_id:  # "module:Env-v0" registers Env-v0 by importing module
+        module, name = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            raise UnknownNameError(
+                f"cannot import module {module!r} named in env id {env_id!r}: {e}"
+            ) from None
+    if name in gym.registry:
+        return
+    try:
+        ns, base, version = parse_env_id(name)
+    except gym.error.Error:
+        ns, base, version = None, name, None
+    if version is None and find_highest_version(ns, base) is not None:
+        return  # an unversioned id: gymnasium picks the latest version
+    versions = [s for s in gym.registry.values() if s.namespace == ns and s.name == base]
+    if versions:
+        versions.sort(key=lambda s: -1 if s.version is None else s.version, reverse=True)
+        hint = f" Did you mean: {', '.join(s.id for s in versions[:3])}?"
+    else:
+        hint = suggest(name, gym.registry.keys())
+    raise UnknownNameError(
+        f"unknown environment id {env_id!r}.{hint} "
+        "(gymnasium.pprint_registry() lists the registered ids)"
+    )
+
+
+@contextlib.contextmanager
+def _dependency_errors(env_id: str) -> Iterator[None]:
+    """Turn gymnasium's DependencyNotInstalled into a ConfigError naming the rl_sever extra."""
+    try:
+        yield
+    except gym.error.DependencyNotInstalled as e:
+        entry_point = str(getattr(gym.registry.get(env_id.split(":")[-1]), "entry_point", ""))
+        haystack = f"{entry_point} {e}".lower()
+        extra = next((x for key, x in _EXTRAS.items() if key in haystack), None)
+        fix = (
+            f"install it with: pip install 'rl_sever[{extra}]'"
+            if extra
+            else "install the missing package named above"
+        )
+        raise ConfigError(f"{env_id!r} needs an optional dependency ({e}); {fix}") from e
+
+
+def _make_tfnative(name: str, n_envs: int, seed: int | None) -> VectorEnv:
+    try:
+        tfnative = importlib.import_module("envs.tfnative")
+    except ModuleNotFoundError as e:
+        if e.name != "envs.tfnative":
+            raise
+        raise UnknownNameError(
+            f"TF-native environments are unavailable (no envs.tfnative module), "
+            f"so {TF_PREFIX}{name} cannot be made"
+        ) from None
+    if not hasattr(tfnative, "make_vec_env"):
+        raise UnknownNameError(
+            f"TF-native environments are unavailable (envs.tfnative has no make_vec_env), "
+            f"so {TF_PREFIX}{name} cannot be made"
+        )
+    return tfnative.make_vec_env(name, n_envs, seed=seed)

@@ -1,0 +1,193 @@
+"""Agent base: owns the env, seeding, the run folder, logging, checkpoints and the public API.
+
+An algorithm subclass owns only its networks, its compiled act/update steps and its flow
+contract (see rl_sever.onpolicy_agent). `learn` hands the loop to rl_sever.onpolicy_loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rl_sever import __version__, rundir
+from rl_sever.checkpoint import Checkpointer
+from rl_sever.config import flat_items, to_dict, update
+from rl_sever.errors import ConfigError
+from rl_sever.spaces import action_spec, observation_shape
+
+
+class Agent:
+    """Common API of every rl_sever agent: learn, predict, save, load."""
+
+    algo: str = ""
+    config_cls: type = object
+    mode: str = ""
+
+    def __init__(self, env: str | gym.vector.VectorEnv, config: Any = None, *,
+                 logdir: str | Path | None = "runs", run_dir: str | Path | None = None):
+        if config is None:
+            config = self.config_cls()
+        elif isinstance(config, dict):
+            config = update(self.config_cls(), config)
+        elif not isinstance(config, self.config_cls):
+            raise ConfigError(f"{type(self).__name__} expects a {self.config_cls.__name__}, "
+                              f"got {type(config).__name__}")
+        config.validate()
+        self.config = config
+        keras.utils.set_random_seed(config.seed)
+        if isinstance(env, str):
+            from envs import make_vec_env
+
+            self.env_id = env
+            env = make_vec_env(env, config.n_envs, seed=config.seed, vectorization=config.vectorization,
+                               normalize_obs=config.normalize_obs,
+                               normalize_reward=config.normalize_reward,
+                               gamma=getattr(config, "gamma", 0.99))
+        else:
+            spec = getattr(env, "spec", None)
+            self.env_id = getattr(spec, "id", None) or "custom"
+            if env.num_envs != config.n_envs:
+                raise ConfigError(f"the env has {env.num_envs} sub-envs but config.n_envs is {config.n_envs}")
+        self.env = env
+        self.obs_shape = observation_shape(env.single_observation_space)
+        self.obs_dtype = tf.as_dtype(env.single_observation_space.dtype)
+        self.action = action_spec(env.single_action_space)
+        from envs import find_normalizer
+
+        self.normalizer = find_normalizer(env)
+        self.rng = tf.random.Generator.from_seed(config.seed)
+        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+        self.target_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="target_steps")
+        self.logdir = logdir
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self._build()
+        self.checkpoint = tf.train.Checkpoint(
+            rng=self.rng, global_step=self.global_step, iteration=self.iteration,
+            target_steps=self.target_steps, **self.trackables(),
+            **({"normalizer": self.normalizer.trackable()} if self.normalizer is not None else {}),
+        )
+        self._checkpointer: Checkpointer | None = None
+        self._obs = None  # the current observation of the vector env between learn() calls
+
+    # -- subclass API -----------------------------------------------------------------------
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def trackables(self) -> dict:
+        raise NotImplementedError
+
+    def make_collector(self):
+        """The object that steps the env for rl_sever.training_loop (see its docstring)."""
+        raise NotImplementedError
+
+    def train(self, batch) -> dict[str, float]:
+        """One compiled update on `batch`; returns metrics keyed by TensorBoard name."""
+        raise NotImplementedError
+
+    def sample_seed(self) -> tf.Tensor:
+        """A fresh stateless seed from the agent's checkpointed generator (inside compiled steps)."""
+        return tf.cast(self.rng.make_seeds(1)[:, 0], tf.int32)
+
+    # -- run folder -------------------------------------------------------------------------
+    def config_record(self) -> dict:
+        return {"algo": self.algo, "env_id": self.env_id, "config": to_dict(self.config),
+                "rl_sever_version": __version__}
+
+    def ensure_run_dir(self) -> Path | None:
+        if self.run_dir is None and self.logdir is not None:
+            self.run_dir = rundir.new_run_dir(self.logdir, self.env_id, self.algo, self.config.seed)
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            rundir.write_config(self.run_dir, self.config_record())
+        return self.run_dir
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        if self._checkpointer is None and self.ensure_run_dir() is not None:
+            self._checkpointer = Checkpointer(self.checkpoint, self.run_dir, self.config.keep_checkpoints)
+        return self._checkpointer
+
+    def hparams(self) -> dict:
+        return {"algo": self.algo, "env_id": self.env_id, **dict(flat_items(self.config))}
+
+    # -- public API -------------------------------------------------------------------------
+    def learn(self, total_steps: int | None = None, *, progress: bool | None = None,
+              callback=None) -> Agent:
+        """Train for `total_steps` more env steps (default: config.total_steps)."""
+        steps = int(total_steps if total_steps is not None else self.config.total_steps)
+        if steps <= 0:
+            raise ConfigError(f"total_steps must be positive, got {steps}")
+        self.target_steps.assign(int(self.global_step.numpy()) + steps)
+        return self.continue_learning(progress=progress, callback=callback)
+
+    def continue_learning(self, *, progress: bool | None = None, callback=None) -> Agent:
+        """Train until the stored target step (used by `learn` and by --resume)."""
+        from rl_sever.training_loop import run_training
+
+        run_training(self, progress=progress, callback=callback)
+        return self
+
+    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
+        if self.normalizer is not None and self.normalizer.obs_rms is not None:
+            return self.normalizer.normalize_obs(obs)
+        return obs
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of raw observations (a single observation also works)."""
+        obs = np.asarray(obs)
+        single = obs.shape == self.obs_shape
+        batch = obs[None] if single else obs
+        if batch.shape[1:] != self.obs_shape:
+            raise ConfigError(f"observation shape {obs.shape} does not match the env's {self.obs_shape}")
+        batch = self.normalize_obs(batch).astype(self.obs_dtype.as_numpy_dtype)
+        fn = self.greedy_fn if deterministic else self.act_fn
+        actions = self.env_actions(fn(batch).numpy())
+        return actions[0] if single else actions
+
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Clip Gaussian actions to the action bounds (only when stepping, never in log-probs)."""
+        if self.action.kind == "box":
+            return np.clip(actions, self.action.low, self.action.high)
+        return actions
+
+    def save(self) -> str:
+        """Write a checkpoint into the run folder; returns its path."""
+        if self.checkpointer is None:
+            raise ConfigError("this agent has no run folder (logdir=None); nothing to save into")
+        if self.normalizer is not None:
+            self.normalizer.before_save()
+        return self.checkpointer.save(int(self.global_step.numpy()))
+
+    def close(self) -> None:
+        self.env.close()
+
+    @classmethod
+    def load(cls, run_dir: str | Path, *, env: gym.vector.VectorEnv | None = None,
+             overrides: dict | None = None) -> Agent:
+        """Rebuild an agent from a run folder's config.json and restore its latest checkpoint."""
+        from rl_sever.registry import get_agent_class
+
+        record = rundir.read_config(run_dir)
+        klass = get_agent_class(record["algo"]) if cls is Agent or not cls.algo else cls
+        if klass.algo != record["algo"]:
+            raise ConfigError(f"{run_dir} holds a {record['algo']} run, not {klass.algo}")
+        config = update(klass.config_cls(), record["config"])
+        if overrides:
+            config = update(config, overrides)
+        agent = klass(env if env is not None else record["env_id"], config, run_dir=run_dir)
+        agent.checkpointer.restore_latest()
+        if agent.normalizer is not None:
+            agent.normalizer.after_restore()
+        return agent
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}"
+                           for f in dataclasses.fields(self.config)[:4])
+        return f"{type(self).__name__}(env={self.env_id!r}, {fields}, ...)"

@@ -1,0 +1,88 @@
+"""Running mean / variance with a NumPy hot path and a checkpointable TF mirror."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+class RunningMeanStd(tf.Module):
+    """Running mean and (population) variance of a stream of batches.
+
+    Updates merge each batch with Chan et al.'s parallel-variance formula, which is exact
+    for any split of the data into batches. The count starts at a small `epsilon` (as in
+    Stable-Baselines3) with mean 0 and variance 1, so the first batches are pulled very
+    slightly towards that prior and nothing divides by zero; pass `epsilon=0.0` for plain
+    sample statistics.
+
+    The NumPy fields `mean`, `var` (float64 arrays of `shape`) and `count` (float) are the
+    source of truth while stepping environments. `mean_variable`, `var_variable` (float32)
+    and `count_variable` (float64) mirror them for `tf.train.Checkpoint` and for
+    `normalize_tf` inside compiled code; copy across with `sync_to_variables()` before
+    saving or exporting, and `sync_from_variables()` after restoring. Because the mirror
+    is float32, a restore rounds `mean` and `var` to float32 precision.
+    """
+
+    def __init__(
+        self, shape: tuple[int, ...] = (), epsilon: float = 1e-4, name: str | None = None
+    ) -> None:
+        super().__init__(name=name)
+        self.shape = tuple(int(d) for d in shape)
+        self.mean = np.zeros(self.shape, np.float64)
+        self.var = np.ones(self.shape, np.float64)
+        self.count = float(epsilon)
+        self.mean_variable = tf.Variable(
+            tf.zeros(self.shape, tf.float32), trainable=False, name="mean"
+        )
+        self.var_variable = tf.Variable(
+            tf.ones(self.shape, tf.float32), trainable=False, name="var"
+        )
+        self.count_variable = tf.Variable(
+            tf.constant(self.count, tf.float64), trainable=False, name="count"
+        )
+
+    def update(self, batch: np.ndarray) -> None:
+        """Merge a batch of samples, shaped `(batch_size, *shape)`, into the statistics."""
+        batch = np.asarray(batch, np.float64)
+        if batch.shape[1:] != self.shape:
+            raise ValueError(
+                f"RunningMeanStd of shape {self.shape} got a batch of shape {batch.shape}; "
+                f"expected (batch_size, *{self.shape})"
+            )
+        n = batch.shape[0]
+        if n == 0:
+            return
+        self.update_from_moments(batch.mean(axis=0), batch.var(axis=0), n)
+
+    def update_from_moments(self, batch_mean: np.ndarray, batch_var: np.ndarray, n: int) -> None:
+        """Merge a batch given by its mean, population variance and size."""
+        total = self.count + n
+        delta = batch_mean - self.mean
+        # Sum of squared deviations of both parts plus the between-part term (Chan et al.).
+        m2 = self.var * self.count + batch_var * n + np.square(delta) * self.count * n / total
+        self.mean = self.mean + delta * (n / total)
+        self.var = m2 / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray, clip: float = 10.0, eps: float = 1e-8) -> np.ndarray:
+        """`(x - mean) / sqrt(var + eps)` clipped to `[-clip, clip]`, as float32."""
+        y = (np.asarray(x, np.float64) - self.mean) / np.sqrt(self.var + eps)
+        return np.clip(y, -clip, clip).astype(np.float32)
+
+    def normalize_tf(self, x: tf.Tensor, clip: float = 10.0, eps: float = 1e-8) -> tf.Tensor:
+        """TF version of `normalize` reading the variables; traceable, float32 out."""
+        x = tf.cast(x, tf.float32)
+        y = (x - self.mean_variable) / tf.sqrt(self.var_variable + eps)
+        return tf.clip_by_value(y, -clip, clip)
+
+    def sync_to_variables(self) -> None:
+        """Copy the NumPy statistics into the tf.Variables (before save / export)."""
+        self.mean_variable.assign(self.mean.astype(np.float32))
+        self.var_variable.assign(self.var.astype(np.float32))
+        self.count_variable.assign(self.count)
+
+    def sync_from_variables(self) -> None:
+        """Copy the tf.Variables into the NumPy statistics (after a checkpoint restore)."""
+        self.mean = self.mean_variable.numpy().astype(np.float64)
+        self.var = self.var_variable.numpy().astype(np.float64)
+        self.count = float(self.count_variable.numpy())

@@ -1,0 +1,116 @@
+"""Config dataclasses shared by agents: network, run-level and on-policy settings.
+
+Each field's docstring (the string under it) is its help text: see rl_sever.config.field_docs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rl_sever.config import check
+
+ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
+SCHEDULES = ("constant", "linear")
+
+
+@dataclass
+class NetworkConfig:
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    """Widths of the hidden layers of each MLP (actor, critic, or the shared encoder)."""
+    activation: str = "tanh"
+    """Hidden-layer activation: tanh, relu, elu, gelu or silu."""
+    shared_encoder: bool = False
+    """Share the hidden layers between actor and critic (one encoder, two linear heads)."""
+    encoder_grad_from: str = "both"
+    """With a shared encoder, which losses train it: actor, critic or both (others see it severed)."""
+    ortho_init: bool = True
+    """Orthogonal initialisation (gain sqrt(2) hidden, 0.01 policy head, 1 value head)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (Box action spaces)."""
+
+    def validate(self) -> None:
+        check(len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
+              f"network.hidden_sizes must be positive widths, got {self.hidden_sizes}")
+        check(self.activation in ACTIVATIONS,
+              f"network.activation must be one of {ACTIVATIONS}, got '{self.activation}'")
+        check(self.encoder_grad_from in ("actor", "critic", "both"),
+              "network.encoder_grad_from must be actor, critic or both, "
+              f"got '{self.encoder_grad_from}'")
+
+
+@dataclass
+class RunConfig:
+    total_steps: int = 100_000
+    """Environment steps to train for (the CLI's --steps overrides it)."""
+    seed: int = 0
+    """Seed for TensorFlow, NumPy and the environments."""
+    n_envs: int = 8
+    """Number of parallel environments in the vector env."""
+    vectorization: str = "sync"
+    """Vector env mode: sync (one process) or async (one worker process per env)."""
+    normalize_obs: bool = False
+    """Normalise observations with running statistics (saved in checkpoints)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (saved in checkpoints)."""
+    checkpoint_every: int = 0
+    """Save a checkpoint every this many env steps (0: only at the end and on Ctrl-C)."""
+    keep_checkpoints: int = 3
+    """How many checkpoints to keep in the run's checkpoints/ folder."""
+    eval_every: int = 0
+    """Evaluate the greedy policy every this many env steps (0: only at the end of the run)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    audit: bool = True
+    """Check the agent's gradient-flow contract on the first update and stop on a violation."""
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    """Network architecture."""
+
+    def validate(self) -> None:
+        check(self.total_steps > 0, f"total_steps must be positive, got {self.total_steps}")
+        check(self.n_envs > 0, f"n_envs must be positive, got {self.n_envs}")
+        check(self.vectorization in ("sync", "async"),
+              f"vectorization must be sync or async, got '{self.vectorization}'")
+        check(self.checkpoint_every >= 0, "checkpoint_every must be >= 0")
+        check(self.keep_checkpoints > 0, "keep_checkpoints must be positive")
+        check(self.eval_every >= 0, "eval_every must be >= 0")
+        check(self.eval_episodes >= 0, "eval_episodes must be >= 0")
+        self.network.validate()
+
+
+@dataclass
+class OnPolicyConfig(RunConfig):
+    n_steps: int = 2048
+    """Steps per env per rollout; a rollout holds n_steps * n_envs transitions."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda (1.0: Monte-Carlo returns with a bootstrap at the rollout end)."""
+    learning_rate: float = 3e-4
+    """Initial learning rate."""
+    lr_schedule: str = "constant"
+    """Learning-rate schedule over the run: constant or linear (to zero)."""
+    optimizer: str = "adam"
+    """Optimizer: adam, rmsprop or sgd."""
+    adam_eps: float = 1e-5
+    """Epsilon of the optimizer's denominator."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    max_grad_norm: float = 0.5
+    """Clip the global gradient norm to this value (<= 0 disables clipping)."""
+    normalize_advantage: bool = True
+    """Normalise advantages per minibatch (zero mean, unit std)."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.n_steps > 0, f"n_steps must be positive, got {self.n_steps}")
+        check(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
+        check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        check(self.learning_rate >= 0.0, f"learning_rate must be >= 0, got {self.learning_rate}")
+        check(self.lr_schedule in SCHEDULES,
+              f"lr_schedule must be one of {SCHEDULES}, got '{self.lr_schedule}'")
+        check(self.optimizer in ("adam", "rmsprop", "sgd"),
+              f"optimizer must be adam, rmsprop or sgd, got '{self.optimizer}'")
+        check(self.ent_coef >= 0.0, "ent_coef must be >= 0")
+        check(self.vf_coef >= 0.0, "vf_coef must be >= 0")
