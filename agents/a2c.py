@@ -21,6 +21,8 @@ class A2CConfig(OnPolicyConfig):
     """GAE lambda; 1.0 gives n-step returns bootstrapped at the rollout end."""
     normalize_advantage: bool = False
     """Normalise advantages over the rollout."""
+    log_every_steps: int = 4000
+    """Write TensorBoard scalars at most every this many env steps (A2C iterations are short)."""
 
 
 class A2C(OnPolicyAgent):

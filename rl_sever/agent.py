@@ -18,7 +18,8 @@ import tensorflow as tf
 from rl_sever import __version__, rundir
 from rl_sever.checkpoint import Checkpointer
 from rl_sever.config import flat_items, to_dict, update
-from rl_sever.errors import ConfigError
+from rl_sever.errors import ConfigError, suggest
+from rl_sever.isolation.freeze import FreezeSchedule
 from rl_sever.spaces import action_spec, observation_shape
 
 
@@ -68,6 +69,7 @@ class Agent:
         self.logdir = logdir
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self._build()
+        self.freeze_schedule = self._freeze_schedule(config.freeze)
         self.checkpoint = tf.train.Checkpoint(
             rng=self.rng, global_step=self.global_step, iteration=self.iteration,
             target_steps=self.target_steps, **self.trackables(),
@@ -82,6 +84,28 @@ class Agent:
 
     def trackables(self) -> dict:
         raise NotImplementedError
+
+    def module_optimizers(self) -> list:
+        """Every ModuleOptimizer of the agent (freeze schedules act on their module flags)."""
+        return [self.optimizer]
+
+    def _freeze_schedule(self, spec: dict) -> FreezeSchedule:
+        schedule = FreezeSchedule.from_config(spec)
+        known = [m for opt in self.module_optimizers() for m in opt.module_names]
+        for module in schedule.windows:
+            if module not in known:
+                raise ConfigError(f"freeze: unknown module '{module}'; this agent's modules are "
+                                  f"{sorted(set(known))}." + suggest(module, known))
+        return schedule
+
+    def apply_freeze_schedule(self, step: int) -> dict[str, bool]:
+        """Set the frozen flags for env step `step` (plain Python, between compiled calls)."""
+        changed = {}
+        for opt in self.module_optimizers():
+            windows = {m: w for m, w in self.freeze_schedule.windows.items() if m in opt.frozen}
+            if windows:
+                changed.update(FreezeSchedule(windows).apply(opt, step))
+        return changed
 
     def make_collector(self):
         """The object that steps the env for rl_sever.training_loop (see its docstring)."""
@@ -182,10 +206,14 @@ class Agent:
         if overrides:
             config = update(config, overrides)
         agent = klass(env if env is not None else record["env_id"], config, run_dir=run_dir)
-        agent.checkpointer.restore_latest()
+        path = agent.checkpointer.restore_latest()
         if agent.normalizer is not None:
             agent.normalizer.after_restore()
+        agent.on_restore(path)
         return agent
+
+    def on_restore(self, path: str) -> None:
+        """Hook after `load` restored checkpoint `path` (off-policy agents reload their replay)."""
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 from rl_sever.errors import CheckpointError
 
@@ -36,7 +37,8 @@ def restore(checkpoint: tf.train.Checkpoint, path: str) -> str:
     try:
         status = checkpoint.restore(path)
         status.assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
+    # A truncated file fails inside the reader with IndexError or a protobuf DecodeError.
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError, DecodeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"checkpoint {path} is corrupt or does not match this agent's configuration: {first}"

@@ -16,21 +16,23 @@ class Logger:
 
     def __init__(self, logdir: str | Path | None):
         self.writer = tf.summary.create_file_writer(str(logdir)) if logdir is not None else None
-        self.values: dict[str, float] = {}
+        self.values: dict[str, list[float]] = {}
         self.last: dict[str, float] = {}
 
     def record(self, key: str, value: Any) -> None:
+        """Record a value; several records of a key before a dump are averaged."""
         value = float(np.asarray(value))
         if not math.isnan(value):
-            self.values[key] = value
+            self.values.setdefault(key, []).append(value)
 
     def record_many(self, values: Mapping[str, Any], prefix: str = "") -> None:
         for k, v in values.items():
             self.record(prefix + k, v)
 
     def dump(self, step: int) -> dict[str, float]:
-        """Write every recorded value at `step` and clear them; returns what was written."""
-        written, self.values = self.values, {}
+        """Write the mean of every recorded key at `step` and clear them; returns what was written."""
+        written = {k: float(np.mean(v)) for k, v in self.values.items()}
+        self.values = {}
         self.last.update(written)
         if self.writer is not None and written:
             with self.writer.as_default(step=int(step)):

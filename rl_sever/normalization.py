@@ -69,11 +69,18 @@ class RunningMeanStd(tf.Module):
         y = (np.asarray(x, np.float64) - self.mean) / np.sqrt(self.var + eps)
         return np.clip(y, -clip, clip).astype(np.float32)
 
-    def normalize_tf(self, x: tf.Tensor, clip: float = 10.0, eps: float = 1e-8) -> tf.Tensor:
-        """TF version of `normalize` reading the variables; traceable, float32 out."""
-        x = tf.cast(x, tf.float32)
-        y = (x - self.mean_variable) / tf.sqrt(self.var_variable + eps)
-        return tf.clip_by_value(y, -clip, clip)
+    def normalize_tf(
+        self, x: tf.Tensor, clip: float = 10.0, eps: float = 1e-8, dtype: tf.DType = tf.float32
+    ) -> tf.Tensor:
+        """TF version of `normalize` reading the variables; traceable, float32 out.
+
+        `dtype=tf.float64` computes as `normalize` does, so both give identical bits once
+        the NumPy statistics come from the variables (after a restore).
+        """
+        x = tf.cast(x, dtype)
+        mean, var = tf.cast(self.mean_variable, dtype), tf.cast(self.var_variable, dtype)
+        y = tf.clip_by_value((x - mean) / tf.sqrt(var + eps), -clip, clip)
+        return tf.cast(y, tf.float32)
 
     def sync_to_variables(self) -> None:
         """Copy the NumPy statistics into the tf.Variables (before save / export)."""

@@ -171,7 +171,6 @@ class OnPolicyAgent(Agent):
             "train/grad_norm": out["grad_norm"],
             "train/explained_variance": out["explained_variance"],
             "train/n_updates": out["n_updates"],
-            "train/learning_rate": float(self.optimizer.learning_rate.numpy()),
         }
         for k in self.extra_metric_names():
             metrics[f"train/{k}"] = out[k]

@@ -10,6 +10,9 @@ from rl_sever.errors import UnknownNameError, suggest
 ALGORITHMS: dict[str, str] = {
     "ppo": "agents.ppo:PPO",
     "a2c": "agents.a2c:A2C",
+    "sac": "agents.sac:SAC",
+    "td3": "agents.td3:TD3",
+    "ddpg": "agents.td3:DDPG",
 }
 
 

@@ -23,8 +23,11 @@ class Scheduled:
     def __init__(self, variable: tf.Variable, kind: str, initial: float):
         schedule_value(kind, initial, 0.0)  # validate the kind early
         self.variable, self.kind, self.initial = variable, kind, initial
+        self.value: float | None = None  # last value written, so constant schedules cost nothing
 
     def update(self, progress: float) -> float:
         value = schedule_value(self.kind, self.initial, progress)
-        self.variable.assign(value)
+        if value != self.value:
+            self.variable.assign(value)
+            self.value = value
         return value

@@ -60,6 +60,12 @@ class RunConfig:
     """Evaluate the greedy policy every this many env steps (0: only at the end of the run)."""
     eval_episodes: int = 10
     """Episodes per evaluation."""
+    log_every_steps: int = 0
+    """Write TensorBoard scalars at most every this many env steps, averaging the iterations in
+    between (0: every iteration)."""
+    freeze: dict = field(default_factory=dict)
+    """Freeze schedule: module -> window of env steps, e.g. {encoder: {until_step: 10000}}
+    (frozen while from_step <= step < until_step; {} freezes for the whole run)."""
     audit: bool = True
     """Check the agent's gradient-flow contract on the first update and stop on a violation."""
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -74,6 +80,7 @@ class RunConfig:
         check(self.keep_checkpoints > 0, "keep_checkpoints must be positive")
         check(self.eval_every >= 0, "eval_every must be >= 0")
         check(self.eval_episodes >= 0, "eval_episodes must be >= 0")
+        check(self.log_every_steps >= 0, "log_every_steps must be >= 0")
         self.network.validate()
 
 

@@ -68,33 +68,41 @@ def run_training(agent, *, progress: bool | None = None, callback=None) -> None:
     if agent._obs is None:
         agent._obs, _ = agent.env.reset(seed=cfg.seed + start_step)
     total = int(agent.target_steps.numpy())
+    step, iteration = start_step, int(agent.iteration.numpy())
     bar = Progress(total, start=start_step, enabled=progress)
     t0 = time.perf_counter()
-    next_ckpt = _next_multiple(start_step, cfg.checkpoint_every)
-    next_eval = _next_multiple(start_step, cfg.eval_every)
+    next_ckpt = _next_multiple(step, cfg.checkpoint_every)
+    next_eval = _next_multiple(step, cfg.eval_every)
+    next_log = step
     first_update = start_step == 0
     try:
-        while int(agent.global_step.numpy()) < total:
-            frac = int(agent.global_step.numpy()) / max(total, 1)
+        while step < total:
+            for module, frozen in agent.apply_freeze_schedule(step).items():
+                logger.text(f"freeze/{module}", "frozen" if frozen else "trainable", step)
             for name, sched in agent.schedules.items():
-                logger.record(f"train/{name}", sched.update(frac))
+                logger.record(f"train/{name}", sched.update(step / max(total, 1)))
             agent._obs, batch, n = collector.collect(agent._obs)
-            step = int(agent.global_step.assign_add(n).numpy())
+            step += n
+            iteration += 1
+            # Python ints are the loop's counters; the checkpointed variables follow them.
+            agent.global_step.assign(step)
+            agent.iteration.assign(iteration)
             stats.pop_finished()  # the window statistics are what we log
             if batch is not None:  # None: an off-policy agent still before learning_starts
                 if first_update and cfg.audit:
                     run_audit(agent, batch, writer=logger.writer, step=step, enforce=True)
                 first_update = False
                 logger.record_many(agent.train(batch))
-            agent.iteration.assign_add(1)
-            logger.record("rollout/ep_rew_mean", stats.mean_return())
-            logger.record("rollout/ep_len_mean", stats.mean_length())
-            logger.record("time/fps", (step - start_step) / max(time.perf_counter() - t0, 1e-9))
-            logger.record("time/iterations", int(agent.iteration.numpy()))
             if next_eval and step >= next_eval:
                 logger.record_many(_evaluate(agent, cfg), prefix="eval/")
                 next_eval = _next_multiple(step, cfg.eval_every)
-            logger.dump(step)
+            if step >= next_log or step >= total:
+                logger.record("rollout/ep_rew_mean", stats.mean_return())
+                logger.record("rollout/ep_len_mean", stats.mean_length())
+                logger.record("time/fps", (step - start_step) / max(time.perf_counter() - t0, 1e-9))
+                logger.record("time/iterations", iteration)
+                logger.dump(step)
+                next_log = step + cfg.log_every_steps
             bar.update(step, stats.mean_return())
             if next_ckpt and step >= next_ckpt and run_dir is not None:
                 agent.save()
@@ -114,7 +122,7 @@ def run_training(agent, *, progress: bool | None = None, callback=None) -> None:
         agent.save()
     if cfg.eval_episodes > 0 and not cfg.eval_every and agent.env_id != "custom":
         logger.record_many(_evaluate(agent, cfg), prefix="eval/")
-        logger.dump(int(agent.global_step.numpy()))
+        logger.dump(step)
     logger.close()
 
 

@@ -43,12 +43,15 @@ def get(name: str, **kwargs) -> TFEnv:
     return cls(**kwargs)
 
 
-def make_vec_env(name: str, n_envs: int, seed: int | None = None) -> TFNativeVectorEnv:
+def make_vec_env(
+    name: str, n_envs: int, seed: int | None = None, *, jit_compile: bool = False
+) -> TFNativeVectorEnv:
     """A Gymnasium VectorEnv (SAME_STEP autoreset) stepping n_envs copies of ``name`` in TF.
 
-    ``seed`` seeds the first ``reset()`` called without a seed.
+    ``seed`` seeds the first ``reset()`` called without a seed; ``jit_compile`` compiles the
+    step with XLA (see TFNativeVectorEnv).
     """
-    return TFNativeVectorEnv(get(name), n_envs, seed=seed)
+    return TFNativeVectorEnv(get(name), n_envs, seed=seed, jit_compile=jit_compile)
 
 
 __all__ = [

@@ -28,7 +28,7 @@ class EnvState(NamedTuple):
     """Batched state of n environments (a tf.nest structure, usable as while_loop vars)."""
 
     physics: tf.Tensor
-    """[n, physics_dim] in the env's ``physics_dtype``; the variables Gymnasium keeps in ``env.state``."""
+    """[n, physics_dim] in the env's ``physics_dtype``: what Gymnasium keeps in ``env.state``."""
     t: tf.Tensor
     """[n] int32, steps taken in the current episode (drives TimeLimit truncation)."""
     key: tf.Tensor
@@ -75,7 +75,7 @@ class TFEnv:
         self, max_episode_steps: int | None = None, physics_dtype: tf.DType | None = None
     ) -> None:
         """``max_episode_steps`` overrides the TimeLimit; ``physics_dtype`` (e.g. tf.float32 for
-        speed) overrides the precision of the state, giving up exact Gymnasium parity."""
+        speed) overrides the precision of the state, giving up the 1e-5 parity with Gymnasium."""
         self.max_episode_steps = int(
             self.default_max_episode_steps if max_episode_steps is None else max_episode_steps
         )
@@ -173,9 +173,10 @@ class TFEnv:
         """
         state, final_obs, reward, terminated, truncated = self.step(state, action)
         done = tf.logical_or(terminated, truncated)
+        n = done.shape[0] if done.shape[0] is not None else tf.shape(done)[0]
         # A fresh batch is drawn every step (cheaper than a tf.cond, and XLA-friendly);
         # only the rows of finished envs are used.
-        fresh = self.reset(state.key, tf.shape(done)[0])
+        fresh = self.reset(state.key, n)
         physics = tf.where(done[:, None], fresh.physics, state.physics)
         t = tf.where(done, tf.zeros_like(state.t), state.t)
         obs = tf.where(done[:, None], self._observe(fresh.physics), final_obs)

@@ -29,7 +29,12 @@ class TFNativeVectorEnv(gym.vector.VectorEnv):
     Per-env seed lists and reset ``options`` are not supported.
     """
 
-    def __init__(self, env: TFEnv, num_envs: int, seed: int | None = None) -> None:
+    def __init__(
+        self, env: TFEnv, num_envs: int, seed: int | None = None, *, jit_compile: bool = False
+    ) -> None:
+        """``jit_compile`` compiles the step with XLA: about half the call latency on CPU, at
+        the price of a compile on first use and FMA-level rounding differences (still within
+        1e-5 of Gymnasium over random-action episodes)."""
         super().__init__()
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -56,11 +61,16 @@ class TFNativeVectorEnv(gym.vector.VectorEnv):
             state = env.reset(key, n)
             return state, env.observe(state)
 
-        # Fixed signatures: the view must never retrace between calls.
+        # Fixed signatures, traced once here; calling the concrete functions skips tf.function's
+        # per-call signature matching, which costs about as much as the step itself at small n.
         self._reset_fn = tf.function(reset_fn, input_signature=[tf.TensorSpec([2], tf.int64)])
         self._step_fn = tf.function(
-            env.step_autoreset, input_signature=[env.state_spec(n), env.action_spec(n)]
+            env.step_autoreset,
+            input_signature=[env.state_spec(n), env.action_spec(n)],
+            jit_compile=jit_compile,
         )
+        self._reset_concrete = self._reset_fn.get_concrete_function()
+        self._step_concrete = self._step_fn.get_concrete_function()
 
     @staticmethod
     def _gym_spec(env: TFEnv) -> gym.envs.registration.EnvSpec | None:
@@ -88,7 +98,7 @@ class TFNativeVectorEnv(gym.vector.VectorEnv):
             key = self._state.key
         else:
             key = self._first_key
-        self._state, obs = self._reset_fn(key)
+        self._state, obs = self._reset_concrete(key)
         return obs.numpy(), {}
 
     def step(
@@ -107,7 +117,7 @@ class TFNativeVectorEnv(gym.vector.VectorEnv):
                 (actions < 0) | (actions >= self.env.n_actions)
             ):
                 raise ValueError(f"actions must be ints in [0, {self.env.n_actions}): {actions}")
-        self._state, obs, reward, terminated, truncated, final_obs = self._step_fn(
+        self._state, obs, reward, terminated, truncated, final_obs = self._step_concrete(
             self._state, tf.convert_to_tensor(actions.astype(self._action_np_dtype, copy=False))
         )
         terminated, truncated = terminated.numpy(), truncated.numpy()

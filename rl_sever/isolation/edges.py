@@ -51,7 +51,8 @@ def find_operation(model: keras.Model, name: str) -> Any:
         if op.name == name:
             return op
     raise UnknownNameError(
-        f"no layer named '{name}' in model '{model.name}'; layers are {names}." + suggest(name, names)
+        f"no layer named '{name}' in model '{model.name}'; layers are {names}."
+        + suggest(name, names)
     )
 
 
@@ -119,7 +120,8 @@ def replay(
 
     def new_input(x):
         t = keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x.name)
-        made_by[id(t)] = (t, next(op for op in model.operations if op.output is x))
+        inputs = [op for op in model.operations if isinstance(op, keras.layers.InputLayer)]
+        made_by[id(t)] = (t, next(op for op in inputs if op.output is x))
         return t
 
     def call(op, *args, **kwargs):

@@ -7,6 +7,7 @@ by zero, so an inf/NaN elsewhere cannot leak into a masked gradient.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +49,8 @@ class _KeepMasked(keras.constraints.Constraint):
 
 
 class _WeightMasked:
-    """Mixin for Keras layers with a `_kernel` variable read through the `kernel` property."""
+    """Mixin for Keras layers that store `_kernel` and read it through the `kernel` property
+    (Dense and the conv layers do since Keras 3.0, for LoRA)."""
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)
@@ -82,7 +84,7 @@ class _WeightMasked:
         if not 0.0 <= sparsity <= 1.0:
             raise ConfigError(f"sparsity must be in [0, 1], got {sparsity}")
         size = int(np.prod(self._kernel.shape))
-        n_pruned = int(round(sparsity * size))
+        n_pruned = round(sparsity * size)
         kept = tf.reshape(self.weight_mask, [-1])
         magnitude = tf.where(kept, tf.abs(tf.reshape(self._kernel, [-1])), -1.0)
         smallest = tf.argsort(magnitude, stable=True)[:n_pruned]
@@ -99,12 +101,12 @@ class _WeightMasked:
 
 @keras.saving.register_keras_serializable(package="rl_sever")
 class MaskedDense(_WeightMasked, keras.layers.Dense):
-    """keras.layers.Dense with a prunable kernel: `weight_mask` (True = keep), `set_mask`, `prune`."""
+    """Dense with a prunable kernel: `weight_mask` (True = keep), `set_mask`, `prune`."""
 
 
 @keras.saving.register_keras_serializable(package="rl_sever")
 class MaskedConv2D(_WeightMasked, keras.layers.Conv2D):
-    """keras.layers.Conv2D with a prunable kernel: `weight_mask` (True = keep), `set_mask`, `prune`."""
+    """Conv2D with a prunable kernel: `weight_mask` (True = keep), `set_mask`, `prune`."""
 
 
 @keras.saving.register_keras_serializable(package="rl_sever")
@@ -143,6 +145,19 @@ class ActivationMask(keras.layers.Layer):
         return {**super().get_config(), "axis": self.axis}
 
 
+class _VariableIndex:
+    """Position of each variable by identity, without keeping it alive or checkpointing it
+    (a plain object, so tf.Module does not track it)."""
+
+    def __init__(self, variables: Sequence[tf.Variable]):
+        self._entries = {id(v): (weakref.ref(v), i) for i, v in enumerate(variables)}
+
+    def get(self, variable: tf.Variable) -> int | None:
+        ref, i = self._entries.get(id(variable), (None, None))
+        # A dead variable's id can be reused by a new one: check identity, not just the id.
+        return i if ref is not None and ref() is variable else None
+
+
 class GradientMask(tf.Module):
     """Zeroes chosen gradient elements (or whole variables' gradients); the forward is untouched.
 
@@ -165,7 +180,7 @@ class GradientMask(tf.Module):
     ):
         super().__init__(name=name)
         self.per_variable = per_variable
-        self._index = {id(v): i for i, v in enumerate(variables)}
+        self._lookup = _VariableIndex(variables)
         self.masks = [
             tf.Variable(
                 tf.ones([] if per_variable else v.shape, tf.bool),
@@ -177,9 +192,10 @@ class GradientMask(tf.Module):
 
     def mask_of(self, variable: tf.Variable) -> tf.Variable:
         """The bool mask variable of `variable` (True = gradient passes)."""
-        if id(variable) not in self._index:
+        i = self._lookup.get(variable)
+        if i is None:
             raise KeyError(f"variable '{variable.name}' is not covered by this GradientMask")
-        return self.masks[self._index[id(variable)]]
+        return self.masks[i]
 
     def set(self, variable: tf.Variable, mask: Any) -> None:
         """Set the mask of `variable`: elementwise (variable's shape) or a scalar bool."""
@@ -205,7 +221,7 @@ class GradientMask(tf.Module):
             raise ValueError(f"{len(grads)} gradients for {len(variables)} variables")
         out = []
         for g, v in zip(grads, variables):
-            i = self._index.get(id(v))
+            i = self._lookup.get(v)
             if g is None or i is None:
                 out.append(g)
             else:

@@ -20,16 +20,20 @@ from rl_sever.isolation.edges import find_operation, replay
 
 
 class Taps:
-    """Callable `(inputs, training=False) -> (outputs, {name: activation})` sharing `model`'s weights."""
+    """`taps(inputs, training=False) -> (outputs, {name: activation})`, sharing `model`'s layers."""
 
     def __init__(self, model: keras.Model, names: Sequence[str]):
         if isinstance(names, str):
             names = [names]
-        graph, outputs = replay(model)  # this model's own graph: layers may be shared
+        # Replay this model's own graph: a layer also used in another model has several
+        # outputs, and layer.output may belong to the other graph.
+        graph, outputs = replay(model)
         activations = {}
         for name in names:
             calls = outputs.get(id(find_operation(graph, name)), [])
-            if len(calls) != 1:
+            if not calls:
+                raise ConfigError(f"'{name}' is a model input; tap the layer it feeds instead")
+            if len(calls) > 1:
                 raise ConfigError(
                     f"layer '{name}' is called {len(calls)} times in the graph; tap a layer "
                     "that is called once"

@@ -1,0 +1,39 @@
+# rl_sever: `make demo` trains PPO on CartPole-v1; `make test` runs the test suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+EXTRAS ?= dev,box2d
+
+.PHONY: install demo test test-slow bench bench-sb3 lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/rl-sever train ppo CartPole-v1 --seed 0 --logdir runs
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py --out bench/results.json
+
+# Side-by-side with Stable-Baselines3 (installs the optional `bench` extra: torch + SB3).
+bench-sb3: $(STAMP)
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" -e ".[$(EXTRAS),bench]"
+	$(BIN)/python bench/run.py --out bench/results.json --sb3
+
+lint: $(STAMP)
+	$(BIN)/ruff check rl_sever agents envs tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

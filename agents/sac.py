@@ -1,0 +1,146 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, with automatic entropy tuning), on the shared
+off-policy actor-critic.
+
+Losses: critic (twin soft Q-functions against a severed TD target from the target critics),
+actor (alpha * log pi(a|s) - min Q(s, a) for a reparameterised tanh-squashed Gaussian action),
+alpha (the entropy-coefficient loss, which trains log_alpha and nothing else), plus any
+auxiliary losses on the shared encoder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from rl_sever.config import check
+from rl_sever.isolation import sever
+from rl_sever.offpolicy_agent import OffPolicyAgent
+from rl_sever.offpolicy_networks import (
+    DenseStack,
+    split_mean_log_std,
+    squashed_gaussian_sample,
+    tf_variables,
+)
+from rl_sever.offpolicy_settings import OffPolicyConfig
+from rl_sever.optim import ModuleOptimizer
+
+
+@dataclass
+class SACConfig(OffPolicyConfig):
+    learn_ent_coef: bool = True
+    """Tune the entropy coefficient alpha automatically towards target_entropy."""
+    ent_coef: float = 1.0
+    """Entropy coefficient alpha: its initial value when learned, else its fixed value."""
+    target_entropy: float | None = None
+    """Target policy entropy for the learned alpha (None: -dim(action space))."""
+    n_critics: int = 2
+    """Number of Q-functions; the TD target and the actor use their minimum."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.ent_coef > 0, f"ent_coef must be positive, got {self.ent_coef}")
+        check(self.n_critics >= 1, f"n_critics must be >= 1, got {self.n_critics}")
+
+
+class SAC(OffPolicyAgent):
+    """SAC with twin critics, Polyak-averaged target critics and a learned entropy coefficient."""
+
+    algo = "sac"
+    config_cls = SACConfig
+
+    def _build_policy(self, feature_dim: int) -> None:
+        cfg, net, dim = self.config, self.config.network, self.action_dim
+        self.actor = DenseStack(feature_dim, net.hidden_sizes, 2 * dim, net.activation,
+                                seed=cfg.seed, name="actor")
+        self.critic = DenseStack(feature_dim + dim, net.hidden_sizes, 1, net.activation,
+                                 members=cfg.n_critics, seed=cfg.seed + 1, name="critic")
+        self.target_critic = self.critic.copy("target_critic")
+        self.log_alpha = tf.Variable(math.log(cfg.ent_coef), name="log_alpha",
+                                     trainable=cfg.learn_ent_coef)
+        self.target_entropy = float(-dim if cfg.target_entropy is None else cfg.target_entropy)
+
+    def extra_optimizers(self) -> dict[str, ModuleOptimizer]:
+        if not self.config.learn_ent_coef:
+            return {}
+        return {"alpha": ModuleOptimizer(self.policy_modules(), learning_rate=self.learning_rate,
+                                         epsilon=1e-8, name="alpha_optimizer")}
+
+    def policy_modules(self) -> dict[str, list]:
+        return {"alpha": [self.log_alpha]} if self.config.learn_ent_coef else {}
+
+    def trackables(self) -> dict:
+        return dict(super().trackables(), log_alpha=self.log_alpha)
+
+    def metric_names(self) -> list[str]:
+        extra = ["train/ent_coef_loss"] if self.config.learn_ent_coef else []
+        return super().metric_names() + ["train/actor_loss", "train/ent_coef", *extra]
+
+    def loss_names(self) -> list[str]:
+        return super().loss_names() + list(self.policy_modules())
+
+    # -- acting -----------------------------------------------------------------------------
+    def _policy(self, features: tf.Tensor):
+        return split_mean_log_std(self.actor(features))
+
+    def _act_unit(self, obs, seed):
+        mean, log_std = self._policy(self.features(obs))
+        return squashed_gaussian_sample(mean, log_std, seed)[0]
+
+    def _greedy_unit(self, obs):
+        return tf.tanh(self._policy(self.features(obs))[0])
+
+    # -- losses -----------------------------------------------------------------------------
+    def td_target(self, mb, next_features, seed):
+        # The next action comes from the current policy on the next state; none of it is trained
+        # by the critic loss (the whole target is severed below).
+        mean, log_std = self._policy(sever(next_features()))
+        next_actions, next_logp = squashed_gaussian_sample(mean, log_std, seed)
+        q_next = self.target_critic(tf.concat([self.target_features(mb["next_obs"]), next_actions], -1))
+        soft_value = tf.reduce_min(q_next, axis=0)[:, 0] - tf.exp(self.log_alpha) * next_logp
+        # TD target: a constant for the critic loss, so no gradient reaches the targets, the
+        # actor or alpha. Bootstrap unless terminated (truncation bootstraps from the final obs).
+        return sever(mb["rewards"] + mb["discounts"] * (1.0 - mb["terminated"]) * soft_value)
+
+    def critic_loss(self, q, y):
+        return 0.5 * super().critic_loss(q, y)  # SB3's scaling, so train/critic_loss compares
+
+    def actor_terms(self, mb, seed):
+        feat = self.features(mb["obs"])
+        mean, log_std = self._policy(self.features_for("actor", feat))
+        actions, logp = squashed_gaussian_sample(mean, log_std, seed)
+        # Q of the policy's own action. The critic is not severed as a function: dQ/da flows
+        # back into the actor. Its weights are read through sever, and the state features
+        # enter severed, so the actor loss has no path into the critic (or into the encoder
+        # through Q); the actor optimizer does not list the critic either.
+        q = self.critic(tf.concat([sever(feat), actions], -1), severed=True)
+        min_q = tf.reduce_min(q, axis=0)[:, 0]
+        alpha = sever(tf.exp(self.log_alpha))  # the actor loss must not move alpha
+        terms = {"actor": tf.reduce_mean(alpha * logp - min_q)}
+        if self.config.learn_ent_coef:
+            # log pi is severed: the entropy-coefficient loss trains log_alpha and nothing else.
+            terms["alpha"] = -tf.reduce_mean(self.log_alpha * sever(logp + self.target_entropy))
+        return terms, {"ent_coef": tf.exp(self.log_alpha)}
+
+    def actor_step(self, mb, seed):
+        learn_alpha = self.config.learn_ent_coef
+        actor_vars = tf_variables(self.optimizers["actor"].all_variables)
+        with tf.GradientTape(watch_accessed_variables=False) as actor_tape, \
+                tf.GradientTape(watch_accessed_variables=False) as alpha_tape:
+            actor_tape.watch(actor_vars)
+            if learn_alpha:
+                alpha_tape.watch(self.log_alpha)
+            terms, extras = self.actor_terms(mb, seed)
+            actor_loss = tf.debugging.check_numerics(terms["actor"], "actor loss")
+            weighted = self.loss_weights["actor"] * actor_loss
+        values = [actor_loss, extras["ent_coef"]]
+        self.optimizers["actor"].apply(actor_tape.gradient(weighted, actor_vars))
+        if learn_alpha:
+            alpha_loss = tf.debugging.check_numerics(terms["alpha"], "entropy-coefficient loss")
+            self.optimizers["alpha"].apply(alpha_tape.gradient(alpha_loss, [self.log_alpha]))
+            values.append(alpha_loss)
+        self.polyak(self.critic.weights, self.target_critic.weights)
+        if self.encoder is not None:
+            self.polyak(self.encoder.weights, self.target_encoder.weights)
+        return tf.stack(values), tf.ones([len(values)])

@@ -1,0 +1,145 @@
+"""TD3 (Fujimoto et al. 2018) and DDPG as a configuration of it, on the shared off-policy
+actor-critic.
+
+Losses: critic (each Q-function against a severed TD target from the target critics, with
+target policy smoothing) and actor (-Q1(s, mu(s)), applied every `policy_delay` critic
+updates together with the Polyak update of every target network), plus any auxiliary losses
+on the shared encoder. DDPG: one critic, no target smoothing, no delay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import tensorflow as tf
+
+from rl_sever.config import check
+from rl_sever.isolation import sever
+from rl_sever.offpolicy_agent import OffPolicyAgent
+from rl_sever.offpolicy_networks import DenseStack, tf_variables
+from rl_sever.offpolicy_settings import OffPolicyConfig, OffPolicyNetworkConfig
+
+
+@dataclass
+class TD3Config(OffPolicyConfig):
+    learning_rate: float = 1e-3
+    """Initial learning rate of the actor and critic optimizers."""
+    policy_delay: int = 2
+    """Update the actor and the targets once every this many critic updates."""
+    target_policy_noise: float = 0.2
+    """Std of the Gaussian noise added to the target action (0: no target smoothing)."""
+    target_noise_clip: float = 0.5
+    """Clip the target-action noise to +-this value (actions live in [-1, 1])."""
+    action_noise: float = 0.1
+    """Std of the Gaussian exploration noise added to actions when acting (in [-1, 1] units)."""
+    n_critics: int = 2
+    """Number of Q-functions; the TD target uses their minimum, the actor the first."""
+    network: OffPolicyNetworkConfig = field(
+        default_factory=lambda: OffPolicyNetworkConfig(hidden_sizes=[400, 300]))
+    """Network architecture."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.policy_delay >= 1, f"policy_delay must be >= 1, got {self.policy_delay}")
+        check(self.target_policy_noise >= 0, "target_policy_noise must be >= 0")
+        check(self.target_noise_clip >= 0, "target_noise_clip must be >= 0")
+        check(self.action_noise >= 0, "action_noise must be >= 0")
+        check(self.n_critics >= 1, f"n_critics must be >= 1, got {self.n_critics}")
+
+
+@dataclass
+class DDPGConfig(TD3Config):
+    policy_delay: int = 1
+    """Update the actor and the targets once every this many critic updates."""
+    target_policy_noise: float = 0.0
+    """Std of the Gaussian noise added to the target action (0: no target smoothing)."""
+    n_critics: int = 1
+    """Number of Q-functions."""
+
+
+class TD3(OffPolicyAgent):
+    """TD3: deterministic tanh actor, twin critics, target smoothing, delayed actor updates."""
+
+    algo = "td3"
+    config_cls = TD3Config
+
+    def _build_policy(self, feature_dim: int) -> None:
+        cfg, net, dim = self.config, self.config.network, self.action_dim
+        self.actor = DenseStack(feature_dim, net.hidden_sizes, dim, net.activation,
+                                seed=cfg.seed, name="actor")
+        self.critic = DenseStack(feature_dim + dim, net.hidden_sizes, 1, net.activation,
+                                 members=cfg.n_critics, seed=cfg.seed + 1, name="critic")
+        self.target_actor = self.actor.copy("target_actor")
+        self.target_critic = self.critic.copy("target_critic")
+
+    def trackables(self) -> dict:
+        return dict(super().trackables(), target_actor=self.target_actor)
+
+    def target_variables(self) -> list:
+        return self.target_actor.weights + super().target_variables()
+
+    def metric_names(self) -> list[str]:
+        return super().metric_names() + ["train/actor_loss"]
+
+    # -- acting -----------------------------------------------------------------------------
+    def _act_unit(self, obs, seed):
+        actions = self._greedy_unit(obs)
+        if self.config.action_noise > 0:
+            noise = self.config.action_noise * tf.random.stateless_normal(tf.shape(actions), seed)
+            actions = tf.clip_by_value(actions + noise, -1.0, 1.0)
+        return actions
+
+    def _greedy_unit(self, obs):
+        return tf.tanh(self.actor(self.features(obs)))
+
+    # -- losses -----------------------------------------------------------------------------
+    def td_target(self, mb, next_features, seed):
+        cfg = self.config
+        next_feat = self.target_features(mb["next_obs"])
+        next_actions = tf.tanh(self.target_actor(next_feat))
+        if cfg.target_policy_noise > 0:  # target policy smoothing
+            noise = cfg.target_policy_noise * tf.random.stateless_normal(tf.shape(next_actions), seed)
+            noise = tf.clip_by_value(noise, -cfg.target_noise_clip, cfg.target_noise_clip)
+            next_actions = tf.clip_by_value(next_actions + noise, -1.0, 1.0)
+        q_next = self.target_critic(tf.concat([next_feat, next_actions], -1))
+        value = tf.reduce_min(q_next, axis=0)[:, 0]
+        # TD target: a constant for the critic loss, so no gradient reaches the targets.
+        # Bootstrap unless terminated (truncation bootstraps from the true final obs).
+        return sever(mb["rewards"] + mb["discounts"] * (1.0 - mb["terminated"]) * value)
+
+    def actor_terms(self, mb, seed):
+        feat = self.features(mb["obs"])
+        actions = tf.tanh(self.actor(self.features_for("actor", feat)))
+        # Q1 of the policy's action. dQ/da flows back into the actor; the critic's weights are
+        # read through sever and the state features enter severed, so the actor loss has no
+        # path into the critic (the actor optimizer does not list it either).
+        q1 = self.critic(tf.concat([sever(feat), actions], -1), severed=True, member=0)
+        return {"actor": -tf.reduce_mean(q1)}, {}
+
+    def actor_step(self, mb, seed):
+        def update():
+            variables = tf_variables(self.optimizers["actor"].all_variables)
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(variables)
+                loss = tf.debugging.check_numerics(self.actor_terms(mb, seed)[0]["actor"],
+                                                   "actor loss")
+                weighted = self.loss_weights["actor"] * loss
+            self.optimizers["actor"].apply(tape.gradient(weighted, variables))
+            self.polyak(self.actor.weights, self.target_actor.weights)
+            self.polyak(self.critic.weights, self.target_critic.weights)
+            if self.encoder is not None:
+                self.polyak(self.encoder.weights, self.target_encoder.weights)
+            return tf.stack([loss]), tf.ones([1])
+
+        if self.config.policy_delay == 1:
+            return update()
+        # n_updates counts critic updates (already incremented for this one), as in SB3.
+        due = self.n_updates % self.config.policy_delay == 0
+        return tf.cond(due, update, lambda: (tf.zeros([1]), tf.zeros([1])))
+
+
+class DDPG(TD3):
+    """DDPG: TD3 with one critic, no target smoothing and no actor delay."""
+
+    algo = "ddpg"
+    config_cls = DDPGConfig

@@ -1,0 +1,39 @@
+"""Inverse dynamics: predict the action a from two consecutive encodings (features(s), features(s')).
+
+Box actions: squared error; Discrete actions: cross-entropy. Module "inverse_head". Trains the
+shared encoder only when the agent lets auxiliary losses do so.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from rl_sever.auxiliary.base import AuxContext, AuxiliaryModule, action_features, encode_action
+from rl_sever.networks import mlp
+
+
+class InverseDynamics(AuxiliaryModule):
+    name = "inverse"
+    needs_transitions = True
+
+    def __init__(self, feature_dim, obs_shape, obs_dtype, action, cfg):
+        super().__init__(feature_dim, obs_shape, obs_dtype, action, cfg)
+        out = action_features(action)
+        self.head = keras.Sequential([keras.Input((2 * feature_dim,)),
+                                      mlp(cfg.hidden_sizes, "relu", ortho=False, name="inverse_mlp"),
+                                      keras.layers.Dense(out, name="inverse_out")],
+                                     name="inverse_head")
+
+    def modules(self):
+        return {"inverse_head": list(self.head.trainable_variables)}
+
+    def loss(self, ctx: AuxContext):
+        pred = self.head(tf.concat([ctx.features, ctx.next_features], axis=-1))
+        if self.action.kind == "discrete":
+            labels = tf.cast(ctx.actions, tf.int32)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=pred))
+        else:
+            loss = tf.reduce_mean(tf.square(pred - encode_action(self.action, ctx.actions)))
+        return loss, {}

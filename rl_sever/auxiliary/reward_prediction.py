@@ -1,0 +1,34 @@
+"""Reward prediction: a head on (features(s), a) regresses the one-step reward r.
+
+Module "reward_head". Trains the shared encoder only when the agent lets auxiliary losses do so.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from rl_sever.auxiliary.base import AuxContext, AuxiliaryModule, action_features, encode_action
+from rl_sever.networks import mlp
+
+
+class RewardPrediction(AuxiliaryModule):
+    name = "reward"
+    needs_transitions = True
+
+    def __init__(self, feature_dim, obs_shape, obs_dtype, action, cfg):
+        super().__init__(feature_dim, obs_shape, obs_dtype, action, cfg)
+        in_dim = feature_dim + action_features(action)
+        self.head = keras.Sequential([keras.Input((in_dim,)),
+                                      mlp(cfg.hidden_sizes, "relu", ortho=False, name="reward_mlp"),
+                                      keras.layers.Dense(1, name="reward_out")], name="reward_head")
+
+    def modules(self):
+        return {"reward_head": list(self.head.trainable_variables)}
+
+    def loss(self, ctx: AuxContext):
+        x = tf.concat([ctx.features, encode_action(self.action, ctx.actions)], axis=-1)
+        pred = tf.squeeze(self.head(x), -1)
+        mse = tf.reduce_mean(tf.square(pred - tf.cast(ctx.rewards, tf.float32)))
+        return mse, {}
+

@@ -1,0 +1,107 @@
+"""Export a trained agent's greedy policy as a self-contained TensorFlow SavedModel.
+
+The SavedModel maps raw observations to the actions `agent.predict` returns: observation
+normalisation, the policy network, the distribution's mode and clipping to the Box bounds
+all live in the graph. Loading it needs only TensorFlow (no rl_sever, agents or envs):
+
+    policy = tf.saved_model.load(path)
+    action = policy.signatures["serving_default"](observation=obs)["action"]
+
+A `metadata.json` next to it records the env id, the algorithm and both spaces.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from rl_sever import __version__
+from rl_sever.errors import ConfigError
+
+METADATA_FILE = "metadata.json"
+SIGNATURE = "serving_default"
+
+
+class ExportedPolicy(tf.Module):
+    """The graph that is saved: raw observation -> greedy action."""
+
+    def __init__(self, agent: Any):
+        super().__init__(name="policy")
+        normalizer = agent.normalizer
+        raw_space = (normalizer.env if normalizer is not None else agent.env).single_observation_space
+        self._greedy = agent.greedy_fn
+        self._obs_dtype = agent.obs_dtype
+        # Track exactly the variables the greedy step reads (not optimizer slots), so any
+        # registered agent exports the same way whatever its attribute names.
+        self.policy_variables = list(agent.greedy_fn.get_concrete_function().variables)
+        self._rms = None
+        if normalizer is not None and normalizer.obs_rms is not None:
+            normalizer.before_save()  # the NumPy statistics are the live ones
+            self._rms = normalizer.obs_rms
+            self._clip, self._eps = normalizer.clip_obs, normalizer.epsilon
+            self.obs_statistics = [self._rms.mean_variable, self._rms.var_variable]
+        self._low = self._high = None
+        if agent.action.kind == "box":
+            self._low = tf.constant(agent.action.low, tf.float32)
+            self._high = tf.constant(agent.action.high, tf.float32)
+        spec = tf.TensorSpec([None, *agent.obs_shape], tf.as_dtype(raw_space.dtype), name="observation")
+        self.serve = tf.function(self._serve, input_signature=[spec])
+
+    def _serve(self, observation: tf.Tensor) -> dict[str, tf.Tensor]:
+        x = observation
+        if self._rms is not None:
+            # float64, like the NumPy path of agent.predict, so both give identical bits.
+            x = self._rms.normalize_tf(x, self._clip, self._eps, dtype=tf.float64)
+        action = self._greedy(tf.cast(x, self._obs_dtype))
+        if self._low is not None:
+            action = tf.clip_by_value(action, self._low, self._high)
+        return {"action": action}
+
+
+def _space_record(space: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {"type": type(space).__name__, "shape": list(space.shape or ()),
+                              "dtype": str(np.dtype(space.dtype)) if space.dtype is not None else None}
+    for name in ("n", "start", "nvec"):
+        if hasattr(space, name):
+            record[name] = np.asarray(getattr(space, name)).tolist()
+    if hasattr(space, "low"):
+        record["low"] = np.asarray(space.low).tolist()
+        record["high"] = np.asarray(space.high).tolist()
+    return record
+
+
+def metadata(agent: Any) -> dict[str, Any]:
+    """What a consumer of the SavedModel needs to know besides the graph itself."""
+    normalizer = agent.normalizer
+    raw_env = normalizer.env if normalizer is not None else agent.env
+    return {
+        "format": "rl_sever policy SavedModel",
+        "rl_sever_version": __version__,
+        "algo": agent.algo,
+        "env_id": agent.env_id,
+        "global_step": int(agent.global_step.numpy()),
+        "signature": {"name": SIGNATURE, "input": "observation", "output": "action"},
+        "observation_space": _space_record(raw_env.single_observation_space),
+        "action_space": _space_record(agent.env.single_action_space),
+        "normalize_obs": bool(normalizer is not None and normalizer.obs_rms is not None),
+        "deterministic": True,
+    }
+
+
+def export_policy(agent: Any, out_dir: str | Path) -> Path:
+    """Write the agent's greedy policy to `out_dir` (a SavedModel plus metadata.json)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"export target {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "saved_model.pb").exists():
+        raise ConfigError(f"export target {out} is a non-empty directory that holds no "
+                          "SavedModel; choose a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    policy = ExportedPolicy(agent)
+    tf.saved_model.save(policy, str(out), signatures={SIGNATURE: policy.serve.get_concrete_function()})
+    (out / METADATA_FILE).write_text(json.dumps(metadata(agent), indent=2))
+    return out

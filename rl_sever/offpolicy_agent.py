@@ -1,0 +1,414 @@
+"""Shared off-policy actor-critic: encoder, critics, targets, replay, the compiled update, the
+flow contract. SAC and TD3 (agents/) supply the actor, the TD target and the actor step.
+
+One gradient step, top to bottom:
+  critic side: critic loss (+ weighted auxiliary losses) -> critic optimizer over the critics,
+               the auxiliary modules' own networks, and the encoder if critic/aux may train it;
+  actor side:  actor loss (SAC: + entropy-coefficient loss) -> actor optimizer over the actor,
+               and the encoder if the actor may train it;
+  targets:     Polyak averaging, outside every optimizer and every tape.
+Each loss has its own tape that watches exactly the variables its optimizer updates
+(isolation by construction), and every cut the audit can see goes through `sever`.
+
+All gradient steps of an update, and the next action, run in one compiled call; the
+collector (rl_sever.offpolicy_collector) gathers the sampled batches in NumPy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from rl_sever.agent import Agent
+from rl_sever.audit import Flow, FlowContract
+from rl_sever.auxiliary import AuxContext, make_auxiliary
+from rl_sever.encoders import flat_obs, is_image, make_encoder
+from rl_sever.errors import ConfigError, UnsupportedSpaceError
+from rl_sever.isolation import sever
+from rl_sever.offpolicy_networks import polyak_update, tf_variables
+from rl_sever.offpolicy_settings import OffPolicyConfig
+from rl_sever.optim import ModuleOptimizer
+from rl_sever.replay import ReplayBuffer
+from rl_sever.schedules import Scheduled
+
+REPLAY_PREFIX = "replay-"
+_SEEDS_PER_STEP = 16  # sub-seeds available to one gradient step (see `_step_seed`)
+
+
+class OffPolicyAgent(Agent):
+    """Base of SAC and TD3. Subclasses implement `_build_policy`, `td_target`, `actor_terms`,
+    `_act_unit`, `_greedy_unit`, `actor_step` and name their metrics."""
+
+    config_cls = OffPolicyConfig
+    mode = "off_policy"
+
+    # -- subclass hooks ---------------------------------------------------------------------
+    def _build_policy(self, feature_dim: int) -> None:
+        """Create self.actor, self.critic, self.target_critic (+ anything else)."""
+        raise NotImplementedError
+
+    def td_target(self, mb, next_features, seed) -> tf.Tensor:
+        """The (severed) TD target y of the critic loss, shape [batch]."""
+        raise NotImplementedError
+
+    def critic_loss(self, q: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        """q: [members, batch, 1] online Q-values; y: [batch] severed target."""
+        return tf.add_n([tf.reduce_mean(tf.square(q[m, :, 0] - y)) for m in range(q.shape[0])])
+
+    def actor_terms(self, mb, seed) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """Actor-side losses by name and extra metrics, from the current parameters."""
+        raise NotImplementedError
+
+    def actor_step(self, mb, seed) -> tuple[tf.Tensor, tf.Tensor]:
+        """Update the actor side and the targets; returns (metric values, metric counts)."""
+        raise NotImplementedError
+
+    def metric_names(self) -> list[str]:
+        """TensorBoard names of the entries of the metric vectors (train/..., loss/...)."""
+        return ["train/critic_loss"] + self._aux_metric_names()
+
+    def policy_modules(self) -> dict[str, list]:
+        """Actor-side modules besides 'actor' (e.g. SAC's 'alpha')."""
+        return {}
+
+    def extra_optimizers(self) -> dict[str, ModuleOptimizer]:
+        """Optimizers besides critic and actor (e.g. SAC's entropy coefficient)."""
+        return {}
+
+    def target_variables(self) -> list:
+        out = list(self.target_critic.weights)
+        if self.target_encoder is not None:
+            out += self.target_encoder.weights
+        return out
+
+    # -- construction -----------------------------------------------------------------------
+    def _build(self) -> None:
+        cfg = self.config
+        act = self.action
+        if act.kind != "box":
+            raise UnsupportedSpaceError(f"{type(self).__name__} needs a Box action space, got {act.kind}")
+        if not (np.all(np.isfinite(act.low)) and np.all(np.isfinite(act.high))):
+            raise UnsupportedSpaceError(f"{type(self).__name__} needs finite action bounds "
+                                        f"(got low={act.low}, high={act.high})")
+        # The policy acts in [-1, 1]^A (tanh); the env sees mid + half * a.
+        self.action_mid = ((act.high + act.low) / 2).astype(np.float32)
+        self.action_half = ((act.high - act.low) / 2).astype(np.float32)
+        self.action_dim = int(np.prod(act.shape))
+        net = cfg.network
+        self.encoder = self.target_encoder = None
+        if net.shared_encoder or is_image(self.obs_shape, self.obs_dtype) or cfg.aux:
+            if cfg.aux and not (net.shared_encoder or is_image(self.obs_shape, self.obs_dtype)):
+                raise ConfigError("auxiliary losses need a shared encoder: set "
+                                  "network.shared_encoder: true (image observations always have one)")
+            self.encoder = make_encoder(self.obs_shape, self.obs_dtype, net.encoder,
+                                        sizes=net.encoder_sizes, activation=net.activation,
+                                        channels=net.cnn_channels, feature_dim=net.feature_dim,
+                                        name="encoder")
+            self.target_encoder = self.encoder.copy("target_encoder")
+            feature_dim = self.encoder.out_dim
+        else:
+            feature_dim = int(np.prod(self.obs_shape))
+        self.grad_from = net.grad_from if self.encoder is not None else frozenset()
+        self.aux = make_auxiliary(cfg.aux, feature_dim, self.obs_shape, self.obs_dtype, act,
+                                  cfg.auxiliary)
+        self.learning_rate = tf.Variable(cfg.learning_rate, trainable=False, name="learning_rate")
+        self._build_policy(feature_dim)
+        self.schedules = {"learning_rate": Scheduled(self.learning_rate, cfg.lr_schedule,
+                                                     cfg.learning_rate)}
+        self.loss_weights = {"critic": tf.Variable(1.0, trainable=False, name="w_critic"),
+                             "actor": tf.Variable(1.0, trainable=False, name="w_actor")}
+        for name in self.aux:
+            self.loss_weights[name] = tf.Variable(float(cfg.aux_weights.get(name, 1.0)),
+                                                  trainable=False, name=f"w_{name}")
+        clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else None
+        self.optimizers = {
+            "critic": ModuleOptimizer(self.critic_side_modules(), learning_rate=self.learning_rate,
+                                      epsilon=1e-8, max_grad_norm=clip, name="critic_optimizer"),
+            "actor": ModuleOptimizer(self.actor_side_modules(), learning_rate=self.learning_rate,
+                                     epsilon=1e-8, max_grad_norm=clip, name="actor_optimizer"),
+            **self.extra_optimizers(),
+        }
+        self.n_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="n_updates")
+        self.seed_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="seed_counter")
+        self._one_step = cfg.n_step > 1 and any(a.needs_transitions for a in self.aux.values())
+        self.replay = ReplayBuffer(cfg.buffer_size, cfg.n_envs, self.obs_shape,
+                                   self.obs_dtype.as_numpy_dtype, act.shape, np.float32,
+                                   n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed)
+        self._compile()
+
+    def critic_side_modules(self) -> dict[str, list]:
+        mods = {"critic": self.critic.weights}
+        if self.encoder is not None and self.grad_from & {"critic", "aux"}:
+            mods["encoder"] = self.encoder.weights
+        for aux in self.aux.values():
+            mods.update(aux.modules())
+        return mods
+
+    def actor_side_modules(self) -> dict[str, list]:
+        mods = {"actor": self.actor.weights}
+        if self.encoder is not None and "actor" in self.grad_from:
+            mods["encoder"] = self.encoder.weights
+        return mods
+
+    def _compile(self) -> None:
+        cfg = self.config
+        G, B = cfg.updates_per_call(), cfg.batch_size
+        obs = tf.TensorSpec([None, *self.obs_shape], self.obs_dtype)
+        self.batch_keys = ["obs", "actions", "rewards", "next_obs", "terminated", "discounts"]
+        if self._one_step:
+            self.batch_keys += ["step_rewards", "step_next_obs"]
+        shapes = {"obs": self.obs_shape, "next_obs": self.obs_shape, "step_next_obs": self.obs_shape,
+                  "actions": (self.action_dim,)}
+        dtypes = {"obs": self.obs_dtype, "next_obs": self.obs_dtype, "step_next_obs": self.obs_dtype}
+        batch_spec = [tf.TensorSpec([G, B, *shapes.get(k, ())], dtypes.get(k, tf.float32), name=k)
+                      for k in self.batch_keys]
+        env_obs = tf.TensorSpec([cfg.n_envs, *self.obs_shape], self.obs_dtype)
+        # Public: raw observations -> actions in env units (predict, evaluation, export).
+        self.act_fn = tf.function(lambda o: self._to_env(self._act_unit(o, self._next_seed())),
+                                  input_signature=[obs])
+        self.greedy_fn = tf.function(lambda o: self._to_env(self._greedy_unit(o)),
+                                     input_signature=[obs])
+        # Internal, for the collector: unit actions ([-1, 1]) as stored in the replay buffer.
+        jit = cfg.jit_compile
+        self.act_unit = tf.function(lambda o: self._act_unit(o, self._next_seed()), jit_compile=jit,
+                                    input_signature=[env_obs]).get_concrete_function()
+        self.update_fn = tf.function(self._update, jit_compile=jit,
+                                     input_signature=batch_spec).get_concrete_function()
+        self.update_act_fn = tf.function(self._update_and_act, jit_compile=jit,
+                                         input_signature=[*batch_spec, env_obs]
+                                         ).get_concrete_function()
+
+    def trackables(self) -> dict:
+        out = {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic,
+               "optimizers": self.optimizers, "loss_weights": self.loss_weights,
+               "learning_rate": self.learning_rate, "n_updates": self.n_updates,
+               "seed_counter": self.seed_counter}
+        if self.encoder is not None:
+            out.update(encoder=self.encoder, target_encoder=self.target_encoder)
+        if self.aux:
+            out["aux"] = dict(self.aux)
+        return out
+
+    def make_collector(self):
+        from rl_sever.offpolicy_collector import OffPolicyCollector
+
+        return OffPolicyCollector(self)
+
+    # -- helpers used inside the compiled steps ------------------------------------------------
+    def _next_seed(self) -> tf.Tensor:
+        """A fresh stateless seed: (config seed, checkpointed counter). XLA-friendly."""
+        count = self.seed_counter.assign_add(1)
+        return tf.stack([tf.constant(self.config.seed, tf.int64), count * _SEEDS_PER_STEP])
+
+    @staticmethod
+    def _sub_seed(seed: tf.Tensor, k: int) -> tf.Tensor:
+        return seed + tf.constant([0, k], tf.int64)
+
+    def _to_env(self, unit_actions: tf.Tensor) -> tf.Tensor:
+        return self.action_mid + self.action_half * unit_actions
+
+    def to_env(self, unit_actions: np.ndarray) -> np.ndarray:
+        return self.action_mid + self.action_half * unit_actions
+
+    def features(self, obs: tf.Tensor) -> tf.Tensor:
+        """Encoder output (live), or the flattened observation when there is no encoder."""
+        return self.encoder(obs) if self.encoder is not None else flat_obs(obs)
+
+    def target_features(self, obs: tf.Tensor) -> tf.Tensor:
+        return self.target_encoder(obs) if self.target_encoder is not None else flat_obs(obs)
+
+    def trains_encoder(self, source: str) -> bool:
+        return source in self.grad_from
+
+    def features_for(self, source: str, feat: tf.Tensor) -> tf.Tensor:
+        """`feat` as the losses of `source` may see them: live if that source trains the
+        encoder, otherwise severed (its loss cannot move the encoder)."""
+        return feat if self.trains_encoder(source) else sever(feat)
+
+    # -- losses -----------------------------------------------------------------------------
+    def critic_terms(self, mb, seed) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """Critic loss and auxiliary losses by name, and their logged components."""
+        feat = self.features(mb["obs"])
+        next_cache: dict[str, tf.Tensor] = {}
+
+        def next_features():  # online encoder on next_obs, computed at most once
+            if "f" not in next_cache:
+                next_cache["f"] = self.features(mb["next_obs"])
+            return next_cache["f"]
+
+        y = self.td_target(mb, next_features, self._sub_seed(seed, 0))
+        q = self.critic(tf.concat([self.features_for("critic", feat), mb["actions"]], -1))
+        terms = {"critic": self.critic_loss(q, y)}
+        extras: dict[str, tf.Tensor] = {}
+        if self.aux:
+            one_step_next = "step_next_obs" not in mb
+
+            def encode(obs):
+                f = next_features() if one_step_next and obs is mb["next_obs"] else self.features(obs)
+                return self.features_for("aux", f)
+
+            ctx = AuxContext(mb, self.features_for("aux", feat), encode, self._sub_seed(seed, 1))
+            for name, aux in self.aux.items():
+                terms[name], parts = aux.loss(ctx)
+                extras.update({f"{name}_{k}": v for k, v in parts.items()})
+        return terms, extras
+
+    def loss_terms(self, mb, seed=None) -> dict[str, tf.Tensor]:
+        """Every named loss on one batch with the current parameters (no update): the audit's."""
+        seed = tf.constant([self.config.seed, -1], tf.int64) if seed is None else seed
+        critic, _ = self.critic_terms(mb, seed)
+        actor, _ = self.actor_terms(mb, self._sub_seed(seed, 8))
+        return {**critic, **actor}
+
+    # -- the compiled update ------------------------------------------------------------------
+    def _critic_step(self, mb, seed) -> tuple[tf.Tensor, tf.Tensor]:
+        opt = self.optimizers["critic"]
+        watched = tf_variables(opt.all_variables)
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(watched)
+            terms, extras = self.critic_terms(mb, seed)
+            total = tf.add_n([self.loss_weights[k] * v for k, v in terms.items()])
+            total = tf.debugging.check_numerics(total, "critic-side loss")
+        opt.apply(tape.gradient(total, watched))
+        values = [terms["critic"]] + [v for name in self.aux for v in
+                                      [terms[name], *[extras[k] for k in self._aux_parts(name)]]]
+        return tf.stack(values), tf.ones([len(values)])
+
+    def _gradient_step(self, mb) -> tuple[tf.Tensor, tf.Tensor]:
+        self.n_updates.assign_add(1)
+        seed = self._next_seed()
+        c_vals, c_counts = self._critic_step(mb, seed)
+        a_vals, a_counts = self.actor_step(mb, self._sub_seed(seed, 8))
+        return tf.concat([c_vals, a_vals], 0), tf.concat([c_counts, a_counts], 0)
+
+    def _update(self, *batch) -> tf.Tensor:
+        """All gradient steps of one update; returns [metric sums..., metric counts...]."""
+        data = dict(zip(self.batch_keys, batch))
+        n = len(self.metric_names())
+        sums, counts = tf.zeros([n]), tf.zeros([n])
+        steps = batch[0].shape[0]
+        for i in tf.range(steps) if steps > 1 else range(steps):
+            vals, cnts = self._gradient_step({k: v[i] for k, v in data.items()})
+            sums += vals * cnts
+            counts += cnts
+        return tf.concat([sums, counts], 0)
+
+    def _update_and_act(self, *args):
+        stats = self._update(*args[:-1])
+        with tf.control_dependencies([stats]):
+            actions = self._act_unit(args[-1], self._next_seed())
+        return stats, actions
+
+    def polyak(self, online: list, target: list) -> None:
+        polyak_update(online, target, self.config.tau)
+
+    # -- training API used by the loop and the collector ---------------------------------------
+    def sample_batch(self) -> dict[str, np.ndarray]:
+        """[updates_per_call, batch_size, ...] arrays sampled uniformly from the replay buffer."""
+        cfg = self.config
+        G, B = cfg.updates_per_call(), cfg.batch_size
+        flat = self.replay.sample(G * B, one_step=self._one_step)
+        return {k: flat[k].reshape(G, B, *flat[k].shape[1:]) for k in self.batch_keys}
+
+    def update(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return self.update_fn(*[batch[k] for k in self.batch_keys]).numpy()
+
+    def update_and_act(self, batch: dict[str, np.ndarray], obs: np.ndarray):
+        stats, actions = self.update_act_fn(*[batch[k] for k in self.batch_keys], obs)
+        return stats.numpy(), actions.numpy()
+
+    def train(self, batch) -> dict[str, float]:
+        """One update on a sampled batch, or the metrics of updates the collector already ran."""
+        from rl_sever.offpolicy_collector import UpdateSummary
+
+        stats = batch.stats if isinstance(batch, UpdateSummary) else self.update(batch)
+        return self.format_metrics(stats)
+
+    def format_metrics(self, stats: np.ndarray) -> dict[str, float]:
+        names = self.metric_names()
+        n = len(names)
+        sums, counts = stats[:n], stats[n:]
+        out = {k: float(s / c) for k, s, c in zip(names, sums, counts) if c > 0}
+        out["train/n_updates"] = float(self.n_updates.numpy())
+        return out
+
+    def _aux_parts(self, name: str) -> list[str]:
+        return [f"{name}_{k}" for k in self.aux[name].components]
+
+    def _aux_metric_names(self) -> list[str]:
+        return [f"loss/{k}" for name in self.aux for k in [name, *self._aux_parts(name)]]
+
+    def set_frozen(self, module: str, frozen: bool = True) -> None:
+        """Freeze/unfreeze `module` in every optimizer that updates it (the encoder may be in two)."""
+        found = [opt for opt in self.optimizers.values() if module in opt.frozen]
+        if not found:
+            names = sorted({m for opt in self.optimizers.values() for m in opt.module_names})
+            raise ConfigError(f"no optimizer updates module '{module}'; modules: {names}")
+        for opt in found:
+            opt.set_frozen(module, frozen)
+
+    # -- gradient-flow audit ----------------------------------------------------------------
+    def flow_modules(self) -> dict[str, list]:
+        mods = {"actor": self.actor.weights, "critic": self.critic.weights}
+        if self.encoder is not None:
+            mods["encoder"] = self.encoder.weights
+        for aux in self.aux.values():
+            mods.update(aux.modules())
+        mods.update(self.policy_modules())
+        mods["targets"] = self.target_variables()
+        return mods
+
+    def flow_losses(self, batch) -> dict:
+        mb = {k: tf.convert_to_tensor(np.asarray(batch[k])[0]) for k in self.batch_keys}
+        return {name: (lambda name=name: self.loss_terms(mb)[name]) for name in self.loss_names()}
+
+    def loss_names(self) -> list[str]:
+        return ["critic", "actor", *self.aux]
+
+    def flow_contract(self) -> FlowContract:
+        enc = {"encoder"} if self.encoder is not None else set()
+
+        def trains(base: set[str], source: str) -> Flow:
+            mods = base | (enc if self.trains_encoder(source) else set())
+            return Flow(must=mods, may=mods)
+
+        flows = {"critic": trains({"critic"}, "critic"), "actor": trains({"actor"}, "actor")}
+        for name, aux in self.aux.items():
+            flows[name] = trains(set(aux.modules()), "aux")
+        for name in self.policy_modules():
+            flows[name] = Flow(must={name}, may={name})
+        return FlowContract(flows)  # "targets" is in no `may` set: nothing may reach them
+
+    # -- checkpoints with the replay buffer -------------------------------------------------------
+    def save(self) -> str:
+        path = super().save()
+        directory = Path(path).parent
+        if self.config.save_replay:
+            self.replay.save(directory / f"{REPLAY_PREFIX}{Path(path).name.rsplit('-', 1)[-1]}")
+        kept = {Path(p).name.rsplit("-", 1)[-1] for p in self.checkpointer.manager.checkpoints}
+        for old in directory.glob(f"{REPLAY_PREFIX}*"):
+            if old.name[len(REPLAY_PREFIX):] not in kept:
+                _remove(old)
+        return path
+
+    def on_restore(self, path: str) -> None:
+        """Reload the replay buffer saved with checkpoint `path` (if any)."""
+        number = Path(path).name.rsplit("-", 1)[-1]
+        directory = Path(path).parent / f"{REPLAY_PREFIX}{number}"
+        if directory.is_dir():
+            self.replay.load(directory)
+        elif self.config.save_replay:
+            warnings.warn(f"no replay buffer saved with {path}: training resumes with an empty "
+                          f"buffer and waits for learning_starts transitions", stacklevel=2)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        for child in path.iterdir():
+            _remove(child)
+        path.rmdir()
+    else:
+        path.unlink()

@@ -1,0 +1,146 @@
+"""Config dataclasses of the off-policy agents (SAC, TD3, DDPG): network, replay and update.
+
+Each field's docstring (the string under it) is its help text: see rl_sever.config.field_docs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rl_sever.auxiliary.base import AUXILIARY, AuxiliaryConfig
+from rl_sever.config import check
+from rl_sever.encoders import ENCODER_KINDS
+from rl_sever.settings import ACTIVATIONS, SCHEDULES, RunConfig
+
+GRAD_SOURCES = ("actor", "critic", "aux")
+
+
+def parse_grad_from(value: str) -> frozenset[str]:
+    """'critic+aux' -> {'critic', 'aux'}; 'both' = actor+critic; 'none' = nothing."""
+    text = str(value).strip().lower()
+    if text == "none":
+        return frozenset()
+    parts = {p.strip() for p in text.replace(",", "+").split("+") if p.strip()}
+    if "both" in parts:
+        parts = (parts - {"both"}) | {"actor", "critic"}
+    bad = sorted(parts - set(GRAD_SOURCES))
+    check(parts and not bad,
+          f"network.encoder_grad_from must name losses among {GRAD_SOURCES} joined by '+' "
+          f"(or both / none), got '{value}'")
+    return frozenset(parts)
+
+
+@dataclass
+class OffPolicyNetworkConfig:
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden widths of the actor and of each critic."""
+    activation: str = "relu"
+    """Hidden-layer activation of actor, critics and the MLP encoder: tanh, relu, elu, gelu, silu."""
+    shared_encoder: bool = False
+    """Put one encoder in front of actor, critics and auxiliary modules (always on for images)."""
+    encoder_grad_from: str = "critic"
+    """Losses that train the shared encoder: actor, critic, aux, joined by + (e.g. critic+aux),
+    both (= actor+critic) or none. The other losses read its features through sever."""
+    encoder: str = "auto"
+    """Encoder kind: auto (CNN for uint8 image observations, else MLP), mlp or cnn."""
+    encoder_sizes: list[int] = field(default_factory=lambda: [256])
+    """Hidden widths of the MLP encoder (its last width is the feature size)."""
+    cnn_channels: list[int] = field(default_factory=lambda: [32, 32, 32])
+    """Channels of the CNN encoder's 3x3 convolutions (stride 2 for the first two, then 1)."""
+    feature_dim: int = 50
+    """Output width of the CNN encoder (projection + LayerNorm + tanh)."""
+
+    def validate(self) -> None:
+        for key in ("hidden_sizes", "encoder_sizes", "cnn_channels"):
+            sizes = getattr(self, key)
+            check(len(sizes) > 0 and all(h > 0 for h in sizes),
+                  f"network.{key} must be positive widths, got {sizes}")
+        check(self.activation in ACTIVATIONS,
+              f"network.activation must be one of {ACTIVATIONS}, got '{self.activation}'")
+        check(self.encoder in ENCODER_KINDS,
+              f"network.encoder must be one of {ENCODER_KINDS}, got '{self.encoder}'")
+        check(self.feature_dim > 0, f"network.feature_dim must be positive, got {self.feature_dim}")
+        parse_grad_from(self.encoder_grad_from)
+
+    @property
+    def grad_from(self) -> frozenset[str]:
+        return parse_grad_from(self.encoder_grad_from)
+
+
+@dataclass
+class OffPolicyConfig(RunConfig):
+    n_envs: int = 1
+    """Number of parallel environments in the vector env."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity in transitions (over all sub-envs)."""
+    learning_starts: int = 100
+    """Env steps of uniformly random actions before the first update; updates start once the
+    buffer holds this many transitions."""
+    batch_size: int = 256
+    """Transitions per gradient step, sampled uniformly with replacement."""
+    train_freq: int = 1
+    """Update every this many vector-env steps."""
+    gradient_steps: int = 1
+    """Gradient steps per update (-1: as many as transitions collected since the last one)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak coefficient of the target networks: target <- (1 - tau) target + tau online."""
+    n_step: int = 1
+    """n-step returns from the replay buffer (1: one-step TD targets)."""
+    learning_rate: float = 3e-4
+    """Initial learning rate of every optimizer (actor, critic, entropy coefficient)."""
+    lr_schedule: str = "constant"
+    """Learning-rate schedule over the run: constant or linear (to zero)."""
+    max_grad_norm: float = 0.0
+    """Clip each optimizer's global gradient norm to this value (<= 0 disables clipping)."""
+    save_replay: bool = True
+    """Save the replay buffer with every checkpoint (.npy files in checkpoints/replay-<step>/)
+    so --resume continues with it; turn off for huge buffers (a resumed run then refills
+    learning_starts transitions before updating again)."""
+    steps_per_iteration: int = 100
+    """Vector-env steps per training-loop iteration (the loop logs, evaluates, checkpoints and
+    calls callbacks between iterations; updates still happen every train_freq steps)."""
+    log_every_steps: int = 1000
+    """Write TensorBoard scalars at most every this many env steps, averaging in between."""
+    jit_compile: bool = True
+    """Compile the update step with XLA (much less per-call overhead on CPU; off to debug)."""
+    aux: list[str] = field(default_factory=list)
+    """Auxiliary losses on the shared encoder: vae, reward, inverse (needs an encoder)."""
+    aux_weights: dict[str, float] = field(default_factory=dict)
+    """Weight of each auxiliary loss in the critic-side update (default 1.0 each)."""
+    auxiliary: AuxiliaryConfig = field(default_factory=AuxiliaryConfig)
+    """Settings of the auxiliary modules."""
+    network: OffPolicyNetworkConfig = field(default_factory=OffPolicyNetworkConfig)
+    """Network architecture."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(not self.normalize_obs and not self.normalize_reward,
+              "normalize_obs / normalize_reward are not supported by off-policy agents (the replay "
+              "buffer would hold observations normalised with stale statistics)")
+        check(self.buffer_size > 0, f"buffer_size must be positive, got {self.buffer_size}")
+        check(self.learning_starts >= 0, "learning_starts must be >= 0")
+        check(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
+        check(self.train_freq > 0, f"train_freq must be positive, got {self.train_freq}")
+        check(self.gradient_steps > 0 or self.gradient_steps == -1,
+              f"gradient_steps must be positive or -1, got {self.gradient_steps}")
+        check(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
+        check(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
+        check(self.n_step >= 1, f"n_step must be >= 1, got {self.n_step}")
+        check(self.learning_rate >= 0.0, f"learning_rate must be >= 0, got {self.learning_rate}")
+        check(self.lr_schedule in SCHEDULES,
+              f"lr_schedule must be one of {SCHEDULES}, got '{self.lr_schedule}'")
+        check(self.steps_per_iteration > 0, "steps_per_iteration must be positive")
+        for name in self.aux:
+            check(name in AUXILIARY,
+                  f"unknown auxiliary module '{name}'; available: {', '.join(sorted(AUXILIARY))}")
+        check(len(set(self.aux)) == len(self.aux), f"aux lists a module twice: {self.aux}")
+        for name, w in self.aux_weights.items():
+            check(name in self.aux, f"aux_weights names '{name}', which is not in aux {self.aux}")
+            check(float(w) >= 0, f"aux_weights['{name}'] must be >= 0, got {w}")
+        self.auxiliary.validate()
+
+    def updates_per_call(self) -> int:
+        """Gradient steps of one update (gradient_steps, or -1 resolved)."""
+        return self.gradient_steps if self.gradient_steps > 0 else self.train_freq * self.n_envs

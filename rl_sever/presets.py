@@ -1,0 +1,58 @@
+"""Tuned hyperparameter presets shipped with rl_sever.
+
+A preset is a YAML mapping of config keys in rl_sever/presets/<algo>/<EnvId>.yaml, holding
+published tuned values (mostly rl-baselines3-zoo's) converted to rl_sever's config keys. The
+CLI applies the preset of (algo, env id) automatically, under --config and --set.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from importlib.abc import Traversable
+from typing import Any
+
+import yaml
+
+from rl_sever.errors import ConfigError
+
+_SUFFIX = ".yaml"
+
+
+def _root() -> Traversable:
+    return resources.files("rl_sever") / "presets"
+
+
+def _file_name(env_id: str) -> str:
+    # Namespaced ids ("ALE/Pong-v5") cannot be file names as they are.
+    return env_id.replace("/", "__") + _SUFFIX
+
+
+def _read(path: Traversable) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"preset {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {path} must hold a mapping of config keys")
+    return data
+
+
+def find(algo: str, env_id: str) -> dict[str, Any] | None:
+    """The preset config values for `algo` on `env_id`, or None if rl_sever ships none."""
+    path = _root() / algo.lower() / _file_name(env_id)
+    return _read(path) if path.is_file() else None
+
+
+def available() -> list[tuple[str, str]]:
+    """Every shipped preset as (algo, env id), sorted."""
+    root = _root()
+    if not root.is_dir():
+        return []
+    out = []
+    for algo_dir in root.iterdir():
+        if not algo_dir.is_dir():
+            continue
+        for f in algo_dir.iterdir():
+            if f.name.endswith(_SUFFIX):
+                out.append((algo_dir.name, f.name[: -len(_SUFFIX)].replace("__", "/")))
+    return sorted(out)

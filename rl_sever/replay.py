@@ -1,0 +1,184 @@
+"""Replay buffer for off-policy agents: preallocated NumPy storage, uniform sampling, n-step returns.
+
+Storage is row-major in time, one column per sub-env: `[rows, n_envs, ...]`, so a vector-env
+step is one row write and n-step windows follow one sub-env's own time line.
+`next_obs` is the observation actually reached (the true final observation at an episode end,
+taken from `info["final_obs"]` under SAME_STEP autoreset), so every stored transition is a real
+one and truncated episodes bootstrap from their true last state.
+
+Saving: `save(directory)` writes one `.npy` file per array (only the filled rows) plus a
+`meta.json` (write position, fill state, sampler RNG state) into `directory`; `load` reads them
+back with `allow_pickle=False`. No pickle anywhere. OffPolicyAgent keys these directories by
+checkpoint number (`checkpoints/replay-<step>/`), next to TensorFlow's `ckpt-<step>` files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from rl_sever.errors import CheckpointError, ConfigError
+
+META_FILE = "meta.json"
+_FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated", "dones")
+
+
+class ReplayBuffer:
+    """Fixed-capacity ring buffer of transitions from a vector env with `n_envs` sub-envs.
+
+    `capacity` counts transitions over all sub-envs (rounded up to a multiple of n_envs).
+    `sample(batch_size)` draws uniformly with replacement from every stored transition; with
+    `n_step > 1` each sample is folded into an n-step transition (see `sample`).
+    """
+
+    def __init__(self, capacity: int, n_envs: int, obs_shape: tuple[int, ...], obs_dtype,
+                 action_shape: tuple[int, ...], action_dtype=np.float32, *, n_step: int = 1,
+                 gamma: float = 0.99, seed: int | None = 0):
+        if capacity < 1 or n_envs < 1:
+            raise ConfigError(f"replay capacity and n_envs must be positive, got {capacity}, {n_envs}")
+        if n_step < 1:
+            raise ConfigError(f"n_step must be >= 1, got {n_step}")
+        self.n_envs = int(n_envs)
+        self.rows = -(-int(capacity) // self.n_envs)
+        self.n_step, self.gamma = int(n_step), float(gamma)
+        r, n = self.rows, self.n_envs
+        # np.zeros maps pages lazily: an unfilled 1M-transition buffer costs almost no memory.
+        self.obs = np.zeros((r, n, *obs_shape), obs_dtype)
+        self.next_obs = np.zeros((r, n, *obs_shape), obs_dtype)
+        self.actions = np.zeros((r, n, *action_shape), action_dtype)
+        self.rewards = np.zeros((r, n), np.float32)
+        self.terminated = np.zeros((r, n), bool)
+        self.dones = np.zeros((r, n), bool)  # terminated or truncated: where n-step windows stop
+        self.pos = 0
+        self.full = False
+        self.rng = np.random.default_rng(seed)
+
+    # -- writing ---------------------------------------------------------------------------
+    def add(self, obs, actions, rewards, terminated, truncated, next_obs) -> None:
+        """Store one vector-env step (arrays with a leading n_envs axis)."""
+        t = self.pos
+        self.obs[t] = obs
+        self.next_obs[t] = next_obs
+        self.actions[t] = actions
+        self.rewards[t] = rewards
+        self.terminated[t] = terminated
+        self.dones[t] = np.logical_or(terminated, truncated)
+        self.pos = (t + 1) % self.rows
+        self.full = self.full or self.pos == 0
+
+    @property
+    def filled_rows(self) -> int:
+        return self.rows if self.full else self.pos
+
+    def __len__(self) -> int:
+        """Number of stored transitions (over all sub-envs)."""
+        return self.filled_rows * self.n_envs
+
+    @property
+    def capacity(self) -> int:
+        return self.rows * self.n_envs
+
+    # -- sampling --------------------------------------------------------------------------
+    def sample_indices(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row, env) index arrays of `batch_size` transitions, uniform with replacement."""
+        rows = self.filled_rows
+        if rows == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        return (self.rng.integers(0, rows, batch_size),
+                self.rng.integers(0, self.n_envs, batch_size))
+
+    def sample(self, batch_size: int, *, one_step: bool = False) -> dict[str, np.ndarray]:
+        """A batch: obs, actions, rewards, next_obs, terminated (float 0/1) and discounts.
+
+        `discounts` is gamma**m for the m steps a sample spans (m = 1 for one-step returns), so
+        the TD target is `rewards + discounts * (1 - terminated) * V(next_obs)`. An n-step
+        window stops early at an episode end (terminated or truncated: a truncated window
+        bootstraps from the true final obs) and at the newest stored step. With `one_step` and
+        n_step > 1 the one-step `step_rewards` and `step_next_obs` are added too (for auxiliary
+        losses that model single transitions).
+        """
+        t, e = self.sample_indices(batch_size)
+        return self.gather(t, e, one_step=one_step)
+
+    def gather(self, t: np.ndarray, e: np.ndarray, *, one_step: bool = False) -> dict[str, np.ndarray]:
+        """The batch at the given (row, env) indices (see `sample`)."""
+        out = {"obs": self.obs[t, e], "actions": self.actions[t, e]}
+        if self.n_step == 1:
+            out["rewards"] = self.rewards[t, e]
+            out["next_obs"] = self.next_obs[t, e]
+            out["terminated"] = self.terminated[t, e].astype(np.float32)
+            out["discounts"] = np.full(t.shape, self.gamma, np.float32)
+            return out
+        # Later steps available in each sample's row: t itself up to the newest row (pos - 1).
+        ahead = (self.pos - 1 - t) % self.rows
+        ret = np.zeros(t.shape, np.float64)
+        last = t.copy()
+        alive = np.ones(t.shape, bool)
+        span = np.zeros(t.shape, np.int64)
+        for k in range(self.n_step):
+            idx = (t + k) % self.rows
+            ret += np.where(alive, self.gamma**k * self.rewards[idx, e], 0.0)
+            last = np.where(alive, idx, last)
+            span += alive
+            alive = alive & ~self.dones[idx, e] & (k + 1 <= ahead)
+        out["rewards"] = ret.astype(np.float32)
+        out["next_obs"] = self.next_obs[last, e]
+        out["terminated"] = self.terminated[last, e].astype(np.float32)
+        out["discounts"] = (self.gamma**span).astype(np.float32)
+        if one_step:
+            out["step_rewards"] = self.rewards[t, e]
+            out["step_next_obs"] = self.next_obs[t, e]
+        return out
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write the filled rows and the sampler state into `directory` (no pickle)."""
+        directory = Path(directory)
+        tmp = directory.with_name(directory.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        rows = self.filled_rows
+        for name in _FIELDS:
+            np.save(tmp / f"{name}.npy", getattr(self, name)[:rows], allow_pickle=False)
+        meta = {"rows": self.rows, "n_envs": self.n_envs, "pos": self.pos, "full": self.full,
+                "filled_rows": rows, "n_step": self.n_step,
+                "rng_state": _jsonable_rng_state(self.rng)}
+        (tmp / META_FILE).write_text(json.dumps(meta))  # written last: marks a complete save
+        if directory.exists():
+            _remove_tree(directory)
+        tmp.replace(directory)
+        return directory
+
+    def load(self, directory: str | Path) -> None:
+        """Restore contents saved by `save` into this (identically shaped) buffer."""
+        directory = Path(directory)
+        meta_path = directory / META_FILE
+        if not meta_path.is_file():
+            raise CheckpointError(f"{directory} holds no complete replay buffer (no {META_FILE})")
+        meta = json.loads(meta_path.read_text())
+        if meta["rows"] != self.rows or meta["n_envs"] != self.n_envs:
+            raise CheckpointError(
+                f"saved replay buffer has {meta['rows']} rows x {meta['n_envs']} envs, this one "
+                f"{self.rows} x {self.n_envs}: buffer_size or n_envs changed")
+        rows = int(meta["filled_rows"])
+        for name in _FIELDS:
+            data = np.load(directory / f"{name}.npy", allow_pickle=False)
+            target = getattr(self, name)
+            if data.shape[1:] != target.shape[1:] or data.shape[0] != rows:
+                raise CheckpointError(f"saved replay array {name} has shape {data.shape}, "
+                                      f"expected ({rows}, {', '.join(map(str, target.shape[1:]))})")
+            target[:rows] = data
+        self.pos, self.full = int(meta["pos"]), bool(meta["full"])
+        self.rng.bit_generator.state = meta["rng_state"]
+
+
+def _jsonable_rng_state(rng: np.random.Generator) -> dict:
+    # PCG64's state is a dict of (big) ints and strings: JSON holds it exactly.
+    return json.loads(json.dumps(rng.bit_generator.state))
+
+
+def _remove_tree(path: Path) -> None:
+    for child in path.iterdir():
+        _remove_tree(child) if child.is_dir() else child.unlink()
+    path.rmdir()

@@ -1,0 +1,124 @@
+"""`rl-sever export`: the SavedModel reproduces agent.predict exactly in a fresh process that
+imports only tensorflow and numpy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rl_sever import cli
+from rl_sever.agent import Agent
+from rl_sever.export import export_policy
+
+CASES = {
+    # env id, extra CLI args (normalisation on for the continuous case)
+    "cartpole": ("CartPole-v1", ["--set", "n_steps=16", "--set", "batch_size=32"]),
+    "pendulum": ("Pendulum-v1", ["--set", "n_steps=16", "--set", "batch_size=32",
+                                 "--set", "normalize_obs=true", "--set", "normalize_reward=true"]),
+}
+
+SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+for model_dir, obs_file, out_file in json.loads(sys.argv[1]):
+    policy = tf.saved_model.load(model_dir)
+    obs = np.load(obs_file)
+    action = policy.signatures["serving_default"](observation=tf.constant(obs))["action"]
+    np.save(out_file, action.numpy())
+leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("rl_sever", "agents", "envs"))
+assert not leaked, leaked
+print("fresh-process-ok")
+"""
+
+
+def observations(agent: Agent, n: int = 300) -> np.ndarray:
+    """Visited-looking and extreme observations (far outside the normalisation clip)."""
+    rng = np.random.default_rng(0)
+    space = agent.env.single_observation_space
+    if agent.normalizer is not None:
+        space = agent.normalizer.env.single_observation_space
+    low = np.maximum(space.low, -5.0)
+    high = np.minimum(space.high, 5.0)
+    obs = rng.uniform(low, high, size=(n, *space.shape))
+    obs[:10] *= 1e3
+    return obs.astype(space.dtype)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """case -> (run dir, export dir), trained and exported through the CLI."""
+    root = tmp_path_factory.mktemp("export")
+    out = {}
+    for case, (env_id, extra) in CASES.items():
+        logdir = root / f"runs_{case}"
+        argv = ["train", "ppo", env_id, "--no-preset", "--n-envs", "2", "--steps", "64",
+                "--set", "n_epochs=2", "--set", "eval_episodes=0", "--set", "audit=false",
+                "--no-progress", "--logdir", str(logdir), *extra]
+        assert cli.main(argv) == 0
+        (run_dir,) = logdir.iterdir()
+        assert cli.main(["export", str(run_dir), str(root / f"model_{case}")]) == 0
+        out[case] = (run_dir, root / f"model_{case}")
+    return out
+
+
+def test_metadata(exported):
+    run_dir, model = exported["pendulum"]
+    meta = json.loads((model / "metadata.json").read_text())
+    assert (meta["algo"], meta["env_id"], meta["global_step"]) == ("ppo", "Pendulum-v1", 64)
+    assert meta["normalize_obs"] is True
+    assert meta["observation_space"]["shape"] == [3]
+    assert meta["action_space"] == {"type": "Box", "shape": [1], "dtype": "float32",
+                                    "low": [-2.0], "high": [2.0]}
+    _, cartpole = exported["cartpole"]
+    meta = json.loads((cartpole / "metadata.json").read_text())
+    assert meta["action_space"]["n"] == 2 and meta["normalize_obs"] is False
+    assert (model / "saved_model.pb").is_file()
+
+
+def test_fresh_process_reproduces_predict(exported, tmp_path):
+    jobs, expected = [], {}
+    for case, (run_dir, model) in exported.items():
+        agent = Agent.load(run_dir)
+        obs = observations(agent)
+        expected[case] = agent.predict(obs)
+        agent.close()
+        np.save(tmp_path / f"{case}_obs.npy", obs)
+        jobs.append((str(model), str(tmp_path / f"{case}_obs.npy"), str(tmp_path / f"{case}_act.npy")))
+    # Actions far outside the Box bounds: exercises the clipping inside the graph.
+    agent = Agent.load(exported["pendulum"][0])
+    kernel = agent.model.pi_head.kernel
+    kernel.assign(kernel * 1e4)
+    export_policy(agent, tmp_path / "model_wide")
+    obs = observations(agent)
+    expected["wide"] = agent.predict(obs)
+    agent.close()
+    assert np.abs(expected["wide"]).max() == 2.0
+    np.save(tmp_path / "wide_obs.npy", obs)
+    jobs.append((str(tmp_path / "model_wide"), str(tmp_path / "wide_obs.npy"),
+                 str(tmp_path / "wide_act.npy")))
+
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(jobs)], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300,
+                          env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
+                               "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "fresh-process-ok" in proc.stdout
+    for case, want in expected.items():
+        got = np.load(tmp_path / f"{case}_act.npy")
+        assert got.dtype == want.dtype and got.shape == want.shape, case
+        np.testing.assert_array_equal(got, want, err_msg=case)
+    assert expected["cartpole"].dtype == np.int32 and len(np.unique(expected["cartpole"])) >= 1
+
+
+def test_export_refuses_a_foreign_folder(exported, tmp_path, capsys):
+    run_dir, _ = exported["cartpole"]
+    (tmp_path / "notes.txt").write_text("keep me")
+    assert cli.main(["export", str(run_dir), str(tmp_path)]) == 2
+    assert "holds no SavedModel" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
