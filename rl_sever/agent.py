@@ -55,6 +55,18 @@ class Agent:
             self.env_id = getattr(spec, "id", None) or "custom"
             if env.num_envs != config.n_envs:
                 raise ConfigError(f"the env has {env.num_envs} sub-envs but config.n_envs is {config.n_envs}")
+            # The collectors assume SAME_STEP autoreset; under NEXT_STEP they would train on
+            # the reset transition.
+            if env.metadata.get("autoreset_mode") == gym.vector.AutoresetMode.NEXT_STEP:
+                raise ConfigError("the vector env uses NEXT_STEP autoreset; build it with "
+                                  "vector_kwargs={'autoreset_mode': gym.vector.AutoresetMode.SAME_STEP} "
+                                  "(or use envs.make_vec_env)")
+            from envs import EpisodeStats, episode_stats
+
+            try:
+                episode_stats(env)
+            except ValueError:  # the training loop logs episode returns from this wrapper
+                env = EpisodeStats(env)
         self.env = env
         self.obs_shape = observation_shape(env.single_observation_space)
         self.obs_dtype = tf.as_dtype(env.single_observation_space.dtype)

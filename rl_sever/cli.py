@@ -13,14 +13,14 @@ import dataclasses
 import os
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
 from rl_sever import presets  # noqa: E402
-from rl_sever.config import field_docs, load_yaml, parse_set, update  # noqa: E402
+from rl_sever.config import field_docs, load_yaml, parse_set  # noqa: E402
 from rl_sever.errors import ConfigError, RLSeverError  # noqa: E402
 from rl_sever.registry import algorithm_names, get_agent_class  # noqa: E402
 
@@ -30,19 +30,6 @@ _NONE_WORDS = ("null", "none", "None", "~")
 
 
 # -- config resolution ------------------------------------------------------------------------
-def _flatten(cfg: Any, values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted keys for nested config sections, so layers merge key by key."""
-    out: dict[str, Any] = {}
-    for raw, value in values.items():
-        key = str(raw).replace("-", "_")
-        section = getattr(cfg, key, None) if "." not in key else None
-        if isinstance(value, Mapping) and dataclasses.is_dataclass(section):
-            out.update(_flatten(section, value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def _override_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
     """--config FILE < --set key=value < explicit flags (--seed, --n-envs, --steps)."""
     layers = []
@@ -50,29 +37,25 @@ def _override_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
         layers.append(load_yaml(args.config))
     pairs = parse_set(getattr(args, "set", None) or [])
     layers.append({k: (None if v in _NONE_WORDS else v) for k, v in pairs.items()})
-    flags = {"seed": getattr(args, "seed", None), "n_envs": getattr(args, "n_envs", None),
-             "total_steps": getattr(args, "steps", None)}
+    flags = {
+        "seed": getattr(args, "seed", None),
+        "n_envs": getattr(args, "n_envs", None),
+        "total_steps": getattr(args, "steps", None),
+    }
     layers.append({k: v for k, v in flags.items() if v is not None})
     return layers
-
-
-def resolve_config(config_cls: type, layers: Sequence[Mapping[str, Any]], base: Any = None) -> Any:
-    """Apply the layers in order (later wins) on top of `base` and validate once at the end,
-    so an intermediate combination may be invalid (e.g. a preset's batch size with a new
-    n_steps)."""
-    base = config_cls() if base is None else base
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged.update(_flatten(base, layer))
-    return update(base, merged)
 
 
 def build_config(algo: str, env_id: str | None, args: argparse.Namespace) -> tuple[type, Any, bool]:
     """(agent class, resolved config, whether a preset was applied)."""
     klass = get_agent_class(algo)
-    preset = presets.find(klass.algo, env_id) if env_id and not getattr(args, "no_preset", False) else None
+    preset = (
+        presets.find(klass.algo, env_id)
+        if env_id and not getattr(args, "no_preset", False)
+        else None
+    )
     layers = ([preset] if preset else []) + _override_layers(args)
-    return klass, resolve_config(klass.config_cls, layers), preset is not None
+    return klass, presets.resolve(klass.config_cls, layers), preset is not None
 
 
 def describe_config(cfg: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
@@ -112,8 +95,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("train needs ALGO and ENV_ID (or --resume RUN_DIR)")
         klass, cfg, used_preset = build_config(args.algo, args.env_id, args)
         if used_preset:
-            print(f"using the {klass.algo}/{args.env_id} preset (tuned hyperparameters; "
-                  "--no-preset to start from the defaults)")
+            print(
+                f"using the {klass.algo}/{args.env_id} preset (tuned hyperparameters; "
+                "--no-preset to start from the defaults)"
+            )
         # Builds the env and networks: an invalid env id or space fails here, before any
         # run folder exists (the agent creates it lazily in learn()).
         agent = klass(args.env_id, cfg, logdir=args.logdir or "runs")
@@ -121,14 +106,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         start, target = int(agent.global_step.numpy()), int(agent.target_steps.numpy())
         progress = False if args.no_progress else None
         if args.resume and args.steps is None and start >= target:
-            print(f"{agent.run_dir} already reached its target of {target:,} steps; "
-                  "pass --steps N to train N more")
+            print(
+                f"{agent.run_dir} already reached its target of {target:,} steps; "
+                "pass --steps N to train N more"
+            )
             return 0
         if args.resume:
             if args.steps is not None:
                 agent.target_steps.assign(start + args.steps)
-            print(f"resuming {agent.run_dir} at step {start:,} "
-                  f"(target {int(agent.target_steps.numpy()):,})")
+            print(
+                f"resuming {agent.run_dir} at step {start:,} "
+                f"(target {int(agent.target_steps.numpy()):,})"
+            )
             agent.continue_learning(progress=progress)
         else:
             agent.learn(progress=progress)
@@ -147,8 +136,10 @@ def _resume_agent(args: argparse.Namespace):
     if args.steps is not None and args.steps <= 0:
         raise ConfigError(f"--steps must be positive, got {args.steps}")
     record = rundir.read_config(args.resume)
-    for given, stored, what in ((args.algo, record["algo"], "algorithm"),
-                                (args.env_id, record["env_id"], "env id")):
+    for given, stored, what in (
+        (args.algo, record["algo"], "algorithm"),
+        (args.env_id, record["env_id"], "env id"),
+    ):
         if given is not None and given.lower() != str(stored).lower():
             raise ConfigError(f"{args.resume} was trained with {what} {stored}, not {given}")
     layers = _override_layers(argparse.Namespace(**{**vars(args), "steps": None}))
@@ -163,8 +154,10 @@ def _report_training(agent) -> None:
         print(f"run folder: {run_dir}")
     ev = getattr(agent, "last_eval", None)
     if ev:
-        print(f"final evaluation: mean return {ev['mean_reward']:.2f} ± {ev['std_reward']:.2f} "
-              f"over {_plural(ev['episodes'], 'episode')} (mean length {ev['mean_ep_length']:.1f})")
+        print(
+            f"final evaluation: mean return {ev['mean_reward']:.2f} ± {ev['std_reward']:.2f} "
+            f"over {_plural(ev['episodes'], 'episode')} (mean length {ev['mean_ep_length']:.1f})"
+        )
     if run_dir is not None:
         print(f"tensorboard --logdir {shlex.quote(str(Path(run_dir).parent))}")
 
@@ -175,12 +168,15 @@ def _plural(n: int, word: str) -> str:
 
 def _check_display() -> None:
     if sys.platform.startswith(("linux", "freebsd")) and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
         or os.environ.get("SDL_VIDEODRIVER")
     ):
-        raise RLSeverError("--render needs a display, and none is available (DISPLAY and "
-                           "WAYLAND_DISPLAY are unset); run without --render, or set "
-                           "SDL_VIDEODRIVER=dummy to render off-screen")
+        raise RLSeverError(
+            "--render needs a display, and none is available (DISPLAY and "
+            "WAYLAND_DISPLAY are unset); run without --render, or set "
+            "SDL_VIDEODRIVER=dummy to render off-screen"
+        )
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -194,18 +190,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     agent = Agent.load(args.run_dir)
     seed = args.seed if args.seed is not None else agent.config.seed + 10_000
     try:
-        result = evaluate(agent, args.episodes, seed=seed, render_mode="human" if args.render else None,
-                          max_envs=1 if args.render else 10)
+        result = evaluate(
+            agent,
+            args.episodes,
+            seed=seed,
+            render_mode="human" if args.render else None,
+            max_envs=1 if args.render else 10,
+        )
     except Exception as e:
         # Window-system failures surface from pygame/glfw deep inside the env's render().
         where = type(e).__module__
-        if args.render and (where.split(".")[0] in ("pygame", "glfw", "mujoco") or where == "gymnasium.error"):
+        if args.render and (
+            where.split(".")[0] in ("pygame", "glfw", "mujoco") or where == "gymnasium.error"
+        ):
             raise RLSeverError(f"rendering failed: {e}") from None
         raise
     finally:
         agent.close()
-    print(f"{agent.algo} on {agent.env_id}, step {int(agent.global_step.numpy()):,}, "
-          f"{_plural(result['episodes'], 'episode')} (seed {seed})")
+    print(
+        f"{agent.algo} on {agent.env_id}, step {int(agent.global_step.numpy()):,}, "
+        f"{_plural(result['episodes'], 'episode')} (seed {seed})"
+    )
     print(f"mean return: {result['mean_reward']:.2f} ± {result['std_reward']:.2f}")
     print(f"mean length: {result['mean_ep_length']:.1f}")
     return 0
@@ -220,11 +225,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
         out = export_policy(agent, args.out_dir)
     finally:
         agent.close()
-    print(f"exported the greedy {agent.algo} policy for {agent.env_id} "
-          f"(step {int(agent.global_step.numpy()):,}) to {out}")
+    print(
+        f"exported the greedy {agent.algo} policy for {agent.env_id} "
+        f"(step {int(agent.global_step.numpy()):,}) to {out}"
+    )
     print(f"metadata: {out / METADATA_FILE}")
-    print(f"use: tf.saved_model.load({str(out)!r}).signatures[{SIGNATURE!r}]"
-          f"(observation=obs)['action']")
+    print(
+        f"use: tf.saved_model.load({str(out)!r}).signatures[{SIGNATURE!r}]"
+        f"(observation=obs)['action']"
+    )
     return 0
 
 
@@ -267,40 +276,58 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 # -- parser -----------------------------------------------------------------------------------
 def _add_overrides(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE.yaml", help="YAML file of config values (over the preset)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                   help="override one config key, e.g. --set n_steps=128 --set network.hidden_sizes=[32,32]")
+    p.add_argument(
+        "--config", metavar="FILE.yaml", help="YAML file of config values (over the preset)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="override one config key, e.g. --set n_steps=128 --set network.hidden_sizes=[32,32]",
+    )
     p.add_argument("--seed", type=int, help="random seed (config key seed)")
     p.add_argument("--no-preset", action="store_true", help="ignore rl_sever's tuned preset")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rl-sever", description="Train, evaluate, export and audit actor-critic agents on "
-        "Gymnasium environments.", epilog="Details: rl-sever COMMAND --help; config keys: "
-        "rl-sever config ALGO.")
+        prog="rl-sever",
+        description="Train, evaluate, export and audit actor-critic agents on "
+        "Gymnasium environments.",
+        epilog="Details: rl-sever COMMAND --help; config keys: rl-sever config ALGO.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     algos = ", ".join(algorithm_names())
 
-    p = sub.add_parser("train", help="train an agent (or resume a run)",
-                       description="Train ALGO on ENV_ID. Config precedence: defaults < preset < "
-                       "--config < --set < --seed/--n-envs/--steps.")
+    p = sub.add_parser(
+        "train",
+        help="train an agent (or resume a run)",
+        description="Train ALGO on ENV_ID. Config precedence: defaults < preset < "
+        "--config < --set < --seed/--n-envs/--steps.",
+    )
     p.add_argument("algo", nargs="?", metavar="ALGO", help=f"algorithm: {algos}")
     p.add_argument("env_id", nargs="?", metavar="ENV_ID", help="Gymnasium environment id")
     _add_overrides(p)
     p.add_argument("--steps", type=int, help="env steps to train (with --resume: N more steps)")
     p.add_argument("--n-envs", type=int, help="parallel environments (config key n_envs)")
     p.add_argument("--logdir", help="root folder of run folders (default: runs)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--help-config", action="store_true", help="list every config key of ALGO and exit")
+    p.add_argument(
+        "--help-config", action="store_true", help="list every config key of ALGO and exit"
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a trained run's greedy policy")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     p.add_argument("--render", action="store_true", help="show the episodes in a window")
-    p.add_argument("--seed", type=int, help="env seed (default: the run's seed + 10000, as in training)")
+    p.add_argument(
+        "--seed", type=int, help="env seed (default: the run's seed + 10000, as in training)"
+    )
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("export", help="write the greedy policy as a TensorFlow SavedModel")
@@ -308,9 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("audit", help="print the gradient-flow matrix and contract verdict",
-                       description="Build ALGO on ENV_ID, collect one batch and audit every loss "
-                       "against the agent's flow contract. Exit 0 if it holds, 1 on a violation.")
+    p = sub.add_parser(
+        "audit",
+        help="print the gradient-flow matrix and contract verdict",
+        description="Build ALGO on ENV_ID, collect one batch and audit every loss "
+        "against the agent's flow contract. Exit 0 if it holds, 1 on a violation.",
+    )
     p.add_argument("algo", metavar="ALGO", help=f"algorithm: {algos}")
     p.add_argument("env_id", metavar="ENV_ID")
     _add_overrides(p)

@@ -14,7 +14,7 @@ class MultiCategorical:
     """Independent categoricals, one per MultiDiscrete component (sizes may differ)."""
 
     def __init__(self, logits: tf.Tensor, nvec: tuple[int, ...]):
-        self.parts = [tfd.Categorical(logits=l) for l in tf.split(logits, list(nvec), axis=-1)]
+        self.parts = [tfd.Categorical(logits=part) for part in tf.split(logits, list(nvec), axis=-1)]
 
     def log_prob(self, actions: tf.Tensor) -> tf.Tensor:
         return tf.add_n([d.log_prob(actions[..., i]) for i, d in enumerate(self.parts)])

@@ -32,7 +32,9 @@ class ExportedPolicy(tf.Module):
     def __init__(self, agent: Any):
         super().__init__(name="policy")
         normalizer = agent.normalizer
-        raw_space = (normalizer.env if normalizer is not None else agent.env).single_observation_space
+        raw_space = (
+            normalizer.env if normalizer is not None else agent.env
+        ).single_observation_space
         self._greedy = agent.greedy_fn
         self._obs_dtype = agent.obs_dtype
         # Track exactly the variables the greedy step reads (not optimizer slots), so any
@@ -48,7 +50,9 @@ class ExportedPolicy(tf.Module):
         if agent.action.kind == "box":
             self._low = tf.constant(agent.action.low, tf.float32)
             self._high = tf.constant(agent.action.high, tf.float32)
-        spec = tf.TensorSpec([None, *agent.obs_shape], tf.as_dtype(raw_space.dtype), name="observation")
+        spec = tf.TensorSpec(
+            [None, *agent.obs_shape], tf.as_dtype(raw_space.dtype), name="observation"
+        )
         self.serve = tf.function(self._serve, input_signature=[spec])
 
     def _serve(self, observation: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -63,8 +67,11 @@ class ExportedPolicy(tf.Module):
 
 
 def _space_record(space: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {"type": type(space).__name__, "shape": list(space.shape or ()),
-                              "dtype": str(np.dtype(space.dtype)) if space.dtype is not None else None}
+    record: dict[str, Any] = {
+        "type": type(space).__name__,
+        "shape": list(space.shape or ()),
+        "dtype": str(np.dtype(space.dtype)) if space.dtype is not None else None,
+    }
     for name in ("n", "start", "nvec"):
         if hasattr(space, name):
             record[name] = np.asarray(getattr(space, name)).tolist()
@@ -98,10 +105,14 @@ def export_policy(agent: Any, out_dir: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"export target {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / "saved_model.pb").exists():
-        raise ConfigError(f"export target {out} is a non-empty directory that holds no "
-                          "SavedModel; choose a new or empty folder")
+        raise ConfigError(
+            f"export target {out} is a non-empty directory that holds no "
+            "SavedModel; choose a new or empty folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     policy = ExportedPolicy(agent)
-    tf.saved_model.save(policy, str(out), signatures={SIGNATURE: policy.serve.get_concrete_function()})
+    tf.saved_model.save(
+        policy, str(out), signatures={SIGNATURE: policy.serve.get_concrete_function()}
+    )
     (out / METADATA_FILE).write_text(json.dumps(metadata(agent), indent=2))
     return out

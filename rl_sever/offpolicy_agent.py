@@ -341,6 +341,9 @@ class OffPolicyAgent(Agent):
     def _aux_metric_names(self) -> list[str]:
         return [f"loss/{k}" for name in self.aux for k in [name, *self._aux_parts(name)]]
 
+    def module_optimizers(self) -> list[ModuleOptimizer]:
+        return list(self.optimizers.values())
+
     def set_frozen(self, module: str, frozen: bool = True) -> None:
         """Freeze/unfreeze `module` in every optimizer that updates it (the encoder may be in two)."""
         found = [opt for opt in self.optimizers.values() if module in opt.frozen]

@@ -1,18 +1,22 @@
-"""Tuned hyperparameter presets shipped with rl_sever.
+"""Tuned hyperparameter presets shipped with rl_sever, and config layering.
 
 A preset is a YAML mapping of config keys in rl_sever/presets/<algo>/<EnvId>.yaml, holding
 published tuned values (mostly rl-baselines3-zoo's) converted to rl_sever's config keys. The
-CLI applies the preset of (algo, env id) automatically, under --config and --set.
+CLI applies the preset of (algo, env id) automatically, under --config and --set: `resolve`
+stacks such layers on the config defaults.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from importlib.abc import Traversable
 from typing import Any
 
 import yaml
 
+from rl_sever.config import update
 from rl_sever.errors import ConfigError
 
 _SUFFIX = ".yaml"
@@ -56,3 +60,27 @@ def available() -> list[tuple[str, str]]:
             if f.name.endswith(_SUFFIX):
                 out.append((algo_dir.name, f.name[: -len(_SUFFIX)].replace("__", "/")))
     return sorted(out)
+
+
+def _flatten(cfg: Any, values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys for nested config sections, so layers merge key by key."""
+    out: dict[str, Any] = {}
+    for raw, value in values.items():
+        key = str(raw).replace("-", "_")
+        section = getattr(cfg, key, None) if "." not in key else None
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(section):
+            out.update(_flatten(section, value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def resolve(config_cls: type, layers: Sequence[Mapping[str, Any]]) -> Any:
+    """`config_cls()` with the layers applied in order (later ones win), validated once at
+    the end: a combination may pass through invalid states (e.g. a preset's batch size
+    before a later layer changes n_steps to match)."""
+    base = config_cls()
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(_flatten(base, layer))
+    return update(base, merged)

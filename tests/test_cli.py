@@ -15,8 +15,19 @@ from tensorboard.compat.proto import event_pb2
 from rl_sever import cli
 from rl_sever.registry import algorithm_names
 
-TINY = ["--n-envs", "2", "--set", "n_steps=16", "--set", "batch_size=32", "--set", "n_epochs=2",
-        "--set", "eval_episodes=1", "--no-progress"]
+TINY = [
+    "--n-envs",
+    "2",
+    "--set",
+    "n_steps=16",
+    "--set",
+    "batch_size=32",
+    "--set",
+    "n_epochs=2",
+    "--set",
+    "eval_episodes=1",
+    "--no-progress",
+]
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -33,8 +44,20 @@ def run_dirs(logdir: Path) -> list[Path]:
 def trained(tmp_path_factory) -> Path:
     """A 2-iteration PPO CartPole run (64 env steps), with observation normalisation."""
     logdir = tmp_path_factory.mktemp("runs")
-    code = cli.main(["train", "ppo", "CartPole-v1", *TINY, "--steps", "64", "--logdir", str(logdir),
-                     "--set", "normalize_obs=true"])
+    code = cli.main(
+        [
+            "train",
+            "ppo",
+            "CartPole-v1",
+            *TINY,
+            "--steps",
+            "64",
+            "--logdir",
+            str(logdir),
+            "--set",
+            "normalize_obs=true",
+        ]
+    )
     assert code == 0
     (run_dir,) = run_dirs(logdir)
     return run_dir
@@ -67,9 +90,23 @@ def test_train_writes_run_and_prints_summary(trained, capsys):
 
 
 def test_train_output(tmp_path, capsys):
-    code, out, err = run(capsys, "train", "a2c", "CartPole-v1", "--n-envs", "2", "--steps", "20",
-                         "--set", "eval_episodes=1", "--set", "audit=false", "--no-progress",
-                         "--logdir", str(tmp_path))
+    code, out, err = run(
+        capsys,
+        "train",
+        "a2c",
+        "CartPole-v1",
+        "--n-envs",
+        "2",
+        "--steps",
+        "20",
+        "--set",
+        "eval_episodes=1",
+        "--set",
+        "audit=false",
+        "--no-progress",
+        "--logdir",
+        str(tmp_path),
+    )
     assert code == 0, err
     (run_dir,) = run_dirs(tmp_path)
     assert "a2c/CartPole-v1 preset" in out
@@ -81,7 +118,9 @@ def test_train_output(tmp_path, capsys):
 def test_resume_continues_the_step_axis(trained, tmp_path, capsys):
     run_dir = tmp_path / trained.name
     shutil.copytree(trained, run_dir)
-    code, out, err = run(capsys, "train", "--resume", str(run_dir), "--steps", "64", "--no-progress")
+    code, out, err = run(
+        capsys, "train", "--resume", str(run_dir), "--steps", "64", "--no-progress"
+    )
     assert code == 0, err
     assert "resuming" in out and "at step 64" in out
     assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-128")
@@ -107,8 +146,19 @@ def test_interrupt_saves_and_exits_130(tmp_path, capsys, monkeypatch):
         return original(self, obs)
 
     monkeypatch.setattr(training_loop.OnPolicyCollector, "collect", collect)
-    code, _, err = run(capsys, "train", "ppo", "CartPole-v1", *TINY, "--steps", "320",
-                       "--logdir", str(tmp_path), "--set", "audit=false")
+    code, _, err = run(
+        capsys,
+        "train",
+        "ppo",
+        "CartPole-v1",
+        *TINY,
+        "--steps",
+        "320",
+        "--logdir",
+        str(tmp_path),
+        "--set",
+        "audit=false",
+    )
     assert code == 130
     assert "resume with: rl-sever train --resume" in err and "Traceback" not in err
     (run_dir,) = run_dirs(tmp_path)
@@ -133,8 +183,20 @@ def test_eval_render_without_display(trained, capsys, monkeypatch):
 
 # -- audit, list, config ----------------------------------------------------------------------
 def test_audit_ok(capsys):
-    code, out, err = run(capsys, "audit", "ppo", "CartPole-v1", "--set", "n_steps=16",
-                         "--set", "batch_size=32", "--set", "n_envs=2", "--seed", "1")
+    code, out, err = run(
+        capsys,
+        "audit",
+        "ppo",
+        "CartPole-v1",
+        "--set",
+        "n_steps=16",
+        "--set",
+        "batch_size=32",
+        "--set",
+        "n_envs=2",
+        "--seed",
+        "1",
+    )
     assert code == 0, err
     assert "loss \\ module" in out and "actor" in out and "critic" in out
     assert "verdict: OK" in out
@@ -144,11 +206,26 @@ def test_audit_violation_exits_1(capsys, monkeypatch):
     from agents.ppo import PPO
     from rl_sever.audit import Flow, FlowContract
 
-    wrong = FlowContract({"policy": Flow(must={"critic"}), "value": Flow(must={"critic"}),
-                          "entropy": Flow(must={"actor"})})
+    wrong = FlowContract(
+        {
+            "policy": Flow(must={"critic"}),
+            "value": Flow(must={"critic"}),
+            "entropy": Flow(must={"actor"}),
+        }
+    )
     monkeypatch.setattr(PPO, "flow_contract", lambda self: wrong)
-    code, out, _ = run(capsys, "audit", "ppo", "CartPole-v1", "--set", "n_steps=16",
-                       "--set", "batch_size=32", "--set", "n_envs=2")
+    code, out, _ = run(
+        capsys,
+        "audit",
+        "ppo",
+        "CartPole-v1",
+        "--set",
+        "n_steps=16",
+        "--set",
+        "batch_size=32",
+        "--set",
+        "n_envs=2",
+    )
     assert code == 1
     assert "verdict: FAIL" in out and "policy" in out
 
@@ -194,26 +271,30 @@ class BadActionEnv(gym.Env):
 gym.register("RlSeverTest/BadAction-v0", entry_point=BadActionEnv, max_episode_steps=10)
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["train", "ppoo", "CartPole-v1"], "unknown algorithm 'ppoo'"),
-    (["train", "ppo", "CartPol-v1"], "CartPole-v1"),
-    (["train", "ppo", "FrozenLake-v1"], "unsupported observation space"),
-    (["train", "ppo", "RlSeverTest/BadAction-v0"], "action spaces must be 1-D"),
-    (["train", "ppo", "CartPole-v1", "--set", "bad.key=1"], "bad.key"),
-    (["train", "ppo", "CartPole-v1", "--set", "n_steps=abc"], "n_steps"),
-    (["train", "ppo", "CartPole-v1", "--set", "gamma=2"], "gamma"),
-    (["train", "ppo", "CartPole-v1", "--set", "novalue"], "key=value"),
-    (["train", "ppo", "CartPole-v1", "--config", "missing.yaml"], "not found"),
-    (["train", "ppo", "CartPole-v1", "--config", "BAD_YAML"], "not valid YAML"),
-    (["train", "ppo"], "ENV_ID"),
-    (["audit", "a2cc", "CartPole-v1"], "Did you mean: a2c"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["train", "ppoo", "CartPole-v1"], "unknown algorithm 'ppoo'"),
+        (["train", "ppo", "CartPol-v1"], "CartPole-v1"),
+        (["train", "ppo", "FrozenLake-v1"], "unsupported observation space"),
+        (["train", "ppo", "RlSeverTest/BadAction-v0"], "action spaces must be 1-D"),
+        (["train", "ppo", "CartPole-v1", "--set", "bad.key=1"], "bad.key"),
+        (["train", "ppo", "CartPole-v1", "--set", "n_steps=abc"], "n_steps"),
+        (["train", "ppo", "CartPole-v1", "--set", "gamma=2"], "gamma"),
+        (["train", "ppo", "CartPole-v1", "--set", "novalue"], "key=value"),
+        (["train", "ppo", "CartPole-v1", "--config", "missing.yaml"], "not found"),
+        (["train", "ppo", "CartPole-v1", "--config", "BAD_YAML"], "not valid YAML"),
+        (["train", "ppo"], "ENV_ID"),
+        (["audit", "a2cc", "CartPole-v1"], "Did you mean: a2c"),
+    ],
+)
 def test_train_errors(extra, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "BAD_YAML").write_text("n_steps: [1, 2\n")
     logdir = tmp_path / "runs"
-    code, out, err = run(capsys, *extra, "--logdir", str(logdir)) if extra[0] == "train" \
-        else run(capsys, *extra)
+    code, out, err = (
+        run(capsys, *extra, "--logdir", str(logdir)) if extra[0] == "train" else run(capsys, *extra)
+    )
     assert code == 2, (out, err)
     assert err.startswith("error: ") and message in err
     assert "Traceback" not in err
@@ -230,17 +311,22 @@ def _run_dir_errors(trained: Path, tmp_path: Path) -> dict[str, tuple[Path, str]
     shutil.copytree(trained, corrupt)
     (data,) = (corrupt / "checkpoints").glob("ckpt-64.data-*")
     data.write_bytes(data.read_bytes()[:100])
-    return {"missing": (tmp_path / "nope", "run directory not found"),
-            "no_config": (no_config, "not an rl_sever run directory"),
-            "no_ckpt": (no_ckpt, "no checkpoint found"),
-            "corrupt": (corrupt, "corrupt")}
+    return {
+        "missing": (tmp_path / "nope", "run directory not found"),
+        "no_config": (no_config, "not an rl_sever run directory"),
+        "no_ckpt": (no_ckpt, "no checkpoint found"),
+        "corrupt": (corrupt, "corrupt"),
+    }
 
 
 @pytest.mark.parametrize("case", ["missing", "no_config", "no_ckpt", "corrupt"])
 def test_run_dir_errors(case, trained, tmp_path, capsys):
     run_dir, message = _run_dir_errors(trained, tmp_path)[case]
-    commands = [["eval", str(run_dir)], ["export", str(run_dir), str(tmp_path / "out")],
-                ["train", "--resume", str(run_dir)]]
+    commands = [
+        ["eval", str(run_dir)],
+        ["export", str(run_dir), str(tmp_path / "out")],
+        ["train", "--resume", str(run_dir)],
+    ]
     # Building an agent costs seconds: the cases that need one check a single command.
     for argv in commands if case in ("missing", "no_config") else commands[:1]:
         code, _, err = run(capsys, *argv)

@@ -18,8 +18,19 @@ from rl_sever.export import export_policy
 CASES = {
     # env id, extra CLI args (normalisation on for the continuous case)
     "cartpole": ("CartPole-v1", ["--set", "n_steps=16", "--set", "batch_size=32"]),
-    "pendulum": ("Pendulum-v1", ["--set", "n_steps=16", "--set", "batch_size=32",
-                                 "--set", "normalize_obs=true", "--set", "normalize_reward=true"]),
+    "pendulum": (
+        "Pendulum-v1",
+        [
+            "--set",
+            "n_steps=16",
+            "--set",
+            "batch_size=32",
+            "--set",
+            "normalize_obs=true",
+            "--set",
+            "normalize_reward=true",
+        ],
+    ),
 }
 
 SCRIPT = """
@@ -57,9 +68,26 @@ def exported(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     out = {}
     for case, (env_id, extra) in CASES.items():
         logdir = root / f"runs_{case}"
-        argv = ["train", "ppo", env_id, "--no-preset", "--n-envs", "2", "--steps", "64",
-                "--set", "n_epochs=2", "--set", "eval_episodes=0", "--set", "audit=false",
-                "--no-progress", "--logdir", str(logdir), *extra]
+        argv = [
+            "train",
+            "ppo",
+            env_id,
+            "--no-preset",
+            "--n-envs",
+            "2",
+            "--steps",
+            "64",
+            "--set",
+            "n_epochs=2",
+            "--set",
+            "eval_episodes=0",
+            "--set",
+            "audit=false",
+            "--no-progress",
+            "--logdir",
+            str(logdir),
+            *extra,
+        ]
         assert cli.main(argv) == 0
         (run_dir,) = logdir.iterdir()
         assert cli.main(["export", str(run_dir), str(root / f"model_{case}")]) == 0
@@ -73,8 +101,13 @@ def test_metadata(exported):
     assert (meta["algo"], meta["env_id"], meta["global_step"]) == ("ppo", "Pendulum-v1", 64)
     assert meta["normalize_obs"] is True
     assert meta["observation_space"]["shape"] == [3]
-    assert meta["action_space"] == {"type": "Box", "shape": [1], "dtype": "float32",
-                                    "low": [-2.0], "high": [2.0]}
+    assert meta["action_space"] == {
+        "type": "Box",
+        "shape": [1],
+        "dtype": "float32",
+        "low": [-2.0],
+        "high": [2.0],
+    }
     _, cartpole = exported["cartpole"]
     meta = json.loads((cartpole / "metadata.json").read_text())
     assert meta["action_space"]["n"] == 2 and meta["normalize_obs"] is False
@@ -89,7 +122,9 @@ def test_fresh_process_reproduces_predict(exported, tmp_path):
         expected[case] = agent.predict(obs)
         agent.close()
         np.save(tmp_path / f"{case}_obs.npy", obs)
-        jobs.append((str(model), str(tmp_path / f"{case}_obs.npy"), str(tmp_path / f"{case}_act.npy")))
+        jobs.append(
+            (str(model), str(tmp_path / f"{case}_obs.npy"), str(tmp_path / f"{case}_act.npy"))
+        )
     # Actions far outside the Box bounds: exercises the clipping inside the graph.
     agent = Agent.load(exported["pendulum"][0])
     kernel = agent.model.pi_head.kernel
@@ -100,13 +135,22 @@ def test_fresh_process_reproduces_predict(exported, tmp_path):
     agent.close()
     assert np.abs(expected["wide"]).max() == 2.0
     np.save(tmp_path / "wide_obs.npy", obs)
-    jobs.append((str(tmp_path / "model_wide"), str(tmp_path / "wide_obs.npy"),
-                 str(tmp_path / "wide_act.npy")))
+    jobs.append(
+        (
+            str(tmp_path / "model_wide"),
+            str(tmp_path / "wide_obs.npy"),
+            str(tmp_path / "wide_act.npy"),
+        )
+    )
 
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(jobs)], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=300,
-                          env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
-                               "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fresh-process-ok" in proc.stdout
     for case, want in expected.items():

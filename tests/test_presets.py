@@ -8,13 +8,19 @@ import gymnasium as gym
 import pytest
 
 from rl_sever import presets
-from rl_sever.cli import build_config, resolve_config
+from rl_sever.cli import build_config
 from rl_sever.errors import ConfigError
 from rl_sever.registry import algorithm_names, get_agent_class
 
-REQUIRED = [("ppo", "CartPole-v1"), ("ppo", "Acrobot-v1"), ("ppo", "Pendulum-v1"),
-            ("ppo", "LunarLander-v3"), ("ppo", "HalfCheetah-v5"),
-            ("a2c", "CartPole-v1"), ("a2c", "LunarLander-v3")]
+REQUIRED = [
+    ("ppo", "CartPole-v1"),
+    ("ppo", "Acrobot-v1"),
+    ("ppo", "Pendulum-v1"),
+    ("ppo", "LunarLander-v3"),
+    ("ppo", "HalfCheetah-v5"),
+    ("a2c", "CartPole-v1"),
+    ("a2c", "LunarLander-v3"),
+]
 
 
 def args(**kw) -> argparse.Namespace:
@@ -32,7 +38,7 @@ def test_every_preset_loads_into_its_config(algo, env_id):
     assert env_id in gym.registry
     values = presets.find(algo, env_id)
     assert values
-    cfg = resolve_config(get_agent_class(algo).config_cls, [values])  # a typo raises ConfigError
+    cfg = presets.resolve(get_agent_class(algo).config_cls, [values])  # a typo raises ConfigError
     assert cfg.total_steps > 0
 
 
@@ -61,8 +67,17 @@ def test_find_unknown_returns_none():
 def test_precedence_defaults_preset_config_set_flags(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("n_steps: 64\ngamma: 0.9\nseed: 5\nnetwork:\n  hidden_sizes: [16]\n")
-    _, cfg, _ = build_config("ppo", "CartPole-v1", args(
-        config=str(cfg_file), set=["n_steps=128", "seed=6", "n_envs=2"], seed=7, n_envs=4, steps=512))
+    _, cfg, _ = build_config(
+        "ppo",
+        "CartPole-v1",
+        args(
+            config=str(cfg_file),
+            set=["n_steps=128", "seed=6", "n_envs=2"],
+            seed=7,
+            n_envs=4,
+            steps=512,
+        ),
+    )
     assert cfg.batch_size == 256 and cfg.n_epochs == 20  # preset
     assert cfg.gamma == 0.9 and cfg.network.hidden_sizes == [16]  # --config over preset
     assert cfg.network.activation == "tanh"  # untouched nested keys keep their default
@@ -74,7 +89,9 @@ def test_precedence_defaults_preset_config_set_flags(tmp_path):
 def test_layers_are_validated_together():
     # The preset's batch size 256 does not divide 16 * 2 on its own; with batch_size=32 in
     # the same command line it does, whatever the order of the layers.
-    _, cfg, _ = build_config("ppo", "CartPole-v1", args(set=["n_steps=16", "batch_size=32"], n_envs=2))
+    _, cfg, _ = build_config(
+        "ppo", "CartPole-v1", args(set=["n_steps=16", "batch_size=32"], n_envs=2)
+    )
     assert (cfg.n_steps, cfg.batch_size, cfg.n_envs) == (16, 32, 2)
     with pytest.raises(ConfigError, match="batch_size"):
         build_config("ppo", "CartPole-v1", args(set=["n_steps=16"], n_envs=2))

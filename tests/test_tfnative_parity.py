@@ -23,6 +23,7 @@ def test_names_and_get():
         env = tfnative.get(name)
         assert env.name == name
         assert isinstance(env, tfnative.TFEnv)
+    assert tfnative.get("CartPole").name == "CartPole-v1"  # unversioned, as gym.make allows
 
 
 def test_unknown_name_suggests_close_names():
@@ -75,7 +76,9 @@ def test_reset_distribution_matches_gymnasium(name):
     assert state.physics.dtype == env.physics_dtype and state.t.dtype == tf.int32
     assert (state.t.numpy() == 0).all()
     assert (physics >= low - 1e-7).all() and (physics <= high + 1e-7).all()
-    assert (physics.min(0) <= low + 0.01 * span).all() and (physics.max(0) >= high - 0.01 * span).all()
+    assert (physics.min(0) <= low + 0.01 * span).all() and (
+        physics.max(0) >= high - 0.01 * span
+    ).all()
     np.testing.assert_allclose(physics.mean(0), (low + high) / 2, atol=0.02 * span.max())
 
     again, other = env.reset(7, 20_000), env.reset(8, 20_000)
@@ -163,8 +166,15 @@ def _random_states(name, rng, n):
     if name == "Pendulum-v1":  # unwrapped angles, speeds up to the clip
         return np.stack([u(-3 * math.pi, 3 * math.pi, n), u(-8, 8, n)], 1)
     if name == "Acrobot-v1":  # any pose: many start above the goal line
-        return np.stack([u(-math.pi, math.pi, n), u(-math.pi, math.pi, n),
-                         u(-4 * math.pi, 4 * math.pi, n), u(-9 * math.pi, 9 * math.pi, n)], 1)
+        return np.stack(
+            [
+                u(-math.pi, math.pi, n),
+                u(-math.pi, math.pi, n),
+                u(-4 * math.pi, 4 * math.pi, n),
+                u(-9 * math.pi, 9 * math.pi, n),
+            ],
+            1,
+        )
     # Mountain cars: the left wall, the goal and both speed clips are all reachable.
     return np.stack([u(-1.2, 0.6, n), u(-0.07, 0.07, n)], 1)
 
@@ -241,9 +251,7 @@ def test_in_graph_rollout(name):
         def body(k, state, key, ends, obs_min, obs_max):
             key, sub = tf.unstack(tf.random.experimental.stateless_split(key, 2))
             if env.is_discrete:
-                action = tf.random.stateless_uniform(
-                    [n], sub, 0, env.n_actions, dtype=tf.int64
-                )
+                action = tf.random.stateless_uniform([n], sub, 0, env.n_actions, dtype=tf.int64)
             else:
                 action = tf.random.stateless_uniform(
                     [n, 1], sub, env.action_low[0], env.action_high[0]
@@ -252,7 +260,10 @@ def test_in_graph_rollout(name):
             tf.debugging.assert_all_finite(reward, "reward")
             seen = tf.concat([obs, final], 0)
             return (
-                k + 1, state, key, ends + tf.reduce_sum(tf.cast(term | trunc, tf.int32)),
+                k + 1,
+                state,
+                key,
+                ends + tf.reduce_sum(tf.cast(term | trunc, tf.int32)),
                 tf.minimum(obs_min, tf.reduce_min(seen, 0)),
                 tf.maximum(obs_max, tf.reduce_max(seen, 0)),
             )

@@ -8,8 +8,6 @@ See ``envs.tfnative.base`` for the protocol and ``make_vec_env`` for a Gymnasium
 
 from __future__ import annotations
 
-from rl_sever.errors import UnknownNameError, suggest
-
 from envs.tfnative.acrobot import Acrobot
 from envs.tfnative.base import EnvState, TFEnv, as_key
 from envs.tfnative.cartpole import CartPole
@@ -17,6 +15,7 @@ from envs.tfnative.mountain_car import MountainCar
 from envs.tfnative.mountain_car_continuous import MountainCarContinuous
 from envs.tfnative.pendulum import Pendulum
 from envs.tfnative.vector_view import TFNativeVectorEnv
+from rl_sever.errors import UnknownNameError, suggest
 
 _REGISTRY: dict[str, type[TFEnv]] = {
     cls.name: cls for cls in (CartPole, Pendulum, Acrobot, MountainCar, MountainCarContinuous)
@@ -29,10 +28,15 @@ def names() -> list[str]:
 
 
 def get(name: str, **kwargs) -> TFEnv:
-    """A TF-native env by Gymnasium id; kwargs (e.g. ``max_episode_steps``) go to its constructor.
+    """A TF-native env by Gymnasium id (or unversioned id); kwargs (e.g. ``max_episode_steps``,
+    ``physics_dtype``) go to its constructor.
 
     Raises UnknownNameError (a KeyError) with close-name suggestions for unknown ids.
     """
+    # Like gym.make, an unversioned id means its (only) registered version.
+    versions = [key for key in _REGISTRY if key.rsplit("-v", 1)[0] == name]
+    if name not in _REGISTRY and len(versions) == 1:
+        name = versions[0]
     try:
         cls = _REGISTRY[name]
     except KeyError:

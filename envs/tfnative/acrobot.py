@@ -43,9 +43,9 @@ def _dsdt(s: tf.Tensor, a: tf.Tensor) -> tf.Tensor:
         + (m1 * lc1 + m2 * l1) * g * tf.cos(theta1 - pi / 2)
         + phi2
     )
-    ddtheta2 = (
-        a + d2 / d1 * phi1 - m2 * l1 * lc2 * tf.square(dtheta1) * sin_theta2 - phi2
-    ) / (m2 * lc2**2 + I2 - tf.square(d2) / d1)
+    ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * tf.square(dtheta1) * sin_theta2 - phi2) / (
+        m2 * lc2**2 + I2 - tf.square(d2) / d1
+    )
     ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
     return tf.stack([dtheta1, dtheta2, ddtheta1, ddtheta2], axis=1)
 

@@ -132,7 +132,9 @@ class TFEnv:
         return EnvState(physics=physics, t=tf.zeros([n], tf.int32), key=next_key)
 
     def from_physics(
-        self, physics: tf.Tensor | np.ndarray, t: tf.Tensor | np.ndarray | None = None,
+        self,
+        physics: tf.Tensor | np.ndarray,
+        t: tf.Tensor | np.ndarray | None = None,
         key: SeedLike = 0,
     ) -> EnvState:
         """Build a state from given physics, e.g. copied from Gymnasium's ``unwrapped.state``."""

@@ -56,8 +56,10 @@ class CartPole(TFEnv):
         theta = theta + TAU * theta_dot
         theta_dot = theta_dot + TAU * thetaacc
         terminated = (
-            (x < -X_THRESHOLD) | (x > X_THRESHOLD)
-            | (theta < -THETA_THRESHOLD) | (theta > THETA_THRESHOLD)
+            (x < -X_THRESHOLD)
+            | (x > X_THRESHOLD)
+            | (theta < -THETA_THRESHOLD)
+            | (theta > THETA_THRESHOLD)
         )
         reward = tf.ones_like(x, dtype=tf.float32)
         return tf.stack([x, x_dot, theta, theta_dot], axis=1), reward, terminated

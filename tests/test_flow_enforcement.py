@@ -1,0 +1,70 @@
+"""The trainer checks each agent's flow contract at the first update and stops on a leak."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from agents import A2C, PPO, A2CConfig, PPOConfig
+from rl_sever import losses
+from rl_sever.errors import FlowContractError
+
+
+class LeakyPPO(PPO):
+    """A deliberately wrong policy loss: the critic's baseline is not severed."""
+
+    def policy_loss(self, logp, mb):
+        values = self.model.value(mb["obs"])
+        advantages = mb["returns"] - values  # BUG (on purpose): no sever on the baseline
+        return -tf.reduce_mean(advantages * logp), {"approx_kl": tf.constant(0.0),
+                                                     "clip_fraction": tf.constant(0.0)}
+
+
+def _cfg(cls, **kw):
+    return cls(n_envs=2, n_steps=16, eval_episodes=0, **kw)
+
+
+def test_leak_stops_training_before_any_update(tmp_path):
+    agent = LeakyPPO("CartPole-v1", _cfg(PPOConfig, batch_size=32, n_epochs=1), logdir=tmp_path)
+    critic_before = [v.numpy().copy() for v in agent.model.modules()["critic"]]
+    with pytest.raises(FlowContractError) as info:
+        agent.learn(32, progress=False)
+    message = str(info.value)
+    assert "policy" in message and "critic" in message and "leak" in message
+    assert "vf_head" in message or "vf_" in message  # names the leaking variables
+    # fail fast: nothing was updated, and the run folder (with its config) survives
+    for before, v in zip(critic_before, agent.model.modules()["critic"]):
+        np.testing.assert_array_equal(before, v.numpy())
+    assert (agent.run_dir / "config.json").is_file()
+
+
+def test_leak_passes_when_audit_disabled():
+    agent = LeakyPPO("CartPole-v1", _cfg(PPOConfig, batch_size=32, n_epochs=1, audit=False), logdir=None)
+    agent.learn(32, progress=False)  # the user opted out: trains, leak and all
+    assert int(agent.global_step.numpy()) == 32
+
+
+@pytest.mark.parametrize("cls,cfg_cls,env_id", [(PPO, PPOConfig, "Pendulum-v1"), (A2C, A2CConfig, "CartPole-v1")])
+def test_shipped_agents_pass_their_contract(cls, cfg_cls, env_id):
+    from rl_sever.audit import run_audit
+    from rl_sever.training_loop import OnPolicyCollector
+
+    extra = {"batch_size": 32} if cfg_cls is PPOConfig else {}
+    agent = cls(env_id, _cfg(cfg_cls, **extra), logdir=None)
+    obs, _ = agent.env.reset(seed=0)
+    _, batch, _ = OnPolicyCollector(agent).collect(obs)
+    matrix, violations = run_audit(agent, batch, enforce=True)
+    assert violations == []
+    assert matrix.status("policy", "critic") in ("none", "zero")
+    assert matrix.status("value", "actor") in ("none", "zero")
+    assert matrix.status("policy", "actor") == "flow" and matrix.status("value", "critic") == "flow"
+
+
+def test_losses_module_never_calls_stop_gradient_directly():
+    import inspect
+
+    import agents.a2c
+    import agents.ppo
+    import rl_sever.onpolicy_agent
+
+    for module in (losses, rl_sever.onpolicy_agent, agents.ppo, agents.a2c):
+        assert "stop_gradient" not in inspect.getsource(module), module.__name__
