@@ -134,10 +134,11 @@ class SAC(OffPolicyAgent):
             terms, extras = self.actor_terms(mb, seed)
             actor_loss = tf.debugging.check_numerics(terms["actor"], "actor loss")
             weighted = self.loss_weights["actor"] * actor_loss
+            if learn_alpha:
+                alpha_loss = tf.debugging.check_numerics(terms["alpha"], "entropy-coefficient loss")
         values = [actor_loss, extras["ent_coef"]]
         self.optimizers["actor"].apply(actor_tape.gradient(weighted, actor_vars))
         if learn_alpha:
-            alpha_loss = tf.debugging.check_numerics(terms["alpha"], "entropy-coefficient loss")
             self.optimizers["alpha"].apply(alpha_tape.gradient(alpha_loss, [self.log_alpha]))
             values.append(alpha_loss)
         self.polyak(self.critic.weights, self.target_critic.weights)

@@ -9,9 +9,11 @@ from envs.factory import (
     preprocess_observation,
 )
 from envs.normalize import VecNormalize
+from envs.pixels import PixelObservation  # also registers the "Pixels/<EnvId>" ids
 
 __all__ = [
     "EpisodeStats",
+    "PixelObservation",
     "VecNormalize",
     "episode_stats",
     "find_normalizer",

@@ -66,6 +66,15 @@ class EpisodeStats(VectorWrapper):
             self._resetting = done
         return obs, rewards, terminated, truncated, info
 
+    def record_episodes(self, returns: Any, lengths: Any) -> None:
+        """Record episodes that ended outside `step` (e.g. inside an in-graph rollout, see
+        rl_sever.ingraph), given as equal-length sequences of returns and lengths, in order."""
+        for r, n in zip(np.asarray(returns, np.float64), np.asarray(lengths, np.int64), strict=True):
+            episode = (float(r), int(n))
+            self._finished.append(episode)
+            self._recent.append(episode)
+            self.total_episodes += 1
+
     def pop_finished(self) -> list[tuple[float, int]]:
         """(return, length) of the episodes finished since the previous call, in order."""
         finished, self._finished = self._finished, []

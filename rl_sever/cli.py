@@ -26,7 +26,8 @@ from rl_sever.registry import algorithm_names, get_agent_class  # noqa: E402
 
 EXIT_VIOLATION = 1
 EXIT_INTERRUPTED = 130
-_NONE_WORDS = ("null", "none", "None", "~")
+# YAML's spellings of null, plus Python's; not "none", a valid value of some string keys.
+_NONE_WORDS = ("null", "~", "None")
 
 
 # -- config resolution ------------------------------------------------------------------------
@@ -50,12 +51,23 @@ def build_config(algo: str, env_id: str | None, args: argparse.Namespace) -> tup
     """(agent class, resolved config, whether a preset was applied)."""
     klass = get_agent_class(algo)
     preset = (
-        presets.find(klass.algo, env_id)
+        _find_preset(klass.algo, env_id)
         if env_id and not getattr(args, "no_preset", False)
         else None
     )
     layers = ([preset] if preset else []) + _override_layers(args)
     return klass, presets.resolve(klass.config_cls, layers), preset is not None
+
+
+def _find_preset(algo: str, env_id: str) -> dict[str, Any] | None:
+    """The preset of (algo, env_id). A TF-native id (tf:<id>) uses the Gymnasium id's preset
+    minus observation/reward normalisation, which in-graph training does not do."""
+    if not env_id.startswith("tf:"):
+        return presets.find(algo, env_id)
+    preset = presets.find(algo, env_id[len("tf:") :])
+    if preset is None:
+        return None
+    return {k: v for k, v in preset.items() if k not in ("normalize_obs", "normalize_reward")}
 
 
 def describe_config(cfg: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
@@ -167,11 +179,8 @@ def _plural(n: int, word: str) -> str:
 
 
 def _check_display() -> None:
-    if sys.platform.startswith(("linux", "freebsd")) and not (
-        os.environ.get("DISPLAY")
-        or os.environ.get("WAYLAND_DISPLAY")
-        or os.environ.get("SDL_VIDEODRIVER")
-    ):
+    display_vars = ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")
+    if sys.platform.startswith(("linux", "freebsd")) and not any(map(os.environ.get, display_vars)):
         raise RLSeverError(
             "--render needs a display, and none is available (DISPLAY and "
             "WAYLAND_DISPLAY are unset); run without --render, or set "
@@ -190,13 +199,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     agent = Agent.load(args.run_dir)
     seed = args.seed if args.seed is not None else agent.config.seed + 10_000
     try:
-        result = evaluate(
-            agent,
-            args.episodes,
-            seed=seed,
-            render_mode="human" if args.render else None,
-            max_envs=1 if args.render else 10,
-        )
+        render = {"render_mode": "human", "max_envs": 1} if args.render else {}
+        result = evaluate(agent, args.episodes, seed=seed, **render)
     except Exception as e:
         # Window-system failures surface from pygame/glfw deep inside the env's render().
         where = type(e).__module__
@@ -225,15 +229,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         out = export_policy(agent, args.out_dir)
     finally:
         agent.close()
-    print(
-        f"exported the greedy {agent.algo} policy for {agent.env_id} "
-        f"(step {int(agent.global_step.numpy()):,}) to {out}"
-    )
+    step = int(agent.global_step.numpy())
+    print(f"exported the greedy {agent.algo} policy for {agent.env_id} (step {step:,}) to {out}")
     print(f"metadata: {out / METADATA_FILE}")
-    print(
-        f"use: tf.saved_model.load({str(out)!r}).signatures[{SIGNATURE!r}]"
-        f"(observation=obs)['action']"
-    )
+    print(f"use: tf.saved_model.load({str(out)!r}).signatures[{SIGNATURE!r}](observation=obs)")
     return 0
 
 
@@ -262,16 +261,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_VIOLATION if violations else 0
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
+def _cmd_list(_: argparse.Namespace) -> int:
     print("algorithms: " + ", ".join(algorithm_names()))
     print("presets (ALGO ENV_ID):")
     for algo, env_id in presets.available():
         print(f"  {algo:<6} {env_id}")
     return 0
-
-
-def _cmd_config(args: argparse.Namespace) -> int:
-    return _print_config_help(args.algo, args.env_id, args)
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -353,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("algo", metavar="ALGO", help=f"algorithm: {algos}")
     p.add_argument("env_id", nargs="?", metavar="ENV_ID", help="show values with this env's preset")
     _add_overrides(p)
-    p.set_defaults(func=_cmd_config)
+    p.set_defaults(func=lambda a: _print_config_help(a.algo, a.env_id, a))
     return parser
 
 
@@ -363,6 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help or a usage error: argparse has printed it already
         return int(e.code or 0) if not isinstance(e.code, str) else 2
+    if args.func is not _cmd_list:  # `list` never needs TensorFlow
+        from rl_sever.quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     try:
         return args.func(args)
     except RLSeverError as e:

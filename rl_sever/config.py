@@ -146,10 +146,11 @@ def update(cfg: Any, values: Mapping[str, Any], prefix: str = "") -> Any:
         key = str(raw_key).replace("-", "_")
         head, _, rest = key.partition(".")
         if head not in names:
-            all_keys = [k for k, _ in flat_items(cfg)]
+            # Full dotted keys, each once, so a suggestion can be pasted back as it is.
+            known = dict.fromkeys(prefix + k for k in [k for k, _ in flat_items(cfg)] + names)
             raise ConfigError(
                 f"unknown config key '{prefix}{key}' for {type(cfg).__name__}."
-                + suggest(key, all_keys + names)
+                + suggest(prefix + key, known)
             )
         if rest:
             nested.setdefault(head, {})[rest] = value

@@ -42,7 +42,10 @@ class ExportedPolicy(tf.Module):
         self.policy_variables = list(agent.greedy_fn.get_concrete_function().variables)
         self._rms = None
         if normalizer is not None and normalizer.obs_rms is not None:
-            normalizer.before_save()  # the NumPy statistics are the live ones
+            # The NumPy statistics are the live ones; round-trip them through the float32
+            # variables so this agent and the export agree to the bit (as after a restore).
+            normalizer.before_save()
+            normalizer.after_restore()
             self._rms = normalizer.obs_rms
             self._clip, self._eps = normalizer.clip_obs, normalizer.epsilon
             self.obs_statistics = [self._rms.mean_variable, self._rms.var_variable]
@@ -66,6 +69,15 @@ class ExportedPolicy(tf.Module):
         return {"action": action}
 
 
+def _jsonable(x: Any) -> Any:
+    """Nested lists with non-finite bounds as "inf"/"-inf" (strict JSON has no Infinity)."""
+    if isinstance(x, list):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return str(x)
+    return x
+
+
 def _space_record(space: Any) -> dict[str, Any]:
     record: dict[str, Any] = {
         "type": type(space).__name__,
@@ -76,8 +88,8 @@ def _space_record(space: Any) -> dict[str, Any]:
         if hasattr(space, name):
             record[name] = np.asarray(getattr(space, name)).tolist()
     if hasattr(space, "low"):
-        record["low"] = np.asarray(space.low).tolist()
-        record["high"] = np.asarray(space.high).tolist()
+        record["low"] = _jsonable(np.asarray(space.low).tolist())
+        record["high"] = _jsonable(np.asarray(space.high).tolist())
     return record
 
 
@@ -114,5 +126,5 @@ def export_policy(agent: Any, out_dir: str | Path) -> Path:
     tf.saved_model.save(
         policy, str(out), signatures={SIGNATURE: policy.serve.get_concrete_function()}
     )
-    (out / METADATA_FILE).write_text(json.dumps(metadata(agent), indent=2))
+    (out / METADATA_FILE).write_text(json.dumps(metadata(agent), indent=2, allow_nan=False))
     return out

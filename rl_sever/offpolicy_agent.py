@@ -172,14 +172,22 @@ class OffPolicyAgent(Agent):
         self.greedy_fn = tf.function(lambda o: self._to_env(self._greedy_unit(o)),
                                      input_signature=[obs])
         # Internal, for the collector: unit actions ([-1, 1]) as stored in the replay buffer.
+        # Fixed input signatures: these never retrace; they are traced on first use.
         jit = cfg.jit_compile
-        self.act_unit = tf.function(lambda o: self._act_unit(o, self._next_seed()), jit_compile=jit,
-                                    input_signature=[env_obs]).get_concrete_function()
-        self.update_fn = tf.function(self._update, jit_compile=jit,
-                                     input_signature=batch_spec).get_concrete_function()
-        self.update_act_fn = tf.function(self._update_and_act, jit_compile=jit,
-                                         input_signature=[*batch_spec, env_obs]
-                                         ).get_concrete_function()
+        self.compiled = {
+            "act": tf.function(lambda o: self._act_unit(o, self._next_seed()), jit_compile=jit,
+                               input_signature=[env_obs]),
+            "update": tf.function(self._update, jit_compile=jit, input_signature=batch_spec),
+            "update_act": tf.function(self._update_and_act, jit_compile=jit,
+                                      input_signature=[*batch_spec, env_obs]),
+        }
+        self._concrete: dict = {}
+
+    def _fn(self, name: str):
+        # The concrete function skips tf.function's per-call dispatch (a large share of a call).
+        if name not in self._concrete:
+            self._concrete[name] = self.compiled[name].get_concrete_function()
+        return self._concrete[name]
 
     def trackables(self) -> dict:
         out = {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic,
@@ -200,12 +208,14 @@ class OffPolicyAgent(Agent):
     # -- helpers used inside the compiled steps ------------------------------------------------
     def _next_seed(self) -> tf.Tensor:
         """A fresh stateless seed: (config seed, checkpointed counter). XLA-friendly."""
-        count = self.seed_counter.assign_add(1)
-        return tf.stack([tf.constant(self.config.seed, tf.int64), count * _SEEDS_PER_STEP])
+        count = self.seed_counter.assign_add(1) % (2**31 // _SEEDS_PER_STEP)
+        # int32: what tf.random.stateless_* and tensorflow-probability both accept.
+        return tf.cast(tf.stack([tf.constant(self.config.seed % 2**31, tf.int64),
+                                 count * _SEEDS_PER_STEP]), tf.int32)
 
     @staticmethod
     def _sub_seed(seed: tf.Tensor, k: int) -> tf.Tensor:
-        return seed + tf.constant([0, k], tf.int64)
+        return seed + tf.constant([0, k], tf.int32)
 
     def _to_env(self, unit_actions: tf.Tensor) -> tf.Tensor:
         return self.action_mid + self.action_half * unit_actions
@@ -258,7 +268,7 @@ class OffPolicyAgent(Agent):
 
     def loss_terms(self, mb, seed=None) -> dict[str, tf.Tensor]:
         """Every named loss on one batch with the current parameters (no update): the audit's."""
-        seed = tf.constant([self.config.seed, -1], tf.int64) if seed is None else seed
+        seed = tf.constant([self.config.seed % 2**31, 2**31 - _SEEDS_PER_STEP], tf.int32) if seed is None else seed
         critic, _ = self.critic_terms(mb, seed)
         actor, _ = self.actor_terms(mb, self._sub_seed(seed, 8))
         return {**critic, **actor}
@@ -313,11 +323,17 @@ class OffPolicyAgent(Agent):
         flat = self.replay.sample(G * B, one_step=self._one_step)
         return {k: flat[k].reshape(G, B, *flat[k].shape[1:]) for k in self.batch_keys}
 
+    def act_unit(self, obs: np.ndarray) -> np.ndarray:
+        """Exploration actions in [-1, 1] for the vector env's current observations."""
+        return self._fn("act")(obs).numpy()
+
     def update(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        return self.update_fn(*[batch[k] for k in self.batch_keys]).numpy()
+        """Run one update (all its gradient steps); returns [metric sums, metric counts]."""
+        return self._fn("update")(*[batch[k] for k in self.batch_keys]).numpy()
 
     def update_and_act(self, batch: dict[str, np.ndarray], obs: np.ndarray):
-        stats, actions = self.update_act_fn(*[batch[k] for k in self.batch_keys], obs)
+        """`update`, then exploration actions for `obs` from the updated policy: one call."""
+        stats, actions = self._fn("update_act")(*[batch[k] for k in self.batch_keys], obs)
         return stats.numpy(), actions.numpy()
 
     def train(self, batch) -> dict[str, float]:

@@ -53,7 +53,7 @@ class OffPolicyCollector:
             elif self._cached is not None and self._cached[0] is obs:
                 unit = self._cached[1]
             else:
-                unit = agent.act_unit(obs).numpy()
+                unit = agent.act_unit(obs)
             self._cached = None
             next_obs, rewards, terminated, truncated, info = env.step(agent.to_env(unit))
             reached = next_obs

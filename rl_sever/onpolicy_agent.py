@@ -14,6 +14,7 @@ from rl_sever import losses
 from rl_sever.advantages import gae
 from rl_sever.agent import Agent
 from rl_sever.audit import Flow, FlowContract
+from rl_sever.ingraph import InGraphTrainer, TrainedBatch, tfnative_env
 from rl_sever.networks import ActorCritic
 from rl_sever.optim import ModuleOptimizer
 from rl_sever.schedules import Scheduled
@@ -64,14 +65,24 @@ class OnPolicyAgent(Agent):
         self.greedy_fn = tf.function(self._greedy, input_signature=[obs_spec])
         self.train_fn = tf.function(self._train, input_signature=[rollout_obs, act_spec, tn, tb, tb, rollout_obs])
         self.prepare_fn = tf.function(self._prepare, input_signature=[rollout_obs, act_spec, tn, tb, tb, rollout_obs])
+        # TF-native env: rollout and update run as one compiled call (rl_sever.ingraph).
+        tf_env = tfnative_env(self.env)
+        self.ingraph = InGraphTrainer(self, tf_env) if tf_env is not None else None
 
     def make_collector(self):
+        if self.ingraph is not None:
+            from rl_sever.ingraph import InGraphCollector
+
+            return InGraphCollector(self)
         from rl_sever.training_loop import OnPolicyCollector
 
         return OnPolicyCollector(self)
 
     def trackables(self) -> dict:
-        return {"model": self.model, "optimizer": self.optimizer, "loss_weights": self.loss_weights}
+        out = {"model": self.model, "optimizer": self.optimizer, "loss_weights": self.loss_weights}
+        if self.ingraph is not None:  # the TF-native envs' state, so a resume continues them
+            out["ingraph_env"] = self.ingraph.state
+        return out
 
     # -- acting -----------------------------------------------------------------------------
     def _act(self, obs):
@@ -133,7 +144,7 @@ class OnPolicyAgent(Agent):
         variables = self.optimizer.all_variables
         for _ in tf.range(self.n_epochs()):
             if self.n_epochs() > 1 or mb_size < self.rollout_size:
-                perm = tf.random.experimental.stateless_shuffle(tf.range(size), seed=self.sample_seed())
+                perm = self._permutation(size)
             else:
                 perm = tf.range(size)
             for i in tf.range(n_mb):
@@ -152,16 +163,25 @@ class OnPolicyAgent(Agent):
         out["explained_variance"] = losses.explained_variance(data["old_values"], data["returns"])
         return out
 
+    def _permutation(self, size):
+        if self.config.jit_compile:  # XLA has no StatelessShuffle; sorting random keys is uniform too
+            return tf.argsort(tf.random.stateless_uniform([size], self.sample_seed()))
+        return tf.random.experimental.stateless_shuffle(tf.range(size), seed=self.sample_seed())
+
     def extra_metric_names(self) -> list[str]:
         return []
 
     def stop_early(self, sums, count) -> tf.Tensor:
         return tf.constant(False)
 
-    def train(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        """Run one compiled update on a rollout; returns metrics with SB3-compatible names."""
-        out = self.train_fn(batch["obs"], batch["actions"], batch["rewards"], batch["terminated"],
-                            batch["dones"], batch["next_obs"])
+    def train(self, batch: dict[str, np.ndarray] | TrainedBatch) -> dict[str, float]:
+        """Run one compiled update on a rollout; returns metrics with SB3-compatible names.
+        A TrainedBatch (in-graph iteration) was already trained on: only its metrics are mapped."""
+        if isinstance(batch, TrainedBatch):
+            out = batch.metrics
+        else:
+            out = self.train_fn(batch["obs"], batch["actions"], batch["rewards"],
+                                batch["terminated"], batch["dones"], batch["next_obs"])
         out = {k: float(v) for k, v in out.items()}
         metrics = {
             "train/policy_gradient_loss": out["policy"],

@@ -68,6 +68,9 @@ class RunConfig:
     (frozen while from_step <= step < until_step; {} freezes for the whole run)."""
     audit: bool = True
     """Check the agent's gradient-flow contract on the first update and stop on a violation."""
+    jit_compile: bool = False
+    """Compile the fused in-graph training iteration (on-policy agents on tf: envs) with XLA:
+    a slower first call, faster iterations at small and medium env counts (docs/ingraph.md)."""
     network: NetworkConfig = field(default_factory=NetworkConfig)
     """Network architecture."""
 

@@ -15,19 +15,10 @@ from tensorboard.compat.proto import event_pb2
 from rl_sever import cli
 from rl_sever.registry import algorithm_names
 
-TINY = [
-    "--n-envs",
-    "2",
-    "--set",
-    "n_steps=16",
-    "--set",
-    "batch_size=32",
-    "--set",
-    "n_epochs=2",
-    "--set",
-    "eval_episodes=1",
-    "--no-progress",
-]
+TINY = (
+    "--n-envs 2 --set n_steps=16 --set batch_size=32 --set n_epochs=2 --set eval_episodes=1 "
+    "--no-progress"
+).split()
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -63,8 +54,8 @@ def trained(tmp_path_factory) -> Path:
     return run_dir
 
 
-def scalar_steps(run_dir: Path) -> dict[str, list[int]]:
-    """Tag -> steps of every scalar summary in the run's event files, in write order."""
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Tag -> (step, value) of every scalar summary in the run's event files, in write order."""
     events = []
     for path in run_dir.glob("events.out.tfevents.*"):
         for record in tf.data.TFRecordDataset(str(path)):
@@ -72,12 +63,16 @@ def scalar_steps(run_dir: Path) -> dict[str, list[int]]:
             if event.HasField("summary"):
                 events.append(event)
     events.sort(key=lambda e: e.wall_time)
-    steps = defaultdict(list)
+    out = defaultdict(list)
     for event in events:
         for value in event.summary.value:
             if value.metadata.plugin_data.plugin_name == "scalars":
-                steps[value.tag].append(event.step)
-    return steps
+                out[value.tag].append((event.step, float(tf.make_ndarray(value.tensor))))
+    return out
+
+
+def scalar_steps(run_dir: Path) -> dict[str, list[int]]:
+    return {tag: [step for step, _ in points] for tag, points in scalars(run_dir).items()}
 
 
 # -- train / resume ---------------------------------------------------------------------------
@@ -171,6 +166,13 @@ def test_eval(trained, capsys):
     assert code == 0, err
     assert "2 episodes (seed 3)" in out
     assert "mean return:" in out and "±" in out and "mean length:" in out
+
+
+def test_eval_default_seed_matches_the_training_evaluation(trained, capsys):
+    ((_, logged),) = scalars(trained)["eval/mean_reward"]
+    code, out, _ = run(capsys, "eval", str(trained), "--episodes", "1")
+    assert code == 0
+    assert f"mean return: {logged:.2f} ±" in out
 
 
 def test_eval_render_without_display(trained, capsys, monkeypatch):

@@ -1,4 +1,4 @@
-"""Same seed, same result: with TensorFlow op determinism on, two short runs with one seed give
+"""Same seed, same result: with TensorFlow op determinism on, two short PPO runs with one seed give
 bit-identical per-iteration losses and parameters; another seed gives different ones.
 
 tf.config.experimental.enable_op_determinism() is process-global and cannot be undone through
@@ -25,8 +25,9 @@ import tensorflow as tf
 tf.config.experimental.enable_op_determinism()
 from tests.conftest import make_agent
 
-def run(algo, seed):
-    agent = make_agent(algo, "CartPole-v1", seed=seed, total_steps=96, eval_episodes=0)
+def run(seed):
+    agent = make_agent("ppo", "CartPole-v1", seed=seed, total_steps=96, eval_episodes=0,
+                       audit=False)
     rows, train = [], agent.train
 
     def recording_train(batch):
@@ -43,8 +44,7 @@ def run(algo, seed):
     agent.close()
     return {"losses": rows, "params": digest.hexdigest()}
 
-out = {f"{algo}/{seed}/{rep}": run(algo, seed)
-       for algo in ("ppo", "a2c") for seed, rep in ((0, "a"), (0, "b"), (1, "a"))}
+out = {f"{seed}/{rep}": run(seed) for seed, rep in ((0, "a"), (0, "b"), (1, "a"))}
 print("RESULT " + json.dumps(out))
 """
 
@@ -60,18 +60,17 @@ def runs():
     return json.loads(line[len("RESULT "):])
 
 
-@pytest.mark.parametrize("algo", ["ppo", "a2c"])
-def test_same_seed_gives_identical_losses(runs, algo):
-    a, b = runs[f"{algo}/0/a"], runs[f"{algo}/0/b"]
+def test_same_seed_gives_identical_losses(runs):
+    a, b = runs["0/a"], runs["0/b"]
     assert len(a["losses"]) == 3  # 96 steps / (2 envs * 16 steps)
-    keys = {"train/loss", "train/policy_gradient_loss", "train/value_loss", "train/entropy_loss"}
+    keys = {"train/loss", "train/policy_gradient_loss", "train/value_loss", "train/entropy_loss",
+            "train/approx_kl", "train/clip_fraction"}
     assert keys <= set(a["losses"][0])
     assert a["losses"] == b["losses"]  # exact float equality, every metric, every iteration
     assert a["params"] == b["params"]
 
 
-@pytest.mark.parametrize("algo", ["ppo", "a2c"])
-def test_different_seed_gives_different_losses(runs, algo):
-    a, c = runs[f"{algo}/0/a"], runs[f"{algo}/1/a"]
+def test_different_seed_gives_different_losses(runs):
+    a, c = runs["0/a"], runs["1/a"]
     assert [r["train/loss"] for r in a["losses"]] != [r["train/loss"] for r in c["losses"]]
     assert a["params"] != c["params"]

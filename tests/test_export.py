@@ -4,6 +4,7 @@ imports only tensorflow and numpy."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,21 +16,17 @@ from rl_sever import cli
 from rl_sever.agent import Agent
 from rl_sever.export import export_policy
 
+
+def sets(*pairs: str) -> list[str]:
+    return [arg for pair in pairs for arg in ("--set", pair)]
+
+
 CASES = {
     # env id, extra CLI args (normalisation on for the continuous case)
-    "cartpole": ("CartPole-v1", ["--set", "n_steps=16", "--set", "batch_size=32"]),
+    "cartpole": ("CartPole-v1", sets("n_steps=16", "batch_size=32")),
     "pendulum": (
         "Pendulum-v1",
-        [
-            "--set",
-            "n_steps=16",
-            "--set",
-            "batch_size=32",
-            "--set",
-            "normalize_obs=true",
-            "--set",
-            "normalize_reward=true",
-        ],
+        sets("n_steps=16", "batch_size=32", "normalize_obs=true", "normalize_reward=true"),
     ),
 }
 
@@ -68,26 +65,9 @@ def exported(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     out = {}
     for case, (env_id, extra) in CASES.items():
         logdir = root / f"runs_{case}"
-        argv = [
-            "train",
-            "ppo",
-            env_id,
-            "--no-preset",
-            "--n-envs",
-            "2",
-            "--steps",
-            "64",
-            "--set",
-            "n_epochs=2",
-            "--set",
-            "eval_episodes=0",
-            "--set",
-            "audit=false",
-            "--no-progress",
-            "--logdir",
-            str(logdir),
-            *extra,
-        ]
+        argv = f"train ppo {env_id} --no-preset --n-envs 2 --steps 64 --no-progress".split()
+        argv += ["--logdir", str(logdir)]
+        argv += sets("n_epochs=2", "eval_episodes=0", "audit=false") + extra
         assert cli.main(argv) == 0
         (run_dir,) = logdir.iterdir()
         assert cli.main(["export", str(run_dir), str(root / f"model_{case}")]) == 0
@@ -111,6 +91,7 @@ def test_metadata(exported):
     _, cartpole = exported["cartpole"]
     meta = json.loads((cartpole / "metadata.json").read_text())
     assert meta["action_space"]["n"] == 2 and meta["normalize_obs"] is False
+    assert meta["observation_space"]["high"][1] == "inf"  # strict JSON: no Infinity
     assert (model / "saved_model.pb").is_file()
 
 
@@ -149,7 +130,12 @@ def test_fresh_process_reproduces_predict(exported, tmp_path):
         text=True,
         cwd=tmp_path,
         timeout=300,
-        env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"},
+        # No PYTHONPATH: the script must not even find the project checkout by accident.
+        env={
+            **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "CUDA_VISIBLE_DEVICES": "",
+        },
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fresh-process-ok" in proc.stdout

@@ -23,8 +23,8 @@ ENVS = ["CartPole-v1", "Pendulum-v1"]
 ENCODERS = ["separate", "actor", "critic", "both"]
 
 
-@functools.lru_cache(maxsize=None)
-def setup(algo: str, env_id: str, encoder: str):
+@functools.cache
+def agent_and_batch(algo: str, env_id: str, encoder: str):
     """A tiny agent and one collected rollout, built once per combination for this module."""
     net = {"network.shared_encoder": encoder != "separate"}
     if encoder != "separate":
@@ -60,7 +60,7 @@ combos = pytest.mark.parametrize(
 
 @combos
 def test_loss_terms_isolate_actor_and_critic(algo, env_id, encoder):
-    agent, batch = setup(algo, env_id, encoder)
+    agent, batch = agent_and_batch(algo, env_id, encoder)
     grads = module_gradients(agent, batch)
     # Forbidden directions: None or exactly zero for every variable.
     assert all(is_blocked(g) for g in grads["policy"]["critic"])
@@ -84,7 +84,7 @@ def test_loss_terms_isolate_actor_and_critic(algo, env_id, encoder):
 
 @combos
 def test_audit_contract_holds(algo, env_id, encoder):
-    agent, batch = setup(algo, env_id, encoder)
+    agent, batch = agent_and_batch(algo, env_id, encoder)
     matrix, violations = run_audit(agent, batch, enforce=True)
     assert violations == []
     assert matrix.status("policy", "critic") in (NONE, ZERO)
@@ -99,7 +99,7 @@ def test_audit_contract_holds(algo, env_id, encoder):
 
 def test_audit_catches_a_leak_on_a_real_agent(monkeypatch):
     # The critic trains the shared encoder here; a contract claiming it must not is broken.
-    agent, batch = setup("ppo", "CartPole-v1", "both")
+    agent, batch = agent_and_batch("ppo", "CartPole-v1", "both")
     strict = agent.flow_contract().with_loss("value", Flow(must={"critic"}), replace=True)
     monkeypatch.setattr(agent, "flow_contract", lambda: strict)
     with pytest.raises(FlowContractError, match="value.*encoder"):
@@ -130,7 +130,7 @@ def values_of(agent) -> dict[str, list[np.ndarray]]:
                                          ("a2c", "CartPole-v1")])
 @pytest.mark.parametrize("encoder", ["actor", "critic", "both"])
 def test_one_update_moves_encoder_iff_named_head_loss_reaches_it(algo, env_id, encoder):
-    agent, batch = setup(algo, env_id, encoder)
+    agent, batch = agent_and_batch(algo, env_id, encoder)
     discrete = agent.action.kind == "discrete"
     actor_trains = encoder in ("actor", "both")
     critic_trains = encoder in ("critic", "both")

@@ -89,8 +89,17 @@ def test_resume_continues_step_counter_and_event_steps(tmp_path):
     assert len(events["audit/gradient_flow"]) == 1
 
 
-def test_normalizer_statistics_are_restored(tmp_path):
-    agent = trained("ppo", "CartPole-v1", tmp_path, {"normalize_obs": True, "normalize_reward": True})
+@pytest.fixture(scope="module")
+def normalized_run(tmp_path_factory):
+    """A finished PPO run with observation and reward normalisation (shared by two tests)."""
+    agent = trained("ppo", "CartPole-v1", tmp_path_factory.mktemp("runs"),
+                    {"normalize_obs": True, "normalize_reward": True})
+    agent.close()
+    return agent
+
+
+def test_normalizer_statistics_are_restored(normalized_run):
+    agent = normalized_run
     loaded = Agent.load(agent.run_dir)
     try:
         src, dst = agent.normalizer, loaded.normalizer
@@ -109,7 +118,6 @@ def test_normalizer_statistics_are_restored(tmp_path):
         np.testing.assert_allclose(normed, agent.normalize_obs(obs), rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(loaded.predict(obs), agent.predict(obs))
     finally:
-        agent.close()
         loaded.close()
 
 
@@ -117,13 +125,12 @@ def a_f32(x):
     return np.asarray(x).astype(np.float32).astype(np.float64)
 
 
-def test_run_folder_holds_tf_checkpoints_and_json_config_only(tmp_path):
-    agent = trained("a2c", "CartPole-v1", tmp_path, {"normalize_obs": True})
-    agent.close()
+def test_run_folder_holds_tf_checkpoints_and_json_config_only(normalized_run):
+    agent = normalized_run
     run_dir = agent.run_dir
-    assert re.fullmatch(r"CartPole-v1__a2c__0__\d{8}-\d{6}(-\d+)?", run_dir.name)
+    assert re.fullmatch(r"CartPole-v1__ppo__0__\d{8}-\d{6}(-\d+)?", run_dir.name)
     record = json.loads((run_dir / "config.json").read_text())
-    assert record["algo"] == "a2c" and record["env_id"] == "CartPole-v1"
+    assert record["algo"] == "ppo" and record["env_id"] == "CartPole-v1"
     assert record["config"] == to_dict(agent.config)
 
     files = sorted(p.name for p in (run_dir / "checkpoints").iterdir())

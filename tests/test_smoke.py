@@ -24,10 +24,8 @@ PENDULUM = {"n_steps": 100, "total_steps": 400}
 
 CASES = [
     ("ppo", "CartPole-v1", {}),
-    ("ppo", "Pendulum-v1", PENDULUM),
     ("ppo", "Pendulum-v1", {**PENDULUM, **SHARED, **NORM, "network.encoder_grad_from": "both"}),
     ("ppo", TINY_MD_ID, {**SHARED, "network.encoder_grad_from": "critic"}),
-    ("a2c", "CartPole-v1", {}),
     ("a2c", "CartPole-v1", {**SHARED, **NORM, "network.encoder_grad_from": "actor"}),
     ("a2c", "Pendulum-v1", PENDULUM),
     ("a2c", TINY_MD_ID, {"normalize_obs": True}),

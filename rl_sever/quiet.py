@@ -1,0 +1,40 @@
+"""Keep TensorFlow's native start-up chatter (oneDNN, CUDA probing) off the console.
+
+TensorFlow's C++ logging prints these lines before absl logging is initialised, so
+TF_CPP_MIN_LOG_LEVEL cannot silence them. The CLI imports TensorFlow and probes devices with
+file descriptor 2 pointed at /dev/null; Python errors raised meanwhile are still shown, because
+they are printed after the descriptor is restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    if os.environ.get("RL_SEVER_VERBOSE_TF"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and initialise its devices without native log lines."""
+    with native_stderr_silenced():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        tf.constant(0) + 1  # first kernel launch: oneDNN's one-time notes

@@ -1,0 +1,87 @@
+"""TensorBoard output of a short run: Stable-Baselines3 scalar names, env steps on the x-axis,
+the config table and the gradient-flow audit as text. TF2 summaries are stored as tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import make_agent
+
+SB3_TAGS = [
+    "rollout/ep_rew_mean", "rollout/ep_len_mean", "time/fps", "train/loss",
+    "train/policy_gradient_loss", "train/value_loss", "train/entropy_loss",
+    "train/explained_variance", "train/learning_rate", "eval/mean_reward", "eval/mean_ep_length",
+]
+PPO_TAGS = ["train/approx_kl", "train/clip_fraction"]
+
+
+def load_events(run_dir) -> EventAccumulator:
+    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def scalar(event) -> float:
+    return float(tf.make_ndarray(event.tensor_proto))
+
+
+def text(event) -> str:
+    return tf.make_ndarray(event.tensor_proto).item().decode()
+
+
+@pytest.mark.parametrize("algo,env_id", [("ppo", "Pendulum-v1"), ("a2c", "CartPole-v1")])
+def test_event_files_hold_sb3_scalars_config_and_audit(algo, env_id, tmp_path):
+    # Pendulum episodes last 200 steps: 2 iterations of 2 x 100 steps finish two of them.
+    overrides = {"n_steps": 100, "total_steps": 400, "batch_size": 50} if env_id == "Pendulum-v1" else {}
+    agent = make_agent(algo, env_id, overrides, logdir=tmp_path)
+    try:
+        agent.learn(progress=False)
+    finally:
+        agent.close()
+    rollout = agent.config.n_steps * agent.config.n_envs
+    total = agent.config.total_steps
+
+    acc = load_events(agent.run_dir)
+    tags = set(acc.Tags()["tensors"])
+    expected = SB3_TAGS + (PPO_TAGS if algo == "ppo" else [])
+    if agent.action.kind == "box":
+        expected.append("train/std")
+    missing = sorted(set(expected) - tags)
+    assert not missing, f"missing {missing}; logged {sorted(tags)}"
+    if algo == "a2c":
+        assert not {"train/approx_kl", "train/clip_fraction", "train/std"} & tags
+
+    scalar_tags = [t for t in tags if t not in ("config", "audit/gradient_flow")
+                   and not t.startswith("_hparams_")]
+    for tag in scalar_tags:
+        events = acc.Tensors(tag)
+        steps = [e.step for e in events]
+        # x-axis = environment steps: multiples of the rollout size, within the run.
+        assert all(s % rollout == 0 and 0 < s <= total for s in steps), (tag, steps)
+        assert steps == sorted(set(steps)), (tag, steps)
+        assert all(math.isfinite(scalar(e)) for e in events), tag
+    assert [e.step for e in acc.Tensors("eval/mean_reward")][-1] == total
+    assert [e.step for e in acc.Tensors("train/loss")][-1] == total
+    if algo == "ppo":  # logged every iteration
+        assert [e.step for e in acc.Tensors("train/loss")] == list(range(rollout, total + 1, rollout))
+        assert scalar(acc.Tensors("train/learning_rate")[0]) == pytest.approx(agent.config.learning_rate)
+
+    # The resolved config as a markdown table, written once at the start.
+    config = acc.Tensors("config")
+    assert len(config) == 1 and config[0].step == 0
+    table = text(config[0])
+    assert "| key | value |" in table
+    assert f"| env_id | {env_id} |" in table
+    assert "| network.hidden_sizes | [16] |" in table
+
+    # The gradient-flow matrix with its verdict, from the audit on the first update.
+    audit = acc.Tensors("audit/gradient_flow")
+    assert len(audit) == 1 and audit[0].step == rollout
+    report = text(audit[0])
+    assert "verdict: OK" in report
+    for name in ("policy", "value", "entropy", "actor", "critic"):
+        assert name in report
