@@ -42,10 +42,8 @@ class ExportedPolicy(tf.Module):
         self.policy_variables = list(agent.greedy_fn.get_concrete_function().variables)
         self._rms = None
         if normalizer is not None and normalizer.obs_rms is not None:
-            # The NumPy statistics are the live ones; round-trip them through the float32
-            # variables so this agent and the export agree to the bit (as after a restore).
+            # The NumPy statistics are the live ones; the (float64) variables get their values.
             normalizer.before_save()
-            normalizer.after_restore()
             self._rms = normalizer.obs_rms
             self._clip, self._eps = normalizer.clip_obs, normalizer.epsilon
             self.obs_statistics = [self._rms.mean_variable, self._rms.var_variable]

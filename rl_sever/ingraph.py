@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import numpy as np
 import tensorflow as tf
 from gymnasium.vector import VectorEnv, VectorWrapper
 
@@ -75,8 +74,9 @@ class InGraphEnvState(tf.Module):
 
     def __init__(self, env, n: int):
         super().__init__(name="ingraph_env")
-        self.physics = tf.Variable(tf.zeros([n, env.physics_dim], env.physics_dtype),
-                                   trainable=False, name="physics")
+        self.physics = tf.Variable(
+            tf.zeros([n, env.physics_dim], env.physics_dtype), trainable=False, name="physics"
+        )
         self.t = tf.Variable(tf.zeros([n], tf.int32), trainable=False, name="t")
         self.key = tf.Variable(tf.zeros([2], tf.int64), trainable=False, name="key")
         # Running return/length of each env's current episode (float64 like EpisodeStats).
@@ -110,8 +110,11 @@ class InGraphTrainer:
         self.n_envs, self.n_steps = cfg.n_envs, cfg.n_steps
         self.state = InGraphEnvState(env, self.n_envs)
         self.rollout_fn = tf.function(self._rollout, input_signature=[])
-        self.iteration_fn = tf.function(self._iteration, input_signature=[],
-                                        jit_compile=bool(getattr(cfg, "jit_compile", False)))
+        self.iteration_fn = tf.function(
+            self._iteration,
+            input_signature=[],
+            jit_compile=bool(getattr(cfg, "jit_compile", False)),
+        )
         act = agent.action
         if act.kind == "box":  # clip only what the env sees; the batch keeps the sample
             low, high = tf.constant(act.low), tf.constant(act.high)
@@ -138,42 +141,77 @@ class InGraphTrainer:
 
         obs_shape, act_shape = agent.obs_shape, agent.action.shape
         # obs, actions, rewards, terminated, dones, next_obs, ended returns, ended lengths
-        bufs = (buffer(tf.float32, obs_shape), buffer(tf.as_dtype(agent.action.dtype), act_shape),
-                buffer(tf.float32), buffer(tf.bool), buffer(tf.bool), buffer(tf.float32, obs_shape),
-                buffer(tf.float64), buffer(tf.int32))
+        bufs = (
+            buffer(tf.float32, obs_shape),
+            buffer(tf.as_dtype(agent.action.dtype), act_shape),
+            buffer(tf.float32),
+            buffer(tf.bool),
+            buffer(tf.bool),
+            buffer(tf.float32, obs_shape),
+            buffer(tf.float64),
+            buffer(tf.int32),
+        )
 
         def body(i, state, obs, ep_ret, ep_len, bufs):
             actions = agent._act(obs)
             state, next_obs, reward, terminated, truncated, reached = env.step_autoreset(
-                state, self._env_action(actions))
+                state, self._env_action(actions)
+            )
             done = terminated | truncated
             # `reached` is the true last obs where an episode ended (bootstrap from it);
             # `next_obs` already starts the next episode there.
             ep_ret = ep_ret + tf.cast(reward, tf.float64)
             ep_len = ep_len + 1
-            row = (obs, actions, reward, terminated, done, reached,
-                   tf.where(done, ep_ret, 0.0), tf.where(done, ep_len, 0))
+            row = (
+                obs,
+                actions,
+                reward,
+                terminated,
+                done,
+                reached,
+                tf.where(done, ep_ret, 0.0),
+                tf.where(done, ep_len, 0),
+            )
             bufs = tuple(b.write(i, x) for b, x in zip(bufs, row))
             ep_ret = tf.where(done, tf.zeros_like(ep_ret), ep_ret)
             ep_len = tf.where(done, tf.zeros_like(ep_len), ep_len)
             return i + 1, state, next_obs, ep_ret, ep_len, bufs
 
-        init = (tf.constant(0), state, env.observe(state), s.ep_return.read_value(),
-                s.ep_length.read_value(), bufs)
+        init = (
+            tf.constant(0),
+            state,
+            env.observe(state),
+            s.ep_return.read_value(),
+            s.ep_length.read_value(),
+            bufs,
+        )
         _, state, _, ep_ret, ep_len, bufs = tf.while_loop(
-            lambda i, *_: i < T, body, init, maximum_iterations=T)
+            lambda i, *_: i < T, body, init, maximum_iterations=T
+        )
         s.write(state)
         s.ep_return.assign(ep_ret)
         s.ep_length.assign(ep_len)
         obs, actions, rewards, terminated, dones, next_obs, ret, length = (b.stack() for b in bufs)
-        batch = {"obs": obs, "actions": actions, "rewards": rewards, "terminated": terminated,
-                 "dones": dones, "next_obs": next_obs}
+        batch = {
+            "obs": obs,
+            "actions": actions,
+            "rewards": rewards,
+            "terminated": terminated,
+            "dones": dones,
+            "next_obs": next_obs,
+        }
         return batch, {"dones": dones, "returns": ret, "lengths": length}
 
     def _iteration(self):
         batch, episodes = self._rollout()
-        metrics = self.agent._train(batch["obs"], batch["actions"], batch["rewards"],
-                                    batch["terminated"], batch["dones"], batch["next_obs"])
+        metrics = self.agent._train(
+            batch["obs"],
+            batch["actions"],
+            batch["rewards"],
+            batch["terminated"],
+            batch["dones"],
+            batch["next_obs"],
+        )
         return metrics, episodes
 
 
@@ -192,10 +230,13 @@ class InGraphCollector:
         # The loop audits the first update of a fresh run: that iteration is rollout-only, so
         # the audit sees a real batch (then the ordinary compiled update trains on it).
         self.rollout_next = bool(agent.config.audit) and int(agent.global_step.numpy()) == 0
+        self.started = False
 
     def collect(self, obs: Any) -> tuple[Any, dict[str, tf.Tensor] | TrainedBatch, int]:
         trainer = self.trainer
-        trainer.start(self.agent.config.seed + int(self.agent.global_step.numpy()))
+        if not self.started:  # seeded like the loop's env.reset of a fresh run
+            trainer.start(self.agent.config.seed + int(self.agent.global_step.numpy()))
+            self.started = True
         if self.rollout_next:
             self.rollout_next = False
             batch, episodes = trainer.rollout_fn()
@@ -208,5 +249,6 @@ class InGraphCollector:
     def _record(self, episodes: dict[str, tf.Tensor]) -> None:
         done = episodes["dones"].numpy()
         if done.any():  # time-major, so episodes come out in the order they ended
-            self.stats.record_episodes(episodes["returns"].numpy()[done],
-                                       episodes["lengths"].numpy()[done])
+            self.stats.record_episodes(
+                episodes["returns"].numpy()[done], episodes["lengths"].numpy()[done]
+            )

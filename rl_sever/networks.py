@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from rl_sever.distributions import ActionHead
 from rl_sever.isolation import sever
-from rl_sever.settings import NetworkConfig
+from rl_sever.settings import NetworkConfig, parse_grad_from
 from rl_sever.spaces import ActionSpec
 
 
@@ -66,8 +66,9 @@ class ActorCritic(tf.Module):
         self.log_std = None
         if action.kind == "box":
             self.log_std = tf.Variable(np.full(action.shape, cfg.log_std_init, np.float32), name="log_std")
-        self.actor_trains_encoder = cfg.encoder_grad_from in ("actor", "both")
-        self.critic_trains_encoder = cfg.encoder_grad_from in ("critic", "both")
+        grad_from = parse_grad_from(cfg.encoder_grad_from)
+        self.actor_trains_encoder = "actor" in grad_from
+        self.critic_trains_encoder = "critic" in grad_from
         self(tf.zeros((1, *obs_shape), tf.float32))  # build every layer
 
     def _features(self, obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -16,11 +16,11 @@ class RunningMeanStd(tf.Module):
     sample statistics.
 
     The NumPy fields `mean`, `var` (float64 arrays of `shape`) and `count` (float) are the
-    source of truth while stepping environments. `mean_variable`, `var_variable` (float32)
-    and `count_variable` (float64) mirror them for `tf.train.Checkpoint` and for
-    `normalize_tf` inside compiled code; copy across with `sync_to_variables()` before
-    saving or exporting, and `sync_from_variables()` after restoring. Because the mirror
-    is float32, a restore rounds `mean` and `var` to float32 precision.
+    source of truth while stepping environments. `mean_variable`, `var_variable` and
+    `count_variable` (all float64, so a save/restore is lossless) mirror them for
+    `tf.train.Checkpoint` and for `normalize_tf` inside compiled code; copy across with
+    `sync_to_variables()` before saving or exporting, and `sync_from_variables()` after
+    restoring.
     """
 
     def __init__(
@@ -32,10 +32,10 @@ class RunningMeanStd(tf.Module):
         self.var = np.ones(self.shape, np.float64)
         self.count = float(epsilon)
         self.mean_variable = tf.Variable(
-            tf.zeros(self.shape, tf.float32), trainable=False, name="mean"
+            tf.zeros(self.shape, tf.float64), trainable=False, name="mean"
         )
         self.var_variable = tf.Variable(
-            tf.ones(self.shape, tf.float32), trainable=False, name="var"
+            tf.ones(self.shape, tf.float64), trainable=False, name="var"
         )
         self.count_variable = tf.Variable(
             tf.constant(self.count, tf.float64), trainable=False, name="count"
@@ -84,12 +84,12 @@ class RunningMeanStd(tf.Module):
 
     def sync_to_variables(self) -> None:
         """Copy the NumPy statistics into the tf.Variables (before save / export)."""
-        self.mean_variable.assign(self.mean.astype(np.float32))
-        self.var_variable.assign(self.var.astype(np.float32))
+        self.mean_variable.assign(self.mean)
+        self.var_variable.assign(self.var)
         self.count_variable.assign(self.count)
 
     def sync_from_variables(self) -> None:
         """Copy the tf.Variables into the NumPy statistics (after a checkpoint restore)."""
-        self.mean = self.mean_variable.numpy().astype(np.float64)
-        self.var = self.var_variable.numpy().astype(np.float64)
+        self.mean = self.mean_variable.numpy()
+        self.var = self.var_variable.numpy()
         self.count = float(self.count_variable.numpy())

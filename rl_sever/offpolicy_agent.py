@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from rl_sever.agent import Agent
 from rl_sever.audit import Flow, FlowContract
-from rl_sever.auxiliary import AuxContext, make_auxiliary
+from rl_sever.auxiliary import AuxContext, AuxiliarySet, initial_weights
 from rl_sever.encoders import flat_obs, is_image, make_encoder
 from rl_sever.errors import ConfigError, UnsupportedSpaceError
 from rl_sever.isolation import sever
@@ -112,17 +112,15 @@ class OffPolicyAgent(Agent):
         else:
             feature_dim = int(np.prod(self.obs_shape))
         self.grad_from = net.grad_from if self.encoder is not None else frozenset()
-        self.aux = make_auxiliary(cfg.aux, feature_dim, self.obs_shape, self.obs_dtype, act,
-                                  cfg.auxiliary)
+        self.aux = AuxiliarySet(cfg.aux, feature_dim, self.obs_shape, self.obs_dtype, act,
+                                cfg.auxiliary)
         self.learning_rate = tf.Variable(cfg.learning_rate, trainable=False, name="learning_rate")
         self._build_policy(feature_dim)
         self.schedules = {"learning_rate": Scheduled(self.learning_rate, cfg.lr_schedule,
                                                      cfg.learning_rate)}
         self.loss_weights = {"critic": tf.Variable(1.0, trainable=False, name="w_critic"),
-                             "actor": tf.Variable(1.0, trainable=False, name="w_actor")}
-        for name in self.aux:
-            self.loss_weights[name] = tf.Variable(float(cfg.aux_weights.get(name, 1.0)),
-                                                  trainable=False, name=f"w_{name}")
+                             "actor": tf.Variable(1.0, trainable=False, name="w_actor"),
+                             **initial_weights(cfg.aux, cfg.aux_weights)}
         clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else None
         self.optimizers = {
             "critic": ModuleOptimizer(self.critic_side_modules(), learning_rate=self.learning_rate,
@@ -133,7 +131,7 @@ class OffPolicyAgent(Agent):
         }
         self.n_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="n_updates")
         self.seed_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="seed_counter")
-        self._one_step = cfg.n_step > 1 and any(a.needs_transitions for a in self.aux.values())
+        self._one_step = cfg.n_step > 1 and self.aux.needs_transitions
         self.replay = ReplayBuffer(cfg.buffer_size, cfg.n_envs, self.obs_shape,
                                    self.obs_dtype.as_numpy_dtype, act.shape, np.float32,
                                    n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed)
@@ -143,8 +141,7 @@ class OffPolicyAgent(Agent):
         mods = {"critic": self.critic.weights}
         if self.encoder is not None and self.grad_from & {"critic", "aux"}:
             mods["encoder"] = self.encoder.weights
-        for aux in self.aux.values():
-            mods.update(aux.modules())
+        mods.update(self.aux.modules())
         return mods
 
     def actor_side_modules(self) -> dict[str, list]:
@@ -174,6 +171,9 @@ class OffPolicyAgent(Agent):
         # Internal, for the collector: unit actions ([-1, 1]) as stored in the replay buffer.
         # Fixed input signatures: these never retrace; they are traced on first use.
         jit = cfg.jit_compile
+        if jit is None:
+            jit = not is_image(self.obs_shape, self.obs_dtype)
+        self.jit_compile = bool(jit)
         self.compiled = {
             "act": tf.function(lambda o: self._act_unit(o, self._next_seed()), jit_compile=jit,
                                input_signature=[env_obs]),
@@ -182,6 +182,7 @@ class OffPolicyAgent(Agent):
                                       input_signature=[*batch_spec, env_obs]),
         }
         self._concrete: dict = {}
+        self.next_actions: tuple | None = None  # (obs, unit actions computed for that obs)
 
     def _fn(self, name: str):
         # The concrete function skips tf.function's per-call dispatch (a large share of a call).
@@ -197,7 +198,7 @@ class OffPolicyAgent(Agent):
         if self.encoder is not None:
             out.update(encoder=self.encoder, target_encoder=self.target_encoder)
         if self.aux:
-            out["aux"] = dict(self.aux)
+            out["aux"] = self.aux
         return out
 
     def make_collector(self):
@@ -261,9 +262,8 @@ class OffPolicyAgent(Agent):
                 return self.features_for("aux", f)
 
             ctx = AuxContext(mb, self.features_for("aux", feat), encode, self._sub_seed(seed, 1))
-            for name, aux in self.aux.items():
-                terms[name], parts = aux.loss(ctx)
-                extras.update({f"{name}_{k}": v for k, v in parts.items()})
+            aux_terms, extras = self.aux.losses(ctx)
+            terms.update(aux_terms)
         return terms, extras
 
     def loss_terms(self, mb, seed=None) -> dict[str, tf.Tensor]:
@@ -283,8 +283,8 @@ class OffPolicyAgent(Agent):
             total = tf.add_n([self.loss_weights[k] * v for k, v in terms.items()])
             total = tf.debugging.check_numerics(total, "critic-side loss")
         opt.apply(tape.gradient(total, watched))
-        values = [terms["critic"]] + [v for name in self.aux for v in
-                                      [terms[name], *[extras[k] for k in self._aux_parts(name)]]]
+        logged = {**terms, **extras}
+        values = [terms["critic"]] + [logged[k] for k in self.aux.metric_keys()]
         return tf.stack(values), tf.ones([len(values)])
 
     def _gradient_step(self, mb) -> tuple[tf.Tensor, tf.Tensor]:
@@ -340,7 +340,15 @@ class OffPolicyAgent(Agent):
         """One update on a sampled batch, or the metrics of updates the collector already ran."""
         from rl_sever.offpolicy_collector import UpdateSummary
 
-        stats = batch.stats if isinstance(batch, UpdateSummary) else self.update(batch)
+        if isinstance(batch, UpdateSummary):
+            stats = batch.stats
+        elif self._obs is not None and len(self._obs) == self.config.n_envs:
+            # Also act for the env's current observation (one compiled function for every
+            # update of a run); the collector uses these actions for its next step.
+            stats, actions = self.update_and_act(batch, self._obs)
+            self.next_actions = (self._obs, actions)
+        else:
+            stats = self.update(batch)
         return self.format_metrics(stats)
 
     def format_metrics(self, stats: np.ndarray) -> dict[str, float]:
@@ -351,11 +359,8 @@ class OffPolicyAgent(Agent):
         out["train/n_updates"] = float(self.n_updates.numpy())
         return out
 
-    def _aux_parts(self, name: str) -> list[str]:
-        return [f"{name}_{k}" for k in self.aux[name].components]
-
     def _aux_metric_names(self) -> list[str]:
-        return [f"loss/{k}" for name in self.aux for k in [name, *self._aux_parts(name)]]
+        return [f"loss/{k}" for k in self.aux.metric_keys()]
 
     def module_optimizers(self) -> list[ModuleOptimizer]:
         return list(self.optimizers.values())
@@ -374,8 +379,7 @@ class OffPolicyAgent(Agent):
         mods = {"actor": self.actor.weights, "critic": self.critic.weights}
         if self.encoder is not None:
             mods["encoder"] = self.encoder.weights
-        for aux in self.aux.values():
-            mods.update(aux.modules())
+        mods.update(self.aux.modules())
         mods.update(self.policy_modules())
         mods["targets"] = self.target_variables()
         return mods
@@ -395,8 +399,7 @@ class OffPolicyAgent(Agent):
             return Flow(must=mods, may=mods)
 
         flows = {"critic": trains({"critic"}, "critic"), "actor": trains({"actor"}, "actor")}
-        for name, aux in self.aux.items():
-            flows[name] = trains(set(aux.modules()), "aux")
+        flows.update(self.aux.flows(self.trains_encoder("aux")))
         for name in self.policy_modules():
             flows[name] = Flow(must={name}, may={name})
         return FlowContract(flows)  # "targets" is in no `may` set: nothing may reach them

@@ -35,7 +35,6 @@ class OffPolicyCollector:
         self.warmup_until = cfg.learning_starts  # uniformly random actions before this env step
         self.since_update = 0
         self.updated = int(agent.n_updates.numpy()) > 0
-        self._cached: tuple[object, np.ndarray] | None = None  # (obs it is for, unit actions)
 
     def _ready(self) -> bool:
         replay = self.agent.replay
@@ -50,11 +49,11 @@ class OffPolicyCollector:
         for _ in range(n_vec):
             if step < self.warmup_until:
                 unit = replay.rng.uniform(-1.0, 1.0, (self.n_envs, agent.action_dim)).astype(np.float32)
-            elif self._cached is not None and self._cached[0] is obs:
-                unit = self._cached[1]
+            elif agent.next_actions is not None and agent.next_actions[0] is obs:
+                unit = agent.next_actions[1]  # computed by the update that just ran
             else:
                 unit = agent.act_unit(obs)
-            self._cached = None
+            agent.next_actions = None
             next_obs, rewards, terminated, truncated, info = env.step(agent.to_env(unit))
             reached = next_obs
             final = info.get("_final_obs")
@@ -76,6 +75,6 @@ class OffPolicyCollector:
                 self.updated = True
                 return obs, batch, steps  # the loop audits, then agent.train(batch) updates
             out, actions = agent.update_and_act(batch, obs)
-            self._cached = (obs, actions)
+            agent.next_actions = (obs, actions)
             stats = out if stats is None else stats + out
         return obs, (UpdateSummary(stats) if stats is not None else None), steps

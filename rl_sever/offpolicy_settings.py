@@ -7,27 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rl_sever.auxiliary.base import AUXILIARY, AuxiliaryConfig
 from rl_sever.config import check
 from rl_sever.encoders import ENCODER_KINDS
-from rl_sever.settings import ACTIVATIONS, SCHEDULES, RunConfig
-
-GRAD_SOURCES = ("actor", "critic", "aux")
-
-
-def parse_grad_from(value: str) -> frozenset[str]:
-    """'critic+aux' -> {'critic', 'aux'}; 'both' = actor+critic; 'none' = nothing."""
-    text = str(value).strip().lower()
-    if text == "none":
-        return frozenset()
-    parts = {p.strip() for p in text.replace(",", "+").split("+") if p.strip()}
-    if "both" in parts:
-        parts = (parts - {"both"}) | {"actor", "critic"}
-    bad = sorted(parts - set(GRAD_SOURCES))
-    check(parts and not bad,
-          f"network.encoder_grad_from must name losses among {GRAD_SOURCES} joined by '+' "
-          f"(or both / none), got '{value}'")
-    return frozenset(parts)
+from rl_sever.settings import ACTIVATIONS, SCHEDULES, RunConfig, parse_grad_from
 
 
 @dataclass
@@ -103,14 +85,9 @@ class OffPolicyConfig(RunConfig):
     calls callbacks between iterations; updates still happen every train_freq steps)."""
     log_every_steps: int = 1000
     """Write TensorBoard scalars at most every this many env steps, averaging in between."""
-    jit_compile: bool = True
-    """Compile the update step with XLA (much less per-call overhead on CPU; off to debug)."""
-    aux: list[str] = field(default_factory=list)
-    """Auxiliary losses on the shared encoder: vae, reward, inverse (needs an encoder)."""
-    aux_weights: dict[str, float] = field(default_factory=dict)
-    """Weight of each auxiliary loss in the critic-side update (default 1.0 each)."""
-    auxiliary: AuxiliaryConfig = field(default_factory=AuxiliaryConfig)
-    """Settings of the auxiliary modules."""
+    jit_compile: bool | None = None
+    """Compile act and update steps with XLA (None: for flat observations only; XLA's CPU
+    convolutions are slower than TensorFlow's own)."""
     network: OffPolicyNetworkConfig = field(default_factory=OffPolicyNetworkConfig)
     """Network architecture."""
 
@@ -132,14 +109,6 @@ class OffPolicyConfig(RunConfig):
         check(self.lr_schedule in SCHEDULES,
               f"lr_schedule must be one of {SCHEDULES}, got '{self.lr_schedule}'")
         check(self.steps_per_iteration > 0, "steps_per_iteration must be positive")
-        for name in self.aux:
-            check(name in AUXILIARY,
-                  f"unknown auxiliary module '{name}'; available: {', '.join(sorted(AUXILIARY))}")
-        check(len(set(self.aux)) == len(self.aux), f"aux lists a module twice: {self.aux}")
-        for name, w in self.aux_weights.items():
-            check(name in self.aux, f"aux_weights names '{name}', which is not in aux {self.aux}")
-            check(float(w) >= 0, f"aux_weights['{name}'] must be >= 0, got {w}")
-        self.auxiliary.validate()
 
     def updates_per_call(self) -> int:
         """Gradient steps of one update (gradient_steps, or -1 resolved)."""

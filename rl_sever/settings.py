@@ -7,10 +7,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rl_sever.auxiliary.base import AUXILIARY, AuxiliaryConfig
 from rl_sever.config import check
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 SCHEDULES = ("constant", "linear")
+GRAD_SOURCES = ("actor", "critic", "aux")
+
+
+def parse_grad_from(value: str) -> frozenset[str]:
+    """network.encoder_grad_from -> the losses that train the shared encoder:
+    'critic+aux' -> {critic, aux}; 'both' = actor+critic; 'none' = nothing."""
+    text = str(value).strip().lower()
+    if text == "none":
+        return frozenset()
+    parts = {p.strip() for p in text.replace(",", "+").split("+") if p.strip()}
+    if "both" in parts:
+        parts = (parts - {"both"}) | {"actor", "critic"}
+    bad = sorted(parts - set(GRAD_SOURCES))
+    check(bool(parts) and not bad,
+          f"network.encoder_grad_from must name losses among {GRAD_SOURCES} joined by '+' "
+          f"(or both / none), got '{value}'")
+    return frozenset(parts)
 
 
 @dataclass
@@ -22,7 +40,8 @@ class NetworkConfig:
     shared_encoder: bool = False
     """Share the hidden layers between actor and critic (one encoder, two linear heads)."""
     encoder_grad_from: str = "both"
-    """With a shared encoder, which losses train it: actor, critic or both (others see it severed)."""
+    """With a shared encoder, which losses train it: actor, critic, aux, joined by + (e.g.
+    both+aux), both (= actor+critic) or none; the other losses see it severed."""
     ortho_init: bool = True
     """Orthogonal initialisation (gain sqrt(2) hidden, 0.01 policy head, 1 value head)."""
     log_std_init: float = 0.0
@@ -33,9 +52,7 @@ class NetworkConfig:
               f"network.hidden_sizes must be positive widths, got {self.hidden_sizes}")
         check(self.activation in ACTIVATIONS,
               f"network.activation must be one of {ACTIVATIONS}, got '{self.activation}'")
-        check(self.encoder_grad_from in ("actor", "critic", "both"),
-              "network.encoder_grad_from must be actor, critic or both, "
-              f"got '{self.encoder_grad_from}'")
+        parse_grad_from(self.encoder_grad_from)
 
 
 @dataclass
@@ -73,6 +90,12 @@ class RunConfig:
     a slower first call, faster iterations at small and medium env counts (docs/ingraph.md)."""
     network: NetworkConfig = field(default_factory=NetworkConfig)
     """Network architecture."""
+    aux: list[str] = field(default_factory=list)
+    """Auxiliary losses on the shared encoder: vae, reward, inverse (needs a shared encoder)."""
+    aux_weights: dict[str, float] = field(default_factory=dict)
+    """Weight of each auxiliary loss in its update (default 1.0 each)."""
+    auxiliary: AuxiliaryConfig = field(default_factory=AuxiliaryConfig)
+    """Settings of the auxiliary modules."""
 
     def validate(self) -> None:
         check(self.total_steps > 0, f"total_steps must be positive, got {self.total_steps}")
@@ -85,6 +108,14 @@ class RunConfig:
         check(self.eval_episodes >= 0, "eval_episodes must be >= 0")
         check(self.log_every_steps >= 0, "log_every_steps must be >= 0")
         self.network.validate()
+        for name in self.aux:
+            check(name in AUXILIARY,
+                  f"unknown auxiliary module '{name}'; available: {', '.join(sorted(AUXILIARY))}")
+        check(len(set(self.aux)) == len(self.aux), f"aux lists a module twice: {self.aux}")
+        for name, w in self.aux_weights.items():
+            check(name in self.aux, f"aux_weights names '{name}', which is not in aux {self.aux}")
+            check(float(w) >= 0, f"aux_weights['{name}'] must be >= 0, got {w}")
+        self.auxiliary.validate()
 
 
 @dataclass

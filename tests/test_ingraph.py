@@ -26,15 +26,28 @@ def finite(metrics: dict) -> dict:
 
 
 def test_fused_iteration_traces_once_while_schedules_and_switches_change(tmp_path):
-    agent = make_agent("ppo", "tf:CartPole-v1", {"lr_schedule": "linear", "clip_schedule": "linear",
-                                                  "total_steps": 6 * 32, "eval_episodes": 0},
-                       logdir=tmp_path)
+    agent = make_agent(
+        "ppo",
+        "tf:CartPole-v1",
+        {
+            "lr_schedule": "linear",
+            "clip_schedule": "linear",
+            "total_steps": 6 * 32,
+            "eval_episodes": 0,
+        },
+        logdir=tmp_path,
+    )
     trainer = agent.ingraph
     seen = []
 
     def record(agent, metrics):
-        seen.append((trainer.iteration_fn.experimental_get_tracing_count(),
-                     float(agent.optimizer.learning_rate.numpy()), dict(metrics)))
+        seen.append(
+            (
+                trainer.iteration_fn.experimental_get_tracing_count(),
+                float(agent.optimizer.learning_rate.numpy()),
+                dict(metrics),
+            )
+        )
         agent.loss_weights["entropy"].assign(0.01 * len(seen))
         agent.optimizer.set_frozen("critic", len(seen) % 2 == 1)
 
@@ -85,7 +98,8 @@ def test_rollout_matches_stepping_the_env_and_episode_stats_match_the_gymnasium_
         for t in range(80):
             np.testing.assert_array_equal(batch["obs"][t], obs.numpy())
             state, obs, reward, terminated, truncated, final = env.step_autoreset(
-                state, batch["actions"][t])
+                state, batch["actions"][t]
+            )
             np.testing.assert_array_equal(batch["next_obs"][t], final.numpy())  # true last obs
             np.testing.assert_array_equal(batch["rewards"][t], reward.numpy())
             np.testing.assert_array_equal(batch["terminated"][t], terminated.numpy())
@@ -104,8 +118,9 @@ def test_rollout_matches_stepping_the_env_and_episode_stats_match_the_gymnasium_
 
 
 def test_checkpoint_restores_the_env_state_and_resume_continues_identically(tmp_path):
-    agent = make_agent("a2c", "tf:CartPole-v1", logdir=tmp_path, eval_episodes=0, audit=False,
-                       total_steps=96)
+    agent = make_agent(
+        "a2c", "tf:CartPole-v1", logdir=tmp_path, eval_episodes=0, audit=False, total_steps=96
+    )
     agent.learn(progress=False)  # saves at the end
     loaded = Agent.load(agent.run_dir)
     try:
@@ -147,8 +162,11 @@ def test_a2c_runs_in_graph_on_a_continuous_env():
 
 
 def test_jit_compile_runs_the_fused_iteration_under_xla():
-    agent = make_agent("a2c", "tf:CartPole-v1", {"jit_compile": True, "audit": False,
-                                                  "total_steps": 3 * 32, "eval_episodes": 0})
+    agent = make_agent(
+        "a2c",
+        "tf:CartPole-v1",
+        {"jit_compile": True, "audit": False, "total_steps": 3 * 32, "eval_episodes": 0},
+    )
     history = []
     try:
         agent.learn(progress=False, callback=lambda agent, m: history.append(dict(m)))
@@ -175,8 +193,20 @@ def test_other_wrappers_fall_back_to_stepping_the_gymnasium_view():
 
 
 def test_cli_trains_a2c_on_tf_acrobot_with_the_gymnasium_ids_preset(tmp_path, capsys):
-    code = cli.main(["train", "a2c", "tf:Acrobot-v1", "--steps", "160", "--logdir", str(tmp_path),
-                     "--set", "eval_episodes=1", "--no-progress"])
+    code = cli.main(
+        [
+            "train",
+            "a2c",
+            "tf:Acrobot-v1",
+            "--steps",
+            "160",
+            "--logdir",
+            str(tmp_path),
+            "--set",
+            "eval_episodes=1",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "preset" in out and "steps trained: 160" in out
@@ -187,7 +217,19 @@ def test_cli_trains_a2c_on_tf_acrobot_with_the_gymnasium_ids_preset(tmp_path, ca
     for tag in ("train/loss", "train/value_loss", "eval/mean_reward", "audit/gradient_flow"):
         assert tag in events, sorted(events)
     assert all(np.isfinite(v).all() for _, v in events["train/loss"])
-    code = cli.main(["train", "a2c", "tf:Acrobot-v1", "--steps", "160", "--logdir", str(tmp_path),
-                     "--set", "normalize_obs=true", "--no-progress"])
+    code = cli.main(
+        [
+            "train",
+            "a2c",
+            "tf:Acrobot-v1",
+            "--steps",
+            "160",
+            "--logdir",
+            str(tmp_path),
+            "--set",
+            "normalize_obs=true",
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "tf:" in capsys.readouterr().err

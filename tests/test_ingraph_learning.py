@@ -12,9 +12,20 @@ from rl_sever.evaluation import evaluate
 
 def test_ppo_in_graph_on_tf_cartpole_solves_gymnasium_cartpole():
     config = PPOConfig(
-        n_envs=8, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
-        learning_rate=1e-3, lr_schedule="linear", clip_range=0.2, clip_schedule="linear",
-        ent_coef=0.0, total_steps=100_000, eval_episodes=0, seed=0,
+        n_envs=8,
+        n_steps=32,
+        batch_size=256,
+        n_epochs=20,
+        gamma=0.98,
+        gae_lambda=0.8,
+        learning_rate=1e-3,
+        lr_schedule="linear",
+        clip_range=0.2,
+        clip_schedule="linear",
+        ent_coef=0.0,
+        total_steps=100_000,
+        eval_episodes=0,
+        seed=0,
     )
     agent = PPO("tf:CartPole-v1", config, logdir=None)
     try:

@@ -13,7 +13,10 @@ from rl_sever.auxiliary.base import (
     AuxContext,
     AuxiliaryConfig,
     AuxiliaryModule,
+    AuxiliarySet,
+    initial_weights,
     make_auxiliary,
 )
 
-__all__ = ["AUXILIARY", "AuxContext", "AuxiliaryConfig", "AuxiliaryModule", "make_auxiliary"]
+__all__ = ["AUXILIARY", "AuxContext", "AuxiliaryConfig", "AuxiliaryModule", "AuxiliarySet",
+           "initial_weights", "make_auxiliary"]

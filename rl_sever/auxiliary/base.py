@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -127,3 +127,66 @@ def make_auxiliary(names: list[str], feature_dim: int, obs_shape: tuple[int, ...
             raise ConfigError(f"auxiliary module '{n}' is listed twice")
         out[klass.name] = klass(feature_dim, obs_shape, obs_dtype, action, cfg)
     return out
+
+
+class AuxiliarySet(tf.Module):
+    """The auxiliary modules of one agent and what the agent needs from them: their variable
+    groups, their losses on a batch, their metric names and their flow contract."""
+
+    def __init__(self, names: list[str], feature_dim: int, obs_shape: tuple[int, ...], obs_dtype,
+                 action: ActionSpec, cfg: AuxiliaryConfig):
+        super().__init__(name="auxiliary")
+        self.members = make_auxiliary(list(names), feature_dim, obs_shape, obs_dtype, action, cfg)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __iter__(self):
+        return iter(self.members)
+
+    def items(self):
+        return self.members.items()
+
+    def __getitem__(self, name: str) -> AuxiliaryModule:
+        return self.members[name]
+
+    @property
+    def needs_transitions(self) -> bool:
+        return any(m.needs_transitions for m in self.members.values())
+
+    def modules(self) -> dict[str, list]:
+        """Every variable group the auxiliary modules own (optimizer and audit columns)."""
+        out: dict[str, list] = {}
+        for m in self.members.values():
+            out.update(m.modules())
+        return out
+
+    def metric_keys(self) -> list[str]:
+        """Each loss and its components: vae, vae_recon, vae_kl, reward, ..."""
+        return [k for name, m in self.members.items()
+                for k in [name, *(f"{name}_{c}" for c in m.components)]]
+
+    def losses(self, ctx: AuxContext) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """(loss by name, components by metric key) on one batch."""
+        terms, parts = {}, {}
+        for name, m in self.members.items():
+            terms[name], comps = m.loss(ctx)
+            parts.update({f"{name}_{k}": v for k, v in comps.items()})
+        return terms, parts
+
+    def flows(self, trains_encoder: bool, encoder: str = "encoder") -> dict:
+        """Flow per auxiliary loss: its own networks, plus the shared encoder if allowed."""
+        from rl_sever.audit import Flow
+
+        out = {}
+        for name, m in self.members.items():
+            mods = set(m.modules()) | ({encoder} if trains_encoder else set())
+            out[name] = Flow(must=mods, may=mods)
+        return out
+
+
+def initial_weights(names: list[str], weights: Mapping[str, float]) -> dict[str, tf.Variable]:
+    """One non-trainable weight variable per auxiliary loss (default 1.0)."""
+    return {n: tf.Variable(float(weights.get(n, 1.0)), trainable=False, name=f"w_{n}")
+            for n in names}
+

@@ -1,0 +1,118 @@
+"""SAC / TD3 through the shared training loop: smoke runs (vector and image observations, with
+and without the VAE), episode ends in the replay buffer, logging, no retracing, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from envs import make_vec_env
+from rl_sever.agent import Agent
+from rl_sever.registry import get_agent_class
+from tests.conftest import read_event_tensors
+from tests.offpolicy_helpers import COUNTDOWN_ID, tiny_agent, tiny_config
+
+
+@pytest.mark.parametrize("algo, extra", [
+    ("sac", {"jit_compile": True}),
+    ("td3", {}),
+    ("sac", {"network.shared_encoder": True, "aux": ["vae"], "network.encoder_grad_from": "critic+aux",
+             "n_envs": 2}),
+])
+def test_vector_observation_smoke(algo, extra):
+    agent = tiny_agent(algo, fill=0, learning_starts=32, **extra)
+    agent.learn(160, progress=False)
+    assert int(agent.global_step.numpy()) == 160
+    assert len(agent.replay) == 160
+    assert agent.n_updates.numpy() > 0
+    assert agent.predict(np.zeros(3, np.float32)).shape == (1,)
+
+
+@pytest.mark.parametrize("algo, aux", [("sac", ["vae"]), ("td3", [])])
+def test_image_observation_smoke(algo, aux):
+    env = make_vec_env("Pixels/Pendulum-v1", 1, seed=0, env_kwargs={"size": 16, "frame_stack": 2})
+    cfg = tiny_config(algo, learning_starts=24, batch_size=8, aux=aux,
+                      **{"network.cnn_channels": [8, 8], "network.feature_dim": 8,
+                         "network.encoder_grad_from": "critic+aux" if aux else "critic"})
+    agent = get_agent_class(algo)(env, cfg, logdir=None)
+    assert agent.encoder.kind == "cnn" and agent.replay.obs.dtype == np.uint8
+    agent.learn(40, progress=False)
+    assert agent.n_updates.numpy() > 0
+    assert set(agent.flow_modules()) >= {"encoder", "targets"} | ({"decoder"} if aux else set())
+    assert agent.predict(agent._obs).shape == (1, 1)
+
+
+def test_episode_ends_store_the_true_final_observation():
+    agent = tiny_agent("sac", env=COUNTDOWN_ID, fill=0, learning_starts=1000)
+    agent.learn(60, progress=False)
+    buf, n = agent.replay, len(agent.replay)
+    obs, nxt = buf.obs[:n, 0], buf.next_obs[:n, 0]
+    term, dones = buf.terminated[:n, 0], buf.dones[:n, 0]
+    assert term.any() and (dones & ~term).any()  # both kinds of episode end happened
+    # Terminated at t == 4, truncated at t == 6 (TimeLimit): next_obs is the final state,
+    # never the reset observation (t == 0) of the next episode, which starts the next row.
+    np.testing.assert_allclose(nxt[term, 0], 0.4)
+    np.testing.assert_allclose(nxt[dones & ~term, 0], 0.6)
+    np.testing.assert_allclose(obs[1:][dones[:-1], 0], 0.0)
+    inside = ~dones[:-1]
+    np.testing.assert_array_equal(nxt[:-1][inside], obs[1:][inside])
+    # Stored actions are in [-1, 1] (the env saw them scaled to [-2, 2]).
+    assert np.all(np.abs(buf.actions[:n]) <= 1.0)
+
+
+def test_logging_uses_sb3_names_and_aux_losses(tmp_path):
+    agent = tiny_agent("sac", fill=0, logdir=tmp_path, learning_starts=32, log_every_steps=0,
+                       **{"network.shared_encoder": True, "aux": ["vae", "reward"],
+                          "network.encoder_grad_from": "critic+aux"})
+    agent.learn(128, progress=False)
+    tags = read_event_tensors(agent.run_dir)
+    for key in ("train/actor_loss", "train/critic_loss", "train/ent_coef", "train/ent_coef_loss",
+                "train/learning_rate", "train/n_updates", "loss/vae", "loss/vae_recon",
+                "loss/vae_kl", "loss/reward", "time/fps"):
+        assert key in tags, key
+    assert "audit/gradient_flow" in tags
+    steps = [s for s, _ in tags["train/critic_loss"]]
+    assert steps == sorted(steps) and steps[-1] == 128
+
+
+def test_compiled_steps_never_retrace():
+    agent = tiny_agent("sac", fill=0, learning_starts=16, lr_schedule="linear")
+    agent.learn(96, progress=False)
+    agent.learn(64, progress=False)
+    for name, fn in agent.compiled.items():
+        assert fn.experimental_get_tracing_count() <= 1, name
+
+
+def test_resume_continues_with_the_same_buffer_and_step_counter(tmp_path):
+    agent = tiny_agent("sac", fill=0, logdir=tmp_path, learning_starts=32, keep_checkpoints=2)
+    agent.learn(96, progress=False)
+    run_dir = agent.run_dir
+    ckpt = run_dir / "checkpoints"
+    assert (ckpt / "replay-96" / "meta.json").is_file()
+    rows, updates = agent.replay.filled_rows, int(agent.n_updates.numpy())
+    obs = np.array(agent.replay.obs[:rows])
+    state = agent.replay.rng.bit_generator.state
+    agent.close()
+
+    resumed = Agent.load(run_dir)
+    assert int(resumed.global_step.numpy()) == 96 and int(resumed.n_updates.numpy()) == updates
+    np.testing.assert_array_equal(resumed.replay.obs[:rows], obs)
+    assert resumed.replay.filled_rows == rows and resumed.replay.rng.bit_generator.state == state
+    probe = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(resumed.predict(probe), agent.predict(probe))
+    resumed.learn(64, progress=False)
+    assert int(resumed.global_step.numpy()) == 160
+    assert int(resumed.n_updates.numpy()) > updates
+    assert sorted(p.name for p in ckpt.glob("replay-*")) == ["replay-160", "replay-96"]
+    resumed.learn(32, progress=False)  # keep_checkpoints=2 prunes the oldest buffer too
+    assert sorted(p.name for p in ckpt.glob("replay-*")) == ["replay-160", "replay-192"]
+
+
+def test_save_replay_false_writes_no_buffer(tmp_path):
+    agent = tiny_agent("td3", fill=0, logdir=tmp_path, learning_starts=16, save_replay=False)
+    agent.learn(48, progress=False)
+    assert not list((agent.run_dir / "checkpoints").glob("replay-*"))
+    resumed = Agent.load(agent.run_dir)
+    assert len(resumed.replay) == 0 and int(resumed.global_step.numpy()) == 48
+    resumed.learn(32, progress=False)  # refills learning_starts transitions, then updates
+    assert int(resumed.n_updates.numpy()) > int(agent.n_updates.numpy())
