@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rl_sever import losses
+from rl_sever.loss_terms import LossTerm, policy_gradient
 from rl_sever.onpolicy_agent import OnPolicyAgent
 from rl_sever.settings import OnPolicyConfig
 
@@ -26,10 +26,10 @@ class A2CConfig(OnPolicyConfig):
 
 
 class A2C(OnPolicyAgent):
-    """A2C: one update per rollout on the whole batch. Losses: policy, value, entropy."""
+    """A2C: one update per rollout on the whole batch. Terms: policy, value, entropy."""
 
     algo = "a2c"
     config_cls = A2CConfig
 
-    def policy_loss(self, logp, mb):
-        return losses.policy_gradient_loss(logp, mb["advantages"]), {}
+    def policy_term(self) -> LossTerm:
+        return policy_gradient()

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from rl_sever import losses
 from rl_sever.config import check
+from rl_sever.loss_terms import LossTerm, ppo_clip, value_mse
 from rl_sever.onpolicy_agent import OnPolicyAgent
 from rl_sever.schedules import Scheduled
 from rl_sever.settings import SCHEDULES, OnPolicyConfig
@@ -43,14 +43,15 @@ class PPOConfig(OnPolicyConfig):
 
 
 class PPO(OnPolicyAgent):
-    """PPO-clip. Losses: policy (clipped surrogate), value (optionally clipped), entropy."""
+    """PPO-clip. Terms: policy (clipped surrogate), value (optionally clipped), entropy."""
 
     algo = "ppo"
     config_cls = PPOConfig
 
     def _build(self) -> None:
-        super()._build()
+        # Before the base build: the policy term reads the clip range.
         self.clip_range = tf.Variable(self.config.clip_range, trainable=False, name="clip_range")
+        super()._build()
         self.schedules["clip_range"] = Scheduled(self.clip_range, self.config.clip_schedule,
                                                  self.config.clip_range)
 
@@ -63,17 +64,17 @@ class PPO(OnPolicyAgent):
     def minibatch_size(self) -> int:
         return self.config.batch_size
 
-    def policy_loss(self, logp, mb):
-        return losses.ppo_clip_loss(logp, mb["logp_old"], mb["advantages"], self.clip_range)
+    def policy_term(self) -> LossTerm:
+        return ppo_clip(self.clip_range)
 
-    def value_loss(self, values, mb):
-        return losses.value_loss(values, mb["returns"], mb["old_values"], self.config.clip_range_vf)
+    def value_term(self) -> LossTerm:
+        return value_mse(self.config.clip_range_vf)
 
     def extra_metric_names(self) -> list[str]:
         return ["approx_kl", "clip_fraction"]
 
     def stop_early(self, sums, count):
-        if self.config.target_kl is None:
+        if self.config.target_kl is None or "approx_kl" not in sums:  # a replaced policy term
             return tf.constant(False)
         # Mean approx_kl of the minibatches so far (SB3 checks per minibatch; per epoch is
         # steadier and keeps the loop simple).

@@ -52,20 +52,28 @@ class SAC(OffPolicyAgent):
 
     def _build_policy(self, feature_dim: int) -> None:
         cfg, net, dim = self.config, self.config.network, self.action_dim
-        self.actor = DenseStack(feature_dim, net.hidden_sizes, 2 * dim, net.activation,
-                                seed=cfg.seed, name="actor")
-        self.critic = DenseStack(feature_dim + dim, net.hidden_sizes, 1, net.activation,
-                                 members=cfg.n_critics, seed=cfg.seed + 1, name="critic")
+        self.actor = DenseStack(
+            feature_dim, net.hidden_sizes, 2 * dim, net.activation, seed=cfg.seed, name="actor"
+        )
+        self.critic = DenseStack(
+            feature_dim + dim,
+            net.hidden_sizes,
+            1,
+            net.activation,
+            members=cfg.n_critics,
+            seed=cfg.seed + 1,
+            name="critic",
+        )
         self.target_critic = self.critic.copy("target_critic")
-        self.log_alpha = tf.Variable(math.log(cfg.ent_coef), name="log_alpha",
-                                     trainable=cfg.learn_ent_coef)
+        self.log_alpha = tf.Variable(
+            math.log(cfg.ent_coef), name="log_alpha", trainable=cfg.learn_ent_coef
+        )
         self.target_entropy = float(-dim if cfg.target_entropy is None else cfg.target_entropy)
 
     def extra_optimizers(self) -> dict[str, ModuleOptimizer]:
         if not self.config.learn_ent_coef:
             return {}
-        return {"alpha": ModuleOptimizer(self.policy_modules(), learning_rate=self.learning_rate,
-                                         epsilon=1e-8, name="alpha_optimizer")}
+        return {"alpha": self.make_optimizer(self.policy_modules(), "alpha_optimizer")}
 
     def policy_modules(self) -> dict[str, list]:
         return {"alpha": [self.log_alpha]} if self.config.learn_ent_coef else {}
@@ -97,7 +105,9 @@ class SAC(OffPolicyAgent):
         # by the critic loss (the whole target is severed below).
         mean, log_std = self._policy(sever(next_features()))
         next_actions, next_logp = squashed_gaussian_sample(mean, log_std, seed)
-        q_next = self.target_critic(tf.concat([self.target_features(mb["next_obs"]), next_actions], -1))
+        q_next = self.target_critic(
+            tf.concat([self.target_features(mb["next_obs"]), next_actions], -1)
+        )
         soft_value = tf.reduce_min(q_next, axis=0)[:, 0] - tf.exp(self.log_alpha) * next_logp
         # TD target: a constant for the critic loss, so no gradient reaches the targets, the
         # actor or alpha. Bootstrap unless terminated (truncation bootstraps from the final obs).
@@ -126,8 +136,10 @@ class SAC(OffPolicyAgent):
     def actor_step(self, mb, seed):
         learn_alpha = self.config.learn_ent_coef
         actor_vars = tf_variables(self.optimizers["actor"].all_variables)
-        with tf.GradientTape(watch_accessed_variables=False) as actor_tape, \
-                tf.GradientTape(watch_accessed_variables=False) as alpha_tape:
+        with (
+            tf.GradientTape(watch_accessed_variables=False) as actor_tape,
+            tf.GradientTape(watch_accessed_variables=False) as alpha_tape,
+        ):
             actor_tape.watch(actor_vars)
             if learn_alpha:
                 alpha_tape.watch(self.log_alpha)

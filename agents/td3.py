@@ -35,7 +35,8 @@ class TD3Config(OffPolicyConfig):
     n_critics: int = 2
     """Number of Q-functions; the TD target uses their minimum, the actor the first."""
     network: OffPolicyNetworkConfig = field(
-        default_factory=lambda: OffPolicyNetworkConfig(hidden_sizes=[400, 300]))
+        default_factory=lambda: OffPolicyNetworkConfig(hidden_sizes=[400, 300])
+    )
     """Network architecture."""
 
     def validate(self) -> None:
@@ -65,10 +66,18 @@ class TD3(OffPolicyAgent):
 
     def _build_policy(self, feature_dim: int) -> None:
         cfg, net, dim = self.config, self.config.network, self.action_dim
-        self.actor = DenseStack(feature_dim, net.hidden_sizes, dim, net.activation,
-                                seed=cfg.seed, name="actor")
-        self.critic = DenseStack(feature_dim + dim, net.hidden_sizes, 1, net.activation,
-                                 members=cfg.n_critics, seed=cfg.seed + 1, name="critic")
+        self.actor = DenseStack(
+            feature_dim, net.hidden_sizes, dim, net.activation, seed=cfg.seed, name="actor"
+        )
+        self.critic = DenseStack(
+            feature_dim + dim,
+            net.hidden_sizes,
+            1,
+            net.activation,
+            members=cfg.n_critics,
+            seed=cfg.seed + 1,
+            name="critic",
+        )
         self.target_actor = self.actor.copy("target_actor")
         self.target_critic = self.critic.copy("target_critic")
 
@@ -98,7 +107,9 @@ class TD3(OffPolicyAgent):
         next_feat = self.target_features(mb["next_obs"])
         next_actions = tf.tanh(self.target_actor(next_feat))
         if cfg.target_policy_noise > 0:  # target policy smoothing
-            noise = cfg.target_policy_noise * tf.random.stateless_normal(tf.shape(next_actions), seed)
+            noise = cfg.target_policy_noise * tf.random.stateless_normal(
+                tf.shape(next_actions), seed
+            )
             noise = tf.clip_by_value(noise, -cfg.target_noise_clip, cfg.target_noise_clip)
             next_actions = tf.clip_by_value(next_actions + noise, -1.0, 1.0)
         q_next = self.target_critic(tf.concat([next_feat, next_actions], -1))
@@ -121,8 +132,9 @@ class TD3(OffPolicyAgent):
             variables = tf_variables(self.optimizers["actor"].all_variables)
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(variables)
-                loss = tf.debugging.check_numerics(self.actor_terms(mb, seed)[0]["actor"],
-                                                   "actor loss")
+                loss = tf.debugging.check_numerics(
+                    self.actor_terms(mb, seed)[0]["actor"], "actor loss"
+                )
                 weighted = self.loss_weights["actor"] * loss
             self.optimizers["actor"].apply(tape.gradient(weighted, variables))
             self.polyak(self.actor.weights, self.target_actor.weights)

@@ -12,7 +12,8 @@ iteration pays the tracing/compilation, so
     compile_s = first iteration - median iteration,   train_s = learn() wall time - compile_s.
 
 Evaluation: the deterministic policy on Gymnasium's own CartPole-v1 (10 episodes, seeded),
-for every variant, through rl_sever.evaluation.evaluate.
+for every variant, through rl_sever.evaluation.evaluate. The variants run interleaved per seed,
+so a change in the load of a shared machine hits them alike.
 
 Scaling: for n_envs in 8, 64, 512, 4096 (n_steps 32; one minibatch of the whole rollout per
 epoch, 20 epochs, i.e. case 1 scaled up), the steps/s of the fused iteration (rollout + GAE +
@@ -87,6 +88,7 @@ def run_case1(env_id: str, jit: bool, seed: int) -> dict:
         "iterations": len(iters),
         "eval_mean": ev["mean_reward"],
         "eval_std": ev["std_reward"],
+        "load_average_after": round(os.getloadavg()[0], 2),
     }
     if agent.ingraph is not None:
         out["fused_tracing_count"] = agent.ingraph.iteration_fn.experimental_get_tracing_count()
@@ -94,21 +96,25 @@ def run_case1(env_id: str, jit: bool, seed: int) -> dict:
     return out
 
 
-def _timed(fn, repeats: int) -> tuple[float, float]:
-    """(first call s, mean of `repeats` further calls s); results forced to host."""
+def _timed(fn, repeats: int, min_seconds: float = 2.0) -> tuple[float, float]:
+    """(first call s, mean s of the further calls): at least `repeats` calls and `min_seconds`
+    of them (small iterations are short and the machine may be shared); results forced to host.
+    """
     import tensorflow as tf
 
     t = time.perf_counter()
     tf.nest.map_structure(lambda x: x.numpy(), fn())
     first = time.perf_counter() - t
-    t = time.perf_counter()
-    for _ in range(repeats):
-        out = fn()
-    tf.nest.map_structure(lambda x: x.numpy(), out)
-    return first, (time.perf_counter() - t) / repeats
+    calls, t = 0, time.perf_counter()
+    while calls < repeats or time.perf_counter() - t < min_seconds:
+        tf.nest.map_structure(lambda x: x.numpy(), fn())
+        calls += 1
+    return first, (time.perf_counter() - t) / calls
 
 
 def run_scaling(n_envs: int, jit: bool, repeats: int, gym_path: bool) -> dict:
+    import tensorflow as tf
+
     from agents import PPO, PPOConfig
 
     rollout = n_envs * CASE1["n_steps"]
@@ -118,7 +124,9 @@ def run_scaling(n_envs: int, jit: bool, repeats: int, gym_path: bool) -> dict:
     trainer = agent.ingraph
     trainer.start(0)
     first, per = _timed(trainer.iteration_fn, repeats)
-    _, roll = _timed(trainer.rollout_fn, repeats)
+    # The rollout alone, compiled like the fused iteration (rollout_fn itself never uses XLA).
+    rollout_fn = tf.function(trainer._rollout, input_signature=[], jit_compile=jit)
+    _, roll = _timed(rollout_fn, repeats)
     out = {
         "n_envs": n_envs,
         "jit_compile": jit,
@@ -135,11 +143,12 @@ def run_scaling(n_envs: int, jit: bool, repeats: int, gym_path: bool) -> dict:
         obs, _ = agent.env.reset(seed=0)
         obs, batch, _ = collector.collect(obs)
         agent.train(batch)  # warm-up: traces act and update
-        t = time.perf_counter()
-        for _ in range(repeats):
+        calls, t = 0, time.perf_counter()
+        while calls < repeats or time.perf_counter() - t < 2.0:
             obs, batch, _ = collector.collect(obs)
-            agent.train(batch)
-        per = (time.perf_counter() - t) / repeats
+            agent.train(batch)  # returns Python floats: the update has finished
+            calls += 1
+        per = (time.perf_counter() - t) / calls
         out["gymnasium_path_steps_per_s"] = round(rollout / per, 1)
         agent.close()
     return out
@@ -185,10 +194,14 @@ def main(argv=None) -> int:
         "ingraph": ("tf:CartPole-v1", False),
         "ingraph_xla": ("tf:CartPole-v1", True),
     }
-    for name, (env_id, jit) in variants.items():
-        runs = [run_case1(env_id, jit, seed) for seed in args.seeds]
-        results["case1"][name] = {"runs": runs, "mean": summarize(runs)}
-        print(json.dumps({name: results["case1"][name]["mean"]}), flush=True)
+    # Variants interleaved per seed, so a change in the machine's load hits them alike.
+    runs = {name: [] for name in variants}
+    for seed in args.seeds:
+        for name, (env_id, jit) in variants.items():
+            runs[name].append(run_case1(env_id, jit, seed))
+            print(json.dumps({name: runs[name][-1]}), flush=True)
+    for name in variants:
+        results["case1"][name] = {"runs": runs[name], "mean": summarize(runs[name])}
     base = results["case1"]["gymnasium"]["mean"]["train_s"]
     results["case1"]["speedup_train_s_over_gymnasium"] = {
         name: round(base / results["case1"][name]["mean"]["train_s"], 2)

@@ -26,9 +26,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ENV_ID = "Pendulum-v1"
 LEARNING_RATE = 1e-3
 EVAL_EPISODES = 10
-SB3_REFERENCE = {"sac": {"steps_per_s": 132.0, "eval_mean": -165.0,
-                         "note": "SB3 2.9.2 / torch 2.13 CPU, measured on the 2-core development "
-                                 "machine (docs: DESIGN.md)"}}
+SB3_REFERENCE = {
+    "sac": {
+        "steps_per_s": 132.0,
+        "eval_mean": -165.0,
+        "note": "SB3 2.9.2 / torch 2.13 CPU, measured on the 2-core development "
+        "machine (docs: DESIGN.md)",
+    }
+}
 
 
 def _load() -> list[float]:
@@ -40,8 +45,9 @@ def run_rl_sever(algo: str, steps: int, seed: int) -> dict:
     from rl_sever.registry import get_agent_class
 
     klass = get_agent_class(algo)
-    cfg = klass.config_cls(seed=seed, total_steps=steps, learning_rate=LEARNING_RATE,
-                           eval_episodes=0)
+    cfg = klass.config_cls(
+        seed=seed, total_steps=steps, learning_rate=LEARNING_RATE, eval_episodes=0
+    )
     agent = klass(ENV_ID, cfg, logdir=None)
     load_before = _load()
     t0, c0 = time.perf_counter(), time.process_time()
@@ -50,16 +56,27 @@ def run_rl_sever(algo: str, steps: int, seed: int) -> dict:
     load_after = _load()
     ev = evaluate(agent, EVAL_EPISODES, seed=seed + 10_000)
     out = {
-        "wall_time_s": round(wall, 2), "steps_per_s": round(steps / wall, 1),
+        "wall_time_s": round(wall, 2),
+        "steps_per_s": round(steps / wall, 1),
         "cpu_time_s": round(cpu, 2),
-        "eval_mean": round(ev["mean_reward"], 2), "eval_std": round(ev["std_reward"], 2),
-        "eval_episodes": ev["episodes"], "gradient_steps": int(agent.n_updates.numpy()),
+        "eval_mean": round(ev["mean_reward"], 2),
+        "eval_std": round(ev["std_reward"], 2),
+        "eval_episodes": ev["episodes"],
+        "gradient_steps": int(agent.n_updates.numpy()),
         "jit_compile": agent.jit_compile,
-        "load_average_before": load_before, "load_average_after": load_after,
-        "config": {"learning_rate": cfg.learning_rate, "batch_size": cfg.batch_size,
-                   "buffer_size": cfg.buffer_size, "learning_starts": cfg.learning_starts,
-                   "train_freq": cfg.train_freq, "gradient_steps": cfg.gradient_steps,
-                   "tau": cfg.tau, "gamma": cfg.gamma, "hidden_sizes": cfg.network.hidden_sizes},
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "config": {
+            "learning_rate": cfg.learning_rate,
+            "batch_size": cfg.batch_size,
+            "buffer_size": cfg.buffer_size,
+            "learning_starts": cfg.learning_starts,
+            "train_freq": cfg.train_freq,
+            "gradient_steps": cfg.gradient_steps,
+            "tau": cfg.tau,
+            "gamma": cfg.gamma,
+            "hidden_sizes": cfg.network.hidden_sizes,
+        },
     }
     agent.close()
     return out
@@ -77,18 +94,30 @@ def run_sb3(algo: str, steps: int, seed: int) -> dict:
         model = SAC("MlpPolicy", ENV_ID, learning_rate=LEARNING_RATE, seed=seed, verbose=0)
     else:  # TD3 with rl_sever's defaults: N(0, 0.1) exploration noise, [400, 300]
         noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
-        model = TD3("MlpPolicy", ENV_ID, learning_rate=LEARNING_RATE, action_noise=noise,
-                    seed=seed, verbose=0)
+        model = TD3(
+            "MlpPolicy",
+            ENV_ID,
+            learning_rate=LEARNING_RATE,
+            action_noise=noise,
+            seed=seed,
+            verbose=0,
+        )
     load_before = _load()
     t0 = time.perf_counter()
     model.learn(steps)
     wall = time.perf_counter() - t0
     load_after = _load()
-    mean, std = evaluate_policy(model, model.get_env(), n_eval_episodes=EVAL_EPISODES,
-                                deterministic=True)
-    return {"wall_time_s": round(wall, 2), "steps_per_s": round(steps / wall, 1),
-            "eval_mean": round(float(mean), 2), "eval_std": round(float(std), 2),
-            "load_average_before": load_before, "load_average_after": load_after}
+    mean, std = evaluate_policy(
+        model, model.get_env(), n_eval_episodes=EVAL_EPISODES, deterministic=True
+    )
+    return {
+        "wall_time_s": round(wall, 2),
+        "steps_per_s": round(steps / wall, 1),
+        "eval_mean": round(float(mean), 2),
+        "eval_std": round(float(std), 2),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,8 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         sb3_version = None
     results: dict = {
         "benchmark": f"{ENV_ID}, {args.steps} steps, 1 env, learning rate {LEARNING_RATE}",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": sys.version.split()[0], "tensorflow": tf.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "tensorflow": tf.__version__,
+        },
         "sb3_reference": SB3_REFERENCE,
         "runs": {},
     }
@@ -121,16 +154,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_sb3:
             entry["sb3"] = {"skipped": "--no-sb3"}
         elif sb3_version is None:
-            entry["sb3"] = {"skipped": "stable_baselines3 is not installed (install the `bench` "
-                                       "extra to run it side by side)"}
+            entry["sb3"] = {
+                "skipped": "stable_baselines3 is not installed (install the `bench` "
+                "extra to run it side by side)"
+            }
         else:
             entry["sb3"] = dict(run_sb3(algo, args.steps, args.seed), version=sb3_version)
-            entry["speedup_vs_sb3"] = round(entry["rl_sever"]["steps_per_s"]
-                                            / entry["sb3"]["steps_per_s"], 2)
+            entry["speedup_vs_sb3"] = round(
+                entry["rl_sever"]["steps_per_s"] / entry["sb3"]["steps_per_s"], 2
+            )
             print(f"sb3 {algo}: {entry['sb3']}", flush=True)
         if algo in SB3_REFERENCE:
             entry["speedup_vs_sb3_reference"] = round(
-                entry["rl_sever"]["steps_per_s"] / SB3_REFERENCE[algo]["steps_per_s"], 2)
+                entry["rl_sever"]["steps_per_s"] / SB3_REFERENCE[algo]["steps_per_s"], 2
+            )
         results["runs"][algo] = entry
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -22,8 +22,13 @@ from gymnasium import spaces
 from rl_sever.errors import ConfigError
 
 PIXEL_NAMESPACE = "Pixels"
-CLASSIC_CONTROL = ("Pendulum-v1", "MountainCarContinuous-v0", "CartPole-v1", "Acrobot-v1",
-                   "MountainCar-v0")
+CLASSIC_CONTROL = (
+    "Pendulum-v1",
+    "MountainCarContinuous-v0",
+    "CartPole-v1",
+    "Acrobot-v1",
+    "MountainCar-v0",
+)
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -48,7 +53,9 @@ class PixelObservation(gym.Wrapper):
     def __init__(self, env: gym.Env, size: int = 64, frame_stack: int = 3, grayscale: bool = False):
         super().__init__(env)
         if env.render_mode != "rgb_array":
-            raise ConfigError(f"PixelObservation needs render_mode='rgb_array', got {env.render_mode!r}")
+            raise ConfigError(
+                f"PixelObservation needs render_mode='rgb_array', got {env.render_mode!r}"
+            )
         if size < 8 or frame_stack < 1:
             raise ConfigError(f"size must be >= 8 and frame_stack >= 1, got {size}, {frame_stack}")
         self.size, self.frame_stack, self.grayscale = int(size), int(frame_stack), bool(grayscale)
@@ -84,11 +91,19 @@ class PixelObservation(gym.Wrapper):
         return self._observation(), reward, terminated, truncated, info
 
 
-def make_pixel_env(env_id: str, size: int = 64, frame_stack: int = 3, grayscale: bool = False,
-                   render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+def make_pixel_env(
+    env_id: str,
+    size: int = 64,
+    frame_stack: int = 3,
+    grayscale: bool = False,
+    render_mode: str | None = None,
+    **kwargs: Any,
+) -> gym.Env:
     """`env_id` rendered to pixels (see PixelObservation); extra kwargs go to gym.make."""
     if render_mode not in (None, "rgb_array"):
-        raise ConfigError(f"pixel envs render to rgb_array themselves; got render_mode={render_mode!r}")
+        raise ConfigError(
+            f"pixel envs render to rgb_array themselves; got render_mode={render_mode!r}"
+        )
     env = gym.make(env_id, render_mode="rgb_array", **kwargs)
     return PixelObservation(env, size=size, frame_stack=frame_stack, grayscale=grayscale)
 
@@ -98,8 +113,12 @@ def register_pixel_envs(env_ids: tuple[str, ...] = CLASSIC_CONTROL) -> None:
     for env_id in env_ids:
         pixel_id = f"{PIXEL_NAMESPACE}/{env_id}"
         if pixel_id not in gym.registry:
-            gym.register(pixel_id, entry_point=make_pixel_env, kwargs={"env_id": env_id},
-                         disable_env_checker=True)
+            gym.register(
+                pixel_id,
+                entry_point=make_pixel_env,
+                kwargs={"env_id": env_id},
+                disable_env_checker=True,
+            )
 
 
 register_pixel_envs()

@@ -82,13 +82,17 @@ class Agent:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self._build()
         self.freeze_schedule = self._freeze_schedule(config.freeze)
-        self.checkpoint = tf.train.Checkpoint(
+        self.checkpoint = self._make_checkpoint()
+        self._checkpointer: Checkpointer | None = None
+        self._obs = None  # the current observation of the vector env between learn() calls
+
+    def _make_checkpoint(self) -> tf.train.Checkpoint:
+        """The checkpoint of everything a resume needs (rebuilt if the trackables change)."""
+        return tf.train.Checkpoint(
             rng=self.rng, global_step=self.global_step, iteration=self.iteration,
             target_steps=self.target_steps, **self.trackables(),
             **({"normalizer": self.normalizer.trackable()} if self.normalizer is not None else {}),
         )
-        self._checkpointer: Checkpointer | None = None
-        self._obs = None  # the current observation of the vector env between learn() calls
 
     # -- subclass API -----------------------------------------------------------------------
     def _build(self) -> None:

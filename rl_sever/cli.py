@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
 from rl_sever import presets  # noqa: E402
@@ -38,6 +40,11 @@ def _override_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
         layers.append(load_yaml(args.config))
     pairs = parse_set(getattr(args, "set", None) or [])
     layers.append({k: (None if v in _NONE_WORDS else v) for k, v in pairs.items()})
+    if getattr(args, "loss", None):  # --loss edits come after the config's own `losses`
+        earlier = next((layer["losses"] for layer in reversed(layers) if "losses" in layer), [])
+        if isinstance(earlier, str):  # --set losses=[...]
+            earlier = yaml.safe_load(earlier) if earlier.strip().startswith("[") else [earlier]
+        layers.append({"losses": [*(earlier or []), *args.loss]})
     flags = {
         "seed": getattr(args, "seed", None),
         "n_envs": getattr(args, "n_envs", None),
@@ -280,6 +287,14 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         default=[],
         help="override one config key, e.g. --set n_steps=128 --set network.hidden_sizes=[32,32]",
+    )
+    p.add_argument(
+        "--loss",
+        action="append",
+        metavar="SPEC",
+        default=[],
+        help="edit the objective (repeatable, after config key losses): -NAME removes a term, "
+        "+PKG.MOD:ATTR[@W] adds one, NAME=PKG.MOD:ATTR[@W] replaces one, NAME@W reweights one",
     )
     p.add_argument("--seed", type=int, help="random seed (config key seed)")
     p.add_argument("--no-preset", action="store_true", help="ignore rl_sever's tuned preset")

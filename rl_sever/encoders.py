@@ -35,16 +35,20 @@ def flat_obs(obs: tf.Tensor) -> tf.Tensor:
     return tf.reshape(x, [tf.shape(x)[0], int(np.prod(x.shape[1:]))])
 
 
-def cnn(obs_shape: tuple[int, ...], channels: list[int], feature_dim: int, *,
-        name: str = "cnn") -> keras.Sequential:
+def cnn(
+    obs_shape: tuple[int, ...], channels: list[int], feature_dim: int, *, name: str = "cnn"
+) -> keras.Sequential:
     """3x3 convolutions (stride 2 for the first two, then 1), ReLU, a linear projection to
     `feature_dim`, LayerNorm and tanh (bounded features, as in pixel SAC practice)."""
     if len(obs_shape) != 3:
         raise ConfigError(f"the CNN encoder needs HWC image observations, got shape {obs_shape}")
     layers: list[keras.layers.Layer] = [keras.Input(obs_shape)]
     for i, c in enumerate(channels):
-        layers.append(keras.layers.Conv2D(c, 3, strides=2 if i < 2 else 1, activation="relu",
-                                          name=f"{name}_conv{i}"))
+        layers.append(
+            keras.layers.Conv2D(
+                c, 3, strides=2 if i < 2 else 1, activation="relu", name=f"{name}_conv{i}"
+            )
+        )
     layers += [
         keras.layers.Flatten(name=f"{name}_flatten"),
         keras.layers.Dense(feature_dim, name=f"{name}_proj"),
@@ -57,15 +61,27 @@ def cnn(obs_shape: tuple[int, ...], channels: list[int], feature_dim: int, *,
 class Encoder(tf.Module):
     """obs -> features [batch, out_dim]; `kind` is "mlp" or "cnn"."""
 
-    def __init__(self, obs_shape: tuple[int, ...], kind: str, *, sizes: list[int] = (256,),
-                 activation: str = "relu", channels: list[int] = (32, 32, 32),
-                 feature_dim: int = 50, name: str = "encoder"):
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        kind: str,
+        *,
+        sizes: list[int] = (256,),
+        activation: str = "relu",
+        channels: list[int] = (32, 32, 32),
+        feature_dim: int = 50,
+        name: str = "encoder",
+    ):
         super().__init__(name=name)
         if kind not in ("mlp", "cnn"):
             raise ConfigError(f"encoder kind must be mlp or cnn, got '{kind}'")
         self.obs_shape, self.kind = tuple(obs_shape), kind
-        self._spec = {"sizes": list(sizes), "activation": activation, "channels": list(channels),
-                          "feature_dim": feature_dim}
+        self._spec = {
+            "sizes": list(sizes),
+            "activation": activation,
+            "channels": list(channels),
+            "feature_dim": feature_dim,
+        }
         if kind == "cnn":
             self.net = cnn(self.obs_shape, list(channels), feature_dim, name=name)
             self.out_dim = int(feature_dim)

@@ -17,7 +17,6 @@ collector (rl_sever.offpolicy_collector) gathers the sampled batches in NumPy.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -31,10 +30,9 @@ from rl_sever.isolation import sever
 from rl_sever.offpolicy_networks import polyak_update, tf_variables
 from rl_sever.offpolicy_settings import OffPolicyConfig
 from rl_sever.optim import ModuleOptimizer
-from rl_sever.replay import ReplayBuffer
+from rl_sever.replay import ReplayBuffer, load_replay_for, save_replay_with
 from rl_sever.schedules import Scheduled
 
-REPLAY_PREFIX = "replay-"
 _SEEDS_PER_STEP = 16  # sub-seeds available to one gradient step (see `_step_seed`)
 
 
@@ -87,55 +85,89 @@ class OffPolicyAgent(Agent):
     # -- construction -----------------------------------------------------------------------
     def _build(self) -> None:
         cfg = self.config
+        if cfg.losses:  # rl_sever.loss_terms is wired into the on-policy agents only, so far
+            raise ConfigError(
+                f"losses: custom loss terms are supported by the on-policy agents "
+                f"(ppo, a2c), not yet by {self.algo}; got {cfg.losses}"
+            )
         act = self.action
         if act.kind != "box":
-            raise UnsupportedSpaceError(f"{type(self).__name__} needs a Box action space, got {act.kind}")
+            raise UnsupportedSpaceError(
+                f"{type(self).__name__} needs a Box action space, got {act.kind}"
+            )
         if not (np.all(np.isfinite(act.low)) and np.all(np.isfinite(act.high))):
-            raise UnsupportedSpaceError(f"{type(self).__name__} needs finite action bounds "
-                                        f"(got low={act.low}, high={act.high})")
+            raise UnsupportedSpaceError(
+                f"{type(self).__name__} needs finite action bounds "
+                f"(got low={act.low}, high={act.high})"
+            )
         # The policy acts in [-1, 1]^A (tanh); the env sees mid + half * a.
         self.action_mid = ((act.high + act.low) / 2).astype(np.float32)
         self.action_half = ((act.high - act.low) / 2).astype(np.float32)
         self.action_dim = int(np.prod(act.shape))
         net = cfg.network
         self.encoder = self.target_encoder = None
-        if net.shared_encoder or is_image(self.obs_shape, self.obs_dtype) or cfg.aux:
-            if cfg.aux and not (net.shared_encoder or is_image(self.obs_shape, self.obs_dtype)):
-                raise ConfigError("auxiliary losses need a shared encoder: set "
-                                  "network.shared_encoder: true (image observations always have one)")
-            self.encoder = make_encoder(self.obs_shape, self.obs_dtype, net.encoder,
-                                        sizes=net.encoder_sizes, activation=net.activation,
-                                        channels=net.cnn_channels, feature_dim=net.feature_dim,
-                                        name="encoder")
+        shared = net.shared_encoder or is_image(self.obs_shape, self.obs_dtype)
+        if cfg.aux and not shared:
+            raise ConfigError(
+                "auxiliary losses need a shared encoder: set "
+                "network.shared_encoder: true (image observations always have one)"
+            )
+        if shared:
+            self.encoder = make_encoder(
+                self.obs_shape,
+                self.obs_dtype,
+                net.encoder,
+                sizes=net.encoder_sizes,
+                activation=net.activation,
+                channels=net.cnn_channels,
+                feature_dim=net.feature_dim,
+                name="encoder",
+            )
             self.target_encoder = self.encoder.copy("target_encoder")
             feature_dim = self.encoder.out_dim
         else:
             feature_dim = int(np.prod(self.obs_shape))
         self.grad_from = net.grad_from if self.encoder is not None else frozenset()
-        self.aux = AuxiliarySet(cfg.aux, feature_dim, self.obs_shape, self.obs_dtype, act,
-                                cfg.auxiliary)
+        self.aux = AuxiliarySet(
+            cfg.aux, feature_dim, self.obs_shape, self.obs_dtype, act, cfg.auxiliary
+        )
         self.learning_rate = tf.Variable(cfg.learning_rate, trainable=False, name="learning_rate")
         self._build_policy(feature_dim)
-        self.schedules = {"learning_rate": Scheduled(self.learning_rate, cfg.lr_schedule,
-                                                     cfg.learning_rate)}
-        self.loss_weights = {"critic": tf.Variable(1.0, trainable=False, name="w_critic"),
-                             "actor": tf.Variable(1.0, trainable=False, name="w_actor"),
-                             **initial_weights(cfg.aux, cfg.aux_weights)}
-        clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else None
+        self.schedules = {
+            "learning_rate": Scheduled(self.learning_rate, cfg.lr_schedule, cfg.learning_rate)
+        }
+        self.loss_weights = {
+            "critic": tf.Variable(1.0, trainable=False, name="w_critic"),
+            "actor": tf.Variable(1.0, trainable=False, name="w_actor"),
+            **initial_weights(cfg.aux, cfg.aux_weights),
+        }
         self.optimizers = {
-            "critic": ModuleOptimizer(self.critic_side_modules(), learning_rate=self.learning_rate,
-                                      epsilon=1e-8, max_grad_norm=clip, name="critic_optimizer"),
-            "actor": ModuleOptimizer(self.actor_side_modules(), learning_rate=self.learning_rate,
-                                     epsilon=1e-8, max_grad_norm=clip, name="actor_optimizer"),
+            "critic": self.make_optimizer(self.critic_side_modules(), "critic_optimizer"),
+            "actor": self.make_optimizer(self.actor_side_modules(), "actor_optimizer"),
             **self.extra_optimizers(),
         }
         self.n_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="n_updates")
         self.seed_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="seed_counter")
         self._one_step = cfg.n_step > 1 and self.aux.needs_transitions
-        self.replay = ReplayBuffer(cfg.buffer_size, cfg.n_envs, self.obs_shape,
-                                   self.obs_dtype.as_numpy_dtype, act.shape, np.float32,
-                                   n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed)
+        self.replay = ReplayBuffer(
+            cfg.buffer_size,
+            cfg.n_envs,
+            self.obs_shape,
+            self.obs_dtype.as_numpy_dtype,
+            act.shape,
+            np.float32,
+            n_step=cfg.n_step,
+            gamma=cfg.gamma,
+            seed=cfg.seed,
+        )
         self._compile()
+
+    def make_optimizer(self, modules: dict[str, list], name: str) -> ModuleOptimizer:
+        """Adam (SB3's eps) over `modules`, sharing the scheduled learning rate."""
+        clip = self.config.max_grad_norm if self.config.max_grad_norm > 0 else None
+        return ModuleOptimizer(
+            modules, learning_rate=self.learning_rate, epsilon=1e-8, max_grad_norm=clip, name=name
+        )
 
     def critic_side_modules(self) -> dict[str, list]:
         mods = {"critic": self.critic.weights}
@@ -157,17 +189,29 @@ class OffPolicyAgent(Agent):
         self.batch_keys = ["obs", "actions", "rewards", "next_obs", "terminated", "discounts"]
         if self._one_step:
             self.batch_keys += ["step_rewards", "step_next_obs"]
-        shapes = {"obs": self.obs_shape, "next_obs": self.obs_shape, "step_next_obs": self.obs_shape,
-                  "actions": (self.action_dim,)}
-        dtypes = {"obs": self.obs_dtype, "next_obs": self.obs_dtype, "step_next_obs": self.obs_dtype}
-        batch_spec = [tf.TensorSpec([G, B, *shapes.get(k, ())], dtypes.get(k, tf.float32), name=k)
-                      for k in self.batch_keys]
+        shapes = {
+            "obs": self.obs_shape,
+            "next_obs": self.obs_shape,
+            "step_next_obs": self.obs_shape,
+            "actions": (self.action_dim,),
+        }
+        dtypes = {
+            "obs": self.obs_dtype,
+            "next_obs": self.obs_dtype,
+            "step_next_obs": self.obs_dtype,
+        }
+        batch_spec = [
+            tf.TensorSpec([G, B, *shapes.get(k, ())], dtypes.get(k, tf.float32), name=k)
+            for k in self.batch_keys
+        ]
         env_obs = tf.TensorSpec([cfg.n_envs, *self.obs_shape], self.obs_dtype)
         # Public: raw observations -> actions in env units (predict, evaluation, export).
-        self.act_fn = tf.function(lambda o: self._to_env(self._act_unit(o, self._next_seed())),
-                                  input_signature=[obs])
-        self.greedy_fn = tf.function(lambda o: self._to_env(self._greedy_unit(o)),
-                                     input_signature=[obs])
+        self.act_fn = tf.function(
+            lambda o: self._to_env(self._act_unit(o, self._next_seed())), input_signature=[obs]
+        )
+        self.greedy_fn = tf.function(
+            lambda o: self._to_env(self._greedy_unit(o)), input_signature=[obs]
+        )
         # Internal, for the collector: unit actions ([-1, 1]) as stored in the replay buffer.
         # Fixed input signatures: these never retrace; they are traced on first use.
         jit = cfg.jit_compile
@@ -175,11 +219,15 @@ class OffPolicyAgent(Agent):
             jit = not is_image(self.obs_shape, self.obs_dtype)
         self.jit_compile = bool(jit)
         self.compiled = {
-            "act": tf.function(lambda o: self._act_unit(o, self._next_seed()), jit_compile=jit,
-                               input_signature=[env_obs]),
+            "act": tf.function(
+                lambda o: self._act_unit(o, self._next_seed()),
+                jit_compile=jit,
+                input_signature=[env_obs],
+            ),
             "update": tf.function(self._update, jit_compile=jit, input_signature=batch_spec),
-            "update_act": tf.function(self._update_and_act, jit_compile=jit,
-                                      input_signature=[*batch_spec, env_obs]),
+            "update_act": tf.function(
+                self._update_and_act, jit_compile=jit, input_signature=[*batch_spec, env_obs]
+            ),
         }
         self._concrete: dict = {}
         self.next_actions: tuple | None = None  # (obs, unit actions computed for that obs)
@@ -191,10 +239,16 @@ class OffPolicyAgent(Agent):
         return self._concrete[name]
 
     def trackables(self) -> dict:
-        out = {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic,
-               "optimizers": self.optimizers, "loss_weights": self.loss_weights,
-               "learning_rate": self.learning_rate, "n_updates": self.n_updates,
-               "seed_counter": self.seed_counter}
+        out = {
+            "actor": self.actor,
+            "critic": self.critic,
+            "target_critic": self.target_critic,
+            "optimizers": self.optimizers,
+            "loss_weights": self.loss_weights,
+            "learning_rate": self.learning_rate,
+            "n_updates": self.n_updates,
+            "seed_counter": self.seed_counter,
+        }
         if self.encoder is not None:
             out.update(encoder=self.encoder, target_encoder=self.target_encoder)
         if self.aux:
@@ -211,8 +265,10 @@ class OffPolicyAgent(Agent):
         """A fresh stateless seed: (config seed, checkpointed counter). XLA-friendly."""
         count = self.seed_counter.assign_add(1) % (2**31 // _SEEDS_PER_STEP)
         # int32: what tf.random.stateless_* and tensorflow-probability both accept.
-        return tf.cast(tf.stack([tf.constant(self.config.seed % 2**31, tf.int64),
-                                 count * _SEEDS_PER_STEP]), tf.int32)
+        return tf.cast(
+            tf.stack([tf.constant(self.config.seed % 2**31, tf.int64), count * _SEEDS_PER_STEP]),
+            tf.int32,
+        )
 
     @staticmethod
     def _sub_seed(seed: tf.Tensor, k: int) -> tf.Tensor:
@@ -258,7 +314,11 @@ class OffPolicyAgent(Agent):
             one_step_next = "step_next_obs" not in mb
 
             def encode(obs):
-                f = next_features() if one_step_next and obs is mb["next_obs"] else self.features(obs)
+                f = (
+                    next_features()
+                    if one_step_next and obs is mb["next_obs"]
+                    else self.features(obs)
+                )
                 return self.features_for("aux", f)
 
             ctx = AuxContext(mb, self.features_for("aux", feat), encode, self._sub_seed(seed, 1))
@@ -268,7 +328,8 @@ class OffPolicyAgent(Agent):
 
     def loss_terms(self, mb, seed=None) -> dict[str, tf.Tensor]:
         """Every named loss on one batch with the current parameters (no update): the audit's."""
-        seed = tf.constant([self.config.seed % 2**31, 2**31 - _SEEDS_PER_STEP], tf.int32) if seed is None else seed
+        if seed is None:  # a fixed seed outside the training stream: auditing changes nothing
+            seed = tf.constant([self.config.seed % 2**31, 2**31 - _SEEDS_PER_STEP], tf.int32)
         critic, _ = self.critic_terms(mb, seed)
         actor, _ = self.actor_terms(mb, self._sub_seed(seed, 8))
         return {**critic, **actor}
@@ -407,30 +468,15 @@ class OffPolicyAgent(Agent):
     # -- checkpoints with the replay buffer -------------------------------------------------------
     def save(self) -> str:
         path = super().save()
-        directory = Path(path).parent
-        if self.config.save_replay:
-            self.replay.save(directory / f"{REPLAY_PREFIX}{Path(path).name.rsplit('-', 1)[-1]}")
-        kept = {Path(p).name.rsplit("-", 1)[-1] for p in self.checkpointer.manager.checkpoints}
-        for old in directory.glob(f"{REPLAY_PREFIX}*"):
-            if old.name[len(REPLAY_PREFIX):] not in kept:
-                _remove(old)
+        kept = self.checkpointer.manager.checkpoints
+        save_replay_with(self.replay if self.config.save_replay else None, path, kept)
         return path
 
     def on_restore(self, path: str) -> None:
         """Reload the replay buffer saved with checkpoint `path` (if any)."""
-        number = Path(path).name.rsplit("-", 1)[-1]
-        directory = Path(path).parent / f"{REPLAY_PREFIX}{number}"
-        if directory.is_dir():
-            self.replay.load(directory)
-        elif self.config.save_replay:
-            warnings.warn(f"no replay buffer saved with {path}: training resumes with an empty "
-                          f"buffer and waits for learning_starts transitions", stacklevel=2)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        for child in path.iterdir():
-            _remove(child)
-        path.rmdir()
-    else:
-        path.unlink()
+        if not load_replay_for(self.replay, path) and self.config.save_replay:
+            warnings.warn(
+                f"no replay buffer saved with {path}: training resumes with an empty "
+                f"buffer and waits for learning_starts transitions",
+                stacklevel=2,
+            )

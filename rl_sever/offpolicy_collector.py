@@ -48,7 +48,9 @@ class OffPolicyCollector:
         stats, steps = None, 0
         for _ in range(n_vec):
             if step < self.warmup_until:
-                unit = replay.rng.uniform(-1.0, 1.0, (self.n_envs, agent.action_dim)).astype(np.float32)
+                unit = replay.rng.uniform(-1.0, 1.0, (self.n_envs, agent.action_dim)).astype(
+                    np.float32
+                )
             elif agent.next_actions is not None and agent.next_actions[0] is obs:
                 unit = agent.next_actions[1]  # computed by the update that just ran
             else:

@@ -16,8 +16,13 @@ import tensorflow as tf
 
 from rl_sever.isolation import sever
 
-_ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh, "elu": tf.nn.elu, "gelu": tf.nn.gelu,
-                "silu": tf.nn.silu}
+_ACTIVATIONS = {
+    "relu": tf.nn.relu,
+    "tanh": tf.tanh,
+    "elu": tf.nn.elu,
+    "gelu": tf.nn.gelu,
+    "silu": tf.nn.silu,
+}
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # as in SB3 and the SAC reference code
 _LOG2 = math.log(2.0)
 
@@ -35,8 +40,17 @@ class DenseStack(tf.Module):
     for an ensemble, [members, batch, in]; output [batch, out] or [members, batch, out].
     """
 
-    def __init__(self, in_dim: int, sizes: list[int], out_dim: int, activation: str = "relu", *,
-                 members: int = 0, seed: int | None = None, name: str = "mlp"):
+    def __init__(
+        self,
+        in_dim: int,
+        sizes: list[int],
+        out_dim: int,
+        activation: str = "relu",
+        *,
+        members: int = 0,
+        seed: int | None = None,
+        name: str = "mlp",
+    ):
         super().__init__(name=name)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"unknown activation '{activation}'")
@@ -57,7 +71,9 @@ class DenseStack(tf.Module):
     def weights(self) -> list[tf.Variable]:
         return [v for kb in zip(self.kernels, self.biases) for v in kb]
 
-    def __call__(self, x: tf.Tensor, *, severed: bool = False, member: int | None = None) -> tf.Tensor:
+    def __call__(
+        self, x: tf.Tensor, *, severed: bool = False, member: int | None = None
+    ) -> tf.Tensor:
         """Forward pass; `member` evaluates one member of an ensemble only ([batch, out])."""
         act = _ACTIVATIONS[self.activation]
         last = len(self.kernels) - 1
@@ -77,8 +93,14 @@ class DenseStack(tf.Module):
 
     def copy(self, name: str) -> DenseStack:
         """A new stack with the same shape and (copied) weights: a target network."""
-        twin = DenseStack(self.dims[0], self.dims[1:-1], self.dims[-1], self.activation,
-                          members=self.members, name=name)
+        twin = DenseStack(
+            self.dims[0],
+            self.dims[1:-1],
+            self.dims[-1],
+            self.activation,
+            members=self.members,
+            name=name,
+        )
         for t, s in zip(twin.weights, self.weights):
             t.assign(s)
         return twin

@@ -35,12 +35,18 @@ class OffPolicyNetworkConfig:
     def validate(self) -> None:
         for key in ("hidden_sizes", "encoder_sizes", "cnn_channels"):
             sizes = getattr(self, key)
-            check(len(sizes) > 0 and all(h > 0 for h in sizes),
-                  f"network.{key} must be positive widths, got {sizes}")
-        check(self.activation in ACTIVATIONS,
-              f"network.activation must be one of {ACTIVATIONS}, got '{self.activation}'")
-        check(self.encoder in ENCODER_KINDS,
-              f"network.encoder must be one of {ENCODER_KINDS}, got '{self.encoder}'")
+            check(
+                len(sizes) > 0 and all(h > 0 for h in sizes),
+                f"network.{key} must be positive widths, got {sizes}",
+            )
+        check(
+            self.activation in ACTIVATIONS,
+            f"network.activation must be one of {ACTIVATIONS}, got '{self.activation}'",
+        )
+        check(
+            self.encoder in ENCODER_KINDS,
+            f"network.encoder must be one of {ENCODER_KINDS}, got '{self.encoder}'",
+        )
         check(self.feature_dim > 0, f"network.feature_dim must be positive, got {self.feature_dim}")
         parse_grad_from(self.encoder_grad_from)
 
@@ -93,21 +99,27 @@ class OffPolicyConfig(RunConfig):
 
     def validate(self) -> None:
         super().validate()
-        check(not self.normalize_obs and not self.normalize_reward,
-              "normalize_obs / normalize_reward are not supported by off-policy agents (the replay "
-              "buffer would hold observations normalised with stale statistics)")
+        check(
+            not self.normalize_obs and not self.normalize_reward,
+            "normalize_obs / normalize_reward are not supported by off-policy agents (the replay "
+            "buffer would hold observations normalised with stale statistics)",
+        )
         check(self.buffer_size > 0, f"buffer_size must be positive, got {self.buffer_size}")
         check(self.learning_starts >= 0, "learning_starts must be >= 0")
         check(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
         check(self.train_freq > 0, f"train_freq must be positive, got {self.train_freq}")
-        check(self.gradient_steps > 0 or self.gradient_steps == -1,
-              f"gradient_steps must be positive or -1, got {self.gradient_steps}")
+        check(
+            self.gradient_steps > 0 or self.gradient_steps == -1,
+            f"gradient_steps must be positive or -1, got {self.gradient_steps}",
+        )
         check(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
         check(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
         check(self.n_step >= 1, f"n_step must be >= 1, got {self.n_step}")
         check(self.learning_rate >= 0.0, f"learning_rate must be >= 0, got {self.learning_rate}")
-        check(self.lr_schedule in SCHEDULES,
-              f"lr_schedule must be one of {SCHEDULES}, got '{self.lr_schedule}'")
+        check(
+            self.lr_schedule in SCHEDULES,
+            f"lr_schedule must be one of {SCHEDULES}, got '{self.lr_schedule}'",
+        )
         check(self.steps_per_iteration > 0, "steps_per_iteration must be positive")
 
     def updates_per_call(self) -> int:

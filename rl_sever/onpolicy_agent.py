@@ -1,8 +1,10 @@
 """Shared on-policy actor-critic: networks, compiled act and update, flow contract.
 
-PPO and A2C differ only in their policy loss and in how many epochs/minibatches an update
-makes; everything else (GAE on the rollout, value and entropy losses, the optimizer, metrics)
-lives here, inside one compiled call per update.
+PPO and A2C differ only in their policy term and in how many epochs/minibatches an update
+makes; everything else (GAE on the rollout, the objective's terms, the optimizer, metrics)
+lives here, inside one compiled call per update. The objective (`agent.objective`) is a list of
+named, weighted loss terms (rl_sever.loss_terms): the defaults, the auxiliary modules' terms,
+then the edits of config.losses and of the `losses` argument.
 """
 
 from __future__ import annotations
@@ -13,23 +15,68 @@ import tensorflow as tf
 from rl_sever import losses
 from rl_sever.advantages import gae
 from rl_sever.agent import Agent
-from rl_sever.audit import Flow, FlowContract
+from rl_sever.audit import FlowContract
+from rl_sever.auxiliary import AuxContext, AuxiliarySet
+from rl_sever.errors import ConfigError
 from rl_sever.ingraph import InGraphTrainer, TrainedBatch, tfnative_env
-from rl_sever.networks import ActorCritic
+from rl_sever.isolation import sever
+from rl_sever.loss_terms import (
+    LossTerm,
+    Objective,
+    Outputs,
+    actor_modules,
+    binding,
+    critic_modules,
+    entropy_bonus,
+    evaluate_term,
+    value_mse,
+)
+from rl_sever.loss_terms.evaluate import check_finite
+from rl_sever.networks import ActorCritic, preprocess
 from rl_sever.optim import ModuleOptimizer
 from rl_sever.schedules import Scheduled
-from rl_sever.settings import OnPolicyConfig
+from rl_sever.settings import OnPolicyConfig, parse_grad_from
 
 
 class OnPolicyAgent(Agent):
-    """Base for PPO and A2C. Subclasses set `config_cls` and implement `policy_loss`."""
+    """Base for PPO and A2C. Subclasses set `config_cls` and implement `policy_term`.
+
+    `losses`: loss edits applied after config.losses, in order: spec strings
+    (rl_sever.loss_terms.spec), LossTerms (added) or Objectives (their terms added).
+    """
 
     config_cls = OnPolicyConfig
     mode = "on_policy"
 
+    def __init__(self, env, config=None, *, losses=None, **kwargs):
+        self._loss_edits = list(losses or [])
+        super().__init__(env, config, **kwargs)
+
     # -- subclass hooks ---------------------------------------------------------------------
-    def policy_loss(self, logp, mb) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    def policy_term(self) -> LossTerm:
         raise NotImplementedError
+
+    def value_term(self) -> LossTerm:
+        return value_mse()
+
+    def policy_loss(self, logp, mb) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """Older hook, still honoured: a subclass overriding it supplies the policy term."""
+        raise NotImplementedError
+
+    def value_loss(self, values, mb) -> tf.Tensor:
+        """Older hook, still honoured: a subclass overriding it supplies the value term."""
+        raise NotImplementedError
+
+    def default_objective(self) -> Objective:
+        """policy + vf_coef * value + ent_coef * entropy."""
+        cfg = self.config
+        policy, value = self.policy_term(), self.value_term()
+        if type(self).policy_loss is not OnPolicyAgent.policy_loss:
+            policy = LossTerm("policy", lambda b, o: self.policy_loss(o["logp"], b),
+                              trains=actor_modules, metric_namespace=None)
+        if type(self).value_loss is not OnPolicyAgent.value_loss:
+            value = LossTerm("value", lambda b, o: self.value_loss(o["values"], b), trains=critic_modules)
+        return policy + cfg.vf_coef * value + cfg.ent_coef * entropy_bonus()
 
     def n_epochs(self) -> int:
         return 1
@@ -42,32 +89,124 @@ class OnPolicyAgent(Agent):
         cfg = self.config
         self.rollout_size = cfg.n_steps * cfg.n_envs
         self.model = ActorCritic(self.obs_shape, self.action, cfg.network)
-        self.optimizer = ModuleOptimizer(
-            self.model.modules(),
-            learning_rate=cfg.learning_rate,
-            kind=cfg.optimizer,
-            epsilon=cfg.adam_eps,
-            max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else None,
-        )
-        self.schedules = {"learning_rate": Scheduled(self.optimizer.learning_rate, cfg.lr_schedule,
-                                                      cfg.learning_rate)}
-        self.loss_weights = {
-            "policy": tf.Variable(1.0, trainable=False, name="w_policy"),
-            "value": tf.Variable(cfg.vf_coef, trainable=False, name="w_value"),
-            "entropy": tf.Variable(cfg.ent_coef, trainable=False, name="w_entropy"),
-        }
+        # Auxiliary losses (config `aux`) read the shared encoder; see `aux_losses`.
+        self.aux = AuxiliarySet(cfg.aux, cfg.network.hidden_sizes[-1], self.obs_shape,
+                                self.obs_dtype, self.action, cfg.auxiliary)
+        if len(self.aux) and self.model.encoder is None:
+            raise ConfigError("auxiliary losses need network.shared_encoder: true")
+        objective = self.default_objective() + Objective(self._aux_terms())
+        for edit in [*cfg.losses, *self._loss_edits]:
+            objective.apply(edit)
+        self._objective = objective
         obs_spec = tf.TensorSpec([None, *self.obs_shape], self.obs_dtype)
         act_spec = tf.TensorSpec([None, None, *self.action.shape], self.action.dtype)
         rollout_obs = tf.TensorSpec([None, None, *self.obs_shape], self.obs_dtype)
         tn = tf.TensorSpec([None, None], tf.float32)
         tb = tf.TensorSpec([None, None], tf.bool)
+        self._rollout_signature = [rollout_obs, act_spec, tn, tb, tb, rollout_obs]
         self.act_fn = tf.function(self._act, input_signature=[obs_spec])
         self.greedy_fn = tf.function(self._greedy, input_signature=[obs_spec])
-        self.train_fn = tf.function(self._train, input_signature=[rollout_obs, act_spec, tn, tb, tb, rollout_obs])
-        self.prepare_fn = tf.function(self._prepare, input_signature=[rollout_obs, act_spec, tn, tb, tb, rollout_obs])
+        self._built_terms: dict = {}
+        self._bind_objective()
         # TF-native env: rollout and update run as one compiled call (rl_sever.ingraph).
         tf_env = tfnative_env(self.env)
         self.ingraph = InGraphTrainer(self, tf_env) if tf_env is not None else None
+
+    # -- the objective ------------------------------------------------------------------------
+    @property
+    def objective(self) -> Objective:
+        """The named loss terms the update minimises (edit before the first update; weights
+        any time)."""
+        return self._objective
+
+    @objective.setter
+    def objective(self, objective: Objective) -> None:
+        binding.guard_structure(self._updated, "agent.objective = ...")
+        self._objective._listener = None
+        self._objective = objective
+        self._rebind()
+
+    def _aux_terms(self) -> list[LossTerm]:
+        """One term per auxiliary module, with the module's own flow contract."""
+        cfg = self.config
+        shared = self.model.encoder is not None
+        flows = self.aux.flows(shared and "aux" in parse_grad_from(cfg.network.encoder_grad_from))
+        return [LossTerm(name, lambda b, o, m=member: m.loss(o["aux_context"]),
+                         float(cfg.aux_weights.get(name, 1.0)), trains=set(flows[name].must),
+                         may=set(flows[name].may), needs_transitions=member.needs_transitions)
+                for name, member in self.aux.items()]
+
+    def _bind_objective(self) -> None:
+        """Build the terms' networks, the optimizer over every module, the weights and the
+        compiled steps for the current objective."""
+        cfg = self.config
+        self._objective._listener = self._objective_changed
+        base = {**self.model.modules(), **self.aux.modules()}
+        self.term_modules = binding.build_term_modules(self, self._objective, base, self._built_terms)
+        self._modules = {**base, **self.term_modules}
+        previous = getattr(self, "optimizer", None)
+        self.optimizer = ModuleOptimizer(
+            self._modules,
+            learning_rate=previous.learning_rate if previous is not None else cfg.learning_rate,
+            kind=cfg.optimizer,
+            epsilon=cfg.adam_eps,
+            max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else None,
+        )
+        if previous is None:
+            self.schedules = {"learning_rate": Scheduled(self.optimizer.learning_rate,
+                                                          cfg.lr_schedule, cfg.learning_rate)}
+        self._objective_changed("weights")
+        self._term_metrics = self._probe_terms()
+        self._preflight_done = False
+        self.train_fn = tf.function(self._train, input_signature=self._rollout_signature)
+        self.prepare_fn = tf.function(self._prepare, input_signature=self._rollout_signature)
+
+    def _objective_changed(self, kind: str) -> None:
+        if kind == "check":
+            binding.guard_structure(self._updated, "objective edit")
+        elif kind == "structure":
+            self._rebind()
+        else:  # weights: the variables are the terms' own; refresh the schedules
+            self.loss_weights = {t.name: t.weight for t in self._objective}
+            self.schedules = {k: v for k, v in self.schedules.items() if not k.startswith("w_")}
+            self.schedules.update(binding.weight_schedules(self._objective))
+
+    def _rebind(self) -> None:
+        """After a structural edit (before the first update): rebuild what depends on the terms."""
+        self._bind_objective()
+        if self.ingraph is not None and self.ingraph.iteration_fn.experimental_get_tracing_count():
+            self.ingraph = InGraphTrainer(self, self.ingraph.env)
+        self.checkpoint = self._make_checkpoint()
+        self._checkpointer = None
+
+    def _updated(self) -> bool:
+        opt = getattr(self, "optimizer", None)
+        return opt is not None and any(int(o.iterations.numpy()) > 0 for o in opt.optimizers.values())
+
+    def _probe_terms(self) -> dict[str, list[str]]:
+        """Evaluate the terms on a tiny synthetic rollout: bad return values fail here, at
+        construction, and the compiled step learns each term's metric names."""
+        T, N = 2, 1
+        obs = tf.zeros([T, N, *self.obs_shape], self.obs_dtype)
+        with binding.rng_kept(self):
+            flat_obs = tf.reshape(obs, [T * N, *self.obs_shape])
+            actions = tf.cast(self.model.head.mode(self.model.distribution(flat_obs)), self.action.dtype)
+            actions = tf.reshape(actions, [T, N, *self.action.shape])
+            zeros, no = tf.zeros([T, N]), tf.zeros([T, N], tf.bool)
+            data = self._prepare(obs, actions, zeros, no, no, obs)
+            mb = self._minibatch(data, tf.range(T * N))
+            return binding.probe_terms(self._objective, mb, self.forward(mb))
+
+    def _preflight(self, batch) -> None:
+        """Every term finite on the first real minibatch, before anything is updated."""
+        with binding.rng_kept(self):
+            data = self.prepare_fn(batch["obs"], batch["actions"], batch["rewards"],
+                                   batch["terminated"], batch["dones"], batch["next_obs"])
+            n = int(data["returns"].shape[0])
+            terms, _ = self.loss_terms(self._minibatch(data, tf.range(min(self.minibatch_size(), n))),
+                                       check=False)
+            check_finite(terms)
+        self._preflight_done = True
 
     def make_collector(self):
         if self.ingraph is not None:
@@ -80,6 +219,12 @@ class OnPolicyAgent(Agent):
 
     def trackables(self) -> dict:
         out = {"model": self.model, "optimizer": self.optimizer, "loss_weights": self.loss_weights}
+        terms = {t.name: {"modules": self._built_terms[id(t)][1], **t.state()}
+                 for t in self._objective if self._built_terms[id(t)][1] or t.state()}
+        if terms:
+            out["loss_terms"] = terms
+        if len(self.aux):
+            out["aux"] = self.aux
         if self.ingraph is not None:  # the TF-native envs' state, so a resume continues them
             out["ingraph_env"] = self.ingraph.state
         return out
@@ -104,25 +249,61 @@ class OnPolicyAgent(Agent):
         next_values = self.model.value(flat(next_obs))
         adv, ret = gae(rewards, tf.reshape(values, [T, N]), tf.reshape(next_values, [T, N]),
                        terminated, dones, cfg.gamma, cfg.gae_lambda)
-        return {"obs": flat(obs), "actions": flat(actions), "logp_old": logp_old,
+        data = {"obs": flat(obs), "actions": flat(actions), "logp_old": logp_old,
                 "advantages": tf.reshape(adv, [-1]), "returns": tf.reshape(ret, [-1]),
                 "old_values": values}
+        if self.aux.needs_transitions or self._objective.needs_transitions:
+            data.update(rewards=tf.reshape(rewards, [-1]), next_obs=flat(next_obs))
+        return data
 
-    def loss_terms(self, mb) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-        """Named loss terms of one minibatch, and extra metrics. The update minimises their
-        weighted sum; the flow audit differentiates each on its own."""
-        dist, values = self.model(mb["obs"])
-        logp = dist.log_prob(mb["actions"])
-        pg_loss, extras = self.policy_loss(logp, mb)
-        terms = {
-            "policy": pg_loss,
-            "value": self.value_loss(values, mb),
-            "entropy": losses.entropy_loss(dist.entropy()),
+    def forward(self, mb) -> Outputs:
+        """The forward outputs loss terms read (rl_sever.loss_terms.outputs), computed lazily
+        and once per minibatch."""
+        model_out = []
+
+        def model():
+            if not model_out:
+                model_out.append(self.model(mb["obs"]))
+            return model_out[0]
+
+        thunks = {
+            "dist": lambda: model()[0],
+            "values": lambda: model()[1],
+            "logp": lambda: out["dist"].log_prob(mb["actions"]),
+            "entropy": lambda: out["dist"].entropy(),
         }
+        if self.model.encoder is not None:
+            thunks["features"] = lambda: self.model.encoder(preprocess(mb["obs"]))
+        if len(self.aux):
+            thunks["aux_context"] = lambda: self.aux_context(mb)
+        out = Outputs(self, thunks)
+        return out
+
+    def loss_terms(self, mb, check: bool = True) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """Named loss terms of one minibatch, and their metrics. The update minimises their
+        weighted sum; the flow audit differentiates each on its own."""
+        out = self.forward(mb)
+        terms, extras = {}, {}
+        for term in self._objective:
+            value, metrics = evaluate_term(term, mb, out)
+            terms[term.name] = tf.debugging.check_numerics(value, f"loss term '{term.name}'") if check else value
+            extras.update(metrics)
         return terms, extras
 
-    def value_loss(self, values, mb):
-        return losses.value_loss(values, mb["returns"])
+    def aux_context(self, mb) -> AuxContext:
+        """What the auxiliary modules read: the shared encoder's features of the minibatch."""
+        trains = "aux" in parse_grad_from(self.config.network.encoder_grad_from)
+
+        def encode(obs):
+            feat = self.model.encoder(preprocess(obs))
+            # Auxiliary losses move the encoder only when encoder_grad_from includes aux.
+            return feat if trains else sever(feat)
+
+        return AuxContext(mb, encode(mb["obs"]), encode, self.sample_seed())
+
+    def aux_losses(self, mb) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """Auxiliary losses on the shared encoder's features of the minibatch."""
+        return self.aux.losses(self.aux_context(mb))
 
     def total_loss(self, terms):
         return tf.add_n([self.loss_weights[k] * v for k, v in terms.items()])
@@ -138,7 +319,8 @@ class OnPolicyAgent(Agent):
         size = tf.shape(data["returns"])[0]
         mb_size = self.minibatch_size()
         n_mb = size // mb_size
-        names = ["policy", "value", "entropy", "loss", "grad_norm"] + self.extra_metric_names()
+        names = [*self._objective.names, "loss", "grad_norm",
+                 *binding.metric_keys(self._objective, self._term_metrics)]
         sums = {k: tf.constant(0.0) for k in names}
         count = tf.constant(0.0)
         variables = self.optimizer.all_variables
@@ -180,44 +362,42 @@ class OnPolicyAgent(Agent):
         if isinstance(batch, TrainedBatch):
             out = batch.metrics
         else:
+            if not self._preflight_done:
+                self._preflight(batch)
             out = self.train_fn(batch["obs"], batch["actions"], batch["rewards"],
                                 batch["terminated"], batch["dones"], batch["next_obs"])
         out = {k: float(v) for k, v in out.items()}
         metrics = {
-            "train/policy_gradient_loss": out["policy"],
-            "train/value_loss": out["value"],
-            "train/entropy_loss": out["entropy"],
             "train/loss": out["loss"],
             "train/grad_norm": out["grad_norm"],
             "train/explained_variance": out["explained_variance"],
             "train/n_updates": out["n_updates"],
         }
-        for k in self.extra_metric_names():
-            metrics[f"train/{k}"] = out[k]
+        metrics.update(binding.log_metrics(self._objective, self._term_metrics, out,
+                                           self.extra_metric_names()))
         if self.model.log_std is not None:
             metrics["train/std"] = float(np.mean(np.exp(self.model.log_std.numpy())))
+        binding.run_hooks(self, self._objective, self._term_metrics, out)
         return metrics
 
     # -- gradient-flow audit ----------------------------------------------------------------
     def flow_modules(self) -> dict[str, list]:
-        return self.model.modules()
+        return dict(self._modules)
 
     def flow_losses(self, batch: dict[str, np.ndarray]) -> dict:
         data = self.prepare_fn(batch["obs"], batch["actions"], batch["rewards"], batch["terminated"],
                                batch["dones"], batch["next_obs"])
         mb = self._minibatch(data, tf.range(min(self.minibatch_size(), int(data["returns"].shape[0]))))
+        if not self._preflight_done:  # a NaN term fails by name, not as a NaN in the matrix
+            with binding.rng_kept(self):
+                check_finite(self.loss_terms(mb, check=False)[0])
+            self._preflight_done = True
 
         def term(name):
             return lambda: self.loss_terms(mb)[0][name]
 
-        return {name: term(name) for name in ("policy", "value", "entropy")}
+        return {name: term(name) for name in self._objective.names}
 
     def flow_contract(self) -> FlowContract:
-        shared = self.model.encoder is not None
-        actor = {"actor"} | ({"encoder"} if shared and self.model.actor_trains_encoder else set())
-        critic = {"critic"} | ({"encoder"} if shared and self.model.critic_trains_encoder else set())
-        return FlowContract({
-            "policy": Flow(must=actor, may=actor),
-            "value": Flow(must=critic, may=critic),
-            "entropy": Flow(must={"actor"}, may=actor),
-        })
+        """Each term's declared contract (defaults, auxiliary and custom terms alike)."""
+        return FlowContract({t.name: t.flow(self) for t in self._objective})

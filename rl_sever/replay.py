@@ -22,6 +22,7 @@ import numpy as np
 from rl_sever.errors import CheckpointError, ConfigError
 
 META_FILE = "meta.json"
+REPLAY_PREFIX = "replay-"
 _FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated", "dones")
 
 
@@ -33,11 +34,23 @@ class ReplayBuffer:
     `n_step > 1` each sample is folded into an n-step transition (see `sample`).
     """
 
-    def __init__(self, capacity: int, n_envs: int, obs_shape: tuple[int, ...], obs_dtype,
-                 action_shape: tuple[int, ...], action_dtype=np.float32, *, n_step: int = 1,
-                 gamma: float = 0.99, seed: int | None = 0):
+    def __init__(
+        self,
+        capacity: int,
+        n_envs: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype,
+        action_shape: tuple[int, ...],
+        action_dtype=np.float32,
+        *,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        seed: int | None = 0,
+    ):
         if capacity < 1 or n_envs < 1:
-            raise ConfigError(f"replay capacity and n_envs must be positive, got {capacity}, {n_envs}")
+            raise ConfigError(
+                f"replay capacity and n_envs must be positive, got {capacity}, {n_envs}"
+            )
         if n_step < 1:
             raise ConfigError(f"n_step must be >= 1, got {n_step}")
         self.n_envs = int(n_envs)
@@ -86,8 +99,10 @@ class ReplayBuffer:
         rows = self.filled_rows
         if rows == 0:
             raise ValueError("cannot sample from an empty replay buffer")
-        return (self.rng.integers(0, rows, batch_size),
-                self.rng.integers(0, self.n_envs, batch_size))
+        return (
+            self.rng.integers(0, rows, batch_size),
+            self.rng.integers(0, self.n_envs, batch_size),
+        )
 
     def sample(self, batch_size: int, *, one_step: bool = False) -> dict[str, np.ndarray]:
         """A batch: obs, actions, rewards, next_obs, terminated (float 0/1) and discounts.
@@ -102,7 +117,9 @@ class ReplayBuffer:
         t, e = self.sample_indices(batch_size)
         return self.gather(t, e, one_step=one_step)
 
-    def gather(self, t: np.ndarray, e: np.ndarray, *, one_step: bool = False) -> dict[str, np.ndarray]:
+    def gather(
+        self, t: np.ndarray, e: np.ndarray, *, one_step: bool = False
+    ) -> dict[str, np.ndarray]:
         """The batch at the given (row, env) indices (see `sample`)."""
         out = {"obs": self.obs[t, e], "actions": self.actions[t, e]}
         if self.n_step == 1:
@@ -141,9 +158,15 @@ class ReplayBuffer:
         rows = self.filled_rows
         for name in _FIELDS:
             np.save(tmp / f"{name}.npy", getattr(self, name)[:rows], allow_pickle=False)
-        meta = {"rows": self.rows, "n_envs": self.n_envs, "pos": self.pos, "full": self.full,
-                "filled_rows": rows, "n_step": self.n_step,
-                "rng_state": _jsonable_rng_state(self.rng)}
+        meta = {
+            "rows": self.rows,
+            "n_envs": self.n_envs,
+            "pos": self.pos,
+            "full": self.full,
+            "filled_rows": rows,
+            "n_step": self.n_step,
+            "rng_state": _jsonable_rng_state(self.rng),
+        }
         (tmp / META_FILE).write_text(json.dumps(meta))  # written last: marks a complete save
         if directory.exists():
             _remove_tree(directory)
@@ -160,17 +183,46 @@ class ReplayBuffer:
         if meta["rows"] != self.rows or meta["n_envs"] != self.n_envs:
             raise CheckpointError(
                 f"saved replay buffer has {meta['rows']} rows x {meta['n_envs']} envs, this one "
-                f"{self.rows} x {self.n_envs}: buffer_size or n_envs changed")
+                f"{self.rows} x {self.n_envs}: buffer_size or n_envs changed"
+            )
         rows = int(meta["filled_rows"])
         for name in _FIELDS:
             data = np.load(directory / f"{name}.npy", allow_pickle=False)
             target = getattr(self, name)
             if data.shape[1:] != target.shape[1:] or data.shape[0] != rows:
-                raise CheckpointError(f"saved replay array {name} has shape {data.shape}, "
-                                      f"expected ({rows}, {', '.join(map(str, target.shape[1:]))})")
+                raise CheckpointError(
+                    f"saved replay array {name} has shape {data.shape}, "
+                    f"expected ({rows}, {', '.join(map(str, target.shape[1:]))})"
+                )
             target[:rows] = data
         self.pos, self.full = int(meta["pos"]), bool(meta["full"])
         self.rng.bit_generator.state = meta["rng_state"]
+
+
+def save_replay_with(replay: ReplayBuffer | None, checkpoint_path: str, kept: list[str]) -> None:
+    """Save `replay` next to checkpoint `checkpoint_path` (.../ckpt-N -> .../replay-N; None: save
+    nothing) and delete the buffers of checkpoints no longer `kept` by the manager."""
+    path = Path(checkpoint_path)
+    if replay is not None:
+        replay.save(path.parent / f"{REPLAY_PREFIX}{_number(path)}")
+    keep = {_number(Path(p)) for p in kept}
+    for old in path.parent.glob(f"{REPLAY_PREFIX}*"):
+        if old.name[len(REPLAY_PREFIX) :] not in keep and not old.name.endswith(".tmp"):
+            _remove_tree(old)
+
+
+def load_replay_for(replay: ReplayBuffer, checkpoint_path: str) -> bool:
+    """Load the buffer saved with checkpoint `checkpoint_path`; False if there is none."""
+    path = Path(checkpoint_path)
+    directory = path.parent / f"{REPLAY_PREFIX}{_number(path)}"
+    if not directory.is_dir():
+        return False
+    replay.load(directory)
+    return True
+
+
+def _number(checkpoint: Path) -> str:
+    return checkpoint.name.rsplit("-", 1)[-1]
 
 
 def _jsonable_rng_state(rng: np.random.Generator) -> dict:

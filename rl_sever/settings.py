@@ -96,6 +96,10 @@ class RunConfig:
     """Weight of each auxiliary loss in its update (default 1.0 each)."""
     auxiliary: AuxiliaryConfig = field(default_factory=AuxiliaryConfig)
     """Settings of the auxiliary modules."""
+    losses: list[str] = field(default_factory=list)
+    """Edits of the agent's objective, applied in order: -NAME removes a term, +PKG.MOD:ATTR[@W]
+    adds one, NAME=PKG.MOD:ATTR[@W] replaces one, NAME@W[:linear] reweights one
+    (docs/custom_losses.md)."""
 
     def validate(self) -> None:
         check(self.total_steps > 0, f"total_steps must be positive, got {self.total_steps}")
@@ -116,6 +120,10 @@ class RunConfig:
             check(name in self.aux, f"aux_weights names '{name}', which is not in aux {self.aux}")
             check(float(w) >= 0, f"aux_weights['{name}'] must be >= 0, got {w}")
         self.auxiliary.validate()
+        from rl_sever.loss_terms.spec import parse_spec
+
+        for spec in self.losses:
+            parse_spec(spec)  # syntax only; the paths are imported when the agent is built
 
 
 @dataclass

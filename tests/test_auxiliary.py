@@ -18,8 +18,11 @@ OWN = {"vae": "decoder", "reward": "reward_head", "inverse": "inverse_head"}
 
 @pytest.mark.parametrize("grad_from", ["critic+aux", "critic"])
 def test_each_aux_loss_reaches_only_its_own_networks_and_maybe_the_encoder(grad_from):
-    agent = tiny_agent("sac", aux=ALL_AUX, **{"network.shared_encoder": True,
-                                              "network.encoder_grad_from": grad_from})
+    agent = tiny_agent(
+        "sac",
+        aux=ALL_AUX,
+        **{"network.shared_encoder": True, "network.encoder_grad_from": grad_from},
+    )
     matrix, violations = run_audit(agent, agent.sample_batch(), enforce=True)
     assert violations == []
     for name in ALL_AUX:
@@ -35,12 +38,19 @@ def test_each_aux_loss_reaches_only_its_own_networks_and_maybe_the_encoder(grad_
 
 
 def test_vae_kl_is_the_closed_form_gaussian_kl():
-    action = ActionSpec("box", (1,), low=np.array([-1.0], np.float32), high=np.array([1.0], np.float32))
-    vae = make_auxiliary(["vae"], 4, (3,), tf.float32, action, AuxiliaryConfig(latent_dim=2, beta=0.5))["vae"]
+    action = ActionSpec(
+        "box", (1,), low=np.array([-1.0], np.float32), high=np.array([1.0], np.float32)
+    )
+    vae = make_auxiliary(
+        ["vae"], 4, (3,), tf.float32, action, AuxiliaryConfig(latent_dim=2, beta=0.5)
+    )["vae"]
     feats = tf.constant(np.random.default_rng(0).normal(size=(5, 4)), tf.float32)
     obs = tf.zeros((5, 3))
-    loss, parts = vae.loss(AuxContext({"obs": obs, "actions": tf.zeros((5, 1))}, feats, lambda o: o,
-                                      tf.constant([1, 2])))
+    loss, parts = vae.loss(
+        AuxContext(
+            {"obs": obs, "actions": tf.zeros((5, 1))}, feats, lambda o: o, tf.constant([1, 2])
+        )
+    )
     q = vae.posterior(feats)
     mu, sd = q.loc.numpy().astype(np.float64), q.scale.numpy().astype(np.float64)
     kl = np.mean(np.sum(0.5 * (mu**2 + sd**2 - 1) - np.log(sd), axis=-1))
@@ -49,8 +59,12 @@ def test_vae_kl_is_the_closed_form_gaussian_kl():
 
 
 def test_vae_image_decoder_matches_odd_frame_sizes():
-    action = ActionSpec("box", (1,), low=np.array([-1.0], np.float32), high=np.array([1.0], np.float32))
-    vae = make_auxiliary(["vae"], 8, (18, 14, 6), tf.uint8, action, AuxiliaryConfig(latent_dim=3))["vae"]
+    action = ActionSpec(
+        "box", (1,), low=np.array([-1.0], np.float32), high=np.array([1.0], np.float32)
+    )
+    vae = make_auxiliary(["vae"], 8, (18, 14, 6), tf.uint8, action, AuxiliaryConfig(latent_dim=3))[
+        "vae"
+    ]
     assert vae.reconstruct(tf.zeros((2, 3))).shape == (2, 18, 14, 6)
 
 
@@ -58,9 +72,16 @@ def test_inverse_dynamics_handles_discrete_actions():
     action = ActionSpec("discrete", (), n=3)
     inv = make_auxiliary(["inverse"], 4, (2,), tf.float32, action, AuxiliaryConfig())["inverse"]
     feats = tf.random.normal((6, 4))
-    ctx = AuxContext({"obs": tf.zeros((6, 2)), "actions": tf.constant([0, 1, 2, 0, 1, 2]),
-                      "next_obs": tf.zeros((6, 2))}, feats, lambda o: tf.random.normal((6, 4)),
-                     tf.constant([0, 0]))
+    ctx = AuxContext(
+        {
+            "obs": tf.zeros((6, 2)),
+            "actions": tf.constant([0, 1, 2, 0, 1, 2]),
+            "next_obs": tf.zeros((6, 2)),
+        },
+        feats,
+        lambda o: tf.random.normal((6, 4)),
+        tf.constant([0, 0]),
+    )
     with tf.GradientTape() as tape:
         loss, _ = inv.loss(ctx)
     assert np.isfinite(loss.numpy())
@@ -69,15 +90,23 @@ def test_inverse_dynamics_handles_discrete_actions():
 
 
 def test_zero_aux_weight_leaves_its_networks_bit_identical():
-    agent = tiny_agent("sac", aux=["vae", "reward"], aux_weights={"vae": 0.0},
-                       **{"network.shared_encoder": True, "network.encoder_grad_from": "critic+aux"})
+    agent = tiny_agent(
+        "sac",
+        aux=["vae", "reward"],
+        aux_weights={"vae": 0.0},
+        **{"network.shared_encoder": True, "network.encoder_grad_from": "critic+aux"},
+    )
     assert agent.loss_weights["vae"].numpy() == 0.0 and agent.loss_weights["reward"].numpy() == 1.0
     decoder = snapshot(agent.flow_modules()["decoder"])
     head = snapshot(agent.flow_modules()["reward_head"])
     agent.update(agent.sample_batch())
-    assert all(np.array_equal(a, b) for a, b in zip(decoder, snapshot(agent.flow_modules()["decoder"])))
-    assert any(not np.array_equal(a, b)
-               for a, b in zip(head, snapshot(agent.flow_modules()["reward_head"])))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(decoder, snapshot(agent.flow_modules()["decoder"]))
+    )
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(head, snapshot(agent.flow_modules()["reward_head"]))
+    )
 
 
 def test_n_step_agents_give_aux_losses_one_step_transitions():
@@ -96,5 +125,43 @@ def test_aux_config_errors():
     with pytest.raises(ConfigError, match="shared encoder"):
         tiny_agent("sac", fill=0, aux=["vae"])
     with pytest.raises(UnknownNameError):
-        make_auxiliary(["nope"], 4, (2,), tf.float32, ActionSpec("discrete", (), n=2),
-                       AuxiliaryConfig())
+        make_auxiliary(
+            ["nope"], 4, (2,), tf.float32, ActionSpec("discrete", (), n=2), AuxiliaryConfig()
+        )
+
+
+@pytest.mark.parametrize("grad_from", ["both+aux", "both"])
+def test_ppo_with_aux_losses_keeps_their_contract(grad_from):
+    from agents.ppo import PPO
+    from tests.conftest import collect_batch
+    from tests.conftest import tiny_config as onpolicy_config
+
+    cfg = onpolicy_config(
+        "ppo",
+        {
+            "network.shared_encoder": True,
+            "aux": ["vae", "inverse"],
+            "network.encoder_grad_from": grad_from,
+        },
+    )
+    agent = PPO("CartPole-v1", cfg, logdir=None)
+    matrix, _ = run_audit(agent, collect_batch(agent), enforce=True)
+    encoder = "flow" if grad_from == "both+aux" else "none"
+    assert matrix.status("vae", "encoder") == encoder
+    assert matrix.status("inverse", "encoder") == encoder
+    for loss in ("vae", "inverse"):
+        assert matrix.status(loss, "actor") == "none" and matrix.status(loss, "critic") == "none"
+    assert (
+        matrix.status("policy", "decoder") == "none" and matrix.status("value", "decoder") == "none"
+    )
+    last = {}
+    agent.learn(64, progress=False, callback=lambda a, logged: last.update(logged) or True)
+    assert {"loss/vae", "loss/vae_recon", "loss/vae_kl", "loss/inverse"} <= set(last)
+
+
+def test_ppo_aux_needs_a_shared_encoder():
+    from agents.ppo import PPO
+    from tests.conftest import tiny_config as onpolicy_config
+
+    with pytest.raises(ConfigError, match="shared_encoder"):
+        PPO("CartPole-v1", onpolicy_config("ppo", {"aux": ["vae"]}), logdir=None)

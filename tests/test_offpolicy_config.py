@@ -24,21 +24,30 @@ def test_every_key_has_a_docstring_and_round_trips(algo):
     assert update(cls(), to_dict(cls())) == cls()
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("critic", {"critic"}), ("critic+aux", {"critic", "aux"}), ("both", {"actor", "critic"}),
-    ("none", set()), ("actor, aux", {"actor", "aux"}),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("critic", {"critic"}),
+        ("critic+aux", {"critic", "aux"}),
+        ("both", {"actor", "critic"}),
+        ("none", set()),
+        ("actor, aux", {"actor", "aux"}),
+    ],
+)
 def test_encoder_grad_from_combinations(text, expected):
     assert parse_grad_from(text) == expected
 
 
-@pytest.mark.parametrize("values, word", [
-    ({"normalize_obs": True}, "not supported by off-policy"),
-    ({"tau": 0.0}, "tau"),
-    ({"gradient_steps": 0}, "gradient_steps"),
-    ({"n_step": 0}, "n_step"),
-    ({"network.encoder_grad_from": "everything"}, "encoder_grad_from"),
-])
+@pytest.mark.parametrize(
+    "values, word",
+    [
+        ({"normalize_obs": True}, "not supported by off-policy"),
+        ({"tau": 0.0}, "tau"),
+        ({"gradient_steps": 0}, "gradient_steps"),
+        ({"n_step": 0}, "n_step"),
+        ({"network.encoder_grad_from": "everything"}, "encoder_grad_from"),
+    ],
+)
 def test_validation_errors(values, word):
     with pytest.raises(ConfigError, match=word):
         update(get_agent_class("sac").config_cls(), values)
@@ -54,9 +63,17 @@ def test_off_policy_presets_are_shipped():
 def test_sac_pendulum_preset_is_the_zoo_configuration():
     cfg = presets.resolve(get_agent_class("sac").config_cls, [presets.find("sac", "Pendulum-v1")])
     assert (cfg.total_steps, cfg.learning_rate, cfg.batch_size, cfg.buffer_size) == (
-        20_000, 1e-3, 256, 1_000_000)
+        20_000,
+        1e-3,
+        256,
+        1_000_000,
+    )
     assert (cfg.learning_starts, cfg.tau, cfg.gamma, cfg.network.hidden_sizes) == (
-        100, 0.005, 0.99, [256, 256])
+        100,
+        0.005,
+        0.99,
+        [256, 256],
+    )
 
 
 def test_defaults_match_the_papers_and_sb3():

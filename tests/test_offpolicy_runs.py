@@ -13,12 +13,22 @@ from tests.conftest import read_event_tensors
 from tests.offpolicy_helpers import COUNTDOWN_ID, tiny_agent, tiny_config
 
 
-@pytest.mark.parametrize("algo, extra", [
-    ("sac", {"jit_compile": True}),
-    ("td3", {}),
-    ("sac", {"network.shared_encoder": True, "aux": ["vae"], "network.encoder_grad_from": "critic+aux",
-             "n_envs": 2}),
-])
+@pytest.mark.parametrize(
+    "algo, extra",
+    [
+        ("sac", {"jit_compile": True}),
+        ("td3", {}),
+        (
+            "sac",
+            {
+                "network.shared_encoder": True,
+                "aux": ["vae"],
+                "network.encoder_grad_from": "critic+aux",
+                "n_envs": 2,
+            },
+        ),
+    ],
+)
 def test_vector_observation_smoke(algo, extra):
     agent = tiny_agent(algo, fill=0, learning_starts=32, **extra)
     agent.learn(160, progress=False)
@@ -31,9 +41,17 @@ def test_vector_observation_smoke(algo, extra):
 @pytest.mark.parametrize("algo, aux", [("sac", ["vae"]), ("td3", [])])
 def test_image_observation_smoke(algo, aux):
     env = make_vec_env("Pixels/Pendulum-v1", 1, seed=0, env_kwargs={"size": 16, "frame_stack": 2})
-    cfg = tiny_config(algo, learning_starts=24, batch_size=8, aux=aux,
-                      **{"network.cnn_channels": [8, 8], "network.feature_dim": 8,
-                         "network.encoder_grad_from": "critic+aux" if aux else "critic"})
+    cfg = tiny_config(
+        algo,
+        learning_starts=24,
+        batch_size=8,
+        aux=aux,
+        **{
+            "network.cnn_channels": [8, 8],
+            "network.feature_dim": 8,
+            "network.encoder_grad_from": "critic+aux" if aux else "critic",
+        },
+    )
     agent = get_agent_class(algo)(env, cfg, logdir=None)
     assert agent.encoder.kind == "cnn" and agent.replay.obs.dtype == np.uint8
     agent.learn(40, progress=False)
@@ -61,14 +79,33 @@ def test_episode_ends_store_the_true_final_observation():
 
 
 def test_logging_uses_sb3_names_and_aux_losses(tmp_path):
-    agent = tiny_agent("sac", fill=0, logdir=tmp_path, learning_starts=32, log_every_steps=0,
-                       **{"network.shared_encoder": True, "aux": ["vae", "reward"],
-                          "network.encoder_grad_from": "critic+aux"})
+    agent = tiny_agent(
+        "sac",
+        fill=0,
+        logdir=tmp_path,
+        learning_starts=32,
+        log_every_steps=0,
+        **{
+            "network.shared_encoder": True,
+            "aux": ["vae", "reward"],
+            "network.encoder_grad_from": "critic+aux",
+        },
+    )
     agent.learn(128, progress=False)
     tags = read_event_tensors(agent.run_dir)
-    for key in ("train/actor_loss", "train/critic_loss", "train/ent_coef", "train/ent_coef_loss",
-                "train/learning_rate", "train/n_updates", "loss/vae", "loss/vae_recon",
-                "loss/vae_kl", "loss/reward", "time/fps"):
+    for key in (
+        "train/actor_loss",
+        "train/critic_loss",
+        "train/ent_coef",
+        "train/ent_coef_loss",
+        "train/learning_rate",
+        "train/n_updates",
+        "loss/vae",
+        "loss/vae_recon",
+        "loss/vae_kl",
+        "loss/reward",
+        "time/fps",
+    ):
         assert key in tags, key
     assert "audit/gradient_flow" in tags
     steps = [s for s, _ in tags["train/critic_loss"]]
@@ -116,3 +153,18 @@ def test_save_replay_false_writes_no_buffer(tmp_path):
     assert len(resumed.replay) == 0 and int(resumed.global_step.numpy()) == 48
     resumed.learn(32, progress=False)  # refills learning_starts transitions, then updates
     assert int(resumed.n_updates.numpy()) > int(agent.n_updates.numpy())
+
+
+def test_exported_policy_matches_predict(tmp_path):
+    import tensorflow as tf
+
+    from rl_sever.export import export_policy
+
+    agent = tiny_agent("sac", fill=0, learning_starts=16)
+    agent.learn(32, progress=False)
+    export_policy(agent, tmp_path / "policy")
+    policy = tf.saved_model.load(str(tmp_path / "policy"))
+    obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    out = policy.signatures["serving_default"](observation=obs)["action"].numpy()
+    np.testing.assert_allclose(out, agent.predict(obs), rtol=1e-6, atol=1e-6)
+    assert np.all(np.abs(out) <= 2.0)

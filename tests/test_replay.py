@@ -15,8 +15,14 @@ def filled(capacity=6, n_envs=2, steps=4, **kw) -> ReplayBuffer:
     buf = ReplayBuffer(capacity, n_envs, (2,), np.float32, (1,), **kw)
     for t in range(steps):
         obs = np.array([[t, e] for e in range(n_envs)], np.float32)
-        buf.add(obs, np.full((n_envs, 1), t, np.float32), np.full(n_envs, t, np.float32),
-                np.zeros(n_envs, bool), np.zeros(n_envs, bool), obs + 100)
+        buf.add(
+            obs,
+            np.full((n_envs, 1), t, np.float32),
+            np.full(n_envs, t, np.float32),
+            np.zeros(n_envs, bool),
+            np.zeros(n_envs, bool),
+            obs + 100,
+        )
     return buf
 
 
@@ -52,9 +58,14 @@ def test_sampling_an_empty_buffer_raises():
 def nstep_buffer(dones, terminated, n_step=3, gamma=0.5):
     buf = ReplayBuffer(10, 1, (1,), np.float32, (1,), n_step=n_step, gamma=gamma)
     for t, (d, term) in enumerate(zip(dones, terminated)):
-        buf.add(np.array([[t]], np.float32), np.zeros((1, 1), np.float32),
-                np.array([t + 1.0], np.float32), np.array([term]), np.array([d and not term]),
-                np.array([[t + 100]], np.float32))
+        buf.add(
+            np.array([[t]], np.float32),
+            np.zeros((1, 1), np.float32),
+            np.array([t + 1.0], np.float32),
+            np.array([term]),
+            np.array([d and not term]),
+            np.array([[t + 100]], np.float32),
+        )
     return buf
 
 
@@ -84,9 +95,14 @@ def test_n_step_full_window_and_one_step_extras():
 def test_n_step_windows_do_not_cross_the_write_head_after_wrapping():
     buf = ReplayBuffer(4, 1, (1,), np.float32, (1,), n_step=3, gamma=1.0)
     for t in range(6):  # rows now hold steps [4, 5, 2, 3], pos = 2
-        buf.add(np.array([[t]], np.float32), np.zeros((1, 1), np.float32),
-                np.array([1.0], np.float32), np.array([False]), np.array([False]),
-                np.array([[t + 100]], np.float32))
+        buf.add(
+            np.array([[t]], np.float32),
+            np.zeros((1, 1), np.float32),
+            np.array([1.0], np.float32),
+            np.array([False]),
+            np.array([False]),
+            np.array([[t + 100]], np.float32),
+        )
     b = buf.gather(np.array([2, 3, 0, 1]), np.zeros(4, int))  # steps 2, 3, 4, 5
     np.testing.assert_allclose(b["rewards"], [3, 3, 2, 1])
     np.testing.assert_array_equal(b["next_obs"][:, 0], [104, 105, 105, 105])
@@ -97,8 +113,16 @@ def test_save_and_load_round_trip(tmp_path):
     buf.rng.integers(0, 10, 5)  # advance the sampler
     path = buf.save(tmp_path / "replay-300")
     assert sorted(p.name for p in path.iterdir()) == sorted(
-        ["obs.npy", "next_obs.npy", "actions.npy", "rewards.npy", "terminated.npy", "dones.npy",
-         "meta.json"])
+        [
+            "obs.npy",
+            "next_obs.npy",
+            "actions.npy",
+            "rewards.npy",
+            "terminated.npy",
+            "dones.npy",
+            "meta.json",
+        ]
+    )
     assert np.load(path / "obs.npy", allow_pickle=False).shape == (3, 2, 2)  # filled rows only
     json.loads((path / "meta.json").read_text())
     other = ReplayBuffer(8, 2, (2,), np.float32, (1,), seed=123)
@@ -114,9 +138,19 @@ def test_save_and_load_round_trip(tmp_path):
 def test_save_is_replaced_atomically_and_load_checks_shapes(tmp_path):
     buf = filled(capacity=8, n_envs=2, steps=2)
     buf.save(tmp_path / "r")
-    buf.add(*[np.zeros(s, dtype) for s, dtype in [((2, 2), np.float32), ((2, 1), np.float32),
-                                                   ((2,), np.float32), ((2,), bool), ((2,), bool),
-                                                   ((2, 2), np.float32)]])
+    buf.add(
+        *[
+            np.zeros(s, dtype)
+            for s, dtype in [
+                ((2, 2), np.float32),
+                ((2, 1), np.float32),
+                ((2,), np.float32),
+                ((2,), bool),
+                ((2,), bool),
+                ((2, 2), np.float32),
+            ]
+        ]
+    )
     buf.save(tmp_path / "r")  # overwrite
     assert not (tmp_path / "r.tmp").exists()
     assert np.load(tmp_path / "r" / "obs.npy").shape[0] == 3

@@ -13,8 +13,11 @@ from rl_sever.errors import FlowContractError
 from rl_sever.isolation import sever
 from tests.offpolicy_helpers import flows, gradients, none_or_zero, one_batch, snapshot, tiny_agent
 
-ENCODER_AUX = {"network.shared_encoder": True, "aux": ["vae", "reward", "inverse"],
-               "network.encoder_grad_from": "critic+aux"}
+ENCODER_AUX = {
+    "network.shared_encoder": True,
+    "aux": ["vae", "reward", "inverse"],
+    "network.encoder_grad_from": "critic+aux",
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +55,11 @@ def test_alpha_is_trained_only_by_its_own_loss(sac):
     for loss in ("actor", "critic"):
         assert none_or_zero(gradients(sac, loss, mb)["alpha"]), loss
     # Only the alpha optimizer lists log_alpha.
-    owners = [name for name, opt in sac.optimizers.items()
-              if any(v is sac.log_alpha for v in opt.all_variables)]
+    owners = [
+        name
+        for name, opt in sac.optimizers.items()
+        if any(v is sac.log_alpha for v in opt.all_variables)
+    ]
     assert owners == ["alpha"]
 
 
@@ -85,7 +91,9 @@ def test_polyak_update_is_exact(sac):
     tau = sac.config.tau
     for new, old, src in zip(snapshot(sac.target_critic.weights), target, online):
         np.testing.assert_allclose(new, (1 - tau) * old + tau * src, rtol=1e-6, atol=1e-7)
-    assert any(not np.array_equal(a, b) for a, b in zip(snapshot(sac.target_critic.weights), target))
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(snapshot(sac.target_critic.weights), target)
+    )
 
 
 def test_update_moves_each_module_by_its_own_optimizer():
@@ -103,8 +111,9 @@ def test_update_moves_each_module_by_its_own_optimizer():
 
 @pytest.mark.parametrize("grad_from, moves", [("critic", False), ("actor", True)])
 def test_encoder_grad_from_critic_keeps_encoder_bit_identical_under_actor_loss(grad_from, moves):
-    agent = tiny_agent("sac", **{"network.shared_encoder": True,
-                                 "network.encoder_grad_from": grad_from})
+    agent = tiny_agent(
+        "sac", **{"network.shared_encoder": True, "network.encoder_grad_from": grad_from}
+    )
     g = gradients(agent, "actor", one_batch(agent))
     assert (all(x is None for x in g["encoder"])) is (not moves)
     # Only the actor side learns: with a zero critic weight Adam's first step is exactly 0.

@@ -50,8 +50,9 @@ def test_actor_and_targets_update_every_policy_delay_critic_updates():
     assert np.isfinite(metrics["train/actor_loss"])
     assert any(not np.array_equal(a, b) for a, b in zip(actor, snapshot(agent.actor.weights)))
     tau = agent.config.tau
-    for new, old, src in zip(snapshot(agent.target_critic.weights), target_critic,
-                             snapshot(agent.critic.weights)):
+    for new, old, src in zip(
+        snapshot(agent.target_critic.weights), target_critic, snapshot(agent.critic.weights)
+    ):
         np.testing.assert_allclose(new, (1 - tau) * old + tau * src, rtol=1e-6, atol=1e-7)
 
 
@@ -84,8 +85,10 @@ def test_ddpg_is_td3_with_one_critic_no_smoothing_no_delay():
 
 
 def test_td3_contract_with_shared_encoder_trained_by_the_actor():
-    agent = tiny_agent("td3", **{"network.shared_encoder": True,
-                                 "network.encoder_grad_from": "actor", "aux": ["vae"]})
+    agent = tiny_agent(
+        "td3",
+        **{"network.shared_encoder": True, "network.encoder_grad_from": "actor", "aux": ["vae"]},
+    )
     matrix, _ = run_audit(agent, agent.sample_batch(), enforce=True)
     assert matrix.status("actor", "encoder") == "flow"
     assert matrix.status("critic", "encoder") == "none"

@@ -18,5 +18,12 @@ from rl_sever.auxiliary.base import (
     make_auxiliary,
 )
 
-__all__ = ["AUXILIARY", "AuxContext", "AuxiliaryConfig", "AuxiliaryModule", "AuxiliarySet",
-           "initial_weights", "make_auxiliary"]
+__all__ = [
+    "AUXILIARY",
+    "AuxContext",
+    "AuxiliaryConfig",
+    "AuxiliaryModule",
+    "AuxiliarySet",
+    "initial_weights",
+    "make_auxiliary",
+]

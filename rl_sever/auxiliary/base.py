@@ -31,8 +31,10 @@ class AuxiliaryConfig:
     """VAE: weight of KL(q(z|s) || N(0, I)) against the reconstruction error."""
 
     def validate(self) -> None:
-        check(len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
-              f"auxiliary.hidden_sizes must be positive widths, got {self.hidden_sizes}")
+        check(
+            len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
+            f"auxiliary.hidden_sizes must be positive widths, got {self.hidden_sizes}",
+        )
         check(self.latent_dim > 0, f"auxiliary.latent_dim must be positive, got {self.latent_dim}")
         check(self.beta >= 0, f"auxiliary.beta must be >= 0, got {self.beta}")
 
@@ -46,8 +48,13 @@ class AuxContext:
     learns from n-step returns.
     """
 
-    def __init__(self, batch: dict, features: tf.Tensor, encode: Callable[[tf.Tensor], tf.Tensor],
-                 seed: tf.Tensor):
+    def __init__(
+        self,
+        batch: dict,
+        features: tf.Tensor,
+        encode: Callable[[tf.Tensor], tf.Tensor],
+        seed: tf.Tensor,
+    ):
         self.obs = batch["obs"]
         self.actions = batch["actions"]
         self.rewards = batch.get("step_rewards", batch.get("rewards"))
@@ -77,8 +84,14 @@ class AuxiliaryModule(tf.Module):
     needs_transitions: ClassVar[bool] = False
     components: ClassVar[tuple[str, ...]] = ()  # names of the parts `loss` returns, in order
 
-    def __init__(self, feature_dim: int, obs_shape: tuple[int, ...], obs_dtype,
-                 action: ActionSpec, cfg: AuxiliaryConfig):
+    def __init__(
+        self,
+        feature_dim: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype,
+        action: ActionSpec,
+        cfg: AuxiliaryConfig,
+    ):
         super().__init__(name=self.name)
         self.feature_dim, self.obs_shape, self.obs_dtype = feature_dim, tuple(obs_shape), obs_dtype
         self.action, self.cfg = action, cfg
@@ -98,7 +111,8 @@ def action_features(action: ActionSpec) -> int:
     if action.kind == "box":
         return int(np.prod(action.shape))
     raise UnsupportedSpaceError(
-        f"auxiliary modules support Box and Discrete action spaces, not {action.kind}")
+        f"auxiliary modules support Box and Discrete action spaces, not {action.kind}"
+    )
 
 
 def encode_action(action: ActionSpec, actions: tf.Tensor) -> tf.Tensor:
@@ -111,14 +125,22 @@ def encode_action(action: ActionSpec, actions: tf.Tensor) -> tf.Tensor:
 def auxiliary_class(name: str) -> type[AuxiliaryModule]:
     key = str(name).lower()
     if key not in AUXILIARY:
-        raise UnknownNameError(f"unknown auxiliary module '{name}'; available: "
-                               f"{', '.join(sorted(AUXILIARY))}." + suggest(key, AUXILIARY))
+        raise UnknownNameError(
+            f"unknown auxiliary module '{name}'; available: "
+            f"{', '.join(sorted(AUXILIARY))}." + suggest(key, AUXILIARY)
+        )
     module, _, attr = AUXILIARY[key].partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
-def make_auxiliary(names: list[str], feature_dim: int, obs_shape: tuple[int, ...], obs_dtype,
-                   action: ActionSpec, cfg: AuxiliaryConfig) -> dict[str, AuxiliaryModule]:
+def make_auxiliary(
+    names: list[str],
+    feature_dim: int,
+    obs_shape: tuple[int, ...],
+    obs_dtype,
+    action: ActionSpec,
+    cfg: AuxiliaryConfig,
+) -> dict[str, AuxiliaryModule]:
     """Build the named auxiliary modules, keyed by loss name (in the given order)."""
     out: dict[str, AuxiliaryModule] = {}
     for n in names:
@@ -133,8 +155,15 @@ class AuxiliarySet(tf.Module):
     """The auxiliary modules of one agent and what the agent needs from them: their variable
     groups, their losses on a batch, their metric names and their flow contract."""
 
-    def __init__(self, names: list[str], feature_dim: int, obs_shape: tuple[int, ...], obs_dtype,
-                 action: ActionSpec, cfg: AuxiliaryConfig):
+    def __init__(
+        self,
+        names: list[str],
+        feature_dim: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype,
+        action: ActionSpec,
+        cfg: AuxiliaryConfig,
+    ):
         super().__init__(name="auxiliary")
         self.members = make_auxiliary(list(names), feature_dim, obs_shape, obs_dtype, action, cfg)
 
@@ -163,8 +192,11 @@ class AuxiliarySet(tf.Module):
 
     def metric_keys(self) -> list[str]:
         """Each loss and its components: vae, vae_recon, vae_kl, reward, ..."""
-        return [k for name, m in self.members.items()
-                for k in [name, *(f"{name}_{c}" for c in m.components)]]
+        return [
+            k
+            for name, m in self.members.items()
+            for k in [name, *(f"{name}_{c}" for c in m.components)]
+        ]
 
     def losses(self, ctx: AuxContext) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
         """(loss by name, components by metric key) on one batch."""
@@ -187,6 +219,6 @@ class AuxiliarySet(tf.Module):
 
 def initial_weights(names: list[str], weights: Mapping[str, float]) -> dict[str, tf.Variable]:
     """One non-trainable weight variable per auxiliary loss (default 1.0)."""
-    return {n: tf.Variable(float(weights.get(n, 1.0)), trainable=False, name=f"w_{n}")
-            for n in names}
-
+    return {
+        n: tf.Variable(float(weights.get(n, 1.0)), trainable=False, name=f"w_{n}") for n in names
+    }

@@ -20,10 +20,14 @@ class InverseDynamics(AuxiliaryModule):
     def __init__(self, feature_dim, obs_shape, obs_dtype, action, cfg):
         super().__init__(feature_dim, obs_shape, obs_dtype, action, cfg)
         out = action_features(action)
-        self.head = keras.Sequential([keras.Input((2 * feature_dim,)),
-                                      mlp(cfg.hidden_sizes, "relu", ortho=False, name="inverse_mlp"),
-                                      keras.layers.Dense(out, name="inverse_out")],
-                                     name="inverse_head")
+        self.head = keras.Sequential(
+            [
+                keras.Input((2 * feature_dim,)),
+                mlp(cfg.hidden_sizes, "relu", ortho=False, name="inverse_mlp"),
+                keras.layers.Dense(out, name="inverse_out"),
+            ],
+            name="inverse_head",
+        )
 
     def modules(self):
         return {"inverse_head": list(self.head.trainable_variables)}
@@ -33,7 +37,8 @@ class InverseDynamics(AuxiliaryModule):
         if self.action.kind == "discrete":
             labels = tf.cast(ctx.actions, tf.int32)
             loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=pred))
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=pred)
+            )
         else:
             loss = tf.reduce_mean(tf.square(pred - encode_action(self.action, ctx.actions)))
         return loss, {}

@@ -19,9 +19,14 @@ class RewardPrediction(AuxiliaryModule):
     def __init__(self, feature_dim, obs_shape, obs_dtype, action, cfg):
         super().__init__(feature_dim, obs_shape, obs_dtype, action, cfg)
         in_dim = feature_dim + action_features(action)
-        self.head = keras.Sequential([keras.Input((in_dim,)),
-                                      mlp(cfg.hidden_sizes, "relu", ortho=False, name="reward_mlp"),
-                                      keras.layers.Dense(1, name="reward_out")], name="reward_head")
+        self.head = keras.Sequential(
+            [
+                keras.Input((in_dim,)),
+                mlp(cfg.hidden_sizes, "relu", ortho=False, name="reward_mlp"),
+                keras.layers.Dense(1, name="reward_out"),
+            ],
+            name="reward_head",
+        )
 
     def modules(self):
         return {"reward_head": list(self.head.trainable_variables)}
@@ -31,4 +36,3 @@ class RewardPrediction(AuxiliaryModule):
         pred = tf.squeeze(self.head(x), -1)
         mse = tf.reduce_mean(tf.square(pred - tf.cast(ctx.rewards, tf.float32)))
         return mse, {}
-
