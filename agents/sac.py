@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from rl_sever.config import check
 from rl_sever.isolation import sever
+from rl_sever.loss_terms.term import LossTerm, Objective
 from rl_sever.offpolicy_agent import OffPolicyAgent
 from rl_sever.offpolicy_networks import (
     DenseStack,
@@ -82,11 +83,25 @@ class SAC(OffPolicyAgent):
         return dict(super().trackables(), log_alpha=self.log_alpha)
 
     def metric_names(self) -> list[str]:
-        extra = ["train/ent_coef_loss"] if self.config.learn_ent_coef else []
-        return super().metric_names() + ["train/actor_loss", "train/ent_coef", *extra]
+        return (super().metric_names() + self.term_metric_names("actor") + ["train/ent_coef"]
+                + self.term_metric_names("alpha"))
 
-    def loss_names(self) -> list[str]:
-        return super().loss_names() + list(self.policy_modules())
+    # -- the objective: actor, critic, alpha ----------------------------------------------------
+    def default_objective(self) -> Objective:
+        terms = [
+            LossTerm("actor", lambda b, o: tf.reduce_mean(o["alpha"] * o["logp"] - o["q"]),
+                     trains=lambda a: a.group_modules("actor", {"actor"}),
+                     description="alpha * log pi(a|s) - min Q(s, a), a ~ pi (reparameterised)"),
+            self.critic_term(),
+        ]
+        if self.config.learn_ent_coef:
+            # log pi is severed: the entropy-coefficient loss trains log_alpha and nothing else.
+            terms.append(LossTerm(
+                "alpha",
+                lambda b, o: -tf.reduce_mean(
+                    o["log_alpha"] * sever(o["logp"] + o.agent.target_entropy)),
+                trains={"alpha"}, description="entropy-coefficient loss"))
+        return Objective(terms)
 
     # -- acting -----------------------------------------------------------------------------
     def _policy(self, features: tf.Tensor):
@@ -116,9 +131,13 @@ class SAC(OffPolicyAgent):
     def critic_loss(self, q, y):
         return 0.5 * super().critic_loss(q, y)  # SB3's scaling, so train/critic_loss compares
 
-    def actor_terms(self, mb, seed):
+    def actor_outputs(self, mb, seed):
+        """Actor-side outputs: features (as the actor sees them), mean, log_std, actions (unit,
+        reparameterised), logp, q (min over the critics of Q(s, actions); critic weights and
+        state features severed, dQ/da live), alpha (severed exp(log_alpha)), log_alpha (live)."""
         feat = self.features(mb["obs"])
-        mean, log_std = self._policy(self.features_for("actor", feat))
+        actor_feat = self.features_for("actor", feat)
+        mean, log_std = self._policy(actor_feat)
         actions, logp = squashed_gaussian_sample(mean, log_std, seed)
         # Q of the policy's own action. The critic is not severed as a function: dQ/da flows
         # back into the actor. Its weights are read through sever, and the state features
@@ -127,11 +146,10 @@ class SAC(OffPolicyAgent):
         q = self.critic(tf.concat([sever(feat), actions], -1), severed=True)
         min_q = tf.reduce_min(q, axis=0)[:, 0]
         alpha = sever(tf.exp(self.log_alpha))  # the actor loss must not move alpha
-        terms = {"actor": tf.reduce_mean(alpha * logp - min_q)}
-        if self.config.learn_ent_coef:
-            # log pi is severed: the entropy-coefficient loss trains log_alpha and nothing else.
-            terms["alpha"] = -tf.reduce_mean(self.log_alpha * sever(logp + self.target_entropy))
-        return terms, {"ent_coef": tf.exp(self.log_alpha)}
+        thunks = {"features": lambda: actor_feat, "mean": lambda: mean,
+                  "log_std": lambda: log_std, "actions": lambda: actions, "logp": lambda: logp,
+                  "q": lambda: min_q, "alpha": lambda: alpha, "log_alpha": lambda: self.log_alpha}
+        return thunks, {"ent_coef": tf.exp(self.log_alpha)}
 
     def actor_step(self, mb, seed):
         learn_alpha = self.config.learn_ent_coef
@@ -144,15 +162,16 @@ class SAC(OffPolicyAgent):
             if learn_alpha:
                 alpha_tape.watch(self.log_alpha)
             terms, extras = self.actor_terms(mb, seed)
-            actor_loss = tf.debugging.check_numerics(terms["actor"], "actor loss")
-            weighted = self.loss_weights["actor"] * actor_loss
+            weighted = tf.add_n([self.loss_weights[t.name] * terms[t.name]
+                                 for t in self.terms_of("actor")])
             if learn_alpha:
-                alpha_loss = tf.debugging.check_numerics(terms["alpha"], "entropy-coefficient loss")
-        values = [actor_loss, extras["ent_coef"]]
+                alpha_loss = tf.add_n([self.loss_weights[t.name] * terms[t.name]
+                                       for t in self.terms_of("alpha")])
+        values = [terms[t.name] for t in self.terms_of("actor")] + [extras["ent_coef"]]
         self.optimizers["actor"].apply(actor_tape.gradient(weighted, actor_vars))
         if learn_alpha:
             self.optimizers["alpha"].apply(alpha_tape.gradient(alpha_loss, [self.log_alpha]))
-            values.append(alpha_loss)
+            values += [terms[t.name] for t in self.terms_of("alpha")]
         self.polyak(self.critic.weights, self.target_critic.weights)
         if self.encoder is not None:
             self.polyak(self.encoder.weights, self.target_encoder.weights)

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from rl_sever.config import check
 from rl_sever.isolation import sever
+from rl_sever.loss_terms.term import LossTerm, Objective
 from rl_sever.offpolicy_agent import OffPolicyAgent
 from rl_sever.offpolicy_networks import DenseStack, tf_variables
 from rl_sever.offpolicy_settings import OffPolicyConfig, OffPolicyNetworkConfig
@@ -88,7 +89,16 @@ class TD3(OffPolicyAgent):
         return self.target_actor.weights + super().target_variables()
 
     def metric_names(self) -> list[str]:
-        return super().metric_names() + ["train/actor_loss"]
+        return super().metric_names() + self.term_metric_names("actor")
+
+    # -- the objective: actor, critic -----------------------------------------------------------
+    def default_objective(self) -> Objective:
+        return Objective([
+            LossTerm("actor", lambda b, o: -tf.reduce_mean(o["q1"]),
+                     trains=lambda a: a.group_modules("actor", {"actor"}),
+                     description="-Q1(s, pi(s))"),
+            self.critic_term(),
+        ])
 
     # -- acting -----------------------------------------------------------------------------
     def _act_unit(self, obs, seed):
@@ -118,36 +128,43 @@ class TD3(OffPolicyAgent):
         # Bootstrap unless terminated (truncation bootstraps from the true final obs).
         return sever(mb["rewards"] + mb["discounts"] * (1.0 - mb["terminated"]) * value)
 
-    def actor_terms(self, mb, seed):
+    def actor_outputs(self, mb, seed):
+        """Actor-side outputs: features (as the actor sees them), actions (unit, deterministic),
+        q1 (first critic's Q(s, actions) as the critic returns it; critic weights and state
+        features severed, dQ/da live) and q (the same, shape [batch])."""
         feat = self.features(mb["obs"])
-        actions = tf.tanh(self.actor(self.features_for("actor", feat)))
+        actor_feat = self.features_for("actor", feat)
+        actions = tf.tanh(self.actor(actor_feat))
         # Q1 of the policy's action. dQ/da flows back into the actor; the critic's weights are
         # read through sever and the state features enter severed, so the actor loss has no
         # path into the critic (the actor optimizer does not list it either).
         q1 = self.critic(tf.concat([sever(feat), actions], -1), severed=True, member=0)
-        return {"actor": -tf.reduce_mean(q1)}, {}
+        thunks = {"features": lambda: actor_feat, "actions": lambda: actions,
+                  "q1": lambda: q1, "q": lambda: tf.reshape(q1, [-1])}
+        return thunks, {}
 
     def actor_step(self, mb, seed):
         def update():
             variables = tf_variables(self.optimizers["actor"].all_variables)
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(variables)
-                loss = tf.debugging.check_numerics(
-                    self.actor_terms(mb, seed)[0]["actor"], "actor loss"
-                )
-                weighted = self.loss_weights["actor"] * loss
+                terms = self.actor_terms(mb, seed)[0]
+                weighted = tf.add_n([self.loss_weights[t.name] * terms[t.name]
+                                     for t in self.terms_of("actor")])
             self.optimizers["actor"].apply(tape.gradient(weighted, variables))
             self.polyak(self.actor.weights, self.target_actor.weights)
             self.polyak(self.critic.weights, self.target_critic.weights)
             if self.encoder is not None:
                 self.polyak(self.encoder.weights, self.target_encoder.weights)
-            return tf.stack([loss]), tf.ones([1])
+            values = [terms[t.name] for t in self.terms_of("actor")]
+            return tf.stack(values), tf.ones([len(values)])
 
         if self.config.policy_delay == 1:
             return update()
         # n_updates counts critic updates (already incremented for this one), as in SB3.
         due = self.n_updates % self.config.policy_delay == 0
-        return tf.cond(due, update, lambda: (tf.zeros([1]), tf.zeros([1])))
+        n = len(self.terms_of("actor"))
+        return tf.cond(due, update, lambda: (tf.zeros([n]), tf.zeros([n])))
 
 
 class DDPG(TD3):

@@ -103,9 +103,9 @@ def run_sb3(algo: str, steps: int, seed: int) -> dict:
             verbose=0,
         )
     load_before = _load()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model.learn(steps)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     load_after = _load()
     mean, std = evaluate_policy(
         model, model.get_env(), n_eval_episodes=EVAL_EPISODES, deterministic=True
@@ -113,6 +113,7 @@ def run_sb3(algo: str, steps: int, seed: int) -> dict:
     return {
         "wall_time_s": round(wall, 2),
         "steps_per_s": round(steps / wall, 1),
+        "cpu_time_s": round(cpu, 2),
         "eval_mean": round(float(mean), 2),
         "eval_std": round(float(std), 2),
         "load_average_before": load_before,
@@ -162,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             entry["sb3"] = dict(run_sb3(algo, args.steps, args.seed), version=sb3_version)
             entry["speedup_vs_sb3"] = round(
                 entry["rl_sever"]["steps_per_s"] / entry["sb3"]["steps_per_s"], 2
+            )
+            # CPU seconds per step depend much less on other processes than wall time does.
+            entry["cpu_time_ratio_sb3_over_rl_sever"] = round(
+                entry["sb3"]["cpu_time_s"] / entry["rl_sever"]["cpu_time_s"], 2
             )
             print(f"sb3 {algo}: {entry['sb3']}", flush=True)
         if algo in SB3_REFERENCE:

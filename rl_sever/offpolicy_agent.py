@@ -27,6 +27,10 @@ from rl_sever.auxiliary import AuxContext, AuxiliarySet, initial_weights
 from rl_sever.encoders import flat_obs, is_image, make_encoder
 from rl_sever.errors import ConfigError, UnsupportedSpaceError
 from rl_sever.isolation import sever
+from rl_sever.loss_terms import binding
+from rl_sever.loss_terms.evaluate import evaluate_term
+from rl_sever.loss_terms.outputs import Outputs
+from rl_sever.loss_terms.term import LossTerm, Objective
 from rl_sever.offpolicy_networks import polyak_update, tf_variables
 from rl_sever.offpolicy_settings import OffPolicyConfig
 from rl_sever.optim import ModuleOptimizer
@@ -34,14 +38,39 @@ from rl_sever.replay import ReplayBuffer, load_replay_for, save_replay_with
 from rl_sever.schedules import Scheduled
 
 _SEEDS_PER_STEP = 16  # sub-seeds available to one gradient step (see `_step_seed`)
+GROUPS = ("critic", "actor", "alpha")  # optimizer groups; a term trains exactly one of them
+# The default terms keep their SB3-style keys (every term is also logged as loss/<name>).
+TRAIN_NAMES = {"critic": "train/critic_loss", "actor": "train/actor_loss",
+               "alpha": "train/ent_coef_loss"}
+
+
+def evaluate(term: LossTerm, mb, out) -> tf.Tensor:
+    """A term's value (its extra metrics are not logged by the off-policy agents)."""
+    try:
+        value, _ = evaluate_term(term, mb, out)
+    except ConfigError:
+        raise
+    except Exception as e:  # the user's code: name the term, keep the cause
+        raise ConfigError(f"loss term '{term.name}' failed: {type(e).__name__}: {e}") from e
+    return tf.debugging.check_numerics(value, f"loss term '{term.name}'")
 
 
 class OffPolicyAgent(Agent):
-    """Base of SAC and TD3. Subclasses implement `_build_policy`, `td_target`, `actor_terms`,
-    `_act_unit`, `_greedy_unit`, `actor_step` and name their metrics."""
+    """Base of SAC and TD3. Subclasses implement `_build_policy`, `td_target`,
+    `default_objective`, `actor_outputs`, `_act_unit`, `_greedy_unit`, `actor_step` and name
+    their metrics.
+
+    The objective (`agent.objective`, rl_sever.loss_terms) holds named terms; each trains one
+    optimizer group (critic / actor / alpha), picked by the group module in its `trains` set.
+    `losses`: loss edits applied after config.losses (spec strings, LossTerms, Objectives).
+    """
 
     config_cls = OffPolicyConfig
     mode = "off_policy"
+
+    def __init__(self, env, config=None, *, losses=None, **kwargs):
+        self._loss_edits = list(losses or [])
+        super().__init__(env, config, **kwargs)
 
     # -- subclass hooks ---------------------------------------------------------------------
     def _build_policy(self, feature_dim: int) -> None:
@@ -56,9 +85,25 @@ class OffPolicyAgent(Agent):
         """q: [members, batch, 1] online Q-values; y: [batch] severed target."""
         return tf.add_n([tf.reduce_mean(tf.square(q[m, :, 0] - y)) for m in range(q.shape[0])])
 
-    def actor_terms(self, mb, seed) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-        """Actor-side losses by name and extra metrics, from the current parameters."""
+    def default_objective(self) -> Objective:
+        """The agent's own terms (SAC: actor, critic, alpha; TD3: actor, critic)."""
+        return Objective([self.critic_term()])
+
+    def critic_term(self) -> LossTerm:
+        return LossTerm("critic", lambda b, o: o.agent.critic_loss(o["q"], o["target"]),
+                        trains=lambda a: a.group_modules("critic", {"critic"}),
+                        description="TD error of every critic member to the severed target")
+
+    def actor_outputs(self, mb, seed) -> tuple[dict, dict[str, tf.Tensor]]:
+        """Thunks of the actor-side forward outputs, and extra metrics (e.g. ent_coef)."""
         raise NotImplementedError
+
+    def actor_terms(self, mb, seed) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """Actor-side losses (actor and alpha groups) by name and extra metrics."""
+        thunks, extras = self.actor_outputs(mb, seed)
+        out = Outputs(self, thunks)
+        terms = {t.name: evaluate(t, mb, out) for t in self.terms_of("actor", "alpha")}
+        return terms, extras
 
     def actor_step(self, mb, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """Update the actor side and the targets; returns (metric values, metric counts)."""
@@ -66,7 +111,10 @@ class OffPolicyAgent(Agent):
 
     def metric_names(self) -> list[str]:
         """TensorBoard names of the entries of the metric vectors (train/..., loss/...)."""
-        return ["train/critic_loss"] + self._aux_metric_names()
+        return self.term_metric_names("critic") + self._aux_metric_names()
+
+    def term_metric_names(self, group: str) -> list[str]:
+        return [TRAIN_NAMES.get(t.name, f"loss/{t.name}") for t in self.terms_of(group)]
 
     def policy_modules(self) -> dict[str, list]:
         """Actor-side modules besides 'actor' (e.g. SAC's 'alpha')."""
@@ -85,11 +133,6 @@ class OffPolicyAgent(Agent):
     # -- construction -----------------------------------------------------------------------
     def _build(self) -> None:
         cfg = self.config
-        if cfg.losses:  # rl_sever.loss_terms is wired into the on-policy agents only, so far
-            raise ConfigError(
-                f"losses: custom loss terms are supported by the on-policy agents "
-                f"(ppo, a2c), not yet by {self.algo}; got {cfg.losses}"
-            )
         act = self.action
         if act.kind != "box":
             raise UnsupportedSpaceError(
@@ -136,9 +179,10 @@ class OffPolicyAgent(Agent):
         self.schedules = {
             "learning_rate": Scheduled(self.learning_rate, cfg.lr_schedule, cfg.learning_rate)
         }
+        self._build_objective()
+        self.schedules.update(binding.weight_schedules(self._objective))
         self.loss_weights = {
-            "critic": tf.Variable(1.0, trainable=False, name="w_critic"),
-            "actor": tf.Variable(1.0, trainable=False, name="w_actor"),
+            **{t.name: t.weight for t in self._objective},
             **initial_weights(cfg.aux, cfg.aux_weights),
         }
         self.optimizers = {
@@ -161,6 +205,90 @@ class OffPolicyAgent(Agent):
             seed=cfg.seed,
         )
         self._compile()
+        if self.config.losses or self._loss_edits:
+            self._probe_terms()
+
+    # -- the objective --------------------------------------------------------------------------
+    def _build_objective(self) -> None:
+        objective = self.default_objective()
+        for edit in [*self.config.losses, *self._loss_edits]:
+            objective.apply(edit)
+        groups: dict[str, list[LossTerm]] = {g: [] for g in GROUPS}
+        for term in objective:
+            if term.name in self.aux:
+                raise ConfigError(f"loss term '{term.name}' has the name of an auxiliary loss")
+            if term.build(self):
+                raise ConfigError(f"loss term '{term.name}' builds its own modules: the "
+                                  f"off-policy agents do not support that yet")
+            groups[self.group_of(term)].append(term)
+        for g in ("critic", "actor", *(["alpha"] if self.group_available("alpha") else [])):
+            if not groups[g]:
+                raise ConfigError(f"the objective of {self.algo} needs at least one term in the "
+                                  f"'{g}' group (terms: {', '.join(objective.names) or 'none'})")
+        self._objective, self._groups = objective, groups
+        objective._listener = self._objective_changed
+
+    def _objective_changed(self, kind: str) -> None:
+        if kind == "check":
+            raise ConfigError("the off-policy agents build their optimizers and compiled update "
+                              "for their terms: add, remove or replace terms with the `losses` "
+                              "constructor argument or config key; weights can change any time "
+                              "(objective.set_weight)")
+        self.schedules.update(binding.weight_schedules(self._objective))
+
+    @property
+    def objective(self) -> Objective:
+        """The named, weighted loss terms (rl_sever.loss_terms); weights editable any time."""
+        return self._objective
+
+    def group_available(self, group: str) -> bool:
+        return group in ("critic", "actor") or group in self.policy_modules()
+
+    def group_optimizer_modules(self, group: str) -> set[str]:
+        if group == "critic":
+            return set(self.critic_side_modules())
+        if group == "actor":
+            return set(self.actor_side_modules())
+        return set(self.policy_modules()) if group == "alpha" else set()
+
+    def group_modules(self, group: str, base: set[str]) -> set[str]:
+        """`base` plus the shared encoder when the losses of `group` may train it (the default
+        terms' contracts; custom terms may use it: trains=lambda a: a.group_modules(...))."""
+        source = "critic" if group == "critic" else "actor"
+        enc = self.encoder is not None and group != "alpha" and self.trains_encoder(source)
+        return set(base) | ({"encoder"} if enc else set())
+
+    def group_of(self, term: LossTerm) -> str:
+        """The optimizer group of a term: the one of critic / actor / alpha it trains."""
+        must = set(term.flow(self).must)
+        found = [g for g in GROUPS if g in must]
+        if len(found) != 1:
+            raise ConfigError(
+                f"loss term '{term.name}' must train exactly one of the modules "
+                f"{', '.join(GROUPS[:2 + self.group_available('alpha')])} (that picks its "
+                f"optimizer); it declares trains={sorted(must)}")
+        g = found[0]
+        allowed = self.group_optimizer_modules(g)
+        if not self.group_available(g) or not must <= allowed:
+            raise ConfigError(
+                f"loss term '{term.name}' trains {sorted(must)}, but the '{g}' optimizer of "
+                f"{self.algo} updates {sorted(allowed) or 'nothing'} with this config")
+        return g
+
+    def _probe_terms(self) -> None:
+        """Evaluate every term once, eagerly, on a tiny all-zero batch: a term that fails, reads
+        an output the agent lacks or does not return a scalar is a ConfigError naming it, at
+        construction. A fixed seed; no variable changes."""
+        zeros = {"obs": tf.zeros([2, *self.obs_shape], self.obs_dtype),
+                 "next_obs": tf.zeros([2, *self.obs_shape], self.obs_dtype),
+                 "actions": tf.zeros([2, self.action_dim]),
+                 **{k: tf.zeros([2]) for k in ("rewards", "terminated", "discounts")}}
+        seed = tf.constant([self.config.seed % 2**31, 2**31 - _SEEDS_PER_STEP], tf.int32)
+        self.critic_terms(zeros, seed)  # evaluates the critic group's terms
+        self.actor_terms(zeros, seed)  # and the actor and alpha groups'
+
+    def terms_of(self, *groups: str) -> list[LossTerm]:
+        return [t for g in groups for t in self._groups[g]]
 
     def make_optimizer(self, modules: dict[str, list], name: str) -> ModuleOptimizer:
         """Adam (SB3's eps) over `modules`, sharing the scheduled learning rate."""
@@ -307,8 +435,11 @@ class OffPolicyAgent(Agent):
             return next_cache["f"]
 
         y = self.td_target(mb, next_features, self._sub_seed(seed, 0))
-        q = self.critic(tf.concat([self.features_for("critic", feat), mb["actions"]], -1))
-        terms = {"critic": self.critic_loss(q, y)}
+        critic_feat = self.features_for("critic", feat)
+        q = self.critic(tf.concat([critic_feat, mb["actions"]], -1))
+        out = Outputs(self, {"q": lambda: q, "target": lambda: y,
+                             "features": lambda: critic_feat})
+        terms = {t.name: evaluate(t, mb, out) for t in self.terms_of("critic")}
         extras: dict[str, tf.Tensor] = {}
         if self.aux:
             one_step_next = "step_next_obs" not in mb
@@ -345,7 +476,8 @@ class OffPolicyAgent(Agent):
             total = tf.debugging.check_numerics(total, "critic-side loss")
         opt.apply(tape.gradient(total, watched))
         logged = {**terms, **extras}
-        values = [terms["critic"]] + [logged[k] for k in self.aux.metric_keys()]
+        values = [terms[t.name] for t in self.terms_of("critic")]
+        values += [logged[k] for k in self.aux.metric_keys()]
         return tf.stack(values), tf.ones([len(values)])
 
     def _gradient_step(self, mb) -> tuple[tf.Tensor, tf.Tensor]:
@@ -417,6 +549,9 @@ class OffPolicyAgent(Agent):
         n = len(names)
         sums, counts = stats[:n], stats[n:]
         out = {k: float(s / c) for k, s, c in zip(names, sums, counts) if c > 0}
+        for name, key in TRAIN_NAMES.items():  # every term as loss/<name>, the defaults too
+            if key in out and name in self._objective:
+                out[f"loss/{name}"] = out[key]
         out["train/n_updates"] = float(self.n_updates.numpy())
         return out
 
@@ -450,19 +585,11 @@ class OffPolicyAgent(Agent):
         return {name: (lambda name=name: self.loss_terms(mb)[name]) for name in self.loss_names()}
 
     def loss_names(self) -> list[str]:
-        return ["critic", "actor", *self.aux]
+        return [*self._objective.names, *self.aux]
 
     def flow_contract(self) -> FlowContract:
-        enc = {"encoder"} if self.encoder is not None else set()
-
-        def trains(base: set[str], source: str) -> Flow:
-            mods = base | (enc if self.trains_encoder(source) else set())
-            return Flow(must=mods, may=mods)
-
-        flows = {"critic": trains({"critic"}, "critic"), "actor": trains({"actor"}, "actor")}
+        flows: dict[str, Flow] = {t.name: t.flow(self) for t in self._objective}
         flows.update(self.aux.flows(self.trains_encoder("aux")))
-        for name in self.policy_modules():
-            flows[name] = Flow(must={name}, may={name})
         return FlowContract(flows)  # "targets" is in no `may` set: nothing may reach them
 
     # -- checkpoints with the replay buffer -------------------------------------------------------
