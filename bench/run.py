@@ -53,7 +53,9 @@ def run_sb3(case: dict, seed: int) -> dict:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    # One thread: for these tiny MLPs it is torch's fastest setting on a 2-core box, and
+    # OpenMP spin-waiting threads slow both libraries down when they share the cores.
+    torch.set_num_threads(1)
     kw = dict(case["kwargs"])
     if case["algo"] == "ppo":
         lr, clip = kw.pop("learning_rate"), kw.pop("clip_range")
@@ -78,7 +80,8 @@ def machine() -> dict:
 
     info = {"python": platform.python_version(), "platform": platform.platform(),
             "cpus": os.cpu_count(), "tensorflow": tf.__version__, "gymnasium": gymnasium.__version__,
-            "gpus": len(tf.config.list_physical_devices("GPU"))}
+            "gpus": len(tf.config.list_physical_devices("GPU")),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     try:
         import stable_baselines3
         import torch
@@ -100,7 +103,8 @@ def main(argv=None) -> int:
     for name in args.cases:
         case = CASES[name]
         entry = {"algo": case["algo"], "env_id": case["env_id"], "n_envs": case["n_envs"],
-                 "config": case["kwargs"], "rl_sever": run_rl_sever(case, args.seed)}
+                 "config": case["kwargs"], "rl_sever": run_rl_sever(case, args.seed),
+                 "load_average_after_rl_sever": round(os.getloadavg()[0], 2)}
         if args.sb3:
             try:
                 entry["stable_baselines3"] = run_sb3(case, args.seed)

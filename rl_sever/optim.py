@@ -18,7 +18,9 @@ from rl_sever.errors import ConfigError
 
 OPTIMIZERS: dict[str, Callable[..., keras.optimizers.Optimizer]] = {
     "adam": lambda lr, eps: keras.optimizers.Adam(learning_rate=lr, epsilon=eps),
-    "rmsprop": lambda lr, eps: keras.optimizers.RMSprop(learning_rate=lr, rho=0.99, epsilon=eps),
+    # Keras divides by sqrt(v + eps), torch and the A3C paper by sqrt(v) + eps; eps**2 inside the
+    # root gives the usual semantics (with eps=1e-5 the Keras form floors the step at ~3e-3).
+    "rmsprop": lambda lr, eps: keras.optimizers.RMSprop(learning_rate=lr, rho=0.99, epsilon=eps**2),
     "sgd": lambda lr, eps: keras.optimizers.SGD(learning_rate=lr),
 }
 
