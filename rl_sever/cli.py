@@ -367,8 +367,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_loss_values(argv: list[str]) -> list[str]:
+    """`--loss -entropy` -> `--loss=-entropy`: argparse would take `-entropy` for an option."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--loss" and i + 1 < len(argv):
+            out.append(f"--loss={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `rl-sever`; returns the process exit code."""
+    argv = _join_loss_values(list(sys.argv[1:] if argv is None else argv))
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help or a usage error: argparse has printed it already

@@ -240,3 +240,16 @@ def test_examples_run_from_the_cli_and_log_their_term(capsys, tmp_path, algo, en
     tags = read_event_tensors(run_dir)
     assert tag in tags and len(tags[tag]) == 2  # one point per iteration
     assert all(np.isfinite(float(v)) for _, v in tags[tag])
+
+
+def test_cli_loss_removal_without_equals_sign(capsys, tmp_path):
+    """`--loss -entropy` (as the issue writes it) is a value, not an unknown option."""
+    from rl_sever import cli
+
+    assert cli._join_loss_values(["train", "--loss", "-entropy", "--seed", "1"]) == [
+        "train", "--loss=-entropy", "--seed", "1"]
+    code = cli.main(["audit", "ppo", "CartPole-v1", "--no-preset", "--set", "n_envs=1",
+                     "--set", "n_steps=16", "--set", "batch_size=16", "--loss", "-entropy"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "entropy" not in [line.split()[0] for line in out.splitlines() if line.strip()]
