@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs.autoreset import reached_observations
+
 
 @dataclass
 class UpdateSummary:
@@ -57,13 +59,7 @@ class OffPolicyCollector:
                 unit = agent.act_unit(obs)
             agent.next_actions = None
             next_obs, rewards, terminated, truncated, info = env.step(agent.to_env(unit))
-            reached = next_obs
-            final = info.get("_final_obs")
-            if final is not None and final.any():
-                # SAME_STEP autoreset: next_obs already starts the next episode; store the true
-                # final observation, which truncated episodes bootstrap from.
-                reached = next_obs.copy()
-                reached[final] = np.stack(info["final_obs"][final])
+            reached = reached_observations(next_obs, info)  # true final obs at episode ends
             replay.add(obs, unit, rewards, terminated, truncated, reached)
             obs = next_obs
             step += self.n_envs

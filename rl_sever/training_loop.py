@@ -14,6 +14,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from envs.autoreset import reached_observations
 from rl_sever.audit import run_audit
 from rl_sever.buffers import RolloutBuffer
 from rl_sever.events import truncate_events_after
@@ -39,13 +40,7 @@ class OnPolicyCollector:
         while not buf.full:
             actions = self.act(tf.constant(obs)).numpy()
             next_obs, reward, terminated, truncated, info = agent.env.step(agent.env_actions(actions))
-            reached = next_obs
-            final = info.get("_final_obs")
-            if final is not None and final.any():
-                # SAME_STEP autoreset: next_obs already starts the next episode; bootstrap from
-                # the true final observation instead.
-                reached = next_obs.copy()
-                reached[final] = np.stack(info["final_obs"][final])
+            reached = reached_observations(next_obs, info)  # true final obs at episode ends
             buf.add(obs, actions, reward, terminated, truncated, reached)
             obs = next_obs
         return obs, buf.arrays(), buf.n_steps * buf.n_envs
