@@ -11,6 +11,8 @@ forward attribute lookups, so reach the wrappers with `episode_stats(env)` and
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import importlib
 from collections.abc import Iterator
 from typing import Any, TypeVar
@@ -18,13 +20,15 @@ from typing import Any, TypeVar
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.envs.registration import find_highest_version, parse_env_id
+from gymnasium.envs.registration import EnvSpec, find_highest_version, parse_env_id
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.wrappers import FlattenObservation, TransformObservation
 
 from envs.episode_stats import EpisodeStats
 from envs.normalize import VecNormalize, is_image_space
+from envs.worker_pool import WorkerPoolVectorEnv
 from rl_sever.errors import ConfigError, UnknownNameError, suggest
+from rl_sever.settings import check_n_workers
 
 TF_PREFIX = "tf:"
 VECTORIZATION_MODES = ("sync", "async")
@@ -40,6 +44,7 @@ def make_vec_env(
     *,
     seed: int | None = None,
     vectorization: str = "sync",
+    n_workers: int = 0,
     normalize_obs: bool = False,
     normalize_reward: bool = False,
     gamma: float = 0.99,
@@ -58,6 +63,10 @@ def make_vec_env(
     `env.reset()` and `env.reset(seed=seed)` give the same trajectories; an explicit
     `reset(seed=...)` always wins. Later resets without a seed continue each sub-env's
     random stream, as in Gymnasium.
+
+    `vectorization="async"` runs the envs in worker processes: one per env (Gymnasium's
+    AsyncVectorEnv) when `n_workers` is 0, else `n_workers` processes each stepping its
+    share of the envs (`envs.worker_pool`, docs/scaling.md).
     """
     if not isinstance(env_id, str) or not env_id:
         raise UnknownNameError(f"environment id must be a non-empty string, got {env_id!r}")
@@ -68,6 +77,7 @@ def make_vec_env(
             f"vectorization must be one of {', '.join(VECTORIZATION_MODES)}, got "
             f"{vectorization!r}.{suggest(str(vectorization), VECTORIZATION_MODES)}"
         )
+    check_n_workers(n_workers, int(n_envs), vectorization)
     if not 0.0 <= gamma <= 1.0:
         raise ConfigError(f"gamma must be in [0, 1], got {gamma}")
     if clip_obs <= 0 or clip_reward <= 0:
@@ -81,14 +91,17 @@ def make_vec_env(
         if render_mode is not None:
             kwargs["render_mode"] = render_mode
         with _dependency_errors(env_id):
-            env = gym.make_vec(
-                env_id,
-                num_envs=int(n_envs),
-                vectorization_mode=vectorization,
-                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                wrappers=[preprocess_observation],
-                **kwargs,
-            )
+            if n_workers:
+                env = _make_worker_pool(env_id, int(n_envs), int(n_workers), kwargs)
+            else:
+                env = gym.make_vec(
+                    env_id,
+                    num_envs=int(n_envs),
+                    vectorization_mode=vectorization,
+                    vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                    wrappers=[preprocess_observation],
+                    **kwargs,
+                )
         if seed is not None:
             env.action_space.seed(seed)
             env.single_action_space.seed(seed)
@@ -105,6 +118,25 @@ def make_vec_env(
             clip_reward=clip_reward,
         )
     return env
+
+
+def _make_worker_pool(
+    env_id: str, n_envs: int, n_workers: int, kwargs: dict[str, Any]
+) -> WorkerPoolVectorEnv:
+    """`n_envs` envs built as gym.make_vec builds them, stepped by `n_workers` processes."""
+    # The spec itself goes to the workers, so ids registered only in this process (a
+    # script, a test module) still resolve there. _find_spec is what gym.make_vec uses.
+    from gymnasium.envs.registration import _find_spec
+
+    spec = copy.deepcopy(_find_spec(env_id))
+    make_one = functools.partial(_make_preprocessed, spec, kwargs)
+    env = WorkerPoolVectorEnv([make_one] * n_envs, n_workers, env_name=env_id)
+    env.spec = spec
+    return env
+
+
+def _make_preprocessed(spec: EnvSpec, kwargs: dict[str, Any]) -> gym.Env:
+    return preprocess_observation(gym.make(spec, **kwargs))
 
 
 def make_env(

@@ -18,6 +18,7 @@ import tensorflow as tf
 from rl_sever import __version__, rundir
 from rl_sever.checkpoint import Checkpointer
 from rl_sever.config import flat_items, to_dict, update
+from rl_sever.distribute import ReplicaSet
 from rl_sever.errors import ConfigError, suggest
 from rl_sever.isolation.freeze import FreezeSchedule
 from rl_sever.spaces import action_spec, observation_shape
@@ -41,12 +42,18 @@ class Agent:
                               f"got {type(config).__name__}")
         config.validate()
         self.config = config
+        if config.distribute != "default" and self.mode != "on_policy":
+            raise ConfigError(f"distribute={config.distribute} is supported for the on-policy agents "
+                              f"(ppo, a2c), not {self.algo}; use distribute=default")
+        # First: a multi-worker strategy must set up collectives before TensorFlow's first op.
+        self.replicas = ReplicaSet(config.distribute, config.devices)
         keras.utils.set_random_seed(config.seed)
         if isinstance(env, str):
             from envs import make_vec_env
 
             self.env_id = env
             env = make_vec_env(env, config.n_envs, seed=config.seed, vectorization=config.vectorization,
+                               n_workers=config.n_workers,
                                normalize_obs=config.normalize_obs,
                                normalize_reward=config.normalize_reward,
                                gamma=getattr(config, "gamma", 0.99))
@@ -80,7 +87,8 @@ class Agent:
         self.target_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="target_steps")
         self.logdir = logdir
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self._build()
+        with self.replicas.scope():  # networks, optimizer slots, flags: one copy per replica
+            self._build()
         self.freeze_schedule = self._freeze_schedule(config.freeze)
         self.checkpoint = self._make_checkpoint()
         self._checkpointer: Checkpointer | None = None
@@ -100,6 +108,10 @@ class Agent:
 
     def trackables(self) -> dict:
         raise NotImplementedError
+
+    def has_updated(self) -> bool:
+        """Whether any parameter update has run (the loop audits the first one)."""
+        return int(self.iteration.numpy()) > 0
 
     def module_optimizers(self) -> list:
         """Every ModuleOptimizer of the agent (freeze schedules act on their module flags)."""
@@ -141,6 +153,10 @@ class Agent:
                 "rl_sever_version": __version__}
 
     def ensure_run_dir(self) -> Path | None:
+        """The run folder (created on first use); a non-chief worker gets a scratch folder."""
+        if not self.replicas.is_chief:
+            has_dir = self.run_dir is not None or self.logdir is not None
+            return self.replicas.worker_dir() if has_dir else None
         if self.run_dir is None and self.logdir is not None:
             self.run_dir = rundir.new_run_dir(self.logdir, self.env_id, self.algo, self.config.seed)
         if self.run_dir is not None:
@@ -148,10 +164,17 @@ class Agent:
             rundir.write_config(self.run_dir, self.config_record())
         return self.run_dir
 
+    def discard_worker_dir(self) -> None:
+        """End of a run on a non-chief worker: remove its scratch folder and checkpoints."""
+        if not self.replicas.is_chief:
+            self.replicas.discard_worker_dir()
+            self._checkpointer = None
+
     @property
     def checkpointer(self) -> Checkpointer | None:
-        if self._checkpointer is None and self.ensure_run_dir() is not None:
-            self._checkpointer = Checkpointer(self.checkpoint, self.run_dir, self.config.keep_checkpoints)
+        directory = self.ensure_run_dir() if self._checkpointer is None else None
+        if directory is not None:
+            self._checkpointer = Checkpointer(self.checkpoint, directory, self.config.keep_checkpoints)
         return self._checkpointer
 
     def hparams(self) -> dict:
@@ -222,7 +245,9 @@ class Agent:
         if overrides:
             config = update(config, overrides)
         agent = klass(env if env is not None else record["env_id"], config, run_dir=run_dir)
-        path = agent.checkpointer.restore_latest()
+        # A non-chief worker reads the chief's checkpoints but saves into its scratch folder.
+        source = agent.checkpointer if agent.replicas.is_chief else Checkpointer(agent.checkpoint, run_dir)
+        path = source.restore_latest()
         if agent.normalizer is not None:
             agent.normalizer.after_restore()
         agent.on_restore(path)

@@ -90,6 +90,8 @@ class ActorCritic(tf.Module):
         return self.head.distribution(self.pi_head(pi_features), self.log_std)
 
     def distribution(self, obs: tf.Tensor):
+        if self.encoder is None:  # the act step computes the policy branch alone
+            return self.distribution_from(self.pi_body(preprocess(obs)))
         return self.distribution_from(self._features(obs)[0])
 
     def value(self, obs: tf.Tensor) -> tf.Tensor:

@@ -24,8 +24,10 @@ import tensorflow as tf
 from rl_sever.agent import Agent
 from rl_sever.audit import Flow, FlowContract
 from rl_sever.auxiliary import AuxContext, AuxiliarySet, initial_weights
+from rl_sever.compiled import FastCall, plain_graph
 from rl_sever.encoders import flat_obs, is_image, make_encoder
 from rl_sever.errors import ConfigError, UnsupportedSpaceError
+from rl_sever.ingraph import tfnative_env
 from rl_sever.isolation import sever
 from rl_sever.loss_terms import binding
 from rl_sever.loss_terms.evaluate import evaluate_term
@@ -193,18 +195,28 @@ class OffPolicyAgent(Agent):
         self.n_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="n_updates")
         self.seed_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="seed_counter")
         self._one_step = cfg.n_step > 1 and self.aux.needs_transitions
-        self.replay = ReplayBuffer(
-            cfg.buffer_size,
-            cfg.n_envs,
-            self.obs_shape,
-            self.obs_dtype.as_numpy_dtype,
-            act.shape,
-            np.float32,
-            n_step=cfg.n_step,
-            gamma=cfg.gamma,
-            seed=cfg.seed,
-        )
+        # A TF-native env: act, step, store and update run in compiled chunks with the replay
+        # buffer in tf.Variables (rl_sever.ingraph_offpolicy); otherwise a NumPy buffer.
+        tf_env = tfnative_env(self.env)
+        if tf_env is None:
+            self.replay = ReplayBuffer(
+                cfg.buffer_size,
+                cfg.n_envs,
+                self.obs_shape,
+                self.obs_dtype.as_numpy_dtype,
+                act.shape,
+                np.float32,
+                n_step=cfg.n_step,
+                gamma=cfg.gamma,
+                seed=cfg.seed,
+            )
         self._compile()
+        self.ingraph = None
+        if tf_env is not None:
+            from rl_sever.ingraph_offpolicy import InGraphOffPolicyTrainer
+
+            self.ingraph = InGraphOffPolicyTrainer(self, tf_env)
+            self.replay = self.ingraph.replay
         if self.config.losses or self._loss_edits:
             self._probe_terms()
 
@@ -361,9 +373,9 @@ class OffPolicyAgent(Agent):
         self.next_actions: tuple | None = None  # (obs, unit actions computed for that obs)
 
     def _fn(self, name: str):
-        # The concrete function skips tf.function's per-call dispatch (a large share of a call).
+        # Called once per env step or update: skip tf.function's dispatch (rl_sever.compiled).
         if name not in self._concrete:
-            self._concrete[name] = self.compiled[name].get_concrete_function()
+            self._concrete[name] = FastCall(self.compiled[name])
         return self._concrete[name]
 
     def trackables(self) -> dict:
@@ -381,9 +393,15 @@ class OffPolicyAgent(Agent):
             out.update(encoder=self.encoder, target_encoder=self.target_encoder)
         if self.aux:
             out["aux"] = self.aux
+        if self.ingraph is not None:  # env state, update phase and (save_replay) the buffer
+            out.update(self.ingraph.trackables())
         return out
 
     def make_collector(self):
+        if self.ingraph is not None:
+            from rl_sever.ingraph_offpolicy import InGraphOffPolicyCollector
+
+            return InGraphOffPolicyCollector(self)
         from rl_sever.offpolicy_collector import OffPolicyCollector
 
         return OffPolicyCollector(self)
@@ -494,7 +512,7 @@ class OffPolicyAgent(Agent):
         sums, counts = tf.zeros([n]), tf.zeros([n])
         steps = batch[0].shape[0]
         for i in tf.range(steps) if steps > 1 else range(steps):
-            vals, cnts = self._gradient_step({k: v[i] for k, v in data.items()})
+            vals, cnts = plain_graph(self._gradient_step)({k: v[i] for k, v in data.items()})
             sums += vals * cnts
             counts += cnts
         return tf.concat([sums, counts], 0)
@@ -512,6 +530,8 @@ class OffPolicyAgent(Agent):
     def sample_batch(self) -> dict[str, np.ndarray]:
         """[updates_per_call, batch_size, ...] arrays sampled uniformly from the replay buffer."""
         cfg = self.config
+        if self.ingraph is not None:
+            return {k: v.numpy() for k, v in self.ingraph.sample_fn().items()}
         G, B = cfg.updates_per_call(), cfg.batch_size
         flat = self.replay.sample(G * B, one_step=self._one_step)
         return {k: flat[k].reshape(G, B, *flat[k].shape[1:]) for k in self.batch_keys}
@@ -535,7 +555,7 @@ class OffPolicyAgent(Agent):
 
         if isinstance(batch, UpdateSummary):
             stats = batch.stats
-        elif self._obs is not None and len(self._obs) == self.config.n_envs:
+        elif self.ingraph is None and self._obs is not None and len(self._obs) == self.config.n_envs:
             # Also act for the env's current observation (one compiled function for every
             # update of a run); the collector uses these actions for its next step.
             stats, actions = self.update_and_act(batch, self._obs)
@@ -557,6 +577,9 @@ class OffPolicyAgent(Agent):
 
     def _aux_metric_names(self) -> list[str]:
         return [f"loss/{k}" for k in self.aux.metric_keys()]
+
+    def has_updated(self) -> bool:
+        return int(self.n_updates.numpy()) > 0
 
     def module_optimizers(self) -> list[ModuleOptimizer]:
         return list(self.optimizers.values())
@@ -595,12 +618,15 @@ class OffPolicyAgent(Agent):
     # -- checkpoints with the replay buffer -------------------------------------------------------
     def save(self) -> str:
         path = super().save()
-        kept = self.checkpointer.manager.checkpoints
-        save_replay_with(self.replay if self.config.save_replay else None, path, kept)
+        if self.ingraph is None:  # the in-graph buffer is in the TF checkpoint itself
+            kept = self.checkpointer.manager.checkpoints
+            save_replay_with(self.replay if self.config.save_replay else None, path, kept)
         return path
 
     def on_restore(self, path: str) -> None:
         """Reload the replay buffer saved with checkpoint `path` (if any)."""
+        if self.ingraph is not None:  # restored with the checkpoint (or never saved)
+            return
         if not load_replay_for(self.replay, path) and self.config.save_replay:
             warnings.warn(
                 f"no replay buffer saved with {path}: training resumes with an empty "

@@ -83,9 +83,9 @@ class OffPolicyConfig(RunConfig):
     max_grad_norm: float = 0.0
     """Clip each optimizer's global gradient norm to this value (<= 0 disables clipping)."""
     save_replay: bool = True
-    """Save the replay buffer with every checkpoint (.npy files in checkpoints/replay-<step>/)
-    so --resume continues with it; turn off for huge buffers (a resumed run then refills
-    learning_starts transitions before updating again)."""
+    """Save the replay buffer with every checkpoint (.npy files in checkpoints/replay-<step>/;
+    on a tf: env, inside the TF checkpoint) so --resume continues with it; turn off for huge
+    buffers (a resumed run then refills learning_starts transitions before updating again)."""
     steps_per_iteration: int = 100
     """Vector-env steps per training-loop iteration (the loop logs, evaluates, checkpoints and
     calls callbacks between iterations; updates still happen every train_freq steps)."""

@@ -17,6 +17,7 @@ from rl_sever.advantages import gae
 from rl_sever.agent import Agent
 from rl_sever.audit import FlowContract
 from rl_sever.auxiliary import AuxContext, AuxiliarySet
+from rl_sever.compiled import FastCall, plain_graph
 from rl_sever.errors import ConfigError
 from rl_sever.ingraph import InGraphTrainer, TrainedBatch, tfnative_env
 from rl_sever.isolation import sever
@@ -110,6 +111,10 @@ class OnPolicyAgent(Agent):
         self._bind_objective()
         # TF-native env: rollout and update run as one compiled call (rl_sever.ingraph).
         tf_env = tfnative_env(self.env)
+        if tf_env is not None and self.replicas.distributed:
+            raise ConfigError(f"distribute={self.config.distribute} is not supported with TF-native "
+                              "(tf:) environments; use distribute=default or a Gymnasium env")
+        self.replicas.check_divisible(self.minibatch_size(), "the minibatch size")
         self.ingraph = InGraphTrainer(self, tf_env) if tf_env is not None else None
 
     # -- the objective ------------------------------------------------------------------------
@@ -158,7 +163,8 @@ class OnPolicyAgent(Agent):
         self._objective_changed("weights")
         self._term_metrics = self._probe_terms()
         self._preflight_done = False
-        self.train_fn = tf.function(self._train, input_signature=self._rollout_signature)
+        self.train_fn = tf.function(self._train, input_signature=self._rollout_signature,
+                                    jit_compile=bool(cfg.jit_compile))
         self.prepare_fn = tf.function(self._prepare, input_signature=self._rollout_signature)
 
     def _objective_changed(self, kind: str) -> None:
@@ -173,7 +179,8 @@ class OnPolicyAgent(Agent):
 
     def _rebind(self) -> None:
         """After a structural edit (before the first update): rebuild what depends on the terms."""
-        self._bind_objective()
+        with self.replicas.scope():  # the new optimizer's slots: one copy per replica
+            self._bind_objective()
         if self.ingraph is not None and self.ingraph.iteration_fn.experimental_get_tracing_count():
             self.ingraph = InGraphTrainer(self, self.ingraph.env)
         self.checkpoint = self._make_checkpoint()
@@ -315,7 +322,7 @@ class OnPolicyAgent(Agent):
         return mb
 
     def _train(self, obs, actions, rewards, terminated, dones, next_obs):
-        data = self._prepare(obs, actions, rewards, terminated, dones, next_obs)
+        data = plain_graph(self._prepare)(obs, actions, rewards, terminated, dones, next_obs)
         size = tf.shape(data["returns"])[0]
         mb_size = self.minibatch_size()
         n_mb = size // mb_size
@@ -331,11 +338,7 @@ class OnPolicyAgent(Agent):
                 perm = tf.range(size)
             for i in tf.range(n_mb):
                 mb = self._minibatch(data, perm[i * mb_size : (i + 1) * mb_size])
-                with tf.GradientTape() as tape:
-                    terms, extras = self.loss_terms(mb)
-                    loss = tf.debugging.check_numerics(self.total_loss(terms), "on-policy loss")
-                grad_norm = self.optimizer.apply(tape.gradient(loss, variables))
-                step = dict(terms, loss=loss, grad_norm=grad_norm, **extras)
+                step = plain_graph(self._gradient_step)(mb, variables)
                 sums = {k: sums[k] + tf.cast(step[k], tf.float32) for k in names}
                 count += 1.0
             if self.stop_early(sums, count):
@@ -345,10 +348,29 @@ class OnPolicyAgent(Agent):
         out["explained_variance"] = losses.explained_variance(data["old_values"], data["returns"])
         return out
 
+    def _gradient_step(self, mb, variables) -> dict[str, tf.Tensor]:
+        def minibatch_loss(mb):
+            terms, extras = self.loss_terms(mb)
+            loss = tf.debugging.check_numerics(self.total_loss(terms), "on-policy loss")
+            return loss, dict(terms, **extras)
+
+        # Under a multi-replica strategy each replica differentiates its slice of the minibatch
+        # and the gradients are averaged across replicas (rl_sever.distribute); applied once.
+        loss, metrics, grads = self.replicas.gradients(minibatch_loss, mb, variables)
+        grad_norm = self.optimizer.apply(grads)
+        return dict(metrics, loss=loss, grad_norm=grad_norm)
+
     def _permutation(self, size):
         if self.config.jit_compile:  # XLA has no StatelessShuffle; sorting random keys is uniform too
             return tf.argsort(tf.random.stateless_uniform([size], self.sample_seed()))
         return tf.random.experimental.stateless_shuffle(tf.range(size), seed=self.sample_seed())
+
+    def _train_call(self) -> FastCall:
+        # One call per update: skip tf.function's per-call dispatch (rl_sever.compiled). The
+        # objective can rebuild train_fn before the first update, hence the identity check.
+        if getattr(self, "_fast_train", None) is None or self._fast_train[0] is not self.train_fn:
+            self._fast_train = (self.train_fn, FastCall(self.train_fn))
+        return self._fast_train[1]
 
     def extra_metric_names(self) -> list[str]:
         return []
@@ -364,8 +386,8 @@ class OnPolicyAgent(Agent):
         else:
             if not self._preflight_done:
                 self._preflight(batch)
-            out = self.train_fn(batch["obs"], batch["actions"], batch["rewards"],
-                                batch["terminated"], batch["dones"], batch["next_obs"])
+            out = self._train_call()(batch["obs"], batch["actions"], batch["rewards"],
+                                     batch["terminated"], batch["dones"], batch["next_obs"])
         out = {k: float(v) for k, v in out.items()}
         metrics = {
             "train/loss": out["loss"],

@@ -37,4 +37,7 @@ def import_tensorflow_quietly() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
-        tf.constant(0) + 1  # first kernel launch: oneDNN's one-time notes
+        # A multi-worker process (TF_CONFIG set) must configure collectives before the first
+        # op (rl_sever.distribute), so it keeps oneDNN's notes.
+        if not os.environ.get("TF_CONFIG"):
+            tf.constant(0) + 1  # first kernel launch: oneDNN's one-time notes

@@ -6,13 +6,18 @@ Each field's docstring (the string under it) is its help text: see rl_sever.conf
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from rl_sever.auxiliary.base import AUXILIARY, AuxiliaryConfig
 from rl_sever.config import check
+from rl_sever.errors import ConfigError, suggest
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 SCHEDULES = ("constant", "linear")
 GRAD_SOURCES = ("actor", "critic", "aux")
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 def parse_grad_from(value: str) -> frozenset[str]:
@@ -64,7 +69,10 @@ class RunConfig:
     n_envs: int = 8
     """Number of parallel environments in the vector env."""
     vectorization: str = "sync"
-    """Vector env mode: sync (one process) or async (one worker process per env)."""
+    """Vector env mode: sync (one process) or async (worker processes, see n_workers)."""
+    n_workers: int = 0
+    """With vectorization=async, the number of worker processes sharing the n_envs envs (0: one
+    process per env). At most n_envs; a divisor of n_envs gives equal shares (docs/scaling.md)."""
     normalize_obs: bool = False
     """Normalise observations with running statistics (saved in checkpoints)."""
     normalize_reward: bool = False
@@ -86,8 +94,14 @@ class RunConfig:
     audit: bool = True
     """Check the agent's gradient-flow contract on the first update and stop on a violation."""
     jit_compile: bool = False
-    """Compile the fused in-graph training iteration (on-policy agents on tf: envs) with XLA:
-    a slower first call, faster iterations at small and medium env counts (docs/ingraph.md)."""
+    """Compile the update step with XLA (on tf: envs, the fused in-graph iteration): a slower
+    first call (seconds), faster updates after it (docs/ingraph.md, bench/README.md)."""
+    distribute: str = "default"
+    """tf.distribute strategy of the update: default (one device), mirrored (the devices of one
+    host) or multiworker (several hosts, cluster from TF_CONFIG); docs/distribute.md."""
+    devices: list[str] = field(default_factory=list)
+    """With distribute=mirrored, the devices to mirror on, e.g. [/gpu:0, /gpu:1] (empty: every
+    GPU, or the CPU when there is none)."""
     network: NetworkConfig = field(default_factory=NetworkConfig)
     """Network architecture."""
     aux: list[str] = field(default_factory=list)
@@ -106,11 +120,17 @@ class RunConfig:
         check(self.n_envs > 0, f"n_envs must be positive, got {self.n_envs}")
         check(self.vectorization in ("sync", "async"),
               f"vectorization must be sync or async, got '{self.vectorization}'")
+        check_n_workers(self.n_workers, self.n_envs, self.vectorization)
         check(self.checkpoint_every >= 0, "checkpoint_every must be >= 0")
         check(self.keep_checkpoints > 0, "keep_checkpoints must be positive")
         check(self.eval_every >= 0, "eval_every must be >= 0")
         check(self.eval_episodes >= 0, "eval_episodes must be >= 0")
         check(self.log_every_steps >= 0, "log_every_steps must be >= 0")
+        check(self.distribute in STRATEGIES,
+              f"distribute must be one of {', '.join(STRATEGIES)}, got '{self.distribute}'."
+              + suggest(str(self.distribute), STRATEGIES))
+        check(not self.devices or self.distribute == "mirrored",
+              f"devices ({self.devices}) only applies to distribute=mirrored")
         self.network.validate()
         for name in self.aux:
             check(name in AUXILIARY,
@@ -163,3 +183,19 @@ class OnPolicyConfig(RunConfig):
               f"optimizer must be adam, rmsprop or sgd, got '{self.optimizer}'")
         check(self.ent_coef >= 0.0, "ent_coef must be >= 0")
         check(self.vf_coef >= 0.0, "vf_coef must be >= 0")
+
+
+def check_n_workers(n_workers: Any, n_envs: int, vectorization: str) -> None:
+    """Raise ConfigError unless `n_workers` fits `n_envs` and `vectorization` (0 = default)."""
+    if isinstance(n_workers, bool) or not isinstance(n_workers, (int, np.integer)) or n_workers < 0:
+        raise ConfigError(f"n_workers must be a non-negative integer, got {n_workers!r}")
+    if n_workers and vectorization != "async":
+        raise ConfigError(
+            f"n_workers={n_workers} needs vectorization=async (sync steps every env in the "
+            "training process); set vectorization=async or n_workers=0"
+        )
+    if n_workers > n_envs:
+        raise ConfigError(
+            f"n_workers={n_workers} is more than n_envs={n_envs}; each worker needs at least "
+            "one env (best: a divisor of n_envs, so the shares are equal)"
+        )

@@ -12,11 +12,11 @@ import sys
 import time
 
 import numpy as np
-import tensorflow as tf
 
 from envs.autoreset import reached_observations
 from rl_sever.audit import run_audit
 from rl_sever.buffers import RolloutBuffer
+from rl_sever.compiled import FastCall
 from rl_sever.events import truncate_events_after
 from rl_sever.logger import Logger
 from rl_sever.progress import Progress
@@ -31,14 +31,14 @@ class OnPolicyCollector:
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, agent.obs_shape,
                                     agent.obs_dtype.as_numpy_dtype, agent.action.shape,
                                     agent.action.dtype)
-        # The concrete function skips tf.function's per-call dispatch (a large share of an act).
-        self.act = agent.act_fn.get_concrete_function()
+        # One act call per vector step: skip tf.function's per-call dispatch (rl_sever.compiled).
+        self.act = FastCall(agent.act_fn)
 
     def collect(self, obs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
         agent, buf = self.agent, self.buffer
         buf.reset()
         while not buf.full:
-            actions = self.act(tf.constant(obs)).numpy()
+            actions = self.act(obs).numpy()
             next_obs, reward, terminated, truncated, info = agent.env.step(agent.env_actions(actions))
             reached = reached_observations(next_obs, info)  # true final obs at episode ends
             buf.add(obs, actions, reward, terminated, truncated, reached)
@@ -55,7 +55,8 @@ def run_training(agent, *, progress: bool | None = None, callback=None) -> None:
     start_step = int(agent.global_step.numpy())
     if run_dir is not None and start_step > 0:
         truncate_events_after(run_dir, start_step)  # a crash may have logged past the checkpoint
-    logger = Logger(run_dir)
+    # TensorBoard is the chief's: other workers of a multi-worker run log nothing.
+    logger = Logger(run_dir if agent.replicas.is_chief else None)
     if start_step == 0 and int(agent.iteration.numpy()) == 0:
         logger.hparams(agent.hparams())
     collector = agent.make_collector()
@@ -69,7 +70,8 @@ def run_training(agent, *, progress: bool | None = None, callback=None) -> None:
     next_ckpt = _next_multiple(step, cfg.checkpoint_every)
     next_eval = _next_multiple(step, cfg.eval_every)
     next_log = step
-    first_update = start_step == 0
+    # An off-policy run split before learning_starts has steps but no update yet: audit then.
+    first_update = not agent.has_updated()
     try:
         while step < total:
             for module, frozen in agent.apply_freeze_schedule(step).items():
@@ -115,6 +117,7 @@ def run_training(agent, *, progress: bool | None = None, callback=None) -> None:
     bar.close()
     if run_dir is not None:
         agent.save()
+    agent.discard_worker_dir()  # a non-chief worker's checkpoints were scratch
     if cfg.eval_episodes > 0 and not cfg.eval_every and agent.env_id != "custom":
         logger.record_many(_evaluate(agent, cfg), prefix="eval/")
         logger.dump(step)

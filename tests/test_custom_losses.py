@@ -48,9 +48,15 @@ def test_default_objectives_match_the_pre_change_numbers(case):
     p = params(agent).astype(np.float64)
     agent.close()
     ref = PINNED[case]
-    assert out == ref["metrics"]  # bit-identical on this machine's TF build
-    assert [float(x) for x in params(agent)[:5]] == ref["param_head"]
-    assert float(p.sum()) == ref["param_sum"] and float(np.abs(p).sum()) == ref["param_abs_sum"]
+    # Not bit-identical across machines: oneDNN picks its kernels by the CPU's instruction set
+    # (AVX2 vs AVX-512/AMX), which changes float rounding in the last bits. A changed formula,
+    # term weight or isolation moves these numbers by far more than the tolerance.
+    assert set(out) == set(ref["metrics"])
+    for key, value in ref["metrics"].items():
+        assert out[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    np.testing.assert_allclose(p[:5], ref["param_head"], rtol=1e-5, atol=1e-8)
+    assert float(p.sum()) == pytest.approx(ref["param_sum"], rel=1e-5)
+    assert float(np.abs(p).sum()) == pytest.approx(ref["param_abs_sum"], rel=1e-6)
 
 
 def test_default_a2c_update_equals_the_pure_loss_functions():

@@ -168,3 +168,19 @@ def test_exported_policy_matches_predict(tmp_path):
     out = policy.signatures["serving_default"](observation=obs)["action"].numpy()
     np.testing.assert_allclose(out, agent.predict(obs), rtol=1e-6, atol=1e-6)
     assert np.all(np.abs(out) <= 2.0)
+
+
+def test_audit_runs_at_the_first_update_even_when_learn_is_split_before_it(monkeypatch):
+    import rl_sever.training_loop as loop
+
+    audited = []
+    real = loop.run_audit
+    monkeypatch.setattr(loop, "run_audit", lambda agent, batch, **kw: audited.append(
+        int(agent.global_step.numpy())) or real(agent, batch, **kw))
+    agent = tiny_agent("sac", fill=0, learning_starts=32)
+    agent.learn(16, progress=False)  # all before learning_starts: nothing to audit yet
+    assert audited == [] and int(agent.n_updates.numpy()) == 0
+    agent.learn(32, progress=False)
+    agent.learn(16, progress=False)
+    assert audited == [32], audited  # once, at the first update, in the second learn() call
+    agent.close()

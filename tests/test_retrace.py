@@ -8,9 +8,11 @@ import pytest
 from tests.conftest import make_agent
 
 
-@pytest.mark.parametrize("algo", ["ppo", "a2c"])
-def test_no_retrace_across_iterations_while_schedules_change(algo):
-    overrides = {"lr_schedule": "linear", "total_steps": 6 * 32, "eval_episodes": 0}
+@pytest.mark.parametrize("algo, jit", [("ppo", False), ("a2c", False), ("ppo", True)],
+                         ids=["ppo", "a2c", "ppo-xla"])
+def test_no_retrace_across_iterations_while_schedules_change(algo, jit):
+    overrides = {"lr_schedule": "linear", "total_steps": 6 * 32, "eval_episodes": 0,
+                 "jit_compile": jit}
     if algo == "ppo":
         overrides["clip_schedule"] = "linear"
     agent = make_agent(algo, "CartPole-v1", overrides)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,8 +16,9 @@ def evaluate_term(term, batch: Mapping[str, tf.Tensor], out: Mapping[str, Any]
                   ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """(scalar float32 value, {metric key: scalar}) of `term`; ConfigError naming the term if it
     does not return a float scalar (optionally with a dict of scalar metrics)."""
+    compute = term.compute if _builtin(term) else _with_autograph(term)
     try:
-        result = term.compute(batch, out)
+        result = compute(batch, out)
     except RLSeverError as e:
         raise ConfigError(f"loss term '{term.name}': {e}") from None
     metrics: Mapping[str, Any] = {}
@@ -28,6 +30,30 @@ def evaluate_term(term, batch: Mapping[str, tf.Tensor], out: Mapping[str, Any]
     value = _scalar(term.name, "value", result)
     return value, {term.metric_key(k): _scalar(term.name, f"metric '{k}'", v)
                    for k, v in metrics.items()}
+
+
+def _with_autograph(term):
+    """The term's compute with AutoGraph. The update steps are traced without it
+    (rl_sever.compiled.plain_graph); a user's term keeps it, so Python `if`/`for` on tensors
+    work in it as in any tf.function."""
+    from rl_sever.loss_terms.term import LossTerm
+
+    try:
+        if type(term).compute is LossTerm.compute and inspect.isfunction(term.fn):
+            return tf.autograph.to_graph(term.fn)
+        if inspect.isfunction(type(term).compute):
+            converted = tf.autograph.to_graph(type(term).compute)
+            return lambda batch, out: converted(term, batch, out)
+    except Exception:  # noqa: BLE001 - AutoGraph cannot read every callable; run it as written
+        pass
+    return term.compute
+
+
+def _builtin(term) -> bool:
+    """A term defined by rl_sever itself (its class and its fn, if any)."""
+    fn = getattr(term, "fn", None)
+    mods = [type(term).__module__] + ([getattr(fn, "__module__", "") or ""] if fn else [])
+    return all(m.startswith(("rl_sever.", "agents.")) for m in mods)
 
 
 def _scalar(name: str, what: str, x: Any) -> tf.Tensor:

@@ -1,0 +1,100 @@
+"""rl_sever.compiled: the fast call path gives what tf.function gives, and user loss terms keep
+AutoGraph although the update steps are traced without it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rl_sever.compiled import FastCall, plain_graph
+from rl_sever.loss_terms import LossTerm
+from rl_sever.registry import get_agent_class
+
+from .conftest import tiny_config
+
+
+def agent_with(algo: str, term: LossTerm):
+    return get_agent_class(algo)("CartPole-v1", tiny_config(algo), logdir=None, losses=[term])
+
+
+@pytest.fixture()
+def step():
+    v = tf.Variable([1.0, 2.0, 3.0])
+    counter = tf.Variable(0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([], tf.int32)])
+    def fn(x, k):
+        counter.assign_add(k)
+        return {"y": x * v, "n": counter.read_value()}
+
+    return fn, v, counter
+
+
+def test_fast_path_matches_the_tf_function_call_and_updates_state(step):
+    fn, v, counter = step
+    fast = FastCall(fn)
+    assert fast.fast
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = fast(x, 2)
+    np.testing.assert_array_equal(out["y"].numpy(), fn(x, tf.constant(0))["y"].numpy())
+    assert int(out["n"]) == 2 and int(counter.numpy()) == 2
+    v.assign([0.0, 0.0, 1.0])  # captured by handle: a new value is seen without retracing
+    np.testing.assert_array_equal(fast(x, 0)["y"].numpy(), [[0, 0, 2], [0, 0, 5]])
+    assert fn.experimental_get_tracing_count() == 1
+
+
+def test_converts_inputs_to_the_signature_dtypes_and_checks_the_count(step):
+    fast = FastCall(step[0])
+    out = fast([[1, 1, 1]], np.int64(1))  # ints and lists are converted, as tf.function would
+    np.testing.assert_array_equal(out["y"].numpy(), [[1.0, 2.0, 3.0]])
+    with pytest.raises(TypeError, match="expected 2 arguments, got 1"):
+        fast(np.zeros((1, 3), np.float32))
+
+
+def test_under_a_gradient_tape_it_takes_the_public_path():
+    w = tf.Variable(3.0)
+    fast = FastCall(tf.function(lambda x: x * w, input_signature=[tf.TensorSpec([], tf.float32)]))
+    with tf.GradientTape() as tape:
+        y = fast(2.0)
+    assert float(tape.gradient(y, w)) == 2.0  # the fast path would have hidden the op from the tape
+
+
+def test_plain_graph_skips_autograph():
+    def branchy(x):
+        if x > 0:  # Python `if` on a tensor: only AutoGraph can trace this
+            return x
+        return -x
+
+    with pytest.raises(TypeError):
+        tf.function(lambda x: plain_graph(branchy)(x))(tf.constant(1.0))
+    assert float(tf.function(branchy)(tf.constant(-2.0))) == 2.0
+
+
+class SignAwareTerm(LossTerm):
+    """A user's term with a Python `if` on a tensor (AutoGraph turns it into tf.cond)."""
+
+    def compute(self, batch, out):
+        value = tf.reduce_mean(out["values"])
+        if tf.reduce_mean(batch["advantages"]) > 0:
+            return value
+        return 2.0 * value
+
+
+def test_user_loss_terms_keep_autograph_inside_the_plain_update():
+    agent = agent_with("ppo", SignAwareTerm("sign_aware", weight=0.0, trains={"critic"}))
+    agent.learn(64, progress=False)
+    assert agent.train_fn.experimental_get_tracing_count() == 1
+    agent.close()
+
+
+def test_fn_terms_written_as_plain_functions_keep_autograph_too():
+    def clipped(batch, out):
+        x = tf.reduce_mean(out["values"])
+        for _ in tf.range(2):  # a tensor loop: AutoGraph turns it into tf.while_loop
+            x = x * 0.5
+        return x
+
+    agent = agent_with("a2c", LossTerm("halved", fn=clipped, weight=0.0, trains={"critic"}))
+    agent.learn(64, progress=False)
+    agent.close()
