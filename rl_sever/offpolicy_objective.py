@@ -1,0 +1,125 @@
+"""The objective of the off-policy agents: named loss terms sorted into optimizer groups.
+
+Every term of an off-policy objective (rl_sever.loss_terms) trains exactly one optimizer group
+(critic, actor, or SAC's alpha), picked by the group module in its `trains` set; the group's
+optimizer updates only its own modules, so a term can never reach another group's variables.
+`OffPolicyObjective` is the part of OffPolicyAgent (rl_sever.offpolicy_agent) that builds the
+groups from config.losses and the `losses` argument, checks them and probes every term once at
+construction.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from rl_sever.errors import ConfigError
+from rl_sever.loss_terms import binding
+from rl_sever.loss_terms.evaluate import evaluate_term
+from rl_sever.loss_terms.term import LossTerm, Objective
+
+SEEDS_PER_STEP = 16  # sub-seeds available to one gradient step (OffPolicyAgent._sub_seed)
+GROUPS = ("critic", "actor", "alpha")  # optimizer groups; a term trains exactly one of them
+# The default terms keep their SB3-style keys (every term is also logged as loss/<name>).
+TRAIN_NAMES = {"critic": "train/critic_loss", "actor": "train/actor_loss",
+               "alpha": "train/ent_coef_loss"}
+
+
+def evaluate(term: LossTerm, mb, out) -> tf.Tensor:
+    """A term's value (its extra metrics are not logged by the off-policy agents)."""
+    try:
+        value, _ = evaluate_term(term, mb, out)
+    except ConfigError:
+        raise
+    except Exception as e:  # the user's code: name the term, keep the cause
+        raise ConfigError(f"loss term '{term.name}' failed: {type(e).__name__}: {e}") from e
+    return tf.debugging.check_numerics(value, f"loss term '{term.name}'")
+
+
+def probe_seed(config_seed: int) -> tf.Tensor:
+    """A fixed seed outside the training stream (the audit and the construction probe)."""
+    return tf.constant([config_seed % 2**31, 2**31 - SEEDS_PER_STEP], tf.int32)
+
+
+class OffPolicyObjective:
+    """Objective construction and term grouping, mixed into OffPolicyAgent."""
+
+    def _build_objective(self) -> None:
+        objective = self.default_objective()
+        for edit in [*self.config.losses, *self._loss_edits]:
+            objective.apply(edit)
+        groups: dict[str, list[LossTerm]] = {g: [] for g in GROUPS}
+        for term in objective:
+            if term.name in self.aux:
+                raise ConfigError(f"loss term '{term.name}' has the name of an auxiliary loss")
+            if term.build(self):
+                raise ConfigError(f"loss term '{term.name}' builds its own modules: the "
+                                  f"off-policy agents do not support that yet")
+            groups[self.group_of(term)].append(term)
+        for g in ("critic", "actor", *(["alpha"] if self.group_available("alpha") else [])):
+            if not groups[g]:
+                raise ConfigError(f"the objective of {self.algo} needs at least one term in the "
+                                  f"'{g}' group (terms: {', '.join(objective.names) or 'none'})")
+        self._objective, self._groups = objective, groups
+        objective._listener = self._objective_changed
+
+    def _objective_changed(self, kind: str) -> None:
+        if kind == "check":
+            raise ConfigError("the off-policy agents build their optimizers and compiled update "
+                              "for their terms: add, remove or replace terms with the `losses` "
+                              "constructor argument or config key; weights can change any time "
+                              "(objective.set_weight)")
+        self.schedules.update(binding.weight_schedules(self._objective))
+
+    @property
+    def objective(self) -> Objective:
+        """The named, weighted loss terms (rl_sever.loss_terms); weights editable any time."""
+        return self._objective
+
+    def group_available(self, group: str) -> bool:
+        return group in ("critic", "actor") or group in self.policy_modules()
+
+    def group_optimizer_modules(self, group: str) -> set[str]:
+        if group == "critic":
+            return set(self.critic_side_modules())
+        if group == "actor":
+            return set(self.actor_side_modules())
+        return set(self.policy_modules()) if group == "alpha" else set()
+
+    def group_modules(self, group: str, base: set[str]) -> set[str]:
+        """`base` plus the shared encoder when the losses of `group` may train it (the default
+        terms' contracts; custom terms may use it: trains=lambda a: a.group_modules(...))."""
+        source = "critic" if group == "critic" else "actor"
+        enc = self.encoder is not None and group != "alpha" and self.trains_encoder(source)
+        return set(base) | ({"encoder"} if enc else set())
+
+    def group_of(self, term: LossTerm) -> str:
+        """The optimizer group of a term: the one of critic / actor / alpha it trains."""
+        must = set(term.flow(self).must)
+        found = [g for g in GROUPS if g in must]
+        if len(found) != 1:
+            raise ConfigError(
+                f"loss term '{term.name}' must train exactly one of the modules "
+                f"{', '.join(GROUPS[:2 + self.group_available('alpha')])} (that picks its "
+                f"optimizer); it declares trains={sorted(must)}")
+        g = found[0]
+        allowed = self.group_optimizer_modules(g)
+        if not self.group_available(g) or not must <= allowed:
+            raise ConfigError(
+                f"loss term '{term.name}' trains {sorted(must)}, but the '{g}' optimizer of "
+                f"{self.algo} updates {sorted(allowed) or 'nothing'} with this config")
+        return g
+
+    def _probe_terms(self) -> None:
+        """Evaluate every term once, eagerly, on a tiny all-zero batch: a term that fails, reads
+        an output the agent lacks or does not return a scalar is a ConfigError naming it, at
+        construction. A fixed seed; no variable changes."""
+        zeros = {"obs": tf.zeros([2, *self.obs_shape], self.obs_dtype),
+                 "next_obs": tf.zeros([2, *self.obs_shape], self.obs_dtype),
+                 "actions": tf.zeros([2, self.action_dim]),
+                 **{k: tf.zeros([2]) for k in ("rewards", "terminated", "discounts")}}
+        seed = probe_seed(self.config.seed)
+        self.critic_terms(zeros, seed)  # evaluates the critic group's terms
+        self.actor_terms(zeros, seed)  # and the actor and alpha groups'
+
+    def terms_of(self, *groups: str) -> list[LossTerm]:
+        return [t for g in groups for t in self._groups[g]]
