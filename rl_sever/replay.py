@@ -26,6 +26,16 @@ REPLAY_PREFIX = "replay-"
 _FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated", "dones")
 
 
+def replay_rows(capacity: int, n_envs: int, n_step: int) -> int:
+    """Rows of a replay buffer holding `capacity` transitions of `n_envs` sub-envs (one row per
+    vector step, rounded up); ConfigError on sizes no buffer can have."""
+    if capacity < 1 or n_envs < 1:
+        raise ConfigError(f"replay capacity and n_envs must be positive, got {capacity}, {n_envs}")
+    if n_step < 1:
+        raise ConfigError(f"n_step must be >= 1, got {n_step}")
+    return -(-int(capacity) // int(n_envs))
+
+
 class ReplayBuffer:
     """Fixed-capacity ring buffer of transitions from a vector env with `n_envs` sub-envs.
 
@@ -47,14 +57,8 @@ class ReplayBuffer:
         gamma: float = 0.99,
         seed: int | None = 0,
     ):
-        if capacity < 1 or n_envs < 1:
-            raise ConfigError(
-                f"replay capacity and n_envs must be positive, got {capacity}, {n_envs}"
-            )
-        if n_step < 1:
-            raise ConfigError(f"n_step must be >= 1, got {n_step}")
         self.n_envs = int(n_envs)
-        self.rows = -(-int(capacity) // self.n_envs)
+        self.rows = replay_rows(capacity, n_envs, n_step)
         self.n_step, self.gamma = int(n_step), float(gamma)
         r, n = self.rows, self.n_envs
         # np.zeros maps pages lazily: an unfilled 1M-transition buffer costs almost no memory.

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from rl_sever.errors import ConfigError
+from rl_sever.replay import replay_rows
 
 
 class TFReplayBuffer(tf.Module):
@@ -47,14 +47,8 @@ class TFReplayBuffer(tf.Module):
         name: str = "replay",
     ):
         super().__init__(name=name)
-        if capacity < 1 or n_envs < 1:
-            raise ConfigError(
-                f"replay capacity and n_envs must be positive, got {capacity}, {n_envs}"
-            )
-        if n_step < 1:
-            raise ConfigError(f"n_step must be >= 1, got {n_step}")
         self.n_envs = int(n_envs)
-        self.rows = -(-int(capacity) // self.n_envs)
+        self.rows = replay_rows(capacity, n_envs, n_step)
         self.n_step, self.gamma = int(n_step), float(gamma)
         r, n = self.rows, self.n_envs
         obs_dtype = tf.as_dtype(obs_dtype)
