@@ -339,3 +339,22 @@ def test_run_dir_errors(case, trained, tmp_path, capsys):
 def test_resume_with_other_algorithm(trained, capsys):
     code, _, err = run(capsys, "train", "a2c", "--resume", str(trained))
     assert code == 2 and "trained with algorithm ppo" in err
+
+
+def test_fresh_process_train_prints_no_native_tensorflow_log_lines(tmp_path):
+    """TensorFlow's C++ notes (oneDNN, CUDA probing, the one-time 'DT_INT32' line that reads as
+    an error) stay off a user's console, without TF_CPP_MIN_LOG_LEVEL set."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "RL_SEVER"))}
+    argv = ["train", "ppo", "CartPole-v1", "--steps", "64", "--logdir", str(tmp_path), *TINY]
+    proc = subprocess.run([sys.executable, "-c", "import sys; from rl_sever.cli import main; "
+                           f"sys.exit(main({argv!r}))"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "steps trained: 64" in proc.stdout
+    native = [line for line in proc.stderr.splitlines()
+              if line.startswith(("E0000", "I0000", "W0000")) or "oneDNN" in line]
+    assert native == [], native
