@@ -105,8 +105,9 @@ class OnPolicyAgent(Agent):
         tn = tf.TensorSpec([None, None], tf.float32)
         tb = tf.TensorSpec([None, None], tf.bool)
         self._rollout_signature = [rollout_obs, act_spec, tn, tb, tb, rollout_obs]
-        self.act_fn = tf.function(self._act, input_signature=[obs_spec])
-        self.greedy_fn = tf.function(self._greedy, input_signature=[obs_spec])
+        # Straight-line code: traced without AutoGraph (rl_sever.compiled.plain_graph).
+        self.act_fn = tf.function(self._act, input_signature=[obs_spec], autograph=False)
+        self.greedy_fn = tf.function(self._greedy, input_signature=[obs_spec], autograph=False)
         self._built_terms: dict = {}
         self._bind_objective()
         # TF-native env: rollout and update run as one compiled call (rl_sever.ingraph).
@@ -165,7 +166,8 @@ class OnPolicyAgent(Agent):
         self._preflight_done = False
         self.train_fn = tf.function(self._train, input_signature=self._rollout_signature,
                                     jit_compile=bool(cfg.jit_compile))
-        self.prepare_fn = tf.function(self._prepare, input_signature=self._rollout_signature)
+        self.prepare_fn = tf.function(self._prepare, input_signature=self._rollout_signature,
+                                      autograph=False)
 
     def _objective_changed(self, kind: str) -> None:
         if kind == "check":
@@ -324,28 +326,34 @@ class OnPolicyAgent(Agent):
     def _train(self, obs, actions, rewards, terminated, dones, next_obs):
         data = plain_graph(self._prepare)(obs, actions, rewards, terminated, dones, next_obs)
         size = tf.shape(data["returns"])[0]
-        mb_size = self.minibatch_size()
+        mb_size = plain_graph(self.minibatch_size)()
         n_mb = size // mb_size
         names = [*self._objective.names, "loss", "grad_norm",
-                 *binding.metric_keys(self._objective, self._term_metrics)]
+                 *plain_graph(binding.metric_keys)(self._objective, self._term_metrics)]
+        # AutoGraph converts this function's loops only; the helpers it calls branch with
+        # tf.cond where they branch on tensors, so they are traced as written (trace time).
+        n_epochs = plain_graph(self.n_epochs)()
+        minibatch, permutation = plain_graph(self._minibatch), plain_graph(self._permutation)
+        stop_early = plain_graph(self.stop_early)
         sums = {k: tf.constant(0.0) for k in names}
         count = tf.constant(0.0)
         variables = self.optimizer.all_variables
-        for _ in tf.range(self.n_epochs()):
-            if self.n_epochs() > 1 or mb_size < self.rollout_size:
-                perm = self._permutation(size)
+        for _ in tf.range(n_epochs):
+            if n_epochs > 1 or mb_size < self.rollout_size:
+                perm = permutation(size)
             else:
                 perm = tf.range(size)
             for i in tf.range(n_mb):
-                mb = self._minibatch(data, perm[i * mb_size : (i + 1) * mb_size])
+                mb = minibatch(data, perm[i * mb_size : (i + 1) * mb_size])
                 step = plain_graph(self._gradient_step)(mb, variables)
                 sums = {k: sums[k] + tf.cast(step[k], tf.float32) for k in names}
                 count += 1.0
-            if self.stop_early(sums, count):
+            if stop_early(sums, count):
                 break
         out = {k: v / tf.maximum(count, 1.0) for k, v in sums.items()}
         out["n_updates"] = count
-        out["explained_variance"] = losses.explained_variance(data["old_values"], data["returns"])
+        out["explained_variance"] = plain_graph(losses.explained_variance)(data["old_values"],
+                                                                           data["returns"])
         return out
 
     def _gradient_step(self, mb, variables) -> dict[str, tf.Tensor]:
