@@ -83,8 +83,8 @@ class SAC(OffPolicyAgent):
         return dict(super().trackables(), log_alpha=self.log_alpha)
 
     def metric_names(self) -> list[str]:
-        return (super().metric_names() + self.term_metric_names("actor") + ["train/ent_coef"]
-                + self.term_metric_names("alpha"))
+        return (super().metric_names() + self.group_metric_names("actor") + ["train/ent_coef"]
+                + self.group_metric_names("alpha"))
 
     # -- the objective: actor, critic, alpha ----------------------------------------------------
     def default_objective(self) -> Objective:
@@ -167,11 +167,11 @@ class SAC(OffPolicyAgent):
             if learn_alpha:
                 alpha_loss = tf.add_n([self.loss_weights[t.name] * terms[t.name]
                                        for t in self.terms_of("alpha")])
-        values = [terms[t.name] for t in self.terms_of("actor")] + [extras["ent_coef"]]
+        values = self.group_values("actor", terms, extras) + [extras["ent_coef"]]
         self.optimizers["actor"].apply(actor_tape.gradient(weighted, actor_vars))
         if learn_alpha:
             self.optimizers["alpha"].apply(alpha_tape.gradient(alpha_loss, [self.log_alpha]))
-            values += [terms[t.name] for t in self.terms_of("alpha")]
+            values += self.group_values("alpha", terms, extras)
         self.polyak(self.critic.weights, self.target_critic.weights)
         if self.encoder is not None:
             self.polyak(self.encoder.weights, self.target_encoder.weights)

@@ -89,7 +89,7 @@ class TD3(OffPolicyAgent):
         return self.target_actor.weights + super().target_variables()
 
     def metric_names(self) -> list[str]:
-        return super().metric_names() + self.term_metric_names("actor")
+        return super().metric_names() + self.group_metric_names("actor")
 
     # -- the objective: actor, critic -----------------------------------------------------------
     def default_objective(self) -> Objective:
@@ -148,7 +148,7 @@ class TD3(OffPolicyAgent):
             variables = tf_variables(self.optimizers["actor"].all_variables)
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(variables)
-                terms = self.actor_terms(mb, seed)[0]
+                terms, metrics = self.actor_terms(mb, seed)
                 weighted = tf.add_n([self.loss_weights[t.name] * terms[t.name]
                                      for t in self.terms_of("actor")])
             self.optimizers["actor"].apply(tape.gradient(weighted, variables))
@@ -156,14 +156,14 @@ class TD3(OffPolicyAgent):
             self.polyak(self.critic.weights, self.target_critic.weights)
             if self.encoder is not None:
                 self.polyak(self.encoder.weights, self.target_encoder.weights)
-            values = [terms[t.name] for t in self.terms_of("actor")]
+            values = self.group_values("actor", terms, metrics)
             return tf.stack(values), tf.ones([len(values)])
 
         if self.config.policy_delay == 1:
             return update()
         # n_updates counts critic updates (already incremented for this one), as in SB3.
         due = self.n_updates % self.config.policy_delay == 0
-        n = len(self.terms_of("actor"))
+        n = len(self.group_metric_names("actor"))
         return tf.cond(due, update, lambda: (tf.zeros([n]), tf.zeros([n])))
 
 

@@ -34,9 +34,7 @@ from rl_sever.loss_terms.outputs import Outputs
 from rl_sever.loss_terms.term import LossTerm, Objective
 from rl_sever.offpolicy_objective import (
     SEEDS_PER_STEP,
-    TRAIN_NAMES,
     OffPolicyObjective,
-    evaluate,
     probe_seed,
 )
 from rl_sever.offpolicy_settings import OffPolicyConfig
@@ -93,8 +91,9 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         """Actor-side losses (actor and alpha groups) by name and extra metrics."""
         thunks, extras = self.actor_outputs(mb, seed)
         out = Outputs(self, thunks)
-        terms = {t.name: evaluate(t, mb, out) for t in self.terms_of("actor", "alpha")}
-        return terms, extras
+        terms, metrics = self.evaluate_group("actor", mb, out)
+        alpha_terms, alpha_metrics = self.evaluate_group("alpha", mb, out)
+        return {**terms, **alpha_terms}, {**extras, **metrics, **alpha_metrics}
 
     def actor_step(self, mb, seed) -> tuple[tf.Tensor, tf.Tensor]:
         """Update the actor side and the targets; returns (metric values, metric counts)."""
@@ -102,10 +101,7 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
 
     def metric_names(self) -> list[str]:
         """TensorBoard names of the entries of the metric vectors (train/..., loss/...)."""
-        return self.term_metric_names("critic") + self._aux_metric_names()
-
-    def term_metric_names(self, group: str) -> list[str]:
-        return [TRAIN_NAMES.get(t.name, f"loss/{t.name}") for t in self.terms_of(group)]
+        return self.group_metric_names("critic") + self._aux_metric_names()
 
     def policy_modules(self) -> dict[str, list]:
         """Actor-side modules besides 'actor' (e.g. SAC's 'alpha')."""
@@ -308,8 +304,7 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         q = self.critic(tf.concat([critic_feat, mb["actions"]], -1))
         out = Outputs(self, {"q": lambda: q, "target": lambda: y,
                              "features": lambda: critic_feat})
-        terms = {t.name: evaluate(t, mb, out) for t in self.terms_of("critic")}
-        extras: dict[str, tf.Tensor] = {}
+        terms, extras = self.evaluate_group("critic", mb, out)
         if self.aux:
             one_step_next = "step_next_obs" not in mb
 
@@ -322,8 +317,9 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
                 return self.features_for("aux", f)
 
             ctx = AuxContext(mb, self.features_for("aux", feat), encode, self._sub_seed(seed, 1))
-            aux_terms, extras = self.aux.losses(ctx)
+            aux_terms, aux_extras = self.aux.losses(ctx)
             terms.update(aux_terms)
+            extras.update(aux_extras)
         return terms, extras
 
     def loss_terms(self, mb, seed=None) -> dict[str, tf.Tensor]:

@@ -24,15 +24,15 @@ TRAIN_NAMES = {"critic": "train/critic_loss", "actor": "train/actor_loss",
                "alpha": "train/ent_coef_loss"}
 
 
-def evaluate(term: LossTerm, mb, out) -> tf.Tensor:
-    """A term's value (its extra metrics are not logged by the off-policy agents)."""
+def evaluate(term: LossTerm, mb, out) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """A term's value and its extra metrics (keys already namespaced by the term)."""
     try:
-        value, _ = evaluate_term(term, mb, out)
+        value, metrics = evaluate_term(term, mb, out)
     except ConfigError:
         raise
     except Exception as e:  # the user's code: name the term, keep the cause
         raise ConfigError(f"loss term '{term.name}' failed: {type(e).__name__}: {e}") from e
-    return tf.debugging.check_numerics(value, f"loss term '{term.name}'")
+    return tf.debugging.check_numerics(value, f"loss term '{term.name}'"), metrics
 
 
 def probe_seed(config_seed: int) -> tf.Tensor:
@@ -60,6 +60,7 @@ class OffPolicyObjective:
                 raise ConfigError(f"the objective of {self.algo} needs at least one term in the "
                                   f"'{g}' group (terms: {', '.join(objective.names) or 'none'})")
         self._objective, self._groups = objective, groups
+        self._term_metric_keys: dict[str, list[str]] = {}  # filled by _probe_terms
         objective._listener = self._objective_changed
 
     def _objective_changed(self, kind: str) -> None:
@@ -118,8 +119,37 @@ class OffPolicyObjective:
                  "actions": tf.zeros([2, self.action_dim]),
                  **{k: tf.zeros([2]) for k in ("rewards", "terminated", "discounts")}}
         seed = probe_seed(self.config.seed)
-        self.critic_terms(zeros, seed)  # evaluates the critic group's terms
-        self.actor_terms(zeros, seed)  # and the actor and alpha groups'
+        # Evaluates every group's terms and records the metric keys they return, which the
+        # compiled update logs as loss/<key> (see group_metric_names).
+        self._recording: dict[str, list[str]] | None = {g: [] for g in GROUPS}
+        try:
+            self.critic_terms(zeros, seed)
+            self.actor_terms(zeros, seed)
+            self._term_metric_keys = self._recording
+        finally:
+            self._recording = None
+
+    def evaluate_group(self, group: str, mb, out) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """({term name: value}, {metric key: value}) of the terms of `group` on one batch."""
+        values: dict[str, tf.Tensor] = {}
+        metrics: dict[str, tf.Tensor] = {}
+        for term in self.terms_of(group):
+            values[term.name], m = evaluate(term, mb, out)
+            metrics.update(m)
+            if getattr(self, "_recording", None) is not None:
+                self._recording[group] += [k for k in m if k not in self._recording[group]]
+        return values, metrics
+
+    def group_metric_names(self, group: str) -> list[str]:
+        """TensorBoard names of a group's entries in the metric vectors: each term's loss, then
+        the metrics its terms return (loss/<key>)."""
+        names = [TRAIN_NAMES.get(t.name, f"loss/{t.name}") for t in self.terms_of(group)]
+        return names + [f"loss/{k}" for k in self._term_metric_keys.get(group, [])]
+
+    def group_values(self, group: str, terms: dict, metrics: dict) -> list[tf.Tensor]:
+        """The values behind group_metric_names(group), from evaluate_group's outputs."""
+        return ([terms[t.name] for t in self.terms_of(group)]
+                + [tf.cast(metrics[k], tf.float32) for k in self._term_metric_keys.get(group, [])])
 
     def terms_of(self, *groups: str) -> list[LossTerm]:
         return [t for g in groups for t in self._groups[g]]

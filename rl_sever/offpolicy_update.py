@@ -86,7 +86,7 @@ class OffPolicyUpdate:
             total = tf.debugging.check_numerics(total, "critic-side loss")
         opt.apply(tape.gradient(total, watched))
         logged = {**terms, **extras}
-        values = [terms[t.name] for t in self.terms_of("critic")]
+        values = self.group_values("critic", terms, extras)
         values += [logged[k] for k in self.aux.metric_keys()]
         return tf.stack(values), tf.ones([len(values)])
 

@@ -212,3 +212,40 @@ def test_cli_loss_on_sac(capsys, tmp_path):
                 "train/actor_loss", "train/ent_coef", "train/ent_coef_loss"):
         assert tag in tags, sorted(tags)
         assert all(np.isfinite(float(v)) for _, v in tags[tag])
+
+
+# -- metrics returned by custom terms ----------------------------------------------------------
+@loss_term(trains={"critic"})
+def q_spread(batch, out):
+    """A zero-weight critic-group term that reports the spread of the twin Q estimates."""
+    q = out["q"]
+    return tf.reduce_mean(q) * 0.0, {"spread": tf.reduce_mean(tf.abs(q[0] - q[-1])),
+                                     "batch": tf.cast(tf.shape(batch["obs"])[0], tf.float32)}
+
+
+@loss_term(trains={"actor"})
+def action_size(batch, out):
+    return tf.reduce_mean(tf.square(out["actions"])), {"max": tf.reduce_max(tf.abs(out["actions"]))}
+
+
+@pytest.mark.parametrize("algo, overrides", [("sac", {}), ("td3", {"policy_delay": 2})],
+                         ids=["sac", "td3-delayed-actor"])
+def test_custom_term_metrics_are_logged_per_group(algo, overrides, tmp_path):
+    agent = with_terms(algo, [q_spread.copy(weight=0.0), action_size.copy(weight=0.01)],
+                       logdir=str(tmp_path), **overrides)
+    names = agent.metric_names()
+    assert {"loss/q_spread", "loss/q_spread_spread", "loss/q_spread_batch", "loss/action_size",
+            "loss/action_size_max"} <= set(names)
+    batch = fixed_batch(agent)
+    out = agent.train({k: batch[k] for k in agent.batch_keys})
+    assert out["loss/q_spread_batch"] == agent.config.batch_size  # the real batch, not the probe's
+    assert out["loss/q_spread_spread"] > 0.0  # twin critics start from different weights
+    if algo == "td3":  # n_updates 1 is not a multiple of policy_delay 2: no actor step yet
+        assert "loss/action_size" not in out and "loss/action_size_max" not in out
+        out = agent.train({k: batch[k] for k in agent.batch_keys})
+    assert 0.0 < out["loss/action_size_max"] <= 1.0  # unit actions (tanh-squashed)
+    assert out["loss/action_size"] <= out["loss/action_size_max"] ** 2
+    agent.learn(96, progress=False)  # through the loop: the metrics reach TensorBoard
+    agent.close()
+    tags = read_event_tensors(agent.run_dir)
+    assert {"loss/q_spread_spread", "loss/action_size_max"} <= set(tags)
