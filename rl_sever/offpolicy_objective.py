@@ -61,6 +61,7 @@ class OffPolicyObjective:
                                   f"'{g}' group (terms: {', '.join(objective.names) or 'none'})")
         self._objective, self._groups = objective, groups
         self._term_metric_keys: dict[str, list[str]] = {}  # filled by _probe_terms
+        self._recording: dict[str, list[str]] | None = None  # set while _probe_terms runs
         objective._listener = self._objective_changed
 
     def _objective_changed(self, kind: str) -> None:
@@ -121,7 +122,7 @@ class OffPolicyObjective:
         seed = probe_seed(self.config.seed)
         # Evaluates every group's terms and records the metric keys they return, which the
         # compiled update logs as loss/<key> (see group_metric_names).
-        self._recording: dict[str, list[str]] | None = {g: [] for g in GROUPS}
+        self._recording = {g: [] for g in GROUPS}
         try:
             self.critic_terms(zeros, seed)
             self.actor_terms(zeros, seed)
@@ -136,7 +137,7 @@ class OffPolicyObjective:
         for term in self.terms_of(group):
             values[term.name], m = evaluate(term, mb, out)
             metrics.update(m)
-            if getattr(self, "_recording", None) is not None:
+            if self._recording is not None:
                 self._recording[group] += [k for k in m if k not in self._recording[group]]
         return values, metrics
 
