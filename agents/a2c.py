@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rl_sever.loss_terms import LossTerm, policy_gradient
-from rl_sever.onpolicy_agent import OnPolicyAgent
-from rl_sever.settings import OnPolicyConfig
+from rl_sever.config.run import OnPolicyConfig
+from rl_sever.objective import LossTerm, policy_gradient
+from rl_sever.onpolicy.agent import OnPolicyAgent
 
 
 @dataclass

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from rl_sever.config import check
-from rl_sever.loss_terms import LossTerm, ppo_clip, value_mse
-from rl_sever.onpolicy_agent import OnPolicyAgent
-from rl_sever.schedules import Scheduled
-from rl_sever.settings import SCHEDULES, OnPolicyConfig
+from rl_sever.config.fields import check
+from rl_sever.config.run import SCHEDULES, OnPolicyConfig
+from rl_sever.core.schedules import Scheduled
+from rl_sever.objective import LossTerm, ppo_clip, value_mse
+from rl_sever.onpolicy.agent import OnPolicyAgent
 
 
 @dataclass

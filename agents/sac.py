@@ -14,18 +14,18 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from rl_sever.config import check
+from rl_sever.config.fields import check
+from rl_sever.config.offpolicy import OffPolicyConfig
+from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.isolation import sever
-from rl_sever.loss_terms.term import LossTerm, Objective
-from rl_sever.offpolicy_agent import OffPolicyAgent
-from rl_sever.offpolicy_networks import (
+from rl_sever.nn.dense_stack import (
     DenseStack,
     split_mean_log_std,
     squashed_gaussian_sample,
     tf_variables,
 )
-from rl_sever.offpolicy_settings import OffPolicyConfig
-from rl_sever.optim import ModuleOptimizer
+from rl_sever.objective.term import LossTerm, Objective
+from rl_sever.offpolicy.agent import OffPolicyAgent
 
 
 @dataclass
@@ -56,16 +56,6 @@ class SAC(OffPolicyAgent):
         self.actor = DenseStack(
             feature_dim, net.hidden_sizes, 2 * dim, net.activation, seed=cfg.seed, name="actor"
         )
-        self.critic = DenseStack(
-            feature_dim + dim,
-            net.hidden_sizes,
-            1,
-            net.activation,
-            members=cfg.n_critics,
-            seed=cfg.seed + 1,
-            name="critic",
-        )
-        self.target_critic = self.critic.copy("target_critic")
         self.log_alpha = tf.Variable(
             math.log(cfg.ent_coef), name="log_alpha", trainable=cfg.learn_ent_coef
         )

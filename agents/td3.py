@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import tensorflow as tf
 
-from rl_sever.config import check
+from rl_sever.config.fields import check
+from rl_sever.config.offpolicy import OffPolicyConfig, OffPolicyNetworkConfig
 from rl_sever.isolation import sever
-from rl_sever.loss_terms.term import LossTerm, Objective
-from rl_sever.offpolicy_agent import OffPolicyAgent
-from rl_sever.offpolicy_networks import DenseStack, tf_variables
-from rl_sever.offpolicy_settings import OffPolicyConfig, OffPolicyNetworkConfig
+from rl_sever.nn.dense_stack import DenseStack, tf_variables
+from rl_sever.objective.term import LossTerm, Objective
+from rl_sever.offpolicy.agent import OffPolicyAgent
 
 
 @dataclass
@@ -70,17 +70,7 @@ class TD3(OffPolicyAgent):
         self.actor = DenseStack(
             feature_dim, net.hidden_sizes, dim, net.activation, seed=cfg.seed, name="actor"
         )
-        self.critic = DenseStack(
-            feature_dim + dim,
-            net.hidden_sizes,
-            1,
-            net.activation,
-            members=cfg.n_critics,
-            seed=cfg.seed + 1,
-            name="critic",
-        )
         self.target_actor = self.actor.copy("target_actor")
-        self.target_critic = self.critic.copy("target_critic")
 
     def trackables(self) -> dict:
         return dict(super().trackables(), target_actor=self.target_actor)

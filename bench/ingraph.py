@@ -12,7 +12,7 @@ iteration pays the tracing/compilation, so
     compile_s = first iteration - median iteration,   train_s = learn() wall time - compile_s.
 
 Evaluation: the deterministic policy on Gymnasium's own CartPole-v1 (10 episodes, seeded),
-for every variant, through rl_sever.evaluation.evaluate. The variants run interleaved per seed,
+for every variant, through rl_sever.core.evaluation.evaluate. The variants run interleaved per seed,
 so a change in the load of a shared machine hits them alike.
 
 Scaling: for n_envs in 8, 64, 512, 4096 (n_steps 32; one minibatch of the whole rollout per
@@ -44,7 +44,7 @@ SB3_REFERENCE_S = 15.2  # DESIGN.md, same 2-core machine class, not this invocat
 
 
 def evaluate_on_gymnasium(agent, seed: int) -> dict:
-    from rl_sever.evaluation import evaluate
+    from rl_sever.core.evaluation import evaluate
 
     # evaluate() only needs env_id and predict: run the policy on Gymnasium's CartPole-v1.
     view = SimpleNamespace(env_id="CartPole-v1", predict=agent.predict)
@@ -113,7 +113,7 @@ def run_scaling(n_envs: int, jit: bool, repeats: int, gym_path: bool) -> dict:
     cfg = PPOConfig(**kwargs, seed=0, eval_episodes=0, audit=False, jit_compile=jit)
     agent = PPO("tf:CartPole-v1", cfg, logdir=None)
     trainer = agent.ingraph
-    trainer.start(0)
+    trainer.state.start(0)
     first, per = _timed(trainer.iteration_fn, repeats)
     # The rollout alone, compiled like the fused iteration (rollout_fn itself never uses XLA).
     rollout_fn = tf.function(trainer._rollout, input_signature=[], jit_compile=jit)
@@ -130,14 +130,11 @@ def run_scaling(n_envs: int, jit: bool, repeats: int, gym_path: bool) -> dict:
     agent.close()
     if gym_path and not jit:
         agent = PPO("CartPole-v1", PPOConfig(**kwargs, seed=0, eval_episodes=0), logdir=None)
-        collector = agent.make_collector()
-        obs, _ = agent.env.reset(seed=0)
-        obs, batch, _ = collector.collect(obs)
-        agent.train(batch)  # warm-up: traces act and update
+        collector = agent.collector
+        agent.train(collector.collect().batch)  # warm-up: traces act and update
         calls, t = 0, time.perf_counter()
         while calls < repeats or time.perf_counter() - t < 2.0:
-            obs, batch, _ = collector.collect(obs)
-            agent.train(batch)  # returns Python floats: the update has finished
+            agent.train(collector.collect().batch)  # Python floats: the update has finished
             calls += 1
         per = (time.perf_counter() - t) / calls
         out["gymnasium_path_steps_per_s"] = round(rollout / per, 1)

@@ -50,7 +50,7 @@ def _load() -> list[float]:
 
 
 def _sac(env_id: str, **overrides):
-    from rl_sever.registry import get_agent_class
+    from rl_sever.core.registry import get_agent_class
 
     klass = get_agent_class("sac")
     cfg = klass.config_cls(learning_rate=LEARNING_RATE, eval_episodes=0, **overrides)
@@ -60,7 +60,7 @@ def _sac(env_id: str, **overrides):
 def run_main(in_graph: bool, jit: bool, steps: int, seed: int) -> dict:
     import tensorflow as tf
 
-    from rl_sever.evaluation import evaluate
+    from rl_sever.core.evaluation import evaluate
 
     agent = _sac(
         ("tf:" if in_graph else "") + ENV_ID, seed=seed, total_steps=steps, jit_compile=jit

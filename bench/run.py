@@ -31,8 +31,8 @@ CASES = {
 
 
 def run_rl_sever(case: dict, seed: int) -> dict:
-    from rl_sever.evaluation import evaluate
-    from rl_sever.registry import get_agent_class
+    from rl_sever.core.evaluation import evaluate
+    from rl_sever.core.registry import get_agent_class
 
     klass = get_agent_class(case["algo"])
     cfg = klass.config_cls(n_envs=case["n_envs"], seed=seed, total_steps=STEPS, eval_episodes=0,

@@ -41,8 +41,8 @@ def _load() -> list[float]:
 
 
 def run_rl_sever(algo: str, steps: int, seed: int) -> dict:
-    from rl_sever.evaluation import evaluate
-    from rl_sever.registry import get_agent_class
+    from rl_sever.core.evaluation import evaluate
+    from rl_sever.core.registry import get_agent_class
 
     klass = get_agent_class(algo)
     cfg = klass.config_cls(

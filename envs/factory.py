@@ -24,11 +24,11 @@ from gymnasium.envs.registration import EnvSpec, find_highest_version, parse_env
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.wrappers import FlattenObservation, TransformObservation
 
-from envs.episode_stats import EpisodeStats
+from envs import pixels  # noqa: F401  (registers the "Pixels/<EnvId>" ids)
+from envs.episodes import EpisodeStats
+from envs.errors import ConfigError, UnknownNameError, suggest
 from envs.normalize import VecNormalize, is_image_space
 from envs.worker_pool import WorkerPoolVectorEnv
-from rl_sever.errors import ConfigError, UnknownNameError, suggest
-from rl_sever.settings import check_n_workers
 
 TF_PREFIX = "tf:"
 VECTORIZATION_MODES = ("sync", "async")
@@ -325,3 +325,19 @@ def _make_tfnative(name: str, n_envs: int, seed: int | None) -> VectorEnv:
             f"so {TF_PREFIX}{name} cannot be made"
         )
     return tfnative.make_vec_env(name, n_envs, seed=seed)
+
+
+def check_n_workers(n_workers: Any, n_envs: int, vectorization: str) -> None:
+    """Raise ConfigError unless `n_workers` fits `n_envs` and `vectorization` (0 = default)."""
+    if isinstance(n_workers, bool) or not isinstance(n_workers, (int, np.integer)) or n_workers < 0:
+        raise ConfigError(f"n_workers must be a non-negative integer, got {n_workers!r}")
+    if n_workers and vectorization != "async":
+        raise ConfigError(
+            f"n_workers={n_workers} needs vectorization=async (sync steps every env in the "
+            "training process); set vectorization=async or n_workers=0"
+        )
+    if n_workers > n_envs:
+        raise ConfigError(
+            f"n_workers={n_workers} is more than n_envs={n_envs}; each worker needs at least "
+            "one env (best: a divisor of n_envs, so the shares are equal)"
+        )

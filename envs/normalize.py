@@ -10,8 +10,8 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
-from rl_sever.errors import UnsupportedSpaceError
-from rl_sever.normalization import RunningMeanStd
+from envs.errors import UnsupportedSpaceError
+from envs.running_stats import RunningMeanStd
 
 
 class _NormalizerState(tf.Module):

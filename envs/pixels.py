@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rl_sever.errors import ConfigError
+from envs.errors import ConfigError
 
 PIXEL_NAMESPACE = "Pixels"
 CLASSIC_CONTROL = (

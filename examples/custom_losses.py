@@ -18,7 +18,7 @@ import tensorflow as tf
 from rl_sever.auxiliary.base import action_features, encode_action
 from rl_sever.errors import ConfigError
 from rl_sever.isolation import sever
-from rl_sever.loss_terms import LossTerm, actor_modules, critic_modules, loss_term
+from rl_sever.objective import LossTerm, actor_modules, critic_modules, loss_term
 
 
 # -- 1. Huber value loss -------------------------------------------------------------------------

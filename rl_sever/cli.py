@@ -9,87 +9,25 @@ without a traceback. TensorFlow is imported only by the commands that need it, s
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
-from rl_sever import presets  # noqa: E402
-from rl_sever.config import field_docs, load_yaml, parse_set  # noqa: E402
+from rl_sever.config import presets  # noqa: E402
+from rl_sever.config.resolve import (  # noqa: E402
+    build_config,
+    describe_config,
+    override_layers,
+)
+from rl_sever.core.registry import algorithm_names  # noqa: E402
 from rl_sever.errors import ConfigError, RLSeverError  # noqa: E402
-from rl_sever.registry import algorithm_names, get_agent_class  # noqa: E402
 
 EXIT_VIOLATION = 1
 EXIT_INTERRUPTED = 130
-# YAML's spellings of null, plus Python's; not "none", a valid value of some string keys.
-_NONE_WORDS = ("null", "~", "None")
-
-
-# -- config resolution ------------------------------------------------------------------------
-def _override_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """--config FILE < --set key=value < explicit flags (--seed, --n-envs, --steps)."""
-    layers = []
-    if getattr(args, "config", None):
-        layers.append(load_yaml(args.config))
-    pairs = parse_set(getattr(args, "set", None) or [])
-    layers.append({k: (None if v in _NONE_WORDS else v) for k, v in pairs.items()})
-    if getattr(args, "loss", None):  # --loss edits come after the config's own `losses`
-        earlier = next((layer["losses"] for layer in reversed(layers) if "losses" in layer), [])
-        if isinstance(earlier, str):  # --set losses=[...]
-            earlier = yaml.safe_load(earlier) if earlier.strip().startswith("[") else [earlier]
-        layers.append({"losses": [*(earlier or []), *args.loss]})
-    flags = {
-        "seed": getattr(args, "seed", None),
-        "n_envs": getattr(args, "n_envs", None),
-        "total_steps": getattr(args, "steps", None),
-    }
-    layers.append({k: v for k, v in flags.items() if v is not None})
-    return layers
-
-
-def build_config(algo: str, env_id: str | None, args: argparse.Namespace) -> tuple[type, Any, bool]:
-    """(agent class, resolved config, whether a preset was applied)."""
-    klass = get_agent_class(algo)
-    preset = (
-        _find_preset(klass.algo, env_id)
-        if env_id and not getattr(args, "no_preset", False)
-        else None
-    )
-    layers = ([preset] if preset else []) + _override_layers(args)
-    return klass, presets.resolve(klass.config_cls, layers), preset is not None
-
-
-def _find_preset(algo: str, env_id: str) -> dict[str, Any] | None:
-    """The preset of (algo, env_id). A TF-native id (tf:<id>) uses the Gymnasium id's preset
-    minus observation/reward normalisation, which in-graph training does not do."""
-    if not env_id.startswith("tf:"):
-        return presets.find(algo, env_id)
-    preset = presets.find(algo, env_id[len("tf:") :])
-    if preset is None:
-        return None
-    return {k: v for k, v in preset.items() if k not in ("normalize_obs", "normalize_reward")}
-
-
-def describe_config(cfg: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
-    """(dotted key, value, docstring) for every config key, nested sections included."""
-    docs = field_docs(type(cfg))
-    rows = []
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value):
-            rows.extend(describe_config(value, f"{prefix}{f.name}."))
-        else:
-            rows.append((prefix + f.name, value, docs.get(f.name, "")))
-    return rows
-
-
 def _print_config_help(algo: str, env_id: str | None, args: argparse.Namespace) -> int:
     klass, cfg, used_preset = build_config(algo, env_id, args)
     defaults = dict((k, v) for k, v, _ in describe_config(klass.config_cls()))
@@ -147,8 +85,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _resume_agent(args: argparse.Namespace):
-    from rl_sever import rundir
-    from rl_sever.agent import Agent
+    from rl_sever.core import rundir
+    from rl_sever.core.agent import Agent
 
     if args.logdir is not None:
         raise ConfigError("--logdir cannot be combined with --resume (the run keeps its folder)")
@@ -161,7 +99,7 @@ def _resume_agent(args: argparse.Namespace):
     ):
         if given is not None and given.lower() != str(stored).lower():
             raise ConfigError(f"{args.resume} was trained with {what} {stored}, not {given}")
-    layers = _override_layers(argparse.Namespace(**{**vars(args), "steps": None}))
+    layers = override_layers(argparse.Namespace(**{**vars(args), "steps": None}))
     overrides = {k: v for layer in layers for k, v in layer.items()}
     return Agent.load(args.resume, overrides=overrides or None)
 
@@ -196,8 +134,8 @@ def _check_display() -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from rl_sever.agent import Agent
-    from rl_sever.evaluation import evaluate
+    from rl_sever.core.agent import Agent
+    from rl_sever.core.evaluation import evaluate
 
     if args.episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {args.episodes}")
@@ -228,8 +166,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from rl_sever.agent import Agent
-    from rl_sever.export import METADATA_FILE, SIGNATURE, export_policy
+    from rl_sever.core.agent import Agent
+    from rl_sever.core.export import METADATA_FILE, SIGNATURE, export_policy
 
     agent = Agent.load(args.run_dir)
     try:
@@ -249,13 +187,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     klass, cfg, _ = build_config(args.algo, args.env_id, args)
     agent = klass(args.env_id, cfg, logdir=None)
     try:
-        obs, _ = agent.env.reset(seed=cfg.seed)
-        collector = agent.make_collector()
         batch, steps = None, 0
-        while batch is None:  # off-policy agents return None until they may learn
-            obs, batch, n = collector.collect(obs)
-            steps += n
-            agent.global_step.assign_add(n)
+        while batch is None:  # off-policy agents return no batch until they may learn
+            collected = agent.collector.collect()
+            batch, steps = collected.batch, steps + collected.steps
+            agent.global_step.assign_add(collected.steps)
             if batch is None and steps > 10_000_000:
                 raise ConfigError("the agent produced no training batch within 10M steps")
         matrix, violations = run_audit(agent, batch, enforce=False)
@@ -388,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help or a usage error: argparse has printed it already
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     if args.func is not _cmd_list:  # `list` never needs TensorFlow
-        from rl_sever.quiet import import_tensorflow_quietly
+        from rl_sever.core.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
     try:

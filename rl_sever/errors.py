@@ -1,30 +1,28 @@
-"""User-facing errors: the CLI prints these without a traceback and exits with code 2."""
+"""User-facing errors: the CLI prints these without a traceback and exits with code 2.
+
+The base class and the errors that environments raise too are defined in envs.errors (envs
+does not import rl_sever); this module is the one place the library imports them from.
+"""
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
+from envs.errors import (
+    ConfigError,
+    RLSeverError,
+    UnknownNameError,
+    UnsupportedSpaceError,
+    suggest,
+)
 
-
-class RLSeverError(Exception):
-    """Base class for errors caused by user input (config, env id, run dir, ...)."""
-
-    exit_code = 2
-
-
-class ConfigError(RLSeverError, ValueError):
-    """A config key or value is invalid."""
-
-
-class UnknownNameError(RLSeverError, KeyError):
-    """An algorithm, environment or registry name does not exist."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
-
-
-class UnsupportedSpaceError(RLSeverError, TypeError):
-    """An observation or action space the agent cannot handle."""
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "FlowContractError",
+    "RLSeverError",
+    "UnknownNameError",
+    "UnsupportedSpaceError",
+    "suggest",
+]
 
 
 class CheckpointError(RLSeverError, OSError):
@@ -33,13 +31,3 @@ class CheckpointError(RLSeverError, OSError):
 
 class FlowContractError(RLSeverError, RuntimeError):
     """A loss sends gradient where its flow contract forbids (or none where it requires)."""
-
-
-def suggest(name: str, candidates: Iterable[str], n: int = 3) -> str:
-    """Return ' Did you mean: a, b?' for close matches of `name`, or ''."""
-    candidates = list(candidates)
-    close = difflib.get_close_matches(name, candidates, n=n, cutoff=0.6)
-    if not close:
-        lowered = {c.lower(): c for c in candidates}
-        close = [lowered[c] for c in difflib.get_close_matches(name.lower(), lowered, n=n, cutoff=0.6)]
-    return f" Did you mean: {', '.join(close)}?" if close else ""

@@ -8,9 +8,9 @@ import tensorflow as tf
 
 from rl_sever.audit import run_audit
 from rl_sever.auxiliary import AuxContext, AuxiliaryConfig, make_auxiliary
+from rl_sever.core.spaces import ActionSpec
 from rl_sever.errors import ConfigError, UnknownNameError
-from rl_sever.spaces import ActionSpec
-from tests.offpolicy_helpers import snapshot, tiny_agent, tiny_config
+from tests.helpers import snapshot, tiny_agent, tiny_config
 
 ALL_AUX = ["vae", "reward", "inverse"]
 OWN = {"vae": "decoder", "reward": "reward_head", "inverse": "inverse_head"}
@@ -133,8 +133,8 @@ def test_aux_config_errors():
 @pytest.mark.parametrize("grad_from", ["both+aux", "both"])
 def test_ppo_with_aux_losses_keeps_their_contract(grad_from):
     from agents.ppo import PPO
-    from tests.conftest import collect_batch
-    from tests.conftest import tiny_config as onpolicy_config
+    from tests.helpers import collect_batch
+    from tests.helpers import tiny_config as onpolicy_config
 
     cfg = onpolicy_config(
         "ppo",
@@ -161,7 +161,7 @@ def test_ppo_with_aux_losses_keeps_their_contract(grad_from):
 
 def test_ppo_aux_needs_a_shared_encoder():
     from agents.ppo import PPO
-    from tests.conftest import tiny_config as onpolicy_config
+    from tests.helpers import tiny_config as onpolicy_config
 
     with pytest.raises(ConfigError, match="shared_encoder"):
         PPO("CartPole-v1", onpolicy_config("ppo", {"aux": ["vae"]}), logdir=None)

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorboard.compat.proto import event_pb2
 
 from rl_sever import cli
-from rl_sever.registry import algorithm_names
+from rl_sever.core.registry import algorithm_names
 
 TINY = (
     "--n-envs 2 --set n_steps=16 --set batch_size=32 --set n_epochs=2 --set eval_episodes=1 "
@@ -130,17 +130,17 @@ def test_resume_continues_the_step_axis(trained, tmp_path, capsys):
 
 
 def test_interrupt_saves_and_exits_130(tmp_path, capsys, monkeypatch):
-    from rl_sever import training_loop
+    from rl_sever.onpolicy.collector import OnPolicyCollector
 
-    original, calls = training_loop.OnPolicyCollector.collect, []
+    original, calls = OnPolicyCollector.collect, []
 
-    def collect(self, obs):
+    def collect(self):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return original(self, obs)
+        return original(self)
 
-    monkeypatch.setattr(training_loop.OnPolicyCollector, "collect", collect)
+    monkeypatch.setattr(OnPolicyCollector, "collect", collect)
     code, _, err = run(
         capsys,
         "train",

@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 
 from agents import A2C, PPO, A2CConfig, PPOConfig
-from rl_sever.config import field_docs, load_yaml, parse_set, to_dict, update
+from rl_sever.config.fields import field_docs, load_yaml, parse_set, to_dict, update
+from rl_sever.config.run import NetworkConfig
 from rl_sever.errors import ConfigError
-from rl_sever.settings import NetworkConfig
 
 
 # -- unknown keys -----------------------------------------------------------------------------

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rl_sever import cli, losses
+from rl_sever import cli
 from rl_sever.errors import ConfigError, FlowContractError
 from rl_sever.isolation import sever
-from rl_sever.loss_terms import LossTerm, loss_term
-from tests.conftest import collect_batch, make_agent, read_event_tensors
+from rl_sever.objective import LossTerm, loss_term
+from tests.helpers import collect_batch, make_agent, read_event_tensors
 
-# Captured from the code before loss terms existed (tests.conftest tiny configs, seed 0, one
+# Captured from the code before loss terms existed (tests.helpers tiny configs, seed 0, one
 # compiled update on the agent's first rollout): per-term losses and parameter sums.
 # a2c_shared_aux parameters re-pinned when RMSprop's epsilon moved outside the square root
-# (rl_sever/optim.py); its loss values did not change.
-PINNED = {'ppo_cartpole': {'metrics': {'policy': -0.0002409936860203743, 'value': 45.93048095703125, 'entropy': -0.6931467056274414, 'loss': 22.96500015258789, 'grad_norm': 8.71666431427002, 'approx_kl': 1.2639230817512725e-06, 'clip_fraction': 0.0, 'n_updates': 4.0, 'explained_variance': 0.014677047729492188}, 'param_sum': 0.574626807653658, 'param_abs_sum': 41.848127496542475, 'param_head': [0.5348063111305237, 0.6266686320304871, 0.20743462443351746, 0.10018020123243332, -0.1257821023464203]}, 'a2c_shared_aux': {'metrics': {'policy': 5.354853630065918, 'value': 78.02620697021484, 'entropy': -0.6931471824645996, 'loss': 45.581546783447266, 'grad_norm': 11.702484130859375, 'reward': 1.2205182313919067, 'n_updates': 1.0, 'explained_variance': -0.012041211128234863}, 'param_sum': -11.006756502116332, 'param_abs_sum': 385.61054807473556, 'param_head': [-0.00422905758023262, 0.008272809907793999, -0.009832465089857578, 0.0053297909907996655, -0.005038632079958916]}}
+# (rl_sever/core/optim.py); its loss values did not change.
+PINNED = {'a2c_shared_aux': {'metrics': {'policy': 5.254141330718994, 'value': 76.29149627685547, 'entropy': -0.6931471824645996, 'reward': 1.0722072124481201, 'loss': 44.46516799926758, 'grad_norm': 12.841877937316895, 'n_updates': 1.0, 'explained_variance': -0.04230165481567383}, 'param_sum': -11.607513220849796, 'param_abs_sum': 385.2795702986332, 'param_head': [0.009749342687427998, -0.005705590825527906, 0.004134615883231163, -0.008637290447950363, 0.00811536144465208]}, 'ppo_cartpole': {'metrics': {'policy': -0.00036479905247688293, 'value': 46.513092041015625, 'entropy': -0.6931463479995728, 'loss': 23.256179809570312, 'grad_norm': 9.797472953796387, 'clip_fraction': 0.0, 'approx_kl': 2.070577465929091e-06, 'n_updates': 4.0, 'explained_variance': 0.04527252912521362}, 'param_sum': 0.5733907109949996, 'param_abs_sum': 41.85012167333275, 'param_head': [0.5348063111305237, 0.6266683340072632, 0.20743538439273834, 0.1001799926161766, -0.12578167021274567]}}
 PINNED_CASES = {"ppo_cartpole": ("ppo", {}),
                 "a2c_shared_aux": ("a2c", {"network.shared_encoder": True, "aux": ["reward"],
                                            "network.encoder_grad_from": "both+aux", "ent_coef": 0.01})}
@@ -25,8 +25,8 @@ PINNED_CASES = {"ppo_cartpole": ("ppo", {}),
 
 def with_terms(algo, terms, **overrides):
     """A tiny agent whose objective gets `terms` through the constructor's `losses`."""
-    from rl_sever.registry import get_agent_class
-    from tests.conftest import tiny_config
+    from rl_sever.core.registry import get_agent_class
+    from tests.helpers import tiny_config
 
     return get_agent_class(algo)("CartPole-v1", tiny_config(algo, overrides), logdir=None, losses=terms)
 
@@ -59,32 +59,41 @@ def test_default_objectives_match_the_pre_change_numbers(case):
     assert float(np.abs(p).sum()) == pytest.approx(ref["param_abs_sum"], rel=1e-6)
 
 
-def test_default_a2c_update_equals_the_pure_loss_functions():
-    """A twin agent (same seed, same initial weights) updated by hand from rl_sever.losses."""
+def test_default_a2c_update_equals_the_textbook_a2c_update():
+    """A twin agent (same seed, same initial weights) updated by hand: returns from the NumPy
+    GAE reference of tests/test_gae.py, losses written out here (-E[A log pi], E[(R - V)^2],
+    -E[H]), nothing from the agent's objective or its prepare step."""
+    from tests.test_gae import gae_reference
+
     agent, twin = make_agent("a2c", ent_coef=0.01), make_agent("a2c", ent_coef=0.01)
     batch = collect_batch(agent)
     for a, b in zip(agent.optimizer.all_variables, twin.optimizer.all_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     out = train_once(agent, batch)
-    data = twin.prepare_fn(batch["obs"], batch["actions"], batch["rewards"], batch["terminated"],
-                           batch["dones"], batch["next_obs"])
-
-    @tf.function
-    def reference():
-        with tf.GradientTape() as tape:
-            dist, values = twin.model(data["obs"])
-            pg = losses.policy_gradient_loss(dist.log_prob(data["actions"]), data["advantages"])
-            vf = losses.value_loss(values, data["returns"])
-            ent = losses.entropy_loss(dist.entropy())
-            w = twin.loss_weights
-            total = tf.add_n([w["policy"] * pg, w["value"] * vf, w["entropy"] * ent])
-        twin.optimizer.apply(tape.gradient(total, twin.optimizer.all_variables))
-        return pg, vf, ent, total
-
-    pg, vf, ent, total = reference()
+    cfg = twin.config
+    T, N = batch["rewards"].shape
+    flat = lambda x: x.reshape(T * N, *x.shape[2:])  # noqa: E731
+    values = twin.model.value(flat(batch["obs"])).numpy().reshape(T, N)
+    next_values = twin.model.value(flat(batch["next_obs"])).numpy().reshape(T, N)
+    terminated = batch["terminated"].astype(bool)
+    truncated = batch["dones"].astype(bool) & ~terminated
+    adv, ret = gae_reference(batch["rewards"], values, next_values, terminated, truncated,
+                             cfg.gamma, cfg.gae_lambda)
+    assert not cfg.normalize_advantage  # A2C's default: raw advantages
+    adv, ret = tf.constant(adv.reshape(-1), tf.float32), tf.constant(ret.reshape(-1), tf.float32)
+    obs, actions = flat(batch["obs"]), flat(batch["actions"])
+    variables = twin.optimizer.all_variables
+    with tf.GradientTape() as tape:
+        dist, v = twin.model(obs)
+        pg = -tf.reduce_mean(adv * dist.log_prob(actions))
+        vf = tf.reduce_mean(tf.square(ret - v))
+        ent = -tf.reduce_mean(dist.entropy())
+        total = pg + cfg.vf_coef * vf + cfg.ent_coef * ent
+    twin.optimizer.apply(tape.gradient(total, variables))
     for key, ref in (("policy", pg), ("value", vf), ("entropy", ent), ("loss", total)):
-        assert float(out[key]) == float(ref), key
-    np.testing.assert_array_equal(params(agent), params(twin))
+        assert float(out[key]) == pytest.approx(float(ref), rel=1e-4, abs=1e-6), key
+    np.testing.assert_allclose(params(agent), params(twin), rtol=1e-4, atol=1e-6)
+    assert not np.allclose(params(agent), params(make_agent("a2c", ent_coef=0.01)))  # it moved
     agent.close(), twin.close()
 
 
@@ -122,7 +131,7 @@ def test_replace_from_python_before_learning_rebuilds_and_trains(tmp_path):
 
 def test_constructor_losses_and_weight_changes_do_not_retrace():
     from agents.ppo import PPO
-    from tests.conftest import tiny_config
+    from tests.helpers import tiny_config
 
     agent = PPO("CartPole-v1", tiny_config("ppo", total_steps=4 * 32, eval_episodes=0), logdir=None,
                 losses=["entropy@0.01:linear", 0.1 * l2_logits])

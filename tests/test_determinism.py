@@ -1,5 +1,6 @@
-"""Same seed, same result: with TensorFlow op determinism on, two short PPO runs with one seed give
-bit-identical per-iteration losses and parameters; another seed gives different ones.
+"""Same seed, same result, for every algorithm: with TensorFlow op determinism on, two short runs
+with one seed give bit-identical per-iteration losses and parameters; another seed gives
+different ones.
 
 tf.config.experimental.enable_op_determinism() is process-global and cannot be undone through
 the public API, so the runs happen in a fresh Python process.
@@ -23,20 +24,21 @@ import numpy as np
 import tensorflow as tf
 
 tf.config.experimental.enable_op_determinism()
-from tests.conftest import make_agent
+from tests.helpers import ALGOS, tiny_agent
 
-def run(seed):
-    agent = make_agent("ppo", "CartPole-v1", seed=seed, total_steps=96, eval_episodes=0,
-                       audit=False)
-    rows, train = [], agent.train
+def run(algo, seed):
+    tf.keras.utils.set_random_seed(seed)
+    agent = tiny_agent(algo, fill=0, seed=seed, eval_episodes=0, audit=False,
+                       **({} if algo in ("ppo", "a2c") else {"learning_starts": 32}))
+    rows, logged = [], agent.logged_metrics
 
-    def recording_train(batch):
-        metrics = train(batch)
+    def recording(raw):  # every update's metrics pass through here (train() included)
+        metrics = logged(raw)
         rows.append(metrics)
         return metrics
 
-    agent.train = recording_train
-    agent.learn(progress=False)
+    agent.logged_metrics = recording
+    agent.learn(96, progress=False)
     digest = hashlib.sha256()
     for vs in agent.flow_modules().values():
         for v in vs:
@@ -44,7 +46,8 @@ def run(seed):
     agent.close()
     return {"losses": rows, "params": digest.hexdigest()}
 
-out = {f"{seed}/{rep}": run(seed) for seed, rep in ((0, "a"), (0, "b"), (1, "a"))}
+out = {f"{algo}/{seed}/{rep}": run(algo, seed)
+       for algo in ALGOS for seed, rep in ((0, "a"), (0, "b"), (1, "a"))}
 print("RESULT " + json.dumps(out))
 """
 
@@ -60,17 +63,27 @@ def runs():
     return json.loads(line[len("RESULT "):])
 
 
-def test_same_seed_gives_identical_losses(runs):
-    a, b = runs["0/a"], runs["0/b"]
-    assert len(a["losses"]) == 3  # 96 steps / (2 envs * 16 steps)
-    keys = {"train/loss", "train/policy_gradient_loss", "train/value_loss", "train/entropy_loss",
-            "train/approx_kl", "train/clip_fraction"}
-    assert keys <= set(a["losses"][0])
+LOSS_KEY = {"ppo": "train/loss", "a2c": "train/loss", "sac": "train/critic_loss",
+            "td3": "train/critic_loss", "ddpg": "train/critic_loss"}
+
+
+@pytest.mark.parametrize("algo", list(LOSS_KEY))
+def test_same_seed_gives_identical_losses(runs, algo):
+    a, b = runs[f"{algo}/0/a"], runs[f"{algo}/0/b"]
+    assert len(a["losses"]) >= 2  # several iterations with an update
+    if algo == "ppo":
+        assert len(a["losses"]) == 3  # 96 steps / (2 envs * 16 steps)
+        keys = {"train/loss", "train/policy_gradient_loss", "train/value_loss",
+                "train/entropy_loss", "train/approx_kl", "train/clip_fraction"}
+        assert keys <= set(a["losses"][0])
+    assert LOSS_KEY[algo] in a["losses"][-1]
     assert a["losses"] == b["losses"]  # exact float equality, every metric, every iteration
     assert a["params"] == b["params"]
 
 
-def test_different_seed_gives_different_losses(runs):
-    a, c = runs["0/a"], runs["1/a"]
-    assert [r["train/loss"] for r in a["losses"]] != [r["train/loss"] for r in c["losses"]]
+@pytest.mark.parametrize("algo", list(LOSS_KEY))
+def test_different_seed_gives_different_losses(runs, algo):
+    a, c = runs[f"{algo}/0/a"], runs[f"{algo}/1/a"]
+    key = LOSS_KEY[algo]
+    assert [r.get(key) for r in a["losses"]] != [r.get(key) for r in c["losses"]]
     assert a["params"] != c["params"]

@@ -1,4 +1,4 @@
-"""tf.distribute learners (config `distribute`, rl_sever.distribute).
+"""tf.distribute learners (config `distribute`, rl_sever.core.distribute).
 
 Logical devices and collectives are configured before TensorFlow initialises, so every
 multi-device case runs in a fresh Python process: two logical CPUs for MirroredStrategy, two
@@ -31,9 +31,9 @@ import tensorflow as tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from rl_sever.distribute import ReplicaSet
+from rl_sever.core.distribute import ReplicaSet
 from rl_sever.errors import ConfigError
-from tests.conftest import make_agent
+from tests.helpers import make_agent
 
 DEVICES = {"distribute": "mirrored", "devices": ["/cpu:0", "/cpu:1"]}
 
@@ -63,7 +63,7 @@ for algo in ("ppo", "a2c"):
 # Freeze flags and checkpoints hold under the strategy: a frozen critic stays bit-identical, and
 # a reloaded agent has the trained weights.
 import tempfile
-from rl_sever.agent import Agent
+from rl_sever.core.agent import Agent
 
 agent = make_agent("ppo", "CartPole-v1", {"total_steps": 64, "eval_episodes": 0,
                                           "freeze": {"critic": {}}, **DEVICES},
@@ -108,11 +108,11 @@ print("RESULT " + json.dumps(out))
 WORKER_SCRIPT = r"""
 import json, sys
 from pathlib import Path
-from rl_sever.distribute import get_strategy
+from rl_sever.core.distribute import get_strategy
 
 get_strategy("multiworker")  # first: collectives are configured before TensorFlow's first op
 import numpy as np
-from tests.conftest import make_agent
+from tests.helpers import make_agent
 
 logdir, out = Path(sys.argv[1]), Path(sys.argv[2])
 agent = make_agent("ppo", "CartPole-v1", {"distribute": "multiworker", "total_steps": 96,
@@ -235,7 +235,7 @@ def test_unknown_strategy_is_a_config_error_with_suggestion():
      "not a member of the cluster"),
 ])
 def test_multiworker_needs_a_valid_tf_config(monkeypatch, value, message):
-    from rl_sever.distribute import get_strategy
+    from rl_sever.core.distribute import get_strategy
 
     if value is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)

@@ -8,8 +8,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from envs import VecNormalize, make_vec_env
+from envs.running_stats import RunningMeanStd
 from rl_sever.errors import UnsupportedSpaceError
-from rl_sever.normalization import RunningMeanStd
 
 EPS = 1e-8  # VecNormalize / RunningMeanStd.normalize default
 C0 = 1e-4  # RunningMeanStd default prior count (mean 0, var 1)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from rl_sever import cli
-from rl_sever.agent import Agent
-from rl_sever.export import export_policy
+from rl_sever.core.agent import Agent
+from rl_sever.core.export import export_policy
 
 
 def sets(*pairs: str) -> list[str]:
@@ -143,7 +143,8 @@ def test_fresh_process_reproduces_predict(exported, tmp_path):
         got = np.load(tmp_path / f"{case}_act.npy")
         assert got.dtype == want.dtype and got.shape == want.shape, case
         np.testing.assert_array_equal(got, want, err_msg=case)
-    assert expected["cartpole"].dtype == np.int32 and len(np.unique(expected["cartpole"])) >= 1
+    # Both actions occur, so the equality above compares decisions, not a constant policy.
+    assert expected["cartpole"].dtype == np.int32 and set(np.unique(expected["cartpole"])) == {0, 1}
 
 
 def test_export_refuses_a_foreign_folder(exported, tmp_path, capsys):

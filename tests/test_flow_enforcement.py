@@ -5,18 +5,19 @@ import pytest
 import tensorflow as tf
 
 from agents import A2C, PPO, A2CConfig, PPOConfig
-from rl_sever import losses
 from rl_sever.errors import FlowContractError
+from rl_sever.objective import LossTerm, actor_modules, losses
 
 
 class LeakyPPO(PPO):
     """A deliberately wrong policy loss: the critic's baseline is not severed."""
 
-    def policy_loss(self, logp, mb):
-        values = self.model.value(mb["obs"])
-        advantages = mb["returns"] - values  # BUG (on purpose): no sever on the baseline
-        return -tf.reduce_mean(advantages * logp), {"approx_kl": tf.constant(0.0),
-                                                     "clip_fraction": tf.constant(0.0)}
+    def policy_term(self) -> LossTerm:
+        def leaky(mb, out):
+            advantages = mb["returns"] - out["values"]  # BUG (on purpose): no sever on the baseline
+            return -tf.reduce_mean(advantages * out["logp"])
+
+        return LossTerm("policy", leaky, trains=actor_modules)
 
 
 def _cfg(cls, **kw):
@@ -46,12 +47,11 @@ def test_leak_passes_when_audit_disabled():
 @pytest.mark.parametrize("cls,cfg_cls,env_id", [(PPO, PPOConfig, "Pendulum-v1"), (A2C, A2CConfig, "CartPole-v1")])
 def test_shipped_agents_pass_their_contract(cls, cfg_cls, env_id):
     from rl_sever.audit import run_audit
-    from rl_sever.training_loop import OnPolicyCollector
+    from rl_sever.onpolicy.collector import OnPolicyCollector
 
     extra = {"batch_size": 32} if cfg_cls is PPOConfig else {}
     agent = cls(env_id, _cfg(cfg_cls, **extra), logdir=None)
-    obs, _ = agent.env.reset(seed=0)
-    _, batch, _ = OnPolicyCollector(agent).collect(obs)
+    batch = OnPolicyCollector(agent).collect().batch
     matrix, violations = run_audit(agent, batch, enforce=True)
     assert violations == []
     assert matrix.status("policy", "critic") in ("none", "zero")
@@ -64,7 +64,7 @@ def test_losses_module_never_calls_stop_gradient_directly():
 
     import agents.a2c
     import agents.ppo
-    import rl_sever.onpolicy_agent
+    import rl_sever.onpolicy.agent
 
-    for module in (losses, rl_sever.onpolicy_agent, agents.ppo, agents.a2c):
+    for module in (losses, rl_sever.onpolicy.agent, agents.ppo, agents.a2c):
         assert "stop_gradient" not in inspect.getsource(module), module.__name__

@@ -16,7 +16,9 @@ def _config(**kw):
 
 
 def _encoder(agent):
-    return [v.numpy().copy() for v in agent.model.encoder.trainable_variables]
+    out = [v.numpy().copy() for v in agent.model.encoder.trainable_variables]
+    assert out  # an empty snapshot would make every comparison below vacuous
+    return out
 
 
 def test_encoder_frozen_until_step_then_trains(tmp_path):
@@ -43,7 +45,7 @@ def test_freeze_whole_run_and_unknown_module(tmp_path):
 
 
 def test_freeze_from_set_string():
-    from rl_sever.config import update
+    from rl_sever.config.fields import update
 
     cfg = update(PPOConfig(), {"freeze": "{critic: {from_step: 1000}}"})
     assert cfg.freeze == {"critic": {"from_step": 1000}}

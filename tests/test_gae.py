@@ -1,6 +1,6 @@
 """GAE against plain NumPy references, with terminated and truncated episodes in one rollout.
 
-Conventions (rl_sever.advantages.gae): arrays are time-major [T, N]; next_values[t] is V of the
+Conventions (rl_sever.objective.advantages.gae): arrays are time-major [T, N]; next_values[t] is V of the
 state reached after step t (the true final observation when the episode ended there);
 `terminated` drops the bootstrap, `dones` (terminated or truncated) stops the recursion.
 """
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rl_sever.advantages import gae
-from tests.conftest import collect_batch, make_agent
+from rl_sever.objective.advantages import gae
+from tests.helpers import collect_batch, make_agent
 
 
 def gae_reference(rewards, values, next_values, terminated, truncated, gamma, lam):

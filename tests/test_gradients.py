@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from rl_sever.audit import FLOW, NONE, ZERO, Flow, run_audit
 from rl_sever.errors import FlowContractError
-from tests.conftest import collect_batch, make_agent
+from tests.helpers import collect_batch, make_agent
 
 ALGOS = ["ppo", "a2c"]
 ENVS = ["CartPole-v1", "Pendulum-v1"]
@@ -112,7 +112,7 @@ def snapshot(agent) -> list[tuple[tf.Variable, np.ndarray]]:
     variables = [v for vs in agent.flow_modules().values() for v in vs]
     for opt in agent.optimizer.optimizers.values():
         variables += list(opt.variables)
-    variables += [agent.rng.state, *agent.loss_weights.values()]
+    variables += [agent.seed_counter, *agent.loss_weights.values()]
     return [(v, np.array(v.numpy(), copy=True)) for v in variables]
 
 

@@ -1,4 +1,4 @@
-"""In-graph on-policy training on TF-native envs (rl_sever.ingraph): the fused rollout+update
+"""In-graph on-policy training on TF-native envs (rl_sever.onpolicy.ingraph): the fused rollout+update
 iteration traces once, its rollout has the Gymnasium path's semantics and episode statistics,
 the audit runs on the first rollout, checkpoints carry the env state, and A2C/PPO run on
 discrete and continuous tf: envs (also under XLA) and from the CLI. Learning: test_ingraph_learning."""
@@ -15,10 +15,10 @@ import pytest
 from envs import EpisodeStats, episode_stats
 from envs.tfnative import TFNativeVectorEnv, get
 from rl_sever import cli
-from rl_sever.agent import Agent
+from rl_sever.core.agent import Agent
 from rl_sever.errors import ConfigError
-from rl_sever.ingraph import InGraphCollector
-from tests.conftest import make_agent, read_event_tensors
+from rl_sever.onpolicy.ingraph import InGraphCollector
+from tests.helpers import make_agent, read_event_tensors
 
 
 def finite(metrics: dict) -> dict:
@@ -83,8 +83,9 @@ def test_rollout_matches_stepping_the_env_and_episode_stats_match_the_gymnasium_
         for _ in range(2):
             collector = agent.make_collector()
             assert isinstance(collector, InGraphCollector)
-            _, batch, n = collector.collect(None)
-            assert n == 160 and isinstance(batch, dict)
+            collected = collector.collect()
+            batch, n = collected.batch, collected.steps
+            assert n == 160 and isinstance(batch, dict) and collected.metrics is None
             batches.append({k: v.numpy() for k, v in batch.items()})
         stats = episode_stats(agent.env)
         ingraph_episodes = stats.pop_finished()

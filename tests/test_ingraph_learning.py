@@ -7,7 +7,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from agents import PPO, PPOConfig
-from rl_sever.evaluation import evaluate
+from rl_sever.core.evaluation import evaluate
 
 
 def test_ppo_in_graph_on_tf_cartpole_solves_gymnasium_cartpole():

@@ -1,4 +1,4 @@
-"""In-graph SAC / TD3 on TF-native envs (rl_sever.ingraph_offpolicy): smoke runs through the shared
+"""In-graph SAC / TD3 on TF-native envs (rl_sever.offpolicy.ingraph): smoke runs through the shared
 loop (logging, audit), one trace for every chunk, the Gymnasium path's update schedule, episode
 ends in the TF replay buffer, resume, save_replay: false, determinism and clear errors.
 Learning: test_sac_learning.py (slow)."""
@@ -12,16 +12,15 @@ import tensorflow as tf
 
 from envs import EpisodeStats
 from envs.tfnative import TFEnv, TFNativeVectorEnv
-from rl_sever.agent import Agent
+from rl_sever.core.agent import Agent
+from rl_sever.core.registry import get_agent_class
 from rl_sever.errors import UnsupportedSpaceError
-from rl_sever.ingraph_offpolicy import InGraphOffPolicyCollector
-from rl_sever.registry import get_agent_class
-from tests.conftest import read_event_tensors
-from tests.offpolicy_helpers import tiny_agent, tiny_config
+from rl_sever.offpolicy.ingraph import InGraphOffPolicyCollector
+from tests.helpers import read_event_tensors, tiny_agent, tiny_config
 
 
 class CountdownTF(TFEnv):
-    """TF twin of tests.offpolicy_helpers.CountdownEnv: obs [t / 10, goal], action in [-2, 2],
+    """TF twin of tests.helpers.CountdownEnv: obs [t / 10, goal], action in [-2, 2],
     reward = action; terminates at t == 4 when goal > 0, else truncated at t == 6, so both
     episode ends occur and a final obs (t > 0) differs from a reset obs (t == 0)."""
 
@@ -290,7 +289,7 @@ def test_in_graph_sac_reaches_minus_250_on_pendulum_within_budget():
     tf:Pendulum-v1; evaluated on Gymnasium's own Pendulum-v1."""
     from types import SimpleNamespace
 
-    from rl_sever.evaluation import evaluate
+    from rl_sever.core.evaluation import evaluate
 
     sac = get_agent_class("sac")
     cfg = sac.config_cls(seed=0, total_steps=10_000, learning_rate=1e-3, eval_episodes=0)

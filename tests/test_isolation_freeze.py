@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.errors import ConfigError
 from rl_sever.isolation import (
     FreezeSchedule,
@@ -15,7 +16,6 @@ from rl_sever.isolation import (
     is_frozen,
     unfreeze,
 )
-from rl_sever.optim import ModuleOptimizer
 
 
 def _setup():

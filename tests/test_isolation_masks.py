@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.errors import ConfigError
 from rl_sever.isolation import (
     ActivationMask,
@@ -12,7 +13,6 @@ from rl_sever.isolation import (
     MaskedConv2D,
     MaskedDense,
 )
-from rl_sever.optim import ModuleOptimizer
 
 X = tf.constant(np.random.default_rng(0).normal(size=(8, 4)), tf.float32)
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-import tensorflow as tf
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import make_agent
+from tests.helpers import make_agent, read_event_tensors
 
 SB3_TAGS = [
     "rollout/ep_rew_mean", "rollout/ep_len_mean", "time/fps", "train/loss",
@@ -19,18 +17,12 @@ SB3_TAGS = [
 PPO_TAGS = ["train/approx_kl", "train/clip_fraction"]
 
 
-def load_events(run_dir) -> EventAccumulator:
-    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
-    acc.Reload()
-    return acc
+def scalar(value) -> float:
+    return float(value)
 
 
-def scalar(event) -> float:
-    return float(tf.make_ndarray(event.tensor_proto))
-
-
-def text(event) -> str:
-    return tf.make_ndarray(event.tensor_proto).item().decode()
+def text(value) -> str:
+    return value.item().decode()
 
 
 @pytest.mark.parametrize("algo,env_id", [("ppo", "Pendulum-v1"), ("a2c", "CartPole-v1")])
@@ -45,8 +37,9 @@ def test_event_files_hold_sb3_scalars_config_and_audit(algo, env_id, tmp_path):
     rollout = agent.config.n_steps * agent.config.n_envs
     total = agent.config.total_steps
 
-    acc = load_events(agent.run_dir)
-    tags = set(acc.Tags()["tensors"])
+    # Raw records in writing order (EventAccumulator would drop steps that go backwards).
+    events = read_event_tensors(agent.run_dir)
+    tags = set(events)
     expected = SB3_TAGS + (PPO_TAGS if algo == "ppo" else [])
     if agent.action.kind == "box":
         expected.append("train/std")
@@ -58,30 +51,31 @@ def test_event_files_hold_sb3_scalars_config_and_audit(algo, env_id, tmp_path):
     scalar_tags = [t for t in tags if t not in ("config", "audit/gradient_flow")
                    and not t.startswith("_hparams_")]
     for tag in scalar_tags:
-        events = acc.Tensors(tag)
-        steps = [e.step for e in events]
-        # x-axis = environment steps: multiples of the rollout size, within the run.
+        steps = [s for s, _ in events[tag]]
+        # x-axis = environment steps: multiples of the rollout size, within the run, strictly
+        # increasing in the order written (no step twice, none going back).
         assert all(s % rollout == 0 and 0 < s <= total for s in steps), (tag, steps)
-        assert steps == sorted(set(steps)), (tag, steps)
-        assert all(math.isfinite(scalar(e)) for e in events), tag
-    assert [e.step for e in acc.Tensors("eval/mean_reward")][-1] == total
-    assert [e.step for e in acc.Tensors("train/loss")][-1] == total
+        assert all(a < b for a, b in zip(steps, steps[1:])), (tag, steps)
+        assert all(math.isfinite(scalar(v)) for _, v in events[tag]), tag
+    assert [s for s, _ in events["eval/mean_reward"]][-1] == total
+    assert [s for s, _ in events["train/loss"]][-1] == total
     if algo == "ppo":  # logged every iteration
-        assert [e.step for e in acc.Tensors("train/loss")] == list(range(rollout, total + 1, rollout))
-        assert scalar(acc.Tensors("train/learning_rate")[0]) == pytest.approx(agent.config.learning_rate)
+        assert [s for s, _ in events["train/loss"]] == list(range(rollout, total + 1, rollout))
+        lr = scalar(events["train/learning_rate"][0][1])
+        assert lr == pytest.approx(agent.config.learning_rate)
 
     # The resolved config as a markdown table, written once at the start.
-    config = acc.Tensors("config")
-    assert len(config) == 1 and config[0].step == 0
-    table = text(config[0])
+    config = events["config"]
+    assert len(config) == 1 and config[0][0] == 0
+    table = text(config[0][1])
     assert "| key | value |" in table
     assert f"| env_id | {env_id} |" in table
     assert "| network.hidden_sizes | [16] |" in table
 
     # The gradient-flow matrix with its verdict, from the audit on the first update.
-    audit = acc.Tensors("audit/gradient_flow")
-    assert len(audit) == 1 and audit[0].step == rollout
-    report = text(audit[0])
+    audit = events["audit/gradient_flow"]
+    assert len(audit) == 1 and audit[0][0] == rollout
+    report = text(audit[0][1])
     assert "verdict: OK" in report
     for name in ("policy", "value", "entropy", "actor", "critic"):
         assert name in report

@@ -1,4 +1,4 @@
-"""rl_sever.loss_terms: composition arithmetic, spec strings, dotted paths and bad return
+"""rl_sever.objective: composition arithmetic, spec strings, dotted paths and bad return
 values, without training."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from rl_sever.errors import ConfigError
-from rl_sever.loss_terms import (
+from rl_sever.objective import (
     LossTerm,
     Objective,
     entropy_bonus,
@@ -17,7 +17,7 @@ from rl_sever.loss_terms import (
     ppo_clip,
     value_mse,
 )
-from rl_sever.loss_terms.evaluate import evaluate_term
+from rl_sever.objective.evaluate import evaluate_term
 
 
 @loss_term(trains={"actor"})
@@ -89,7 +89,7 @@ def test_dotted_paths_load_fresh_terms_or_fail_clearly():
         load_term("examples.no_such_module:x")
     with pytest.raises(ConfigError, match="has no attribute 'huber_valu'.*Did you mean: huber_value"):
         load_term("examples.custom_losses:huber_valu")
-    with pytest.raises(ConfigError, match="plain function.*@rl_sever.loss_terms.loss_term"):
+    with pytest.raises(ConfigError, match="plain function.*@rl_sever.objective.loss_term"):
         load_term("tests.test_loss_terms:plain_function")
     with pytest.raises(ConfigError, match="not a LossTerm"):
         load_term("tests.test_loss_terms:NOT_A_TERM")

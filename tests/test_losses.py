@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rl_sever import losses
+from rl_sever.objective import losses
 
 
 def c(x):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from rl_sever import presets
 from rl_sever.cli import describe_config
-from rl_sever.config import to_dict, update
+from rl_sever.config import presets
+from rl_sever.config.fields import to_dict, update
+from rl_sever.config.run import parse_grad_from
+from rl_sever.core.registry import get_agent_class
 from rl_sever.errors import ConfigError
-from rl_sever.offpolicy_settings import parse_grad_from
-from rl_sever.registry import get_agent_class
 
 ALGOS = ["sac", "td3", "ddpg"]
 

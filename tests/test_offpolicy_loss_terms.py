@@ -12,12 +12,11 @@ import tensorflow as tf
 
 from rl_sever import cli
 from rl_sever.errors import ConfigError, FlowContractError
-from rl_sever.loss_terms import LossTerm, loss_term
-from tests.conftest import read_event_tensors
-from tests.offpolicy_helpers import tiny_agent, tiny_config
+from rl_sever.objective import LossTerm, loss_term
+from tests.helpers import read_event_tensors, tiny_agent, tiny_config
 
 # Captured from the code before SAC/TD3 had loss terms: one compiled update on fixed_batch
-# (tests.offpolicy_helpers tiny configs, seed 0, fill=0): the raw metric vector, and per module
+# (tests.helpers tiny configs, seed 0, fill=0): the raw metric vector, and per module
 # (flow_modules) [sum |params| after, sum |params after - before|, sum (after - before) * w] with
 # w a fixed standard-normal vector. The parameters were first pinned as a sha256, which holds
 # on one CPU only: oneDNN picks kernels by instruction set (AVX2 vs AVX-512/AMX) and the last
@@ -47,7 +46,7 @@ def fixed_batch(agent) -> dict[str, np.ndarray]:
 def with_terms(algo, terms, *, fill=0, logdir=None, **overrides):
     """A tiny agent whose objective gets `terms` through the constructor's `losses` (spec
     strings in `overrides["losses"]` go through the config, as from YAML)."""
-    from rl_sever.registry import get_agent_class
+    from rl_sever.core.registry import get_agent_class
 
     agent = get_agent_class(algo)("Pendulum-v1", tiny_config(algo, **overrides), logdir=logdir,
                                   losses=terms)
@@ -190,13 +189,54 @@ def test_a_leaking_actor_term_is_stopped_by_the_audit(algo):
 
 @pytest.mark.parametrize("trains, match", [
     ({"actor", "critic"}, "must train exactly one of the modules"),
-    ({"encoder"}, "must train exactly one of the modules"),
     ((), "must train exactly one of the modules"),
 ])
 def test_ambiguous_terms_are_rejected(trains, match):
     term = LossTerm("odd", lambda b, o: tf.constant(0.0), trains=trains)
     with pytest.raises(ConfigError, match=match):
         with_terms("sac", [term], **{"network.shared_encoder": True})
+
+
+def test_encoder_only_terms_join_the_critic_side_when_its_optimizer_has_the_encoder():
+    """A term training only critic-side modules (as the auxiliary losses do) joins the critic
+    group; where the critic optimizer does not update the encoder, it is rejected by name."""
+
+    @loss_term(trains={"encoder"})
+    def feature_l2(batch, out):
+        return 1e-3 * tf.reduce_mean(tf.square(out["features"]))
+
+    agent = with_terms("sac", [feature_l2], **{"network.shared_encoder": True})
+    assert [t.name for t in agent.terms_of("critic")] == ["critic", "feature_l2"]
+    agent.close()
+    with pytest.raises(ConfigError, match="'critic' optimizer of sac updates"):
+        with_terms("sac", [feature_l2], **{"network.shared_encoder": True,
+                                           "network.encoder_grad_from": "actor"})
+
+
+def test_terms_that_own_networks_train_them_with_their_group():
+    """An off-policy term may build its own head (as on-policy terms may): it joins the group
+    it trains, that group's optimizer updates it, the audit shows it, checkpoints hold it."""
+    import keras
+
+    class QHead(LossTerm):
+        def build(self, agent):
+            self.head = keras.layers.Dense(1, name="q_head")
+            self.head.build((None, agent.encoder.out_dim))
+            return {"q_head": self.head.trainable_variables}
+
+        def compute(self, batch, out):
+            pred = self.head(out["features"])[:, 0]
+            return tf.reduce_mean(tf.square(pred - tf.stop_gradient(out["target"])))
+
+    term = QHead("q_aux", 0.5, trains={"q_head", "encoder"})
+    agent = with_terms("sac", [term], fill=80, **{"network.shared_encoder": True})
+    assert "q_head" in agent.flow_modules() and "q_head" in agent.optimizers["critic"].module_names
+    assert agent.flow_contract().flows["q_aux"].must == frozenset({"q_head", "encoder"})
+    before = module_params(agent, "q_head")
+    agent.learn(64, progress=False)
+    assert changed(before, module_params(agent, "q_head"))
+    assert "loss_terms" in agent.trackables() and "q_aux" in agent.trackables()["loss_terms"]
+    agent.close()
 
 
 def test_group_must_exist_and_own_the_modules():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.errors import ConfigError
-from rl_sever.optim import ModuleOptimizer
 
 
 def make(kind="adam", lr=0.1, max_grad_norm=None):

@@ -7,10 +7,10 @@ import argparse
 import gymnasium as gym
 import pytest
 
-from rl_sever import presets
 from rl_sever.cli import build_config
+from rl_sever.config import presets
+from rl_sever.core.registry import algorithm_names, get_agent_class
 from rl_sever.errors import ConfigError
-from rl_sever.registry import algorithm_names, get_agent_class
 
 REQUIRED = [
     ("ppo", "CartPole-v1"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rl_sever.errors import CheckpointError, ConfigError
-from rl_sever.replay import ReplayBuffer
+from rl_sever.offpolicy.replay import ReplayBuffer
 
 
 def filled(capacity=6, n_envs=2, steps=4, **kw) -> ReplayBuffer:

@@ -1,4 +1,4 @@
-"""The replay buffer in tf.Variables (rl_sever.replay_tf): ring write head and wrap-around,
+"""The replay buffer in tf.Variables (rl_sever.offpolicy.replay_tf): ring write head and wrap-around,
 sampling bounds, the NumPy buffer's batch keys / dtypes / n-step folding, XLA, checkpoints."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from rl_sever.errors import ConfigError
-from rl_sever.replay import ReplayBuffer
-from rl_sever.replay_tf import TFReplayBuffer
+from rl_sever.offpolicy.replay import ReplayBuffer
+from rl_sever.offpolicy.replay_tf import TFReplayBuffer
 
 SEED = tf.constant([3, 40], tf.int32)
 

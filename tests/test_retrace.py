@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import make_agent
+from tests.helpers import make_agent
 
 
 @pytest.mark.parametrize("algo, jit", [("ppo", False), ("a2c", False), ("ppo", True)],

@@ -11,7 +11,7 @@ import tensorflow as tf
 from rl_sever.audit import run_audit
 from rl_sever.errors import FlowContractError
 from rl_sever.isolation import sever
-from tests.offpolicy_helpers import flows, gradients, none_or_zero, one_batch, snapshot, tiny_agent
+from tests.helpers import flows, gradients, none_or_zero, one_batch, snapshot, tiny_agent
 
 ENCODER_AUX = {
     "network.shared_encoder": True,
@@ -161,7 +161,7 @@ def test_target_entropy_defaults_to_minus_action_dim(sac):
 
 
 def test_squashed_log_prob_matches_change_of_variables():
-    from rl_sever.offpolicy_networks import squashed_gaussian_sample
+    from rl_sever.nn.dense_stack import squashed_gaussian_sample
 
     mean = tf.constant([[0.3, -1.0], [2.0, 0.0]])
     log_std = tf.constant([[-0.5, 0.2], [0.0, -1.0]])

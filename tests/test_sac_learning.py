@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rl_sever.evaluation import evaluate
-from rl_sever.registry import get_agent_class
+from rl_sever.core.evaluation import evaluate
+from rl_sever.core.registry import get_agent_class
 
 BUDGET = 10_000
 

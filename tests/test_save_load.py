@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rl_sever.agent import Agent
-from rl_sever.config import to_dict
-from tests.conftest import make_agent, read_event_tensors
+from rl_sever.config.fields import to_dict
+from rl_sever.core.agent import Agent
+from tests.helpers import make_agent, read_event_tensors
 
 
 def trained(algo, env_id, tmp_path, overrides=None):
@@ -29,7 +29,7 @@ def all_state(agent) -> list[np.ndarray]:
     variables = [v for vs in agent.flow_modules().values() for v in vs]
     for opt in agent.optimizer.optimizers.values():
         variables += list(opt.variables)
-    variables += [agent.global_step, agent.iteration, agent.rng.state]
+    variables += [agent.global_step, agent.iteration, agent.seed_counter]
     return [np.array(v.numpy(), copy=True) for v in variables]
 
 

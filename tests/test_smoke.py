@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rl_sever.errors import ConfigError
-from tests.conftest import TINY_MD_ID, make_agent
+from tests.helpers import TINY_MD_ID, make_agent
 
 COMMON = ["train/loss", "train/policy_gradient_loss", "train/value_loss", "train/entropy_loss",
           "train/learning_rate", "time/fps", "rollout/ep_rew_mean", "rollout/ep_len_mean"]
@@ -86,7 +86,7 @@ def test_agent_accepts_a_user_built_vector_env():
     env = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync",
                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     from agents import PPO
-    from tests.conftest import tiny_config
+    from tests.helpers import tiny_config
 
     agent = PPO(env, tiny_config("ppo", total_steps=32), logdir=None)
     history = []
@@ -102,7 +102,7 @@ def test_next_step_autoreset_env_is_rejected():
     # the on-policy collector would train on; rl_sever works with SAME_STEP only.
     env = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
     from agents import A2C
-    from tests.conftest import tiny_config
+    from tests.helpers import tiny_config
 
     try:
         with pytest.raises(ConfigError, match="SAME_STEP"):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from rl_sever.audit import run_audit
-from rl_sever.registry import get_agent_class
-from tests.offpolicy_helpers import flows, gradients, one_batch, snapshot, tiny_agent
+from rl_sever.core.registry import get_agent_class
+from tests.helpers import flows, gradients, one_batch, snapshot, tiny_agent
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,11 @@ def test_exploration_noise_and_greedy_actions_stay_in_bounds(td3):
     for deterministic in (True, False):
         a = td3.predict(obs, deterministic=deterministic)
         assert a.shape == (5, 1) and np.all(np.abs(a) <= 2.0)
-    assert np.all(td3.predict(obs) == td3.predict(obs))
+    greedy = td3.predict(obs)
+    np.testing.assert_array_equal(td3.predict(obs), greedy)  # deterministic: same actions
+    noisy = td3.predict(obs, deterministic=False)
+    assert not np.array_equal(noisy, greedy)  # exploration noise (action_noise=0.1) is added
+    assert np.all(np.abs(noisy - greedy) <= 2.0 * 5 * 0.1 + 1e-6)  # within 5 sigma (env units)
 
 
 def test_ddpg_is_td3_with_one_critic_no_smoothing_no_delay():

@@ -13,9 +13,9 @@ import pytest
 from envs import episode_stats, make_vec_env
 from envs.autoreset import reached_observations
 from envs.worker_pool import EnvWorkerError, WorkerPoolVectorEnv, split_envs
+from rl_sever.config.run import RunConfig
 from rl_sever.errors import ConfigError
-from rl_sever.settings import RunConfig
-from tests.conftest import TINY_MD_HORIZON, TINY_MD_ID, make_agent
+from tests.helpers import TINY_MD_HORIZON, TINY_MD_ID, make_agent
 
 BOOM_ID = "RlSeverTest/BoomAfter3-v0"
 

@@ -8,6 +8,7 @@ See ``envs.tfnative.base`` for the protocol and ``make_vec_env`` for a Gymnasium
 
 from __future__ import annotations
 
+from envs.errors import UnknownNameError, suggest
 from envs.tfnative.acrobot import Acrobot
 from envs.tfnative.base import EnvState, TFEnv, as_key
 from envs.tfnative.cartpole import CartPole
@@ -15,7 +16,6 @@ from envs.tfnative.mountain_car import MountainCar
 from envs.tfnative.mountain_car_continuous import MountainCarContinuous
 from envs.tfnative.pendulum import Pendulum
 from envs.tfnative.vector_view import TFNativeVectorEnv
-from rl_sever.errors import UnknownNameError, suggest
 
 _REGISTRY: dict[str, type[TFEnv]] = {
     cls.name: cls for cls in (CartPole, Pendulum, Acrobot, MountainCar, MountainCarContinuous)

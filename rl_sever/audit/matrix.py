@@ -5,15 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import tensorflow as tf
 
 from rl_sever.errors import UnknownNameError, suggest
 
-if TYPE_CHECKING:
-    from rl_sever.audit.contract import Violation
+# Violations (rl_sever.audit.contract.Violation) are read by attribute only: the contract
+# module builds on this one, not the other way round.
+Violation = Any
 
 Status = Literal["none", "zero", "flow"]
 NONE: Status = "none"  # disconnected: tape.gradient returned None
@@ -153,19 +154,19 @@ class FlowMatrix:
         writer: tf.summary.SummaryWriter | None,
         step: int,
         *,
-        violations: Sequence[Violation] | None = None,
+        violations: Sequence[Violation] = (),
+        verdict: str | None = None,
     ) -> None:
         """Write the markdown table as TensorBoard text 'audit/gradient_flow' (no-op if None).
 
-        With `violations` (even an empty list) the verdict and every violation are appended.
+        With a `verdict` line (rl_sever.audit.contract.format_verdict) it and every violation
+        are appended.
         """
         if writer is None:
             return
-        text = self.to_markdown(violations or ())
-        if violations is not None:
-            from rl_sever.audit.contract import format_verdict
-
-            text += "\n\n**" + format_verdict(violations) + "**"
+        text = self.to_markdown(violations)
+        if verdict is not None:
+            text += "\n\n**" + verdict + "**"
             text += "".join(f"\n\n```\n{v}\n```" for v in violations)
         with writer.as_default():
             tf.summary.text(TABLE_NAME, text, step=step)

@@ -7,7 +7,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import tensorflow as tf
 
-from rl_sever.audit.contract import FlowContract, Violation, format_violations
+from rl_sever.audit.contract import FlowContract, Violation, format_verdict, format_violations
 from rl_sever.audit.matrix import FlowMatrix, audit_flow
 from rl_sever.errors import FlowContractError
 
@@ -55,7 +55,7 @@ def run_audit(
         )
     matrix = audit_flow(agent.flow_losses(batch), agent.flow_modules())
     violations = contract.check(matrix)
-    matrix.write_summary(writer, step, violations=violations)
+    matrix.write_summary(writer, step, violations=violations, verdict=format_verdict(violations))
     if enforce and violations:
         raise FlowContractError(format_violations(violations, matrix))
     return matrix, violations

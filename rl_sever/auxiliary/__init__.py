@@ -14,7 +14,6 @@ from rl_sever.auxiliary.base import (
     AuxiliaryConfig,
     AuxiliaryModule,
     AuxiliarySet,
-    initial_weights,
     make_auxiliary,
 )
 
@@ -24,6 +23,5 @@ __all__ = [
     "AuxiliaryConfig",
     "AuxiliaryModule",
     "AuxiliarySet",
-    "initial_weights",
     "make_auxiliary",
 ]

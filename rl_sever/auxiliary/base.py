@@ -10,9 +10,9 @@ from typing import ClassVar
 import numpy as np
 import tensorflow as tf
 
-from rl_sever.config import check
+from rl_sever.config.fields import check
+from rl_sever.core.spaces import ActionSpec
 from rl_sever.errors import ConfigError, UnknownNameError, UnsupportedSpaceError, suggest
-from rl_sever.spaces import ActionSpec
 
 AUXILIARY: dict[str, str] = {
     "vae": "rl_sever.auxiliary.vae:VAE",
@@ -190,35 +190,17 @@ class AuxiliarySet(tf.Module):
             out.update(m.modules())
         return out
 
-    def metric_keys(self) -> list[str]:
-        """Each loss and its components: vae, vae_recon, vae_kl, reward, ..."""
-        return [
-            k
-            for name, m in self.members.items()
-            for k in [name, *(f"{name}_{c}" for c in m.components)]
-        ]
+    def terms(self, trains_encoder: bool, weights: Mapping[str, float],
+              encoder: str = "encoder") -> list:
+        """One LossTerm per module, reading outputs["aux_context"] (an AuxContext): its flow
+        contract is the module's own networks, plus the shared encoder if allowed."""
+        from rl_sever.objective.term import LossTerm
 
-    def losses(self, ctx: AuxContext) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-        """(loss by name, components by metric key) on one batch."""
-        terms, parts = {}, {}
-        for name, m in self.members.items():
-            terms[name], comps = m.loss(ctx)
-            parts.update({f"{name}_{k}": v for k, v in comps.items()})
-        return terms, parts
-
-    def flows(self, trains_encoder: bool, encoder: str = "encoder") -> dict:
-        """Flow per auxiliary loss: its own networks, plus the shared encoder if allowed."""
-        from rl_sever.audit import Flow
-
-        out = {}
+        out = []
         for name, m in self.members.items():
             mods = set(m.modules()) | ({encoder} if trains_encoder else set())
-            out[name] = Flow(must=mods, may=mods)
+            out.append(LossTerm(name, lambda b, o, m=m: m.loss(o["aux_context"]),
+                                float(weights.get(name, 1.0)), trains=mods, may=mods,
+                                needs_transitions=m.needs_transitions,
+                                description=f"auxiliary: {type(m).__name__}"))
         return out
-
-
-def initial_weights(names: list[str], weights: Mapping[str, float]) -> dict[str, tf.Variable]:
-    """One non-trainable weight variable per auxiliary loss (default 1.0)."""
-    return {
-        n: tf.Variable(float(weights.get(n, 1.0)), trainable=False, name=f"w_{n}") for n in names
-    }

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from rl_sever.auxiliary.base import AuxContext, AuxiliaryModule, action_features, encode_action
-from rl_sever.networks import mlp
+from rl_sever.nn.layers import mlp
 
 
 class RewardPrediction(AuxiliaryModule):

@@ -15,8 +15,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from rl_sever.auxiliary.base import AuxContext, AuxiliaryModule
-from rl_sever.encoders import scale_obs
-from rl_sever.networks import mlp
+from rl_sever.nn.encoders import scale_obs
+from rl_sever.nn.layers import mlp
 
 tfd = tfp.distributions
 

@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 import keras
 import tensorflow as tf
 
+from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.errors import ConfigError, suggest
-from rl_sever.optim import ModuleOptimizer
 
 
 class ModuleRef(NamedTuple):

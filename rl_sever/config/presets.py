@@ -1,0 +1,86 @@
+"""Tuned hyperparameter presets shipped with rl_sever, and config layering.
+
+A preset is a YAML mapping of config keys in rl_sever/config/presets/<algo>/<EnvId>.yaml, holding
+published tuned values (mostly rl-baselines3-zoo's) converted to rl_sever's config keys. The
+CLI applies the preset of (algo, env id) automatically, under --config and --set: `resolve`
+stacks such layers on the config defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from importlib.abc import Traversable
+from typing import Any
+
+import yaml
+
+from rl_sever.config.fields import update
+from rl_sever.errors import ConfigError
+
+_SUFFIX = ".yaml"
+
+
+def _root() -> Traversable:
+    return resources.files("rl_sever.config") / "presets"
+
+
+def _file_name(env_id: str) -> str:
+    # Namespaced ids ("ALE/Pong-v5") cannot be file names as they are.
+    return env_id.replace("/", "__") + _SUFFIX
+
+
+def _read(path: Traversable) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"preset {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {path} must hold a mapping of config keys")
+    return data
+
+
+def find(algo: str, env_id: str) -> dict[str, Any] | None:
+    """The preset config values for `algo` on `env_id`, or None if rl_sever ships none."""
+    path = _root() / algo.lower() / _file_name(env_id)
+    return _read(path) if path.is_file() else None
+
+
+def available() -> list[tuple[str, str]]:
+    """Every shipped preset as (algo, env id), sorted."""
+    root = _root()
+    if not root.is_dir():
+        return []
+    out = []
+    for algo_dir in root.iterdir():
+        if not algo_dir.is_dir():
+            continue
+        for f in algo_dir.iterdir():
+            if f.name.endswith(_SUFFIX):
+                out.append((algo_dir.name, f.name[: -len(_SUFFIX)].replace("__", "/")))
+    return sorted(out)
+
+
+def _flatten(cfg: Any, values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys for nested config sections, so layers merge key by key."""
+    out: dict[str, Any] = {}
+    for raw, value in values.items():
+        key = str(raw).replace("-", "_")
+        section = getattr(cfg, key, None) if "." not in key else None
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(section):
+            out.update(_flatten(section, value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def resolve(config_cls: type, layers: Sequence[Mapping[str, Any]]) -> Any:
+    """`config_cls()` with the layers applied in order (later ones win), validated once at
+    the end: a combination may pass through invalid states (e.g. a preset's batch size
+    before a later layer changes n_steps to match)."""
+    base = config_cls()
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(_flatten(base, layer))
+    return update(base, merged)

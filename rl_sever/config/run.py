@@ -1,0 +1,209 @@
+"""Config dataclasses shared by agents: network, run-level and on-policy settings.
+
+Each field's docstring (the string under it) is its help text: see rl_sever.config.fields.field_docs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from envs.factory import check_n_workers
+from rl_sever.auxiliary.base import AUXILIARY, AuxiliaryConfig
+from rl_sever.config.fields import check
+from rl_sever.errors import suggest
+
+ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
+ENCODER_KINDS = ("auto", "mlp", "cnn")
+OPTIMIZERS = ("adam", "rmsprop", "sgd")
+SCHEDULES = ("constant", "linear")
+GRAD_SOURCES = ("actor", "critic", "aux")
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def parse_grad_from(value: str) -> frozenset[str]:
+    """network.encoder_grad_from -> the losses that train the shared encoder:
+    'critic+aux' -> {critic, aux}; 'both' = actor+critic; 'none' = nothing."""
+    text = str(value).strip().lower()
+    if text == "none":
+        return frozenset()
+    parts = {p.strip() for p in text.replace(",", "+").split("+") if p.strip()}
+    if "both" in parts:
+        parts = (parts - {"both"}) | {"actor", "critic"}
+    bad = sorted(parts - set(GRAD_SOURCES))
+    check(bool(parts) and not bad,
+          f"network.encoder_grad_from must name losses among {GRAD_SOURCES} joined by '+' "
+          f"(or both / none), got '{value}'")
+    return frozenset(parts)
+
+
+@dataclass
+class NetworkConfig:
+    """The network settings every algorithm has; each family's subclass sets its defaults."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    """Widths of the hidden layers of each MLP (actor, critic, or the shared encoder)."""
+    activation: str = "tanh"
+    """Hidden-layer activation: tanh, relu, elu, gelu or silu."""
+    shared_encoder: bool = False
+    """Put one encoder in front of actor, critic and auxiliary modules (always on for images)."""
+    encoder_grad_from: str = "both"
+    """With a shared encoder, which losses train it: actor, critic, aux, joined by + (e.g.
+    both+aux), both (= actor+critic) or none; the other losses see it severed."""
+    encoder: str = "auto"
+    """Encoder kind: auto (CNN for uint8 image observations, else MLP), mlp or cnn."""
+    cnn_channels: list[int] = field(default_factory=lambda: [32, 32, 32])
+    """Channels of the CNN encoder's 3x3 convolutions (stride 2 for the first two, then 1)."""
+    feature_dim: int = 50
+    """Output width of the CNN encoder (projection + LayerNorm + tanh)."""
+
+    def validate(self) -> None:
+        for key in ("hidden_sizes", "cnn_channels"):
+            sizes = getattr(self, key)
+            check(len(sizes) > 0 and all(h > 0 for h in sizes),
+                  f"network.{key} must be positive widths, got {sizes}")
+        check(self.activation in ACTIVATIONS,
+              f"network.activation must be one of {ACTIVATIONS}, got '{self.activation}'")
+        check(self.encoder in ENCODER_KINDS,
+              f"network.encoder must be one of {ENCODER_KINDS}, got '{self.encoder}'")
+        check(self.feature_dim > 0, f"network.feature_dim must be positive, got {self.feature_dim}")
+        parse_grad_from(self.encoder_grad_from)
+
+    @property
+    def grad_from(self) -> frozenset[str]:
+        return parse_grad_from(self.encoder_grad_from)
+
+
+@dataclass
+class OnPolicyNetworkConfig(NetworkConfig):
+    ortho_init: bool = True
+    """Orthogonal initialisation (gain sqrt(2) hidden, 0.01 policy head, 1 value head)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (Box action spaces)."""
+
+
+@dataclass
+class RunConfig:
+    total_steps: int = 100_000
+    """Environment steps to train for (the CLI's --steps overrides it)."""
+    seed: int = 0
+    """Seed for TensorFlow, NumPy and the environments."""
+    n_envs: int = 8
+    """Number of parallel environments in the vector env."""
+    vectorization: str = "sync"
+    """Vector env mode: sync (one process) or async (worker processes, see n_workers)."""
+    n_workers: int = 0
+    """With vectorization=async, the number of worker processes sharing the n_envs envs (0: one
+    process per env). At most n_envs; a divisor of n_envs gives equal shares (docs/scaling.md)."""
+    normalize_obs: bool = False
+    """Normalise observations with running statistics (saved in checkpoints)."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (saved in checkpoints)."""
+    checkpoint_every: int = 0
+    """Save a checkpoint every this many env steps (0: only at the end and on Ctrl-C)."""
+    keep_checkpoints: int = 3
+    """How many checkpoints to keep in the run's checkpoints/ folder."""
+    eval_every: int = 0
+    """Evaluate the greedy policy every this many env steps (0: only at the end of the run)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+    log_every_steps: int = 0
+    """Write TensorBoard scalars at most every this many env steps, averaging the iterations in
+    between (0: every iteration)."""
+    freeze: dict = field(default_factory=dict)
+    """Freeze schedule: module -> window of env steps, e.g. {encoder: {until_step: 10000}}
+    (frozen while from_step <= step < until_step; {} freezes for the whole run)."""
+    audit: bool = True
+    """Check the agent's gradient-flow contract on the first update and stop on a violation."""
+    jit_compile: bool = False
+    """Compile the update step with XLA (on tf: envs, the fused in-graph iteration): a slower
+    first call (seconds), faster updates after it (docs/ingraph.md, bench/README.md)."""
+    distribute: str = "default"
+    """tf.distribute strategy of the update: default (one device), mirrored (the devices of one
+    host) or multiworker (several hosts, cluster from TF_CONFIG); docs/distribute.md."""
+    devices: list[str] = field(default_factory=list)
+    """With distribute=mirrored, the devices to mirror on, e.g. [/gpu:0, /gpu:1] (empty: every
+    GPU, or the CPU when there is none)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    learning_rate: float = 3e-4
+    """Initial learning rate (of every optimizer of the agent)."""
+    lr_schedule: str = "constant"
+    """Learning-rate schedule over the run: constant or linear (to zero)."""
+    optimizer: str = "adam"
+    """Optimizer: adam, rmsprop or sgd (one per optimizer group of the agent)."""
+    adam_eps: float = 1e-5
+    """Epsilon of the optimizer's denominator (RMSprop: added outside the square root, as torch)."""
+    max_grad_norm: float = 0.5
+    """Clip each optimizer's global gradient norm to this value (<= 0 disables clipping)."""
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    """Network architecture."""
+    aux: list[str] = field(default_factory=list)
+    """Auxiliary losses on the shared encoder: vae, reward, inverse (needs a shared encoder)."""
+    aux_weights: dict[str, float] = field(default_factory=dict)
+    """Weight of each auxiliary loss in its update (default 1.0 each)."""
+    auxiliary: AuxiliaryConfig = field(default_factory=AuxiliaryConfig)
+    """Settings of the auxiliary modules."""
+    losses: list[str] = field(default_factory=list)
+    """Edits of the agent's objective, applied in order: -NAME removes a term, +PKG.MOD:ATTR[@W]
+    adds one, NAME=PKG.MOD:ATTR[@W] replaces one, NAME@W[:linear] reweights one
+    (docs/custom_losses.md)."""
+
+    def validate(self) -> None:
+        check(self.total_steps > 0, f"total_steps must be positive, got {self.total_steps}")
+        check(self.n_envs > 0, f"n_envs must be positive, got {self.n_envs}")
+        check(self.vectorization in ("sync", "async"),
+              f"vectorization must be sync or async, got '{self.vectorization}'")
+        check_n_workers(self.n_workers, self.n_envs, self.vectorization)
+        check(self.checkpoint_every >= 0, "checkpoint_every must be >= 0")
+        check(self.keep_checkpoints > 0, "keep_checkpoints must be positive")
+        check(self.eval_every >= 0, "eval_every must be >= 0")
+        check(self.eval_episodes >= 0, "eval_episodes must be >= 0")
+        check(self.log_every_steps >= 0, "log_every_steps must be >= 0")
+        check(self.distribute in STRATEGIES,
+              f"distribute must be one of {', '.join(STRATEGIES)}, got '{self.distribute}'."
+              + suggest(str(self.distribute), STRATEGIES))
+        check(not self.devices or self.distribute == "mirrored",
+              f"devices ({self.devices}) only applies to distribute=mirrored")
+        check(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
+        check(self.learning_rate >= 0.0, f"learning_rate must be >= 0, got {self.learning_rate}")
+        check(self.lr_schedule in SCHEDULES,
+              f"lr_schedule must be one of {SCHEDULES}, got '{self.lr_schedule}'")
+        check(self.optimizer in OPTIMIZERS,
+              f"optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'")
+        check(self.adam_eps > 0.0, f"adam_eps must be positive, got {self.adam_eps}")
+        self.network.validate()
+        for name in self.aux:
+            check(name in AUXILIARY,
+                  f"unknown auxiliary module '{name}'; available: {', '.join(sorted(AUXILIARY))}")
+        check(len(set(self.aux)) == len(self.aux), f"aux lists a module twice: {self.aux}")
+        for name, w in self.aux_weights.items():
+            check(name in self.aux, f"aux_weights names '{name}', which is not in aux {self.aux}")
+            check(float(w) >= 0, f"aux_weights['{name}'] must be >= 0, got {w}")
+        self.auxiliary.validate()
+        from rl_sever.objective.spec import parse_spec
+
+        for spec in self.losses:
+            parse_spec(spec)  # syntax only; the paths are imported when the agent is built
+
+
+@dataclass
+class OnPolicyConfig(RunConfig):
+    n_steps: int = 2048
+    """Steps per env per rollout; a rollout holds n_steps * n_envs transitions."""
+    gae_lambda: float = 0.95
+    """GAE lambda (1.0: Monte-Carlo returns with a bootstrap at the rollout end)."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    normalize_advantage: bool = True
+    """Normalise advantages per minibatch (zero mean, unit std)."""
+    network: OnPolicyNetworkConfig = field(default_factory=OnPolicyNetworkConfig)
+    """Network architecture."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.n_steps > 0, f"n_steps must be positive, got {self.n_steps}")
+        check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        check(self.ent_coef >= 0.0, "ent_coef must be >= 0")
+        check(self.vf_coef >= 0.0, "vf_coef must be >= 0")

@@ -1,0 +1,308 @@
+"""Agent base: owns the env, seeding, the run folder, logging, checkpoints and the public API.
+
+An algorithm subclass owns only its networks, its compiled act/update steps and its flow
+contract (see rl_sever.onpolicy.agent). `learn` hands the loop to rl_sever.onpolicy_loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rl_sever import __version__
+from rl_sever.config.fields import flat_items, to_dict, update
+from rl_sever.core import rundir
+from rl_sever.core.checkpoint import Checkpointer
+from rl_sever.core.distribute import ReplicaSet
+from rl_sever.core.spaces import action_spec, observation_shape
+from rl_sever.errors import ConfigError, suggest
+from rl_sever.isolation.freeze import FreezeSchedule
+
+SEEDS_PER_STEP = 16  # sub-seeds one next_seed() provides (Agent.sub_seed)
+
+
+class Agent:
+    """Common API of every rl_sever agent: learn, predict, save, load."""
+
+    algo: str = ""
+    config_cls: type = object
+    mode: str = ""
+
+    def __init__(self, env: str | gym.vector.VectorEnv, config: Any = None, *,
+                 logdir: str | Path | None = "runs", run_dir: str | Path | None = None,
+                 losses: list | None = None, encoder: Any = None):
+        """`losses`: edits of the objective applied after config.losses, in order: spec strings
+        (rl_sever.objective.spec), LossTerms (added) or Objectives (their terms added).
+        `encoder`: a keras.Model / Layer from (scaled) observations to features [batch, d],
+        used as the agent's shared encoder (rl_sever.nn.encoders.UserEncoder)."""
+        self._loss_edits = list(losses or [])
+        if config is None:
+            config = self.config_cls()
+        elif isinstance(config, dict):
+            config = update(self.config_cls(), config)
+        elif not isinstance(config, self.config_cls):
+            raise ConfigError(f"{type(self).__name__} expects a {self.config_cls.__name__}, "
+                              f"got {type(config).__name__}")
+        config.validate()
+        self.config = config
+        if config.distribute != "default" and self.mode != "on_policy":
+            raise ConfigError(f"distribute={config.distribute} is supported for the on-policy agents "
+                              f"(ppo, a2c), not {self.algo}; use distribute=default")
+        # First: a multi-worker strategy must set up collectives before TensorFlow's first op.
+        self.replicas = ReplicaSet(config.distribute, config.devices)
+        keras.utils.set_random_seed(config.seed)
+        if isinstance(env, str):
+            from envs import make_vec_env
+
+            self.env_id = env
+            env = make_vec_env(env, config.n_envs, seed=config.seed, vectorization=config.vectorization,
+                               n_workers=config.n_workers,
+                               normalize_obs=config.normalize_obs,
+                               normalize_reward=config.normalize_reward,
+                               gamma=getattr(config, "gamma", 0.99))
+        else:
+            spec = getattr(env, "spec", None)
+            self.env_id = getattr(spec, "id", None) or "custom"
+            if env.num_envs != config.n_envs:
+                raise ConfigError(f"the env has {env.num_envs} sub-envs but config.n_envs is {config.n_envs}")
+            # The collectors assume SAME_STEP autoreset; under NEXT_STEP they would train on
+            # the reset transition.
+            if env.metadata.get("autoreset_mode") == gym.vector.AutoresetMode.NEXT_STEP:
+                raise ConfigError("the vector env uses NEXT_STEP autoreset; build it with "
+                                  "vector_kwargs={'autoreset_mode': gym.vector.AutoresetMode.SAME_STEP} "
+                                  "(or use envs.make_vec_env)")
+            from envs import EpisodeStats, episode_stats
+
+            try:
+                episode_stats(env)
+            except ValueError:  # the training loop logs episode returns from this wrapper
+                env = EpisodeStats(env)
+        self.env = env
+        self.obs_shape = observation_shape(env.single_observation_space)
+        self.obs_dtype = tf.as_dtype(env.single_observation_space.dtype)
+        self.action = action_spec(env.single_action_space)
+        from envs import find_normalizer
+
+        self.normalizer = find_normalizer(env)
+        # The one source of randomness inside compiled steps (sampling, shuffling, noise):
+        # stateless seeds (config.seed, counter), checkpointed, XLA-friendly (next_seed).
+        self.seed_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="seed_counter")
+        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+        self.target_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="target_steps")
+        self.logdir = logdir
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.user_encoder = encoder
+        if encoder is not None and self.replicas.distributed:
+            raise ConfigError("a user-supplied encoder cannot be mirrored by distribute="
+                              f"{config.distribute} (its variables exist outside the strategy); "
+                              "use distribute=default")
+        with self.replicas.scope():  # networks, optimizer slots, flags: one copy per replica
+            self._build()
+        self.freeze_schedule = self._freeze_schedule(config.freeze)
+        self.checkpoint = self._make_checkpoint()
+        self._checkpointer: Checkpointer | None = None
+        self._collector = None  # made on first use; owns the env's current observation
+
+    def _make_checkpoint(self) -> tf.train.Checkpoint:
+        """The checkpoint of everything a resume needs (rebuilt if the trackables change)."""
+        return tf.train.Checkpoint(
+            seed_counter=self.seed_counter, global_step=self.global_step, iteration=self.iteration,
+            target_steps=self.target_steps, **self.trackables(),
+            **({"normalizer": self.normalizer.trackable()} if self.normalizer is not None else {}),
+        )
+
+    # -- subclass API -----------------------------------------------------------------------
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def trackables(self) -> dict:
+        raise NotImplementedError
+
+    def has_updated(self) -> bool:
+        """Whether any parameter update has run (the loop audits the first one)."""
+        return int(self.iteration.numpy()) > 0
+
+    def module_optimizers(self) -> list:
+        """Every ModuleOptimizer of the agent (freeze schedules act on their module flags)."""
+        return [self.optimizer]
+
+    def _freeze_schedule(self, spec: dict) -> FreezeSchedule:
+        schedule = FreezeSchedule.from_config(spec)
+        known = [m for opt in self.module_optimizers() for m in opt.module_names]
+        for module in schedule.windows:
+            if module not in known:
+                raise ConfigError(f"freeze: unknown module '{module}'; this agent's modules are "
+                                  f"{sorted(set(known))}." + suggest(module, known))
+        return schedule
+
+    def apply_freeze_schedule(self, step: int) -> dict[str, bool]:
+        """Set the frozen flags for env step `step` (plain Python, between compiled calls)."""
+        changed = {}
+        for opt in self.module_optimizers():
+            windows = {m: w for m, w in self.freeze_schedule.windows.items() if m in opt.frozen}
+            if windows:
+                changed.update(FreezeSchedule(windows).apply(opt, step))
+        return changed
+
+    def make_collector(self):
+        """A new object that steps the env for rl_sever.core.loop (see its docstring)."""
+        raise NotImplementedError
+
+    @property
+    def collector(self):
+        """The agent's collector, made once: later learn() calls continue its episodes."""
+        if self._collector is None:
+            self._collector = self.make_collector()
+        return self._collector
+
+    def train(self, batch) -> dict[str, float]:
+        """One compiled update on `batch`; returns metrics keyed by TensorBoard name."""
+        raise NotImplementedError
+
+    def logged_metrics(self, raw) -> dict[str, float]:
+        """TensorBoard-named metrics of updates a collector already ran (raw compiled outputs)."""
+        raise NotImplementedError
+
+    def next_seed(self) -> tf.Tensor:
+        """A fresh stateless seed [config seed, counter * SEEDS_PER_STEP] (int32, what
+        tf.random.stateless_* and tensorflow-probability take); `sub_seed(seed, k)` for k <
+        SEEDS_PER_STEP gives independent seeds from it within one step."""
+        count = self.seed_counter.assign_add(1) % (2**31 // SEEDS_PER_STEP)
+        return tf.cast(
+            tf.stack([tf.constant(self.config.seed % 2**31, tf.int64), count * SEEDS_PER_STEP]),
+            tf.int32)
+
+    @staticmethod
+    def sub_seed(seed: tf.Tensor, k: int) -> tf.Tensor:
+        return seed + tf.constant([0, k], tf.int32)
+
+    # -- run folder -------------------------------------------------------------------------
+    def config_record(self) -> dict:
+        record = {"algo": self.algo, "env_id": self.env_id, "config": to_dict(self.config),
+                  "rl_sever_version": __version__}
+        if self.user_encoder is not None:  # its architecture is code: load() must be given it
+            record["user_encoder"] = f"{type(self.user_encoder).__name__} {self.user_encoder.name!r}"
+        return record
+
+    def ensure_run_dir(self) -> Path | None:
+        """The run folder (created on first use); a non-chief worker gets a scratch folder."""
+        if not self.replicas.is_chief:
+            has_dir = self.run_dir is not None or self.logdir is not None
+            return self.replicas.worker_dir() if has_dir else None
+        if self.run_dir is None and self.logdir is not None:
+            self.run_dir = rundir.new_run_dir(self.logdir, self.env_id, self.algo, self.config.seed)
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            rundir.write_config(self.run_dir, self.config_record())
+        return self.run_dir
+
+    def discard_worker_dir(self) -> None:
+        """End of a run on a non-chief worker: remove its scratch folder and checkpoints."""
+        if not self.replicas.is_chief:
+            self.replicas.discard_worker_dir()
+            self._checkpointer = None
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        directory = self.ensure_run_dir() if self._checkpointer is None else None
+        if directory is not None:
+            self._checkpointer = Checkpointer(self.checkpoint, directory, self.config.keep_checkpoints)
+        return self._checkpointer
+
+    def hparams(self) -> dict:
+        return {"algo": self.algo, "env_id": self.env_id, **dict(flat_items(self.config))}
+
+    # -- public API -------------------------------------------------------------------------
+    def learn(self, total_steps: int | None = None, *, progress: bool | None = None,
+              callback=None) -> Agent:
+        """Train for `total_steps` more env steps (default: config.total_steps)."""
+        steps = int(total_steps if total_steps is not None else self.config.total_steps)
+        if steps <= 0:
+            raise ConfigError(f"total_steps must be positive, got {steps}")
+        self.target_steps.assign(int(self.global_step.numpy()) + steps)
+        return self.continue_learning(progress=progress, callback=callback)
+
+    def continue_learning(self, *, progress: bool | None = None, callback=None) -> Agent:
+        """Train until the stored target step (used by `learn` and by --resume)."""
+        from rl_sever.core.loop import run_training
+
+        run_training(self, progress=progress, callback=callback)
+        return self
+
+    def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
+        if self.normalizer is not None and self.normalizer.obs_rms is not None:
+            return self.normalizer.normalize_obs(obs)
+        return obs
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for a batch of raw observations (a single observation also works)."""
+        obs = np.asarray(obs)
+        single = obs.shape == self.obs_shape
+        batch = obs[None] if single else obs
+        if batch.shape[1:] != self.obs_shape:
+            raise ConfigError(f"observation shape {obs.shape} does not match the env's {self.obs_shape}")
+        batch = self.normalize_obs(batch).astype(self.obs_dtype.as_numpy_dtype)
+        fn = self.greedy_fn if deterministic else self.act_fn
+        actions = self.env_actions(fn(batch).numpy())
+        return actions[0] if single else actions
+
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Clip Gaussian actions to the action bounds (only when stepping, never in log-probs)."""
+        if self.action.kind == "box":
+            return np.clip(actions, self.action.low, self.action.high)
+        return actions
+
+    def save(self) -> str:
+        """Write a checkpoint into the run folder; returns its path."""
+        if self.checkpointer is None:
+            raise ConfigError("this agent has no run folder (logdir=None); nothing to save into")
+        if self.normalizer is not None:
+            self.normalizer.before_save()
+        return self.checkpointer.save(int(self.global_step.numpy()))
+
+    def close(self) -> None:
+        self.env.close()
+
+    @classmethod
+    def load(cls, run_dir: str | Path, *, env: gym.vector.VectorEnv | None = None,
+             overrides: dict | None = None, encoder: Any = None) -> Agent:
+        """Rebuild an agent from a run folder's config.json and restore its latest checkpoint.
+        A run trained with a user-supplied encoder needs the same architecture as `encoder`
+        (its weights come from the checkpoint)."""
+        from rl_sever.core.registry import get_agent_class
+
+        record = rundir.read_config(run_dir)
+        klass = get_agent_class(record["algo"]) if cls is Agent or not cls.algo else cls
+        if klass.algo != record["algo"]:
+            raise ConfigError(f"{run_dir} holds a {record['algo']} run, not {klass.algo}")
+        config = update(klass.config_cls(), record["config"])
+        if overrides:
+            config = update(config, overrides)
+        if record.get("user_encoder") and encoder is None:
+            raise ConfigError(f"{run_dir} was trained with a user-supplied encoder "
+                              f"({record['user_encoder']}); load it from Python with "
+                              "Agent.load(run_dir, encoder=<a model of the same architecture>)")
+        agent = klass(env if env is not None else record["env_id"], config, run_dir=run_dir,
+                      encoder=encoder)
+        # A non-chief worker reads the chief's checkpoints but saves into its scratch folder.
+        source = agent.checkpointer if agent.replicas.is_chief else Checkpointer(agent.checkpoint, run_dir)
+        path = source.restore_latest()
+        if agent.normalizer is not None:
+            agent.normalizer.after_restore()
+        agent.on_restore(path)
+        return agent
+
+    def on_restore(self, path: str) -> None:
+        """Hook after `load` restored checkpoint `path` (off-policy agents reload their replay)."""
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}"
+                           for f in dataclasses.fields(self.config)[:4])
+        return f"{type(self).__name__}(env={self.env_id!r}, {fields}, ...)"

@@ -1,0 +1,86 @@
+"""TF-native envs under an agent: which vector envs can run in-graph, and their checkpointed state.
+
+Both families train in-graph when the vector env is a TF-native one (``tf:<id>``, envs.tfnative):
+rl_sever.onpolicy.ingraph and rl_sever.offpolicy.ingraph. This module holds what they share.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from gymnasium.vector import VectorEnv, VectorWrapper
+
+from rl_sever.errors import ConfigError
+
+
+def tfnative_env(env: VectorEnv):
+    """The TFEnv behind `env` if in-graph training can use it, else None.
+
+    That is: the bottom of the wrapper chain is an ``envs.tfnative.TFNativeVectorEnv`` and the
+    only wrapper above it is EpisodeStats (whose bookkeeping the in-graph collector feeds
+    itself). Any other wrapper changes what the agent sees, so such an env is stepped from
+    Python through its Gymnasium view instead; VecNormalize raises a ConfigError, since the
+    in-graph path does not normalise and silently dropping it would change the run.
+    """
+    from envs import EpisodeStats, VecNormalize
+
+    try:
+        from envs.tfnative import TFNativeVectorEnv
+    except ModuleNotFoundError:
+        return None
+    normalized, other = False, False
+    while isinstance(env, VectorWrapper):
+        normalized |= isinstance(env, VecNormalize)
+        other |= not isinstance(env, (EpisodeStats, VecNormalize))
+        env = env.env
+    if not isinstance(env, TFNativeVectorEnv) or other:
+        return None
+    if normalized:
+        raise ConfigError(
+            "normalize_obs / normalize_reward cannot be used with a TF-native (tf:) env: "
+            "in-graph training does not normalise observations or rewards. Set them to false, "
+            "or train on the Gymnasium id (without the tf: prefix)."
+        )
+    return env.env
+
+
+class InGraphEnvState(tf.Module):
+    """The state of N TF-native envs between iterations, as checkpointable variables."""
+
+    def __init__(self, env, n: int):
+        super().__init__(name="ingraph_env")
+        self.env, self.n = env, n
+        self.physics = tf.Variable(
+            tf.zeros([n, env.physics_dim], env.physics_dtype), trainable=False, name="physics"
+        )
+        self.t = tf.Variable(tf.zeros([n], tf.int32), trainable=False, name="t")
+        self.key = tf.Variable(tf.zeros([2], tf.int64), trainable=False, name="key")
+        # Running return/length of each env's current episode (float64 like EpisodeStats).
+        self.ep_return = tf.Variable(tf.zeros([n], tf.float64), trainable=False, name="ep_return")
+        self.ep_length = tf.Variable(tf.zeros([n], tf.int32), trainable=False, name="ep_length")
+        self.started = tf.Variable(False, trainable=False, name="started")
+
+    def read(self):
+        from envs.tfnative import EnvState
+
+        return EnvState(self.physics.read_value(), self.t.read_value(), self.key.read_value())
+
+    def write(self, state) -> None:
+        self.physics.assign(state.physics)
+        self.t.assign(state.t)
+        self.key.assign(state.key)
+
+    def start(self, seed: int) -> None:
+        """Reset every env (eagerly) unless the state already holds episodes in progress."""
+        if not bool(self.started.numpy()):
+            self.write(self.env.reset(seed, self.n))
+            self.ep_return.assign(tf.zeros_like(self.ep_return))
+            self.ep_length.assign(tf.zeros_like(self.ep_length))
+            self.started.assign(True)
+
+
+def record_episodes(stats, episodes: dict[str, tf.Tensor]) -> None:
+    """Push the episodes a compiled call saw end ({dones, returns, lengths}, time-major) into the
+    env's EpisodeStats, in the order they ended."""
+    done = episodes["dones"].numpy()
+    if done.any():
+        stats.record_episodes(episodes["returns"].numpy()[done], episodes["lengths"].numpy()[done])

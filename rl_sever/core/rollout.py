@@ -1,0 +1,61 @@
+"""The rollout step, written once: act, step the env, recover the true final observation where
+an episode ended (SAME_STEP autoreset), count episodes, hand the transition to a store.
+
+Two drivers iterate it: the Python collectors over Gymnasium vector envs (rl_sever.onpolicy.
+collector, rl_sever.offpolicy.collector) call `python_step` once per vector step; the compiled
+loops over TF-native envs (rl_sever.onpolicy.ingraph, rl_sever.offpolicy.ingraph) call
+`graph_step` inside a tf.while_loop. A store is anything with `add(obs, actions, reward,
+terminated, truncated, reached)`: the rollout buffer, the replay buffers, or a recorder of
+TensorArray rows. (Calling a Gymnasium env from a compiled loop through tf.numpy_function costs
+more per step than a compiled act call plus a Python step, so the drivers stay two.)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from envs.autoreset import reached_observations
+
+
+def python_step(env, obs: np.ndarray, actions: np.ndarray, env_actions: np.ndarray, store) -> np.ndarray:
+    """Step a Gymnasium vector env with `env_actions` (the policy's `actions` in env units),
+    store the transition with the policy's own actions, return the next observation."""
+    next_obs, reward, terminated, truncated, info = env.step(env_actions)
+    # `reached` is the true last obs where an episode ended (truncation bootstraps from it);
+    # `next_obs` already starts the next episode there.
+    store.add(obs, actions, reward, terminated, truncated, reached_observations(next_obs, info))
+    return next_obs
+
+
+class GraphStep(NamedTuple):
+    """One in-graph vector step: the env state after it, the transition, the episode counters."""
+
+    state: object
+    next_obs: tf.Tensor
+    reward: tf.Tensor
+    terminated: tf.Tensor
+    done: tf.Tensor
+    reached: tf.Tensor
+    ep_return: tf.Tensor
+    ep_length: tf.Tensor
+    ended_return: tf.Tensor
+    """Return of each episode that ended at this step (0 elsewhere), float64 like EpisodeStats."""
+    ended_length: tf.Tensor
+
+
+def graph_step(env, state, obs, actions, env_actions, ep_return, ep_length, store=None) -> GraphStep:
+    """`python_step` for a TF-native env inside a compiled loop, plus the per-env running
+    episode return and length (what EpisodeStats counts on the Gymnasium path)."""
+    state, next_obs, reward, terminated, truncated, reached = env.step_autoreset(state, env_actions)
+    if store is not None:
+        store.add(obs, actions, reward, terminated, truncated, reached)
+    done = terminated | truncated
+    ep_return = ep_return + tf.cast(reward, tf.float64)
+    ep_length = ep_length + 1
+    ended_return, ended_length = tf.where(done, ep_return, 0.0), tf.where(done, ep_length, 0)
+    return GraphStep(state, next_obs, reward, terminated, done, reached,
+                     tf.where(done, tf.zeros_like(ep_return), ep_return),
+                     tf.where(done, tf.zeros_like(ep_length), ep_length), ended_return, ended_length)

@@ -1,0 +1,62 @@
+"""Action distributions (tensorflow-probability) behind one small interface per space kind."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from rl_sever.core.spaces import ActionSpec
+
+tfd = tfp.distributions
+
+
+class MultiCategorical:
+    """Independent categoricals, one per MultiDiscrete component (sizes may differ)."""
+
+    def __init__(self, logits: tf.Tensor, nvec: tuple[int, ...]):
+        self.parts = [tfd.Categorical(logits=part) for part in tf.split(logits, list(nvec), axis=-1)]
+
+    def log_prob(self, actions: tf.Tensor) -> tf.Tensor:
+        return tf.add_n([d.log_prob(actions[..., i]) for i, d in enumerate(self.parts)])
+
+    def entropy(self) -> tf.Tensor:
+        return tf.add_n([d.entropy() for d in self.parts])
+
+    def sample(self, seed: tf.Tensor) -> tf.Tensor:
+        seeds = tfp.random.split_seed(seed, n=len(self.parts))
+        return tf.stack([d.sample(seed=s) for d, s in zip(self.parts, seeds)], axis=-1)
+
+    def mode(self) -> tf.Tensor:
+        return tf.stack([d.mode() for d in self.parts], axis=-1)
+
+
+class ActionHead:
+    """Turns policy-network outputs into a distribution over actions of one `ActionSpec`."""
+
+    def __init__(self, spec: ActionSpec):
+        self.spec = spec
+
+    @property
+    def param_dim(self) -> int:
+        if self.spec.kind == "discrete":
+            return self.spec.n
+        if self.spec.kind == "multidiscrete":
+            return int(sum(self.spec.nvec))
+        return int(self.spec.shape[0])
+
+    def distribution(self, params: tf.Tensor, log_std: tf.Tensor | None = None):
+        if self.spec.kind == "discrete":
+            return tfd.Categorical(logits=params)
+        if self.spec.kind == "multidiscrete":
+            return MultiCategorical(params, self.spec.nvec)
+        # State-independent log-std; actions are clipped to the bounds only when stepping the env.
+        scale = tf.exp(log_std) * tf.ones_like(params)
+        return tfd.MultivariateNormalDiag(loc=params, scale_diag=scale)
+
+    def sample(self, dist, seed: tf.Tensor) -> tf.Tensor:
+        out = dist.sample(seed=seed)
+        return tf.cast(out, tf.float32 if self.spec.kind == "box" else tf.int32)
+
+    def mode(self, dist) -> tf.Tensor:
+        out = dist.mode()
+        return tf.cast(out, tf.float32 if self.spec.kind == "box" else tf.int32)

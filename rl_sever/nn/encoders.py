@@ -1,0 +1,183 @@
+"""Observation encoders shared by actor, critics and auxiliary modules, for every algorithm.
+
+Three kinds: an MLP for flat observations, a small CNN for NHWC uint8 images (scaled to [0, 1]
+inside the graph, so buffers and envs keep compact uint8 frames), and a user's own Keras model
+(`UserEncoder`, the agents' `encoder=` keyword). One instance is meant to be shared: which
+losses may train it is the agent's business (`network.encoder_grad_from`); the others read its
+features through `sever`.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rl_sever.config.run import ENCODER_KINDS
+from rl_sever.errors import ConfigError
+from rl_sever.nn.layers import mlp
+
+
+def is_image(obs_shape: tuple[int, ...], obs_dtype) -> bool:
+    """HWC uint8 observations (what envs.pixels produces) are images."""
+    return len(obs_shape) == 3 and tf.as_dtype(obs_dtype) == tf.uint8
+
+
+def scale_obs(obs: tf.Tensor) -> tf.Tensor:
+    """uint8 -> float32 in [0, 1]; anything else -> float32 unchanged."""
+    x = tf.convert_to_tensor(obs)
+    return tf.cast(x, tf.float32) / 255.0 if x.dtype == tf.uint8 else tf.cast(x, tf.float32)
+
+
+def flat_obs(obs: tf.Tensor) -> tf.Tensor:
+    """Scaled observations flattened to [batch, features] (the input when there is no encoder)."""
+    x = scale_obs(obs)
+    return tf.reshape(x, [tf.shape(x)[0], int(np.prod(x.shape[1:]))])
+
+
+def cnn(
+    obs_shape: tuple[int, ...], channels: list[int], feature_dim: int, *, name: str = "cnn"
+) -> keras.Sequential:
+    """3x3 convolutions (stride 2 for the first two, then 1), ReLU, a linear projection to
+    `feature_dim`, LayerNorm and tanh (bounded features, as in pixel SAC practice)."""
+    if len(obs_shape) != 3:
+        raise ConfigError(f"the CNN encoder needs HWC image observations, got shape {obs_shape}")
+    layers: list[keras.layers.Layer] = [keras.Input(obs_shape)]
+    for i, c in enumerate(channels):
+        layers.append(
+            keras.layers.Conv2D(
+                c, 3, strides=2 if i < 2 else 1, activation="relu", name=f"{name}_conv{i}"
+            )
+        )
+    layers += [
+        keras.layers.Flatten(name=f"{name}_flatten"),
+        keras.layers.Dense(feature_dim, name=f"{name}_proj"),
+        keras.layers.LayerNormalization(name=f"{name}_norm"),
+        keras.layers.Activation("tanh", name=f"{name}_tanh"),
+    ]
+    return keras.Sequential(layers, name=name)
+
+
+class Encoder(tf.Module):
+    """obs -> features [batch, out_dim]; `kind` is "mlp" or "cnn"."""
+
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        kind: str,
+        *,
+        sizes: list[int] = (256,),
+        activation: str = "relu",
+        channels: list[int] = (32, 32, 32),
+        feature_dim: int = 50,
+        ortho: bool = False,
+        name: str = "encoder",
+    ):
+        super().__init__(name=name)
+        if kind not in ("mlp", "cnn"):
+            raise ConfigError(f"encoder kind must be mlp or cnn, got '{kind}'")
+        self.obs_shape, self.kind = tuple(obs_shape), kind
+        self._spec = {
+            "sizes": list(sizes),
+            "activation": activation,
+            "channels": list(channels),
+            "feature_dim": feature_dim,
+            "ortho": ortho,
+        }
+        if kind == "cnn":
+            self.net = cnn(self.obs_shape, list(channels), feature_dim, name=name)
+            self.out_dim = int(feature_dim)
+        else:
+            self.net = mlp(list(sizes), activation, ortho=ortho, name=name)
+            self.out_dim = int(sizes[-1])
+        self(tf.zeros((1, *self.obs_shape), tf.float32))  # build
+
+    def __call__(self, obs: tf.Tensor) -> tf.Tensor:
+        x = scale_obs(obs) if self.kind == "cnn" else flat_obs(obs)
+        return self.net(x)
+
+    @property
+    def weights(self) -> list:
+        """The encoder's trainable variables (what optimizers and the audit list)."""
+        return list(self.net.trainable_variables)
+
+    @property
+    def trainable_variables(self) -> list:  # tf.Module's own walk does not enter Keras 3 models
+        return self.weights
+
+    def copy(self, name: str) -> Encoder:
+        """A new encoder with the same architecture and (copied) weights: a target network."""
+        twin = Encoder(self.obs_shape, self.kind, name=name, **self._spec)
+        for t, s in zip(twin.net.variables, self.net.variables):
+            t.assign(s)
+        return twin
+
+
+class UserEncoder(tf.Module):
+    """A user's keras.Model / keras.Layer as the agent's shared encoder.
+
+    It receives the observations as float32 in their own shape (uint8 images scaled to [0, 1])
+    and must return features of shape [batch, d]. Its trainable variables are the "encoder"
+    module: `network.encoder_grad_from` says which losses train it, `freeze: {encoder: ...}`
+    freezes it, the audit shows it, checkpoints and export hold it.
+    """
+
+    kind = "user"
+
+    def __init__(self, model, obs_shape: tuple[int, ...], *, name: str = "encoder"):
+        super().__init__(name=name)
+        if not isinstance(model, keras.layers.Layer):  # keras.Model is a Layer too
+            raise ConfigError(f"encoder= takes a keras.Model or keras.layers.Layer, got "
+                              f"{type(model).__name__}")
+        self.net, self.obs_shape = model, tuple(obs_shape)
+        try:
+            out = self(tf.zeros((2, *self.obs_shape), tf.float32))
+        except Exception as e:  # the user's model: say which input it was given
+            raise ConfigError(f"encoder {model.name!r} failed on observations of shape "
+                              f"(batch, {', '.join(map(str, self.obs_shape))}): "
+                              f"{type(e).__name__}: {e}") from e
+        if out.shape.rank != 2 or out.shape[0] != 2 or not out.shape[1]:
+            raise ConfigError(f"encoder {model.name!r} must map (batch, *obs_shape) to "
+                              f"(batch, features); it returned shape {tuple(out.shape)}")
+        if not self.weights:
+            raise ConfigError(f"encoder {model.name!r} has no trainable variables (a frozen "
+                              "encoder is a freeze: {encoder: {}} setting, not an untrainable model)")
+        self.out_dim = int(out.shape[1])
+
+    def __call__(self, obs: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self.net(scale_obs(obs)), tf.float32)
+
+    @property
+    def weights(self) -> list:
+        return list(self.net.trainable_variables)
+
+    @property
+    def trainable_variables(self) -> list:
+        return self.weights
+
+    def copy(self, name: str) -> UserEncoder:
+        """A twin with copied weights (a target network): the model is rebuilt from its config."""
+        try:
+            twin_net = (keras.models.clone_model(self.net) if isinstance(self.net, keras.Model)
+                        else type(self.net).from_config(self.net.get_config()))
+        except Exception as e:
+            raise ConfigError(f"encoder {self.net.name!r} cannot be cloned for the target network "
+                              f"({type(e).__name__}: {e}); give it get_config/from_config") from e
+        twin = UserEncoder(twin_net, self.obs_shape, name=name)
+        for t, s in zip(twin.net.variables, self.net.variables):
+            t.assign(s)
+        return twin
+
+
+def make_encoder(obs_shape: tuple[int, ...], obs_dtype, kind: str = "auto", *, user=None,
+                 **spec) -> Encoder | UserEncoder:
+    """The shared encoder: the user's model if given, else an Encoder of `kind` ("auto": CNN
+    for uint8 images, MLP otherwise)."""
+    if user is not None:
+        return UserEncoder(user, obs_shape)
+    """An Encoder of `kind` ("auto": CNN for uint8 images, MLP otherwise)."""
+    if kind not in ENCODER_KINDS:
+        raise ConfigError(f"encoder must be one of {ENCODER_KINDS}, got '{kind}'")
+    if kind == "auto":
+        kind = "cnn" if is_image(obs_shape, obs_dtype) else "mlp"
+    return Encoder(obs_shape, kind, **spec)

@@ -1,0 +1,73 @@
+"""The off-policy collector: act -> env.step -> store in replay -> update every train_freq steps.
+
+One `collect()` call is one training-loop iteration: up to `steps_per_iteration` vector-env
+steps, so logging and progress cost nothing per env step. Updates are interleaved with the
+steps exactly as in SB3 (act, step, store, and every `train_freq` steps one update of
+`gradient_steps` gradient steps), each one compiled call that also returns the next action.
+
+The first update of a run is handed to the loop instead (the sampled batch is returned), so the
+gradient-flow audit checks the contract before any parameter moves. Later updates run here and
+the iteration returns their summed metric statistics for `agent.logged_metrics`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rl_sever.core.loop import Collected
+from rl_sever.core.rollout import python_step
+
+
+class OffPolicyCollector:
+    def __init__(self, agent):
+        self.agent = agent
+        cfg = agent.config
+        self.n_envs, self.train_freq = cfg.n_envs, cfg.train_freq
+        # Whole updates per iteration: round the chunk up to a multiple of train_freq.
+        self.chunk = -(-cfg.steps_per_iteration // cfg.train_freq) * cfg.train_freq
+        self.learning_starts = cfg.learning_starts
+        self.warmup_until = cfg.learning_starts  # uniformly random actions before this env step
+        self.since_update = 0
+        self.updated = int(agent.n_updates.numpy()) > 0
+        self.obs: np.ndarray | None = None  # the env's current observation between calls
+        self.next_actions: np.ndarray | None = None  # for self.obs, from the last update call
+
+    def _ready(self) -> bool:
+        replay = self.agent.replay
+        return len(replay) >= max(1, min(self.learning_starts, replay.capacity))
+
+    def collect(self) -> Collected:
+        agent, replay, env = self.agent, self.agent.replay, self.agent.env
+        step = int(agent.global_step.numpy())
+        if self.obs is None:  # a fresh run, or a loaded agent: seeded like the run's step
+            self.obs, _ = env.reset(seed=agent.config.seed + step)
+        obs = self.obs
+        remaining = int(agent.target_steps.numpy()) - step
+        n_vec = max(1, min(self.chunk, -(-remaining // self.n_envs)))
+        stats, steps = None, 0
+        for _ in range(n_vec):
+            if step < self.warmup_until:
+                unit = replay.rng.uniform(-1.0, 1.0, (self.n_envs, agent.action_dim)).astype(
+                    np.float32
+                )
+            elif self.next_actions is not None:
+                unit = self.next_actions  # computed for `obs` by the update that just ran
+            else:
+                unit = agent.act_unit(obs)
+            self.next_actions = None
+            obs = python_step(env, obs, unit, agent.to_env(unit), replay)
+            step += self.n_envs
+            steps += self.n_envs
+            self.since_update += 1
+            if self.since_update < self.train_freq or not self._ready():
+                continue
+            self.since_update = 0
+            batch = agent.sample_batch()
+            if not self.updated:
+                self.updated = True
+                self.obs = obs
+                return Collected(steps, batch=batch)  # the loop audits, then agent.train(batch)
+            out, self.next_actions = agent.update_and_act(batch, obs)
+            stats = out if stats is None else stats + out
+        self.obs = obs
+        return Collected(steps, metrics=stats)

@@ -1,0 +1,200 @@
+"""In-graph off-policy training (SAC, TD3) on TF-native environments (``tf:<id>`` env ids).
+
+When an off-policy agent's vector env is a TF-native one (see rl_sever.core.ingraph_env.tfnative_env),
+one compiled call runs a chunk of up to `chunk` vector-env steps without returning to Python:
+
+    act (uniformly random before learning_starts, else agent._act_unit)
+    -> env.step_autoreset (SAME_STEP: the true final obs is kept where an episode ended)
+    -> store in the replay buffer held in tf.Variables (rl_sever.offpolicy.replay_tf)
+    -> every train_freq steps, once the buffer holds learning_starts transitions: one update
+       of gradient_steps gradient steps, i.e. agent._update on a batch sampled in-graph
+
+with the same schedule as the Gymnasium path (rl_sever.offpolicy.collector) and the agent's own
+compiled update code, so losses and gradient isolation are the agent's, not a copy.
+
+The shared training loop drives it through `InGraphOffPolicyCollector`: each `collect()` is one
+chunk (sized like the Gymnasium path's iteration, clamped to the steps left), returning an
+`Collected` with the summed metrics of the updates that ran. The first update of a fresh run is the exception when
+the audit is on: the chunk stops just before it and the collector returns a batch sampled from
+the buffer, so the loop audits the gradient flow on it, then `agent.train` runs the ordinary
+compiled update on it. Episode returns and lengths are accumulated in-graph and pushed into the
+env's EpisodeStats, so rollout/ep_rew_mean is computed as on the Gymnasium path.
+
+Every input of the chunk is a tf.Variable (parameters, optimizer state, learning rate, loss
+weights, freeze flags, seed counter, global step, env state, buffer) or a call argument
+(steps in this chunk, stop-before-the-first-update): it traces once per agent.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from rl_sever.core.compiled import plain_graph
+from rl_sever.core.ingraph_env import InGraphEnvState, record_episodes
+from rl_sever.core.loop import Collected
+from rl_sever.core.rollout import graph_step
+from rl_sever.errors import UnsupportedSpaceError
+from rl_sever.nn.encoders import is_image
+from rl_sever.offpolicy.replay_tf import TFReplayBuffer
+
+
+class InGraphOffPolicyTrainer:
+    """The agent's compiled in-graph chunk and its state (env, replay buffer, update phase).
+
+    ``chunk_fn(n_vec, stop_before_update)`` runs up to `n_vec` (<= `chunk`) vector steps and
+    returns (metric stats [sums..., counts...], episodes {dones, returns, lengths} of shape
+    [chunk, n_envs], env steps taken, stopped). With `stop_before_update` it stops at the first
+    step where an update is due, without running it (`stopped` is then true).
+    ``sample_fn()`` samples one update's batch ([gradient_steps, batch_size, ...]) in-graph.
+    """
+
+    def __init__(self, agent, env):
+        cfg = agent.config
+        if is_image(agent.obs_shape, agent.obs_dtype) or env.is_discrete:
+            raise UnsupportedSpaceError(
+                f"in-graph {agent.algo.upper()} needs a continuous TF-native env with vector "
+                f"observations, got {env.name}"
+            )
+        self.agent, self.env = agent, env
+        self.n_envs, self.train_freq = cfg.n_envs, cfg.train_freq
+        # Whole updates per chunk, as the Gymnasium collector's iteration.
+        self.chunk = -(-cfg.steps_per_iteration // cfg.train_freq) * cfg.train_freq
+        self.state = InGraphEnvState(env, self.n_envs)
+        self.replay = TFReplayBuffer(
+            cfg.buffer_size,
+            cfg.n_envs,
+            agent.obs_shape,
+            agent.obs_dtype,
+            (agent.action_dim,),
+            n_step=cfg.n_step,
+            gamma=cfg.gamma,
+        )
+        # Vector steps since the last update: the train_freq phase carries across chunks and
+        # resumes (checkpointed), so a resumed run updates on the same steps.
+        self.since_update = tf.Variable(0, dtype=tf.int32, trainable=False, name="since_update")
+        self.ready_size = max(1, min(cfg.learning_starts, self.replay.capacity))
+        self.jit_compile = agent.jit_compile
+        # Traced as written (explicit tf.while_loop / tf.cond): AutoGraph converting the whole
+        # agent would dominate the trace time (rl_sever.core.compiled.plain_graph).
+        self.chunk_fn = tf.function(
+            plain_graph(self._chunk),
+            input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.bool)],
+            jit_compile=self.jit_compile,
+        )
+        self.sample_fn = tf.function(
+            plain_graph(lambda: self._sample(self.agent.next_seed())), input_signature=[]
+        )
+        # The agent's update as its own compiled step converts it (it may loop over tf.range).
+        self._agent_update = tf.autograph.to_graph(type(agent)._update)
+
+    def trackables(self) -> dict:
+        """What a resume needs: env state and update phase; the buffer if save_replay."""
+        out = {"ingraph_env": self.state, "ingraph_since_update": self.since_update}
+        if self.agent.config.save_replay:
+            out["replay"] = self.replay
+        return out
+
+    # -- compiled bodies ------------------------------------------------------------------
+    def _sample(self, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        agent, cfg = self.agent, self.agent.config
+        G, B = cfg.updates_per_call(), cfg.batch_size
+        flat = self.replay.sample(G * B, seed, one_step=agent._one_step)
+        return {k: tf.reshape(flat[k], [G, B, *flat[k].shape[1:]]) for k in agent.batch_keys}
+
+    def _act(self, obs: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        """Unit actions in [-1, 1]: uniformly random before learning_starts (as SB3)."""
+        agent = self.agent
+        return tf.cond(
+            step < agent.config.learning_starts,
+            lambda: tf.random.stateless_uniform(
+                [self.n_envs, agent.action_dim], agent.next_seed(), -1.0, 1.0
+            ),
+            lambda: agent._act_unit(obs, agent.next_seed()),
+        )
+
+    def _update(self) -> tf.Tensor:
+        agent = self.agent
+        batch = self._sample(agent.next_seed())
+        return self._agent_update(agent, *[batch[k] for k in agent.batch_keys])
+
+    def _chunk(self, n_vec: tf.Tensor, stop_before_update: tf.Tensor):
+        agent, env, s, replay = self.agent, self.env, self.state, self.replay
+        K, n = self.chunk, self.n_envs
+        n_stats = 2 * len(agent.metric_names())
+        start = agent.global_step.read_value()
+
+        def body(i, state, obs, ep_ret, ep_len, since, stats, ended, stopped):
+            unit = self._act(obs, start + tf.cast(i * n, tf.int64))
+            st = graph_step(env, state, obs, unit, agent._to_env(unit), ep_ret, ep_len, replay)
+            state, next_obs, ep_ret, ep_len = st.state, st.next_obs, st.ep_return, st.ep_length
+            ended = tuple(tf.tensor_scatter_nd_update(b, [[i]], x[None]) for b, x in
+                          zip(ended, (st.done, st.ended_return, st.ended_length)))
+            # As the Gymnasium collector: the phase counter is not reset while the buffer is
+            # still filling, so the first update happens as soon as it is ready.
+            since = since + 1
+            due = (since >= self.train_freq) & (replay.size() >= self.ready_size)
+            stopped = due & stop_before_update
+            stats += tf.cond(due & ~stopped, self._update, lambda: tf.zeros([n_stats]))
+            since = tf.where(due, 0, since)
+            return i + 1, state, next_obs, ep_ret, ep_len, since, stats, ended, stopped
+
+        init = (
+            tf.constant(0),
+            s.read(),
+            env.observe(s.read()),
+            s.ep_return.read_value(),
+            s.ep_length.read_value(),
+            self.since_update.read_value(),
+            tf.zeros([n_stats]),
+            (tf.zeros([K, n], tf.bool), tf.zeros([K, n], tf.float64), tf.zeros([K, n], tf.int32)),
+            tf.constant(False),
+        )
+        # One iteration at a time: each step acts with the parameters the previous one updated.
+        i, state, _, ep_ret, ep_len, since, stats, ended, stopped = tf.while_loop(
+            lambda i, *rest: (i < n_vec) & ~rest[-1],
+            body,
+            init,
+            maximum_iterations=K,
+            parallel_iterations=1,
+        )
+        s.write(state)
+        s.ep_return.assign(ep_ret)
+        s.ep_length.assign(ep_len)
+        self.since_update.assign(since)
+        episodes = {"dones": ended[0], "returns": ended[1], "lengths": ended[2]}
+        return stats, episodes, tf.cast(i * n, tf.int64), stopped
+
+
+class InGraphOffPolicyCollector:
+    """The training loop's collector for off-policy agents on TF-native envs.
+
+    The env state lives in the trainer's variables (checkpointed), not in the collector.
+    """
+
+    def __init__(self, agent):
+        from envs import episode_stats
+
+        self.agent, self.trainer = agent, agent.ingraph
+        self.stats = episode_stats(agent.env)
+        # The loop audits the first update of a fresh run: stop the chunk before it.
+        self.audit_next = bool(agent.config.audit) and int(agent.n_updates.numpy()) == 0
+        self.started = False
+
+    def collect(self) -> Collected:
+        agent, trainer = self.agent, self.trainer
+        step = int(agent.global_step.numpy())
+        if not self.started:  # seeded like the loop's env.reset of a fresh run
+            trainer.state.start(agent.config.seed + step)
+            self.started = True
+        remaining = int(agent.target_steps.numpy()) - step
+        n_vec = max(1, min(trainer.chunk, -(-remaining // trainer.n_envs)))
+        stats, episodes, steps, stopped = trainer.chunk_fn(
+            tf.constant(n_vec, tf.int32), tf.constant(self.audit_next)
+        )
+        record_episodes(self.stats, episodes)
+        if bool(stopped.numpy()):  # the loop audits this batch, then agent.train updates on it
+            self.audit_next = False
+            return Collected(int(steps.numpy()), batch=trainer.sample_fn())
+        stats = stats.numpy()
+        ran = stats[len(stats) // 2 :].any()  # metric counts: did any update run?
+        return Collected(int(steps.numpy()), metrics=stats if ran else None)

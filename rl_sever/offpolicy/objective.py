@@ -1,0 +1,163 @@
+"""The objective of the off-policy agents: named loss terms sorted into optimizer groups.
+
+Every term of an off-policy objective (rl_sever.objective) trains exactly one optimizer group
+(critic, actor, or SAC's alpha), picked by the group module in its `trains` set; the group's
+optimizer updates only its own modules, so a term can never reach another group's variables.
+`OffPolicyObjective` is the part of OffPolicyAgent (rl_sever.offpolicy.agent) that builds the
+groups from config.losses and the `losses` argument, checks them and probes every term once at
+construction.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from rl_sever.core.agent import SEEDS_PER_STEP
+from rl_sever.errors import ConfigError
+from rl_sever.objective import binding
+from rl_sever.objective.evaluate import evaluate_term
+from rl_sever.objective.term import LossTerm, Objective
+
+GROUPS = ("critic", "actor", "alpha")  # optimizer groups; a term trains exactly one of them
+
+
+def evaluate(term: LossTerm, mb, out) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """A term's value and its extra metrics (keys already namespaced by the term)."""
+    try:
+        value, metrics = evaluate_term(term, mb, out)
+    except ConfigError:
+        raise
+    except Exception as e:  # the user's code: name the term, keep the cause
+        raise ConfigError(f"loss term '{term.name}' failed: {type(e).__name__}: {e}") from e
+    return tf.debugging.check_numerics(value, f"loss term '{term.name}'"), metrics
+
+
+def probe_seed(config_seed: int) -> tf.Tensor:
+    """A fixed seed outside the training stream (the audit and the construction probe)."""
+    return tf.constant([config_seed % 2**31, 2**31 - SEEDS_PER_STEP], tf.int32)
+
+
+class OffPolicyObjective:
+    """Objective construction and term grouping, mixed into OffPolicyAgent."""
+
+    def _build_objective(self) -> None:
+        """The agent's terms, one per auxiliary module, then config.losses and `losses`; each
+        term's own networks are built and the term is sorted into its optimizer group."""
+        cfg = self.config
+        objective = self.default_objective() + Objective(
+            self.aux.terms(self.trains_encoder("aux"), cfg.aux_weights))
+        for edit in [*cfg.losses, *self._loss_edits]:
+            objective.apply(edit)
+        self._built_terms: dict = {}
+        self.term_modules = binding.build_term_modules(
+            self, objective, {**self.flow_modules(), "targets": []}, self._built_terms)
+        groups: dict[str, list[LossTerm]] = {g: [] for g in GROUPS}
+        for term in objective:
+            groups[self.group_of(term)].append(term)
+        for g in ("critic", "actor", *(["alpha"] if self.group_available("alpha") else [])):
+            if not groups[g]:
+                raise ConfigError(f"the objective of {self.algo} needs at least one term in the "
+                                  f"'{g}' group (terms: {', '.join(objective.names) or 'none'})")
+        self._objective, self._groups = objective, groups
+        self._term_metric_keys: dict[str, list[str]] = {}  # filled by _probe_terms
+        self._recording: dict[str, list[str]] | None = None  # set while _probe_terms runs
+        objective._listener = self._objective_changed
+
+    def own_modules(self, group: str) -> dict[str, list]:
+        """The networks owned by the terms of `group` (its optimizer updates them)."""
+        return {name: variables for t in self._groups[group]
+                for name, variables in self._built_terms[id(t)][1].items()}
+
+    def _objective_changed(self, kind: str) -> None:
+        if kind == "check":
+            raise ConfigError("the off-policy agents build their optimizers and compiled update "
+                              "for their terms: add, remove or replace terms with the `losses` "
+                              "constructor argument or config key; weights can change any time "
+                              "(objective.set_weight)")
+        self.schedules.update(binding.weight_schedules(self._objective))
+
+    @property
+    def objective(self) -> Objective:
+        """The named, weighted loss terms (rl_sever.objective); weights editable any time."""
+        return self._objective
+
+    def group_available(self, group: str) -> bool:
+        return group in ("critic", "actor") or group in self.policy_modules()
+
+    def group_optimizer_modules(self, group: str) -> set[str]:
+        if group == "critic":
+            return set(self.critic_side_modules())
+        if group == "actor":
+            return set(self.actor_side_modules())
+        return set(self.policy_modules()) if group == "alpha" else set()
+
+    def group_modules(self, group: str, base: set[str]) -> set[str]:
+        """`base` plus the shared encoder when the losses of `group` may train it (the default
+        terms' contracts; custom terms may use it: trains=lambda a: a.group_modules(...))."""
+        source = "critic" if group == "critic" else "actor"
+        enc = self.encoder is not None and group != "alpha" and self.trains_encoder(source)
+        return set(base) | ({"encoder"} if enc else set())
+
+    def group_of(self, term: LossTerm) -> str:
+        """The optimizer group of a term: the one of critic / actor / alpha it trains; a term
+        that trains none of them (an auxiliary loss, a term's own head) joins the critic side,
+        whose optimizer also updates the shared encoder and such networks."""
+        must = set(term.flow(self).must)
+        found = [g for g in GROUPS if g in must]
+        own = set(self._built_terms[id(term)][1])
+        if len(found) > 1 or (not found and not must):
+            raise ConfigError(
+                f"loss term '{term.name}' must train exactly one of the modules "
+                f"{', '.join(GROUPS[:2 + self.group_available('alpha')])} (that picks its "
+                f"optimizer) or only critic-side modules; it declares trains={sorted(must)}")
+        g = found[0] if found else "critic"
+        allowed = self.group_optimizer_modules(g) | own
+        if not self.group_available(g) or not must <= allowed:
+            raise ConfigError(
+                f"loss term '{term.name}' trains {sorted(must)}, but the '{g}' optimizer of "
+                f"{self.algo} updates {sorted(allowed) or 'nothing'} with this config")
+        return g
+
+    def _probe_terms(self) -> None:
+        """Evaluate every term once, eagerly, on a tiny all-zero batch: a term that fails, reads
+        an output the agent lacks or does not return a scalar is a ConfigError naming it, at
+        construction. A fixed seed; no variable changes."""
+        zeros = {"obs": tf.zeros([2, *self.obs_shape], self.obs_dtype),
+                 "next_obs": tf.zeros([2, *self.obs_shape], self.obs_dtype),
+                 "actions": tf.zeros([2, self.action_dim]),
+                 **{k: tf.zeros([2]) for k in ("rewards", "terminated", "discounts")}}
+        seed = probe_seed(self.config.seed)
+        # Evaluates every group's terms and records the metric keys they return, which the
+        # compiled update logs as loss/<key> (see group_metric_names).
+        self._recording = {g: [] for g in GROUPS}
+        try:
+            self.critic_terms(zeros, seed)
+            self.actor_terms(zeros, seed)
+            self._term_metric_keys = self._recording
+        finally:
+            self._recording = None
+
+    def evaluate_group(self, group: str, mb, out) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """({term name: value}, {metric key: value}) of the terms of `group` on one batch."""
+        values: dict[str, tf.Tensor] = {}
+        metrics: dict[str, tf.Tensor] = {}
+        for term in self.terms_of(group):
+            values[term.name], m = evaluate(term, mb, out)
+            metrics.update(m)
+            if self._recording is not None:
+                self._recording[group] += [k for k in m if k not in self._recording[group]]
+        return values, metrics
+
+    def group_metric_names(self, group: str) -> list[str]:
+        """TensorBoard names of a group's entries in the metric vectors: each term's loss, then
+        the metrics its terms return (loss/<key>)."""
+        names = [binding.SB3_NAMES.get(t.name, f"loss/{t.name}") for t in self.terms_of(group)]
+        return names + [f"loss/{k}" for k in self._term_metric_keys.get(group, [])]
+
+    def group_values(self, group: str, terms: dict, metrics: dict) -> list[tf.Tensor]:
+        """The values behind group_metric_names(group), from evaluate_group's outputs."""
+        return ([terms[t.name] for t in self.terms_of(group)]
+                + [tf.cast(metrics[k], tf.float32) for k in self._term_metric_keys.get(group, [])])
+
+    def terms_of(self, *groups: str) -> list[LossTerm]:
+        return [t for g in groups for t in self._groups[g]]

@@ -1,0 +1,312 @@
+"""Shared on-policy actor-critic: networks, compiled act and update, flow contract.
+
+PPO and A2C differ only in their policy term and in how many epochs/minibatches an update
+makes; everything else (GAE on the rollout, the objective's terms, the optimizer, metrics)
+lives here, inside one compiled call per update. The objective (`agent.objective`) is a list of
+named, weighted loss terms (rl_sever.objective): the defaults, the auxiliary modules' terms,
+then the edits of config.losses and of the `losses` argument; binding it to the agent
+(optimizer, weights, compiled steps, checks) is rl_sever.onpolicy.objective.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from rl_sever.audit import FlowContract
+from rl_sever.auxiliary import AuxContext, AuxiliarySet
+from rl_sever.config.run import OnPolicyConfig, parse_grad_from
+from rl_sever.core.agent import Agent
+from rl_sever.core.compiled import FastCall, plain_graph
+from rl_sever.core.ingraph_env import tfnative_env
+from rl_sever.errors import ConfigError
+from rl_sever.isolation import sever
+from rl_sever.nn.actor_critic import ActorCritic
+from rl_sever.objective import (
+    LossTerm,
+    Objective,
+    Outputs,
+    binding,
+    entropy_bonus,
+    evaluate_term,
+    losses,
+    value_mse,
+)
+from rl_sever.objective.advantages import gae
+from rl_sever.objective.evaluate import check_finite
+from rl_sever.onpolicy.ingraph import InGraphTrainer
+from rl_sever.onpolicy.objective import OnPolicyObjective
+
+
+class OnPolicyAgent(OnPolicyObjective, Agent):
+    """Base for PPO and A2C. Subclasses set `config_cls` and implement `policy_term`.
+
+    `losses`: loss edits applied after config.losses, in order: spec strings
+    (rl_sever.objective.spec), LossTerms (added) or Objectives (their terms added).
+    """
+
+    config_cls = OnPolicyConfig
+    mode = "on_policy"
+
+    # -- subclass hooks ---------------------------------------------------------------------
+    def policy_term(self) -> LossTerm:
+        raise NotImplementedError
+
+    def value_term(self) -> LossTerm:
+        return value_mse()
+
+    def default_objective(self) -> Objective:
+        """policy + vf_coef * value + ent_coef * entropy."""
+        cfg = self.config
+        return self.policy_term() + cfg.vf_coef * self.value_term() + cfg.ent_coef * entropy_bonus()
+
+    def n_epochs(self) -> int:
+        return 1
+
+    def minibatch_size(self) -> int:
+        return self.rollout_size
+
+    # -- construction -----------------------------------------------------------------------
+    def _build(self) -> None:
+        cfg = self.config
+        self.rollout_size = cfg.n_steps * cfg.n_envs
+        self.model = ActorCritic(self.obs_shape, self.action, cfg.network,
+                                 obs_dtype=self.obs_dtype, user_encoder=self.user_encoder)
+        # Auxiliary losses (config `aux`) are terms reading the shared encoder (aux_context).
+        feature_dim = self.model.encoder.out_dim if self.model.encoder is not None else 0
+        self.aux = AuxiliarySet(cfg.aux, feature_dim, self.obs_shape,
+                                self.obs_dtype, self.action, cfg.auxiliary)
+        if len(self.aux) and self.model.encoder is None:
+            raise ConfigError("auxiliary losses need network.shared_encoder: true")
+        objective = self.default_objective() + Objective(self._aux_terms())
+        for edit in [*cfg.losses, *self._loss_edits]:
+            objective.apply(edit)
+        self._objective = objective
+        obs_spec = tf.TensorSpec([None, *self.obs_shape], self.obs_dtype)
+        act_spec = tf.TensorSpec([None, None, *self.action.shape], self.action.dtype)
+        rollout_obs = tf.TensorSpec([None, None, *self.obs_shape], self.obs_dtype)
+        tn = tf.TensorSpec([None, None], tf.float32)
+        tb = tf.TensorSpec([None, None], tf.bool)
+        self._rollout_signature = [rollout_obs, act_spec, tn, tb, tb, rollout_obs]
+        # Straight-line code: traced without AutoGraph (rl_sever.core.compiled.plain_graph).
+        self.act_fn = tf.function(self._act, input_signature=[obs_spec], autograph=False)
+        self.greedy_fn = tf.function(self._greedy, input_signature=[obs_spec], autograph=False)
+        self._built_terms: dict = {}
+        self._bind_objective()
+        # TF-native env: rollout and update run as one compiled call (rl_sever.onpolicy.ingraph).
+        tf_env = tfnative_env(self.env)
+        if tf_env is not None and self.replicas.distributed:
+            raise ConfigError(f"distribute={self.config.distribute} is not supported with TF-native "
+                              "(tf:) environments; use distribute=default or a Gymnasium env")
+        self.replicas.check_divisible(self.minibatch_size(), "the minibatch size")
+        self.ingraph = InGraphTrainer(self, tf_env) if tf_env is not None else None
+
+    def make_collector(self):
+        if self.ingraph is not None:
+            from rl_sever.onpolicy.ingraph import InGraphCollector
+
+            return InGraphCollector(self)
+        from rl_sever.onpolicy.collector import OnPolicyCollector
+
+        return OnPolicyCollector(self)
+
+    def trackables(self) -> dict:
+        out = {"model": self.model, "optimizer": self.optimizer, "loss_weights": self.loss_weights}
+        terms = binding.term_trackables(self._objective, self._built_terms)
+        if terms:
+            out["loss_terms"] = terms
+        if len(self.aux):
+            out["aux"] = self.aux
+        if self.ingraph is not None:  # the TF-native envs' state, so a resume continues them
+            out["ingraph_env"] = self.ingraph.state
+        return out
+
+    # -- acting -----------------------------------------------------------------------------
+    def _act(self, obs):
+        dist = self.model.distribution(obs)
+        return self.model.head.sample(dist, self.next_seed())
+
+    def _greedy(self, obs):
+        return self.model.head.mode(self.model.distribution(obs))
+
+    # -- the update -------------------------------------------------------------------------
+    def _prepare(self, obs, actions, rewards, terminated, dones, next_obs):
+        """Everything the epochs need, from the rollout, with the pre-update parameters."""
+        cfg = self.config
+        shape = tf.shape(rewards)
+        T, N = shape[0], shape[1]
+        flat = lambda x: tf.reshape(x, tf.concat([[T * N], tf.shape(x)[2:]], 0))  # noqa: E731
+        dist, values = self.model(flat(obs))
+        logp_old = dist.log_prob(flat(actions))
+        next_values = self.model.value(flat(next_obs))
+        adv, ret = gae(rewards, tf.reshape(values, [T, N]), tf.reshape(next_values, [T, N]),
+                       terminated, dones, cfg.gamma, cfg.gae_lambda)
+        data = {"obs": flat(obs), "actions": flat(actions), "logp_old": logp_old,
+                "advantages": tf.reshape(adv, [-1]), "returns": tf.reshape(ret, [-1]),
+                "old_values": values}
+        if self.aux.needs_transitions or self._objective.needs_transitions:
+            data.update(rewards=tf.reshape(rewards, [-1]), next_obs=flat(next_obs))
+        return data
+
+    def forward(self, mb) -> Outputs:
+        """The forward outputs loss terms read (rl_sever.objective.outputs), computed lazily
+        and once per minibatch."""
+        model_out = []
+
+        def model():
+            if not model_out:
+                model_out.append(self.model(mb["obs"]))
+            return model_out[0]
+
+        thunks = {
+            "dist": lambda: model()[0],
+            "values": lambda: model()[1],
+            "logp": lambda: out["dist"].log_prob(mb["actions"]),
+            "entropy": lambda: out["dist"].entropy(),
+        }
+        if self.model.encoder is not None:
+            thunks["features"] = lambda: self.model.encoder(mb["obs"])
+        if len(self.aux):
+            thunks["aux_context"] = lambda: self.aux_context(mb)
+        out = Outputs(self, thunks)
+        return out
+
+    def loss_terms(self, mb, check: bool = True) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """Named loss terms of one minibatch, and their metrics. The update minimises their
+        weighted sum; the flow audit differentiates each on its own."""
+        out = self.forward(mb)
+        terms, extras = {}, {}
+        for term in self._objective:
+            value, metrics = evaluate_term(term, mb, out)
+            terms[term.name] = tf.debugging.check_numerics(value, f"loss term '{term.name}'") if check else value
+            extras.update(metrics)
+        return terms, extras
+
+    def aux_context(self, mb) -> AuxContext:
+        """What the auxiliary modules read: the shared encoder's features of the minibatch."""
+        trains = "aux" in parse_grad_from(self.config.network.encoder_grad_from)
+
+        def encode(obs):
+            feat = self.model.encoder(obs)
+            # Auxiliary losses move the encoder only when encoder_grad_from includes aux.
+            return feat if trains else sever(feat)
+
+        return AuxContext(mb, encode(mb["obs"]), encode, self.next_seed())
+
+    def total_loss(self, terms):
+        return tf.add_n([self.loss_weights[k] * v for k, v in terms.items()])
+
+    def _minibatch(self, data, idx):
+        mb = {k: tf.gather(v, idx) for k, v in data.items()}
+        if self.config.normalize_advantage and self.minibatch_size() > 1:
+            mb["advantages"] = losses.normalize(mb["advantages"])
+        return mb
+
+    def _train(self, obs, actions, rewards, terminated, dones, next_obs):
+        data = plain_graph(self._prepare)(obs, actions, rewards, terminated, dones, next_obs)
+        size = tf.shape(data["returns"])[0]
+        mb_size = plain_graph(self.minibatch_size)()
+        n_mb = size // mb_size
+        names = [*self._objective.names, "loss", "grad_norm",
+                 *plain_graph(binding.metric_keys)(self._objective, self._term_metrics)]
+        # AutoGraph converts this function's loops only; the helpers it calls branch with
+        # tf.cond where they branch on tensors, so they are traced as written (trace time).
+        n_epochs = plain_graph(self.n_epochs)()
+        minibatch, permutation = plain_graph(self._minibatch), plain_graph(self._permutation)
+        stop_early = plain_graph(self.stop_early)
+        sums = {k: tf.constant(0.0) for k in names}
+        count = tf.constant(0.0)
+        variables = self.optimizer.all_variables
+        for _ in tf.range(n_epochs):
+            if n_epochs > 1 or mb_size < self.rollout_size:
+                perm = permutation(size)
+            else:
+                perm = tf.range(size)
+            for i in tf.range(n_mb):
+                mb = minibatch(data, perm[i * mb_size : (i + 1) * mb_size])
+                step = plain_graph(self._gradient_step)(mb, variables)
+                sums = {k: sums[k] + tf.cast(step[k], tf.float32) for k in names}
+                count += 1.0
+            if stop_early(sums, count):
+                break
+        out = {k: v / tf.maximum(count, 1.0) for k, v in sums.items()}
+        out["n_updates"] = count
+        out["explained_variance"] = plain_graph(losses.explained_variance)(data["old_values"],
+                                                                           data["returns"])
+        return out
+
+    def _gradient_step(self, mb, variables) -> dict[str, tf.Tensor]:
+        def minibatch_loss(mb):
+            terms, extras = self.loss_terms(mb)
+            loss = tf.debugging.check_numerics(self.total_loss(terms), "on-policy loss")
+            return loss, dict(terms, **extras)
+
+        # Under a multi-replica strategy each replica differentiates its slice of the minibatch
+        # and the gradients are averaged across replicas (rl_sever.core.distribute); applied once.
+        loss, metrics, grads = self.replicas.gradients(minibatch_loss, mb, variables)
+        grad_norm = self.optimizer.apply(grads)
+        return dict(metrics, loss=loss, grad_norm=grad_norm)
+
+    def _permutation(self, size):
+        if self.config.jit_compile:  # XLA has no StatelessShuffle; sorting random keys is uniform too
+            return tf.argsort(tf.random.stateless_uniform([size], self.next_seed()))
+        return tf.random.experimental.stateless_shuffle(tf.range(size), seed=self.next_seed())
+
+    def _train_call(self) -> FastCall:
+        # One call per update: skip tf.function's per-call dispatch (rl_sever.core.compiled). The
+        # objective can rebuild train_fn before the first update, hence the identity check.
+        if getattr(self, "_fast_train", None) is None or self._fast_train[0] is not self.train_fn:
+            self._fast_train = (self.train_fn, FastCall(self.train_fn))
+        return self._fast_train[1]
+
+    def extra_metric_names(self) -> list[str]:
+        return []
+
+    def stop_early(self, sums, count) -> tf.Tensor:
+        return tf.constant(False)
+
+    def train(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """Run one compiled update on a rollout; returns metrics with SB3-compatible names."""
+        if not self._preflight_done:
+            self._preflight(batch)
+        return self.logged_metrics(self._train_call()(
+            batch["obs"], batch["actions"], batch["rewards"], batch["terminated"],
+            batch["dones"], batch["next_obs"]))
+
+    def logged_metrics(self, raw: dict) -> dict[str, float]:
+        """The outputs of one compiled update (`_train`) under their TensorBoard names."""
+        out = {k: float(v) for k, v in raw.items()}
+        metrics = {
+            "train/loss": out["loss"],
+            "train/grad_norm": out["grad_norm"],
+            "train/explained_variance": out["explained_variance"],
+            "train/n_updates": out["n_updates"],
+        }
+        metrics.update(binding.log_metrics(self._objective, self._term_metrics, out,
+                                           self.extra_metric_names()))
+        if self.model.log_std is not None:
+            metrics["train/std"] = float(np.mean(np.exp(self.model.log_std.numpy())))
+        binding.run_hooks(self, self._objective, self._term_metrics, out)
+        return metrics
+
+    # -- gradient-flow audit ----------------------------------------------------------------
+    def flow_modules(self) -> dict[str, list]:
+        return dict(self._modules)
+
+    def flow_losses(self, batch: dict[str, np.ndarray]) -> dict:
+        data = self.prepare_fn(batch["obs"], batch["actions"], batch["rewards"], batch["terminated"],
+                               batch["dones"], batch["next_obs"])
+        mb = self._minibatch(data, tf.range(min(self.minibatch_size(), int(data["returns"].shape[0]))))
+        if not self._preflight_done:  # a NaN term fails by name, not as a NaN in the matrix
+            with binding.rng_kept(self):
+                check_finite(self.loss_terms(mb, check=False)[0])
+            self._preflight_done = True
+
+        def term(name):
+            return lambda: self.loss_terms(mb)[0][name]
+
+        return {name: term(name) for name in self._objective.names}
+
+    def flow_contract(self) -> FlowContract:
+        """Each term's declared contract (defaults, auxiliary and custom terms alike)."""
+        return FlowContract({t.name: t.flow(self) for t in self._objective})

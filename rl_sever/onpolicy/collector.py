@@ -1,0 +1,36 @@
+"""The on-policy collector: n_steps vector-env steps of the compiled policy into a rollout buffer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rl_sever.core.compiled import FastCall
+from rl_sever.core.loop import Collected
+from rl_sever.core.rollout import python_step
+from rl_sever.onpolicy.rollout_buffer import RolloutBuffer
+
+
+class OnPolicyCollector:
+    """Fills a rollout buffer with n_steps transitions from every sub-env."""
+
+    def __init__(self, agent):
+        self.agent = agent
+        cfg = agent.config
+        self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, agent.obs_shape,
+                                    agent.obs_dtype.as_numpy_dtype, agent.action.shape,
+                                    agent.action.dtype)
+        # One act call per vector step: skip tf.function's per-call dispatch (rl_sever.core.compiled).
+        self.act = FastCall(agent.act_fn)
+        self.obs: np.ndarray | None = None  # the env's current observation between calls
+
+    def collect(self) -> Collected:
+        agent, buf = self.agent, self.buffer
+        if self.obs is None:  # a fresh run, or a loaded agent: seeded like the run's step
+            self.obs, _ = agent.env.reset(seed=agent.config.seed + int(agent.global_step.numpy()))
+        obs = self.obs
+        buf.reset()
+        while not buf.full:
+            actions = self.act(obs).numpy()
+            obs = python_step(agent.env, obs, actions, agent.env_actions(actions), buf)
+        self.obs = obs
+        return Collected(buf.n_steps * buf.n_envs, batch=buf.arrays())

@@ -1,0 +1,139 @@
+"""One suite over every algorithm (ppo, a2c, sac, td3, ddpg), as SB3's tests/test_run.py:
+smoke runs on discrete, box and pixel observations, save/load, resume, no retrace, the flow
+contract on a real batch, and "parameters equal before, different after" for every loss term.
+Same seed, same result for every algorithm is in tests/test_determinism.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rl_sever.audit import run_audit
+from rl_sever.errors import UnsupportedSpaceError
+from tests.helpers import ALGOS, ONPOLICY, collect_or_sample, read_event_tensors, tiny_agent
+
+ENVS = {"discrete": "CartPole-v1", "box": "Pendulum-v1", "pixels": None}
+PIXELS = {True: "Pixels/CartPole-v1", False: "Pixels/Pendulum-v1"}  # keyed by on-policy
+
+
+def env_for(algo: str, kind: str) -> str:
+    return PIXELS[algo in ONPOLICY] if kind == "pixels" else ENVS[kind]
+
+
+def one_update(agent) -> dict[str, float]:
+    """One update on a real batch (a rollout, or a replay sample), through the public path."""
+    return agent.train(collect_or_sample(agent))
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box", "pixels"])
+@pytest.mark.parametrize("algo", ALGOS)
+def test_smoke_run_on_each_observation_and_action_kind(algo, kind):
+    env_id = env_for(algo, kind)
+    if algo not in ONPOLICY and kind == "discrete":
+        with pytest.raises(UnsupportedSpaceError, match="needs a Box action space"):
+            tiny_agent(algo, env_id)
+        return
+    agent = tiny_agent(algo, env_id, fill=0)
+    agent.learn(96, progress=False)
+    assert int(agent.global_step.numpy()) >= 96
+    assert agent.has_updated()
+    obs = np.stack([agent.env.single_observation_space.sample() for _ in range(3)])
+    actions = agent.predict(obs)
+    assert len(actions) == 3 and agent.env.single_action_space.contains(actions[0])
+    if kind == "pixels":
+        assert "encoder" in agent.flow_modules()  # images always go through the shared CNN
+    agent.close()
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_save_load_gives_identical_actions_and_resume_continues_the_step_axis(algo, tmp_path):
+    from agents import load
+
+    agent = tiny_agent(algo, fill=0, logdir=tmp_path)
+    agent.learn(96, progress=False)
+    run_dir, step = agent.run_dir, int(agent.global_step.numpy())
+    obs = np.stack([agent.env.single_observation_space.sample() for _ in range(8)])
+    expected = agent.predict(obs)
+    agent.close()
+    loaded = load(run_dir)
+    assert int(loaded.global_step.numpy()) == step
+    np.testing.assert_array_equal(loaded.predict(obs), expected)
+    loaded.learn(64, progress=False)
+    assert int(loaded.global_step.numpy()) >= step + 64
+    loaded.close()
+    events = read_event_tensors(run_dir)
+    steps = [s for s, _ in events["time/fps"]]
+    assert all(a < b for a, b in zip(steps, steps[1:])), steps  # one axis, no step twice
+    assert steps[-1] > step
+
+
+def compiled_functions(agent) -> dict:
+    if agent.algo in ONPOLICY:
+        return {"train": agent.train_fn, "act": agent.act_fn}
+    return dict(agent.compiled)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_compiled_steps_trace_once_across_iterations_and_learn_calls(algo):
+    # The learning rate is annealed every iteration; off-policy, train_freq=2 makes both the
+    # plain act step (between updates) and the fused update-and-act step run.
+    extra = {} if algo in ONPOLICY else {"train_freq": 2}
+    agent = tiny_agent(algo, fill=0, lr_schedule="linear", **extra)
+    agent.learn(96, progress=False)
+    agent.learn(96, progress=False)
+    counts = {k: f.experimental_get_tracing_count() for k, f in compiled_functions(agent).items()}
+    assert counts["act"] == 1, counts
+    assert counts.get("train", counts.get("update_act")) == 1, counts
+    assert all(c <= 1 for c in counts.values()), counts
+    agent.close()
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_flow_contract_holds_on_a_real_batch(algo):
+    agent = tiny_agent(algo, **{"network.shared_encoder": True})
+    matrix, violations = run_audit(agent, collect_or_sample(agent), enforce=False)
+    assert violations == []
+    assert "encoder" in matrix.modules and set(agent.objective.names) <= set(matrix.losses)
+    agent.close()
+
+
+def module_params(agent) -> dict[str, list[np.ndarray]]:
+    return {m: [np.array(v.numpy(), copy=True) for v in vs]
+            for m, vs in agent.flow_modules().items()}
+
+
+def moved(before: list[np.ndarray], after: list[np.ndarray]) -> bool:
+    return any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+TERMS = {"ppo": ["policy", "value", "entropy"], "a2c": ["policy", "value", "entropy"],
+         "sac": ["actor", "critic", "alpha"], "td3": ["actor", "critic"],
+         "ddpg": ["actor", "critic"]}
+CASES = [(algo, term) for algo in ALGOS for term in TERMS[algo]]
+
+
+@pytest.mark.parametrize("algo,term", CASES)
+def test_each_loss_moves_the_modules_it_must_train_and_no_other(algo, term):
+    """Every other term's weight set to 0: one update moves exactly the modules the term must
+    train (Adam and RMSprop leave a parameter with a zero gradient where it is)."""
+    extra = {"gradient_steps": 2}  # TD3's actor steps every 2nd critic step
+    if algo in ONPOLICY:
+        extra = {"ent_coef": 0.01}  # the entropy term's weight must start non-zero
+    agent = tiny_agent(algo, **{"network.shared_encoder": True}, **extra)
+    assert agent.objective.names == TERMS[algo]
+    for other in agent.objective.names:
+        if other != term:
+            agent.objective.set_weight(other, 0.0)
+    flow = agent.flow_contract().flows[term]
+    before = module_params(agent)
+    one_update(agent)
+    after = module_params(agent)
+    for module in before:
+        if module == "targets":  # Polyak-averaged after every actor step, by no loss
+            continue
+        if module in flow.must:
+            assert moved(before[module], after[module]), (term, module)
+        elif module not in flow.may:
+            assert not moved(before[module], after[module]), (term, module)
+    assert flow.must, term  # every default term trains something
+    agent.close()
