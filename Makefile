@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS ?= dev,box2d
+# Test processes (pytest-xdist); whole test files stay in one process, so module fixtures run once.
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-slow bench bench-sb3 lint clean
 
@@ -21,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/rl-sever train ppo CartPole-v1 --seed 0 --logdir runs
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -18,11 +18,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
 from rl_sever.config import presets  # noqa: E402
-from rl_sever.config.resolve import (  # noqa: E402
-    build_config,
-    describe_config,
-    override_layers,
-)
+from rl_sever.config.fields import describe_config  # noqa: E402
+from rl_sever.config.resolve import build_config, override_layers  # noqa: E402
 from rl_sever.core.registry import algorithm_names  # noqa: E402
 from rl_sever.errors import ConfigError, RLSeverError  # noqa: E402
 

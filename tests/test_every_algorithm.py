@@ -33,10 +33,13 @@ def test_smoke_run_on_each_observation_and_action_kind(algo, kind):
         with pytest.raises(UnsupportedSpaceError, match="needs a Box action space"):
             tiny_agent(algo, env_id)
         return
-    agent = tiny_agent(algo, env_id, fill=0)
+    agent = tiny_agent(algo, env_id, fill=0, eval_episodes=0)
     agent.learn(96, progress=False)
     assert int(agent.global_step.numpy()) >= 96
     assert agent.has_updated()
+    if algo not in ONPOLICY:  # every transition stored, several updates
+        assert len(agent.replay) == int(agent.global_step.numpy())
+        assert agent.n_updates.numpy() > 1
     obs = np.stack([agent.env.single_observation_space.sample() for _ in range(3)])
     actions = agent.predict(obs)
     assert len(actions) == 3 and agent.env.single_action_space.contains(actions[0])
@@ -49,7 +52,7 @@ def test_smoke_run_on_each_observation_and_action_kind(algo, kind):
 def test_save_load_gives_identical_actions_and_resume_continues_the_step_axis(algo, tmp_path):
     from agents import load
 
-    agent = tiny_agent(algo, fill=0, logdir=tmp_path)
+    agent = tiny_agent(algo, fill=0, logdir=tmp_path, eval_episodes=0)
     agent.learn(96, progress=False)
     run_dir, step = agent.run_dir, int(agent.global_step.numpy())
     obs = np.stack([agent.env.single_observation_space.sample() for _ in range(8)])
@@ -78,7 +81,7 @@ def test_compiled_steps_trace_once_across_iterations_and_learn_calls(algo):
     # The learning rate is annealed every iteration; off-policy, train_freq=2 makes both the
     # plain act step (between updates) and the fused update-and-act step run.
     extra = {} if algo in ONPOLICY else {"train_freq": 2}
-    agent = tiny_agent(algo, fill=0, lr_schedule="linear", **extra)
+    agent = tiny_agent(algo, fill=0, lr_schedule="linear", eval_episodes=0, **extra)
     agent.learn(96, progress=False)
     agent.learn(96, progress=False)
     counts = {k: f.experimental_get_tracing_count() for k, f in compiled_functions(agent).items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import inspect
 import json
 import textwrap
@@ -25,6 +26,11 @@ from rl_sever.errors import ConfigError, suggest
 
 def field_docs(cls: type) -> dict[str, str]:
     """Map each dataclass field of `cls` (and its bases) to the docstring written under it."""
+    return dict(_field_docs(cls))  # a copy: the parse is cached
+
+
+@functools.cache
+def _field_docs(cls: type) -> dict[str, str]:
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):
@@ -51,16 +57,22 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def flat_items(cfg: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """(dotted key, value) pairs of a config, nested dataclasses flattened."""
-    out = []
+def describe_config(cfg: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, value, docstring) for every config key, nested sections included."""
+    docs = field_docs(type(cfg))
+    rows = []
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if dataclasses.is_dataclass(value):
-            out.extend(flat_items(value, f"{prefix}{f.name}."))
+            rows.extend(describe_config(value, f"{prefix}{f.name}."))
         else:
-            out.append((f"{prefix}{f.name}", value))
-    return out
+            rows.append((prefix + f.name, value, docs.get(f.name, "")))
+    return rows
+
+
+def flat_items(cfg: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) pairs of a config, nested dataclasses flattened."""
+    return [(key, value) for key, value, _ in describe_config(cfg, prefix)]
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:

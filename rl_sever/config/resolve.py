@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any
 
 import yaml
 
 from rl_sever.config import presets
-from rl_sever.config.fields import field_docs, load_yaml, parse_set
+from rl_sever.config.fields import load_yaml, parse_set
 from rl_sever.core.registry import get_agent_class
 
 # YAML's spellings of null, plus Python's; not "none", a valid value of some string keys.
@@ -59,16 +58,3 @@ def _find_preset(algo: str, env_id: str) -> dict[str, Any] | None:
     if preset is None:
         return None
     return {k: v for k, v in preset.items() if k not in ("normalize_obs", "normalize_reward")}
-
-
-def describe_config(cfg: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
-    """(dotted key, value, docstring) for every config key, nested sections included."""
-    docs = field_docs(type(cfg))
-    rows = []
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value):
-            rows.extend(describe_config(value, f"{prefix}{f.name}."))
-        else:
-            rows.append((prefix + f.name, value, docs.get(f.name, "")))
-    return rows

@@ -84,3 +84,22 @@ def record_episodes(stats, episodes: dict[str, tf.Tensor]) -> None:
     done = episodes["dones"].numpy()
     if done.any():
         stats.record_episodes(episodes["returns"].numpy()[done], episodes["lengths"].numpy()[done])
+
+
+class TFEnvCollector:
+    """Base of the training loop's collectors on TF-native envs: the env state lives in the
+    trainer's variables (checkpointed), not in the collector. `audit_next`: the first update of
+    a fresh run is handed to the loop as a batch, so it audits the gradient flow first."""
+
+    def __init__(self, agent, fresh: bool):
+        from envs import episode_stats
+
+        self.agent, self.trainer = agent, agent.ingraph
+        self.stats = episode_stats(agent.env)
+        self.audit_next = bool(agent.config.audit) and fresh
+        self.started = False
+
+    def start(self) -> None:
+        if not self.started:  # seeded like the env.reset of a fresh run on the Gymnasium path
+            self.trainer.state.start(self.agent.config.seed + int(self.agent.global_step.numpy()))
+            self.started = True

@@ -30,7 +30,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from rl_sever.core.compiled import plain_graph
-from rl_sever.core.ingraph_env import InGraphEnvState, record_episodes
+from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, record_episodes
 from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import graph_step
 from rl_sever.errors import UnsupportedSpaceError
@@ -165,27 +165,17 @@ class InGraphOffPolicyTrainer:
         return stats, episodes, tf.cast(i * n, tf.int64), stopped
 
 
-class InGraphOffPolicyCollector:
-    """The training loop's collector for off-policy agents on TF-native envs.
-
-    The env state lives in the trainer's variables (checkpointed), not in the collector.
-    """
+class InGraphOffPolicyCollector(TFEnvCollector):
+    """The training loop's collector for off-policy agents on TF-native envs: the chunk stops
+    before the first update of a fresh run, whose batch the loop audits."""
 
     def __init__(self, agent):
-        from envs import episode_stats
-
-        self.agent, self.trainer = agent, agent.ingraph
-        self.stats = episode_stats(agent.env)
-        # The loop audits the first update of a fresh run: stop the chunk before it.
-        self.audit_next = bool(agent.config.audit) and int(agent.n_updates.numpy()) == 0
-        self.started = False
+        super().__init__(agent, fresh=int(agent.n_updates.numpy()) == 0)
 
     def collect(self) -> Collected:
         agent, trainer = self.agent, self.trainer
+        self.start()
         step = int(agent.global_step.numpy())
-        if not self.started:  # seeded like the loop's env.reset of a fresh run
-            trainer.state.start(agent.config.seed + step)
-            self.started = True
         remaining = int(agent.target_steps.numpy()) - step
         n_vec = max(1, min(trainer.chunk, -(-remaining // trainer.n_envs)))
         stats, episodes, steps, stopped = trainer.chunk_fn(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from rl_sever.core.ingraph_env import InGraphEnvState, record_episodes
+from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, record_episodes
 from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import graph_step
 
@@ -125,30 +125,20 @@ class InGraphTrainer:
         return metrics, episodes
 
 
-class InGraphCollector:
-    """The training loop's collector for TF-native envs (see the module docstring).
-
-    The env state lives in the trainer's variables (checkpointed), not in the collector.
-    """
+class InGraphCollector(TFEnvCollector):
+    """The training loop's collector for TF-native envs (see the module docstring). The first
+    iteration of a fresh run is rollout-only, so the audit sees a real batch (then the ordinary
+    compiled update trains on it)."""
 
     def __init__(self, agent):
-        from envs import episode_stats
-
-        self.agent, self.trainer = agent, agent.ingraph
-        self.stats = episode_stats(agent.env)
-        # The loop audits the first update of a fresh run: that iteration is rollout-only, so
-        # the audit sees a real batch (then the ordinary compiled update trains on it).
-        self.rollout_next = bool(agent.config.audit) and int(agent.global_step.numpy()) == 0
-        self.started = False
+        super().__init__(agent, fresh=int(agent.global_step.numpy()) == 0)
 
     def collect(self) -> Collected:
         trainer = self.trainer
-        if not self.started:  # seeded like the loop's env.reset of a fresh run
-            trainer.state.start(self.agent.config.seed + int(self.agent.global_step.numpy()))
-            self.started = True
+        self.start()
         steps = trainer.n_steps * trainer.n_envs
-        if self.rollout_next:
-            self.rollout_next = False
+        if self.audit_next:
+            self.audit_next = False
             batch, episodes = trainer.rollout_fn()
             record_episodes(self.stats, episodes)
             return Collected(steps, batch=batch)
