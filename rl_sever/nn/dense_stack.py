@@ -107,11 +107,6 @@ def polyak_update(online: list, target: list, tau: float | tf.Tensor) -> None:
         t.assign((1.0 - tau) * t + tau * tf.cast(s, t.dtype))
 
 
-def hard_update(online: list, target: list) -> None:
-    for s, t in zip(online, target):
-        t.assign(s)
-
-
 def squashed_gaussian_sample(mean: tf.Tensor, log_std: tf.Tensor, seed: tf.Tensor):
     """Reparameterised sample a = tanh(u), u ~ N(mean, std), and log pi(a) (summed over dims).
 
