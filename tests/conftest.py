@@ -7,6 +7,13 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # tests are CPU-only and dete
 
 import pytest  # noqa: E402
 
+from envs.quiet import native_stderr_silenced  # noqa: E402
+
+# TensorFlow's native start-up lines (oneDNN, CUDA probing) are printed before its logging is
+# configured; a test worker process (pytest-xdist) would otherwise leave them after the summary.
+with native_stderr_silenced():
+    import tensorflow  # noqa: E402, F401
+
 
 @pytest.fixture(autouse=True)
 def _seed():
