@@ -11,6 +11,7 @@ from rl_sever import cli
 from rl_sever.errors import ConfigError, FlowContractError
 from rl_sever.isolation import sever
 from rl_sever.objective import LossTerm, loss_term
+from rl_sever.onpolicy.rollout_buffer import Rollout
 from tests.helpers import collect_batch, make_agent, read_event_tensors
 
 # Captured from the code before loss terms existed (tests.helpers tiny configs, seed 0, one
@@ -36,8 +37,7 @@ def params(agent) -> np.ndarray:
 
 
 def train_once(agent, batch):
-    return agent.train_fn(batch["obs"], batch["actions"], batch["rewards"], batch["terminated"],
-                          batch["dones"], batch["next_obs"])
+    return agent.train_fn(*Rollout.of(batch))
 
 
 @pytest.mark.parametrize("case", sorted(PINNED_CASES))

@@ -18,6 +18,7 @@ from rl_sever import cli
 from rl_sever.core.agent import Agent
 from rl_sever.errors import ConfigError
 from rl_sever.onpolicy.ingraph import InGraphCollector
+from rl_sever.onpolicy.rollout_buffer import Rollout
 from tests.helpers import make_agent, read_event_tensors
 
 
@@ -85,7 +86,7 @@ def test_rollout_matches_stepping_the_env_and_episode_stats_match_the_gymnasium_
             assert isinstance(collector, InGraphCollector)
             collected = collector.collect()
             batch, n = collected.batch, collected.steps
-            assert n == 160 and isinstance(batch, dict) and collected.metrics is None
+            assert n == 160 and isinstance(batch, Rollout) and collected.metrics is None
             batches.append({k: v.numpy() for k, v in batch.items()})
         stats = episode_stats(agent.env)
         ingraph_episodes = stats.pop_finished()

@@ -36,6 +36,7 @@ from rl_sever.objective.advantages import gae
 from rl_sever.objective.evaluate import check_finite
 from rl_sever.onpolicy.ingraph import InGraphTrainer
 from rl_sever.onpolicy.objective import OnPolicyObjective
+from rl_sever.onpolicy.rollout_buffer import Rollout
 
 
 class OnPolicyAgent(OnPolicyObjective, Agent):
@@ -130,8 +131,10 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         return self.model.head.mode(self.model.distribution(obs))
 
     # -- the update -------------------------------------------------------------------------
-    def _prepare(self, obs, actions, rewards, terminated, dones, next_obs):
-        """Everything the epochs need, from the rollout, with the pre-update parameters."""
+    def _prepare(self, *rollout):
+        """Everything the epochs need, from the rollout (the fields of a Rollout, in order),
+        with the pre-update parameters."""
+        obs, actions, rewards, terminated, dones, next_obs = Rollout(*rollout)
         cfg = self.config
         shape = tf.shape(rewards)
         T, N = shape[0], shape[1]
@@ -202,8 +205,8 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
             mb["advantages"] = losses.normalize(mb["advantages"])
         return mb
 
-    def _train(self, obs, actions, rewards, terminated, dones, next_obs):
-        data = plain_graph(self._prepare)(obs, actions, rewards, terminated, dones, next_obs)
+    def _train(self, *rollout):
+        data = plain_graph(self._prepare)(*rollout)
         size = tf.shape(data["returns"])[0]
         mb_size = plain_graph(self.minibatch_size)()
         n_mb = size // mb_size
@@ -265,13 +268,13 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
     def stop_early(self, sums, count) -> tf.Tensor:
         return tf.constant(False)
 
-    def train(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        """Run one compiled update on a rollout; returns metrics with SB3-compatible names."""
+    def train(self, batch: Rollout) -> dict[str, float]:
+        """Run one compiled update on a rollout (a Rollout, or a mapping of its fields);
+        returns metrics with SB3-compatible names."""
+        rollout = Rollout.of(batch)
         if not self._preflight_done:
-            self._preflight(batch)
-        return self.logged_metrics(self._train_call()(
-            batch["obs"], batch["actions"], batch["rewards"], batch["terminated"],
-            batch["dones"], batch["next_obs"]))
+            self._preflight(rollout)
+        return self.logged_metrics(self._train_call()(*rollout))
 
     def logged_metrics(self, raw: dict) -> dict[str, float]:
         """The outputs of one compiled update (`_train`) under their TensorBoard names."""
@@ -294,8 +297,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         return dict(self._modules)
 
     def flow_losses(self, batch: dict[str, np.ndarray]) -> dict:
-        data = self.prepare_fn(batch["obs"], batch["actions"], batch["rewards"], batch["terminated"],
-                               batch["dones"], batch["next_obs"])
+        data = self.prepare_fn(*Rollout.of(batch))
         mb = self._minibatch(data, tf.range(min(self.minibatch_size(), int(data["returns"].shape[0]))))
         if not self._preflight_done:  # a NaN term fails by name, not as a NaN in the matrix
             with binding.rng_kept(self):

@@ -28,6 +28,7 @@ import tensorflow as tf
 from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, record_episodes
 from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import graph_step
+from rl_sever.onpolicy.rollout_buffer import Rollout
 
 
 class InGraphTrainer:
@@ -102,27 +103,12 @@ class InGraphTrainer:
         s.ep_return.assign(ep_ret)
         s.ep_length.assign(ep_len)
         obs, actions, rewards, terminated, dones, next_obs, ret, length = (b.stack() for b in bufs)
-        batch = {
-            "obs": obs,
-            "actions": actions,
-            "rewards": rewards,
-            "terminated": terminated,
-            "dones": dones,
-            "next_obs": next_obs,
-        }
+        batch = Rollout(obs, actions, rewards, terminated, dones, next_obs)
         return batch, {"dones": dones, "returns": ret, "lengths": length}
 
     def _iteration(self):
         batch, episodes = self._rollout()
-        metrics = self.agent._train(
-            batch["obs"],
-            batch["actions"],
-            batch["rewards"],
-            batch["terminated"],
-            batch["dones"],
-            batch["next_obs"],
-        )
-        return metrics, episodes
+        return self.agent._train(*batch), episodes
 
 
 class InGraphCollector(TFEnvCollector):

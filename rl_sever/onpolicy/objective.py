@@ -18,6 +18,7 @@ from rl_sever.core.schedules import Scheduled
 from rl_sever.objective import LossTerm, Objective, binding
 from rl_sever.objective.evaluate import check_finite
 from rl_sever.onpolicy.ingraph import InGraphTrainer
+from rl_sever.onpolicy.rollout_buffer import Rollout
 
 
 class OnPolicyObjective:
@@ -111,8 +112,7 @@ class OnPolicyObjective:
     def _preflight(self, batch) -> None:
         """Every term finite on the first real minibatch, before anything is updated."""
         with binding.rng_kept(self):
-            data = self.prepare_fn(batch["obs"], batch["actions"], batch["rewards"],
-                                   batch["terminated"], batch["dones"], batch["next_obs"])
+            data = self.prepare_fn(*Rollout.of(batch))
             n = int(data["returns"].shape[0])
             terms, _ = self.loss_terms(self._minibatch(data, tf.range(min(self.minibatch_size(), n))),
                                        check=False)

@@ -2,7 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
+
+
+class Rollout(NamedTuple):
+    """One on-policy rollout, time-major [n_steps, n_envs, ...], from the collector (NumPy) or
+    the in-graph rollout (tensors) to the compiled update, which takes its fields in this order.
+    `next_obs` is the observation actually reached (the true final one at an episode end)."""
+
+    obs: Any
+    actions: Any
+    rewards: Any
+    terminated: Any
+    dones: Any
+    next_obs: Any
+
+    def __getitem__(self, key):  # batch["obs"] as well as batch.obs and batch[0]
+        return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
+
+    def items(self):
+        return self._asdict().items()
+
+    @classmethod
+    def of(cls, batch) -> Rollout:
+        """A Rollout from a Rollout or a mapping with its field names."""
+        return batch if isinstance(batch, cls) else cls(*(batch[f] for f in cls._fields))
 
 
 class RolloutBuffer:
@@ -38,6 +64,6 @@ class RolloutBuffer:
     def reset(self) -> None:
         self.pos = 0
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"obs": self.obs, "actions": self.actions, "rewards": self.rewards,
-                "terminated": self.terminated, "dones": self.dones, "next_obs": self.next_obs}
+    def arrays(self) -> Rollout:
+        return Rollout(self.obs, self.actions, self.rewards, self.terminated, self.dones,
+                       self.next_obs)
