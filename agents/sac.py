@@ -22,7 +22,6 @@ from rl_sever.nn.dense_stack import (
     DenseStack,
     split_mean_log_std,
     squashed_gaussian_sample,
-    tf_variables,
 )
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.agent import OffPolicyAgent
@@ -50,6 +49,7 @@ class SAC(OffPolicyAgent):
 
     algo = "sac"
     config_cls = SACConfig
+    actor_metrics = {"train/ent_coef": "ent_coef"}  # logged from actor_outputs' extras
 
     def _build_policy(self, feature_dim: int) -> None:
         cfg, net, dim = self.config, self.config.network, self.action_dim
@@ -71,10 +71,6 @@ class SAC(OffPolicyAgent):
 
     def trackables(self) -> dict:
         return dict(super().trackables(), log_alpha=self.log_alpha)
-
-    def metric_names(self) -> list[str]:
-        return (super().metric_names() + self.group_metric_names("actor") + ["train/ent_coef"]
-                + self.group_metric_names("alpha"))
 
     # -- the objective: actor, critic, alpha ----------------------------------------------------
     def default_objective(self) -> Objective:
@@ -140,29 +136,3 @@ class SAC(OffPolicyAgent):
                   "log_std": lambda: log_std, "actions": lambda: actions, "logp": lambda: logp,
                   "q": lambda: min_q, "alpha": lambda: alpha, "log_alpha": lambda: self.log_alpha}
         return thunks, {"ent_coef": tf.exp(self.log_alpha)}
-
-    def actor_step(self, mb, seed):
-        learn_alpha = self.config.learn_ent_coef
-        actor_vars = tf_variables(self.optimizers["actor"].all_variables)
-        with (
-            tf.GradientTape(watch_accessed_variables=False) as actor_tape,
-            tf.GradientTape(watch_accessed_variables=False) as alpha_tape,
-        ):
-            actor_tape.watch(actor_vars)
-            if learn_alpha:
-                alpha_tape.watch(self.log_alpha)
-            terms, extras = self.actor_terms(mb, seed)
-            weighted = tf.add_n([self.loss_weights[t.name] * terms[t.name]
-                                 for t in self.terms_of("actor")])
-            if learn_alpha:
-                alpha_loss = tf.add_n([self.loss_weights[t.name] * terms[t.name]
-                                       for t in self.terms_of("alpha")])
-        values = self.group_values("actor", terms, extras) + [extras["ent_coef"]]
-        self.optimizers["actor"].apply(actor_tape.gradient(weighted, actor_vars))
-        if learn_alpha:
-            self.optimizers["alpha"].apply(alpha_tape.gradient(alpha_loss, [self.log_alpha]))
-            values += self.group_values("alpha", terms, extras)
-        self.polyak(self.critic.weights, self.target_critic.weights)
-        if self.encoder is not None:
-            self.polyak(self.encoder.weights, self.target_encoder.weights)
-        return tf.stack(values), tf.ones([len(values)])

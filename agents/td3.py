@@ -16,7 +16,7 @@ import tensorflow as tf
 from rl_sever.config.fields import check
 from rl_sever.config.offpolicy import OffPolicyConfig, OffPolicyNetworkConfig
 from rl_sever.isolation import sever
-from rl_sever.nn.dense_stack import DenseStack, tf_variables
+from rl_sever.nn.dense_stack import DenseStack
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.agent import OffPolicyAgent
 
@@ -78,8 +78,12 @@ class TD3(OffPolicyAgent):
     def target_variables(self) -> list:
         return self.target_actor.weights + super().target_variables()
 
-    def metric_names(self) -> list[str]:
-        return super().metric_names() + self.group_metric_names("actor")
+    @property
+    def policy_delay(self) -> int:
+        return self.config.policy_delay
+
+    def target_pairs(self) -> list[tuple[list, list]]:
+        return [(self.actor.weights, self.target_actor.weights), *super().target_pairs()]
 
     # -- the objective: actor, critic -----------------------------------------------------------
     def default_objective(self) -> Objective:
@@ -132,29 +136,6 @@ class TD3(OffPolicyAgent):
         thunks = {"features": lambda: actor_feat, "actions": lambda: actions,
                   "q1": lambda: q1, "q": lambda: tf.reshape(q1, [-1])}
         return thunks, {}
-
-    def actor_step(self, mb, seed):
-        def update():
-            variables = tf_variables(self.optimizers["actor"].all_variables)
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(variables)
-                terms, metrics = self.actor_terms(mb, seed)
-                weighted = tf.add_n([self.loss_weights[t.name] * terms[t.name]
-                                     for t in self.terms_of("actor")])
-            self.optimizers["actor"].apply(tape.gradient(weighted, variables))
-            self.polyak(self.actor.weights, self.target_actor.weights)
-            self.polyak(self.critic.weights, self.target_critic.weights)
-            if self.encoder is not None:
-                self.polyak(self.encoder.weights, self.target_encoder.weights)
-            values = self.group_values("actor", terms, metrics)
-            return tf.stack(values), tf.ones([len(values)])
-
-        if self.config.policy_delay == 1:
-            return update()
-        # n_updates counts critic updates (already incremented for this one), as in SB3.
-        due = self.n_updates % self.config.policy_delay == 0
-        n = len(self.group_metric_names("actor"))
-        return tf.cond(due, update, lambda: (tf.zeros([n]), tf.zeros([n])))
 
 
 class DDPG(TD3):

@@ -46,8 +46,9 @@ from rl_sever.offpolicy.update import OffPolicyUpdate
 
 class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
     """Base of SAC and TD3. Subclasses implement `_build_policy`, `td_target`,
-    `default_objective`, `actor_outputs`, `_act_unit`, `_greedy_unit`, `actor_step` and name
-    their metrics.
+    `default_objective`, `actor_outputs`, `_act_unit` and `_greedy_unit`; they may set
+    `policy_delay`, `actor_metrics` and `target_pairs`. The steps themselves are shared
+    (rl_sever.offpolicy.update).
 
     The objective (`agent.objective`, rl_sever.objective) holds named terms; each trains one
     optimizer group (critic / actor / alpha), picked by the group module in its `trains` set.
@@ -98,13 +99,21 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         alpha_terms, alpha_metrics = self.evaluate_group("alpha", mb, out)
         return {**terms, **alpha_terms}, {**extras, **metrics, **alpha_metrics}
 
-    def actor_step(self, mb, seed) -> tuple[tf.Tensor, tf.Tensor]:
-        """Update the actor side and the targets; returns (metric values, metric counts)."""
-        raise NotImplementedError
+    policy_delay = 1  # actor-side steps (and target updates) every this many critic steps
+    actor_metrics: dict[str, str] = {}  # TensorBoard name -> actor_outputs extra to log
+
+    def target_pairs(self) -> list[tuple[list, list]]:
+        """(online, target) variable lists that Polyak averaging updates after an actor step."""
+        pairs = [(self.critic.weights, self.target_critic.weights)]
+        if self.encoder is not None:
+            pairs.append((self.encoder.weights, self.target_encoder.weights))
+        return pairs
 
     def metric_names(self) -> list[str]:
         """TensorBoard names of the entries of the metric vectors (train/..., loss/...)."""
-        return self.group_metric_names("critic")
+        alpha = self.group_metric_names("alpha") if self.group_available("alpha") else []
+        return (self.group_metric_names("critic") + self.group_metric_names("actor")
+                + list(self.actor_metrics) + alpha)
 
     def policy_modules(self) -> dict[str, list]:
         """Actor-side modules besides 'actor' (e.g. SAC's 'alpha')."""

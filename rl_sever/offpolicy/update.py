@@ -2,11 +2,14 @@
 update), update-and-act, and the training API the loop and the collectors call.
 
 One gradient step runs the critic side (critic and auxiliary losses, one tape watching exactly
-the critic optimizer's variables), then the agent's `actor_step` (actor side and targets).
+the critic optimizer's variables), then `actor_step`: the actor and alpha groups (one tape per
+optimizer), then the Polyak target update, every `policy_delay` critic steps.
 `OffPolicyUpdate` is mixed into OffPolicyAgent (rl_sever.offpolicy.agent).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import tensorflow as tf
@@ -86,6 +89,38 @@ class OffPolicyUpdate:
         opt.apply(tape.gradient(total, watched))
         values = self.group_values("critic", terms, extras)
         return tf.stack(values), tf.ones([len(values)])
+
+    def actor_step(self, mb, seed) -> tuple[tf.Tensor, tf.Tensor]:
+        """The actor side (actor and, where present, alpha groups: one tape per optimizer, each
+        watching exactly its variables) and the Polyak target update, every `policy_delay`
+        critic steps; returns (metric values, metric counts)."""
+        groups = [g for g in ("actor", "alpha") if self.group_available(g)]
+
+        def update():
+            watched = {g: tf_variables(self.optimizers[g].all_variables) for g in groups}
+            with contextlib.ExitStack() as stack:
+                tapes = {g: stack.enter_context(tf.GradientTape(watch_accessed_variables=False))
+                         for g in groups}
+                for g in groups:
+                    tapes[g].watch(watched[g])
+                terms, extras = self.actor_terms(mb, seed)
+                losses = {g: tf.add_n([self.loss_weights[t.name] * terms[t.name]
+                                       for t in self.terms_of(g)]) for g in groups}
+            for g in groups:
+                self.optimizers[g].apply(tapes[g].gradient(losses[g], watched[g]))
+            for online, target in self.target_pairs():
+                self.polyak(online, target)
+            values = (self.group_values("actor", terms, extras)
+                      + [extras[k] for k in self.actor_metrics.values()]
+                      + [v for g in groups[1:] for v in self.group_values(g, terms, extras)])
+            return tf.stack(values), tf.ones([len(values)])
+
+        if self.policy_delay == 1:
+            return update()
+        # n_updates counts critic updates (already incremented for this one), as in SB3.
+        n = len(self.metric_names()) - len(self.group_metric_names("critic"))
+        return tf.cond(self.n_updates % self.policy_delay == 0, update,
+                       lambda: (tf.zeros([n]), tf.zeros([n])))
 
     def _gradient_step(self, mb) -> tuple[tf.Tensor, tf.Tensor]:
         self.n_updates.assign_add(1)
