@@ -75,9 +75,6 @@ class TD3(OffPolicyAgent):
     def trackables(self) -> dict:
         return dict(super().trackables(), target_actor=self.target_actor)
 
-    def target_variables(self) -> list:
-        return self.target_actor.weights + super().target_variables()
-
     @property
     def policy_delay(self) -> int:
         return self.config.policy_delay

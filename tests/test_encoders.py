@@ -12,8 +12,9 @@ import tensorflow as tf
 
 from rl_sever.audit import audit_flow
 from rl_sever.errors import ConfigError
+from rl_sever.nn.dense_stack import tf_variables
 from rl_sever.nn.encoders import Encoder, UserEncoder
-from tests.helpers import ALGOS, module_snapshot, tiny_agent
+from tests.helpers import ALGOS, collect_or_sample, module_snapshot, tiny_agent
 
 
 def small_encoder(name: str = "user_enc") -> keras.Model:
@@ -40,18 +41,12 @@ def test_user_encoder_is_the_shared_encoder_of_every_algorithm(algo):
     agent = tiny_agent(algo, encoder=model)
     enc_vars = {id(v) for v in model.trainable_variables}
     assert {id(v) for v in agent.flow_modules()["encoder"]} == enc_vars  # the same variables
-    matrix = audit_flow(agent.flow_losses(agent_batch(agent)), agent.flow_modules())
+    matrix = audit_flow(agent.flow_losses(collect_or_sample(agent)), agent.flow_modules())
     assert "encoder" in matrix.modules
     # Some loss trains it (actor+critic on-policy, the critic off-policy), and the contract holds.
     assert any(matrix.status(loss, "encoder") == "flow" for loss in matrix.losses)
     assert not agent.flow_contract().check(matrix)
     agent.close()
-
-
-def agent_batch(agent):
-    from tests.helpers import collect_or_sample
-
-    return collect_or_sample(agent)
 
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
@@ -145,4 +140,24 @@ def test_pretrained_encoder_example_freezes_then_fine_tunes(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(snapshots["start"], snapshots["at_unfreeze"]))
     assert any(not np.array_equal(a, b) for a, b in zip(snapshots["at_unfreeze"], snapshots["end"]))
     assert "encoder" in agent.flow_modules()
+    agent.close()
+
+
+@pytest.mark.parametrize("algo,blocked,trains", [("ppo", "policy", "value"),
+                                                  ("sac", "actor", "critic")])
+def test_user_encoder_gets_exactly_no_gradient_from_the_losses_that_may_not_train_it(
+        algo, blocked, trains):
+    """encoder_grad_from=critic: the actor-side loss gives None or an exact zero for every
+    encoder variable, the critic-side loss a non-zero gradient."""
+    model = small_encoder()
+    agent = tiny_agent(algo, encoder=model, **{"network.encoder_grad_from": "critic"})
+    losses = agent.flow_losses(collect_or_sample(agent))
+    variables = tf_variables(model.trainable_variables)  # Keras 3 variables -> tf.Variables
+    for name, must_flow in ((blocked, False), (trains, True)):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(variables)
+            value = losses[name]()
+        grads = tape.gradient(value, variables)
+        flows = any(g is not None and np.any(g.numpy()) for g in grads)
+        assert flows == must_flow, (name, [None if g is None else float(tf.norm(g)) for g in grads])
     agent.close()

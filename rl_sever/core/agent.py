@@ -1,7 +1,8 @@
 """Agent base: owns the env, seeding, the run folder, logging, checkpoints and the public API.
 
 An algorithm subclass owns only its networks, its compiled act/update steps and its flow
-contract (see rl_sever.onpolicy.agent). `learn` hands the loop to rl_sever.onpolicy_loop.
+contract (see rl_sever.onpolicy.agent, rl_sever.offpolicy.agent). `learn` hands the loop to
+rl_sever.core.loop.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Shared off-policy actor-critic: encoder, critics, targets, replay, the compiled update, the
-flow contract. SAC and TD3 (agents/) supply the actor, the TD target and the actor step.
+flow contract. SAC and TD3 (agents/) supply the actor, the TD target and their terms.
 
 One gradient step, top to bottom:
   critic side: critic loss (+ weighted auxiliary losses) -> critic optimizer over the critics,
@@ -124,10 +124,8 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         return {}
 
     def target_variables(self) -> list:
-        out = list(self.target_critic.weights)
-        if self.target_encoder is not None:
-            out += self.target_encoder.weights
-        return out
+        """Every target network's variables (the audit's "targets" column)."""
+        return [v for _, target in self.target_pairs() for v in target]
 
     # -- construction -----------------------------------------------------------------------
     def _build(self) -> None:
