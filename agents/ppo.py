@@ -70,8 +70,7 @@ class PPO(OnPolicyAgent):
     def value_term(self) -> LossTerm:
         return value_mse(self.config.clip_range_vf)
 
-    def extra_metric_names(self) -> list[str]:
-        return ["approx_kl", "clip_fraction"]
+    train_metric_keys = (*OnPolicyAgent.train_metric_keys, "approx_kl", "clip_fraction")
 
     def stop_early(self, sums, count):
         if self.config.target_kl is None or "approx_kl" not in sums:  # a replaced policy term

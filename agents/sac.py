@@ -18,11 +18,8 @@ from rl_sever.config.fields import check
 from rl_sever.config.offpolicy import OffPolicyConfig
 from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.isolation import sever
-from rl_sever.nn.dense_stack import (
-    DenseStack,
-    split_mean_log_std,
-    squashed_gaussian_sample,
-)
+from rl_sever.nn.distributions import split_mean_log_std, squashed_gaussian_sample
+from rl_sever.nn.layers import DenseStack
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.agent import OffPolicyAgent
 
@@ -49,16 +46,14 @@ class SAC(OffPolicyAgent):
 
     algo = "sac"
     config_cls = SACConfig
-    actor_metrics = {"train/ent_coef": "ent_coef"}  # logged from actor_outputs' extras
+    train_metric_keys = ("ent_coef",)  # from actor_outputs' extras, logged as train/ent_coef
 
     def _build_policy(self, feature_dim: int) -> None:
         cfg, net, dim = self.config, self.config.network, self.action_dim
-        self.actor = DenseStack(
-            feature_dim, net.hidden_sizes, 2 * dim, net.activation, seed=cfg.seed, name="actor"
-        )
-        self.log_alpha = tf.Variable(
-            math.log(cfg.ent_coef), name="log_alpha", trainable=cfg.learn_ent_coef
-        )
+        self.actor = DenseStack(feature_dim, net.hidden_sizes, 2 * dim, net.activation,
+                                seed=cfg.seed, name="actor")
+        self.log_alpha = tf.Variable(math.log(cfg.ent_coef), name="log_alpha",
+                                     trainable=cfg.learn_ent_coef)
         self.target_entropy = float(-dim if cfg.target_entropy is None else cfg.target_entropy)
 
     def extra_optimizers(self) -> dict[str, ModuleOptimizer]:

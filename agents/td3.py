@@ -16,7 +16,7 @@ import tensorflow as tf
 from rl_sever.config.fields import check
 from rl_sever.config.offpolicy import OffPolicyConfig, OffPolicyNetworkConfig
 from rl_sever.isolation import sever
-from rl_sever.nn.dense_stack import DenseStack
+from rl_sever.nn.layers import DenseStack
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.agent import OffPolicyAgent
 
@@ -67,9 +67,8 @@ class TD3(OffPolicyAgent):
 
     def _build_policy(self, feature_dim: int) -> None:
         cfg, net, dim = self.config, self.config.network, self.action_dim
-        self.actor = DenseStack(
-            feature_dim, net.hidden_sizes, dim, net.activation, seed=cfg.seed, name="actor"
-        )
+        self.actor = DenseStack(feature_dim, net.hidden_sizes, dim, net.activation, seed=cfg.seed,
+                                name="actor")
         self.target_actor = self.actor.copy("target_actor")
 
     def trackables(self) -> dict:
@@ -108,9 +107,8 @@ class TD3(OffPolicyAgent):
         next_feat = self.target_features(mb["next_obs"])
         next_actions = tf.tanh(self.target_actor(next_feat))
         if cfg.target_policy_noise > 0:  # target policy smoothing
-            noise = cfg.target_policy_noise * tf.random.stateless_normal(
-                tf.shape(next_actions), seed
-            )
+            noise = cfg.target_policy_noise * tf.random.stateless_normal(tf.shape(next_actions),
+                                                                         seed)
             noise = tf.clip_by_value(noise, -cfg.target_noise_clip, cfg.target_noise_clip)
             next_actions = tf.clip_by_value(next_actions + noise, -1.0, 1.0)
         q_next = self.target_critic(tf.concat([next_feat, next_actions], -1))

@@ -38,21 +38,11 @@ _EXTRAS = {"box2d": "box2d", "mujoco": "mujoco"}
 _W = TypeVar("_W", bound=VectorWrapper)
 
 
-def make_vec_env(
-    env_id: str,
-    n_envs: int = 1,
-    *,
-    seed: int | None = None,
-    vectorization: str = "sync",
-    n_workers: int = 0,
-    normalize_obs: bool = False,
-    normalize_reward: bool = False,
-    gamma: float = 0.99,
-    clip_obs: float = 10.0,
-    clip_reward: float = 10.0,
-    env_kwargs: dict[str, Any] | None = None,
-    render_mode: str | None = None,
-) -> VectorEnv:
+def make_vec_env(env_id: str, n_envs: int = 1, *, seed: int | None = None,
+                 vectorization: str = "sync", n_workers: int = 0, normalize_obs: bool = False,
+                 normalize_reward: bool = False, gamma: float = 0.99, clip_obs: float = 10.0,
+                 clip_reward: float = 10.0, env_kwargs: dict[str, Any] | None = None,
+                 render_mode: str | None = None) -> VectorEnv:
     """Build `n_envs` copies of `env_id` as one Gymnasium vector env (SAME_STEP autoreset).
 
     Observations are preprocessed per sub-env (see `preprocess_observation`). Ids starting
@@ -94,14 +84,9 @@ def make_vec_env(
             if n_workers:
                 env = _make_worker_pool(env_id, int(n_envs), int(n_workers), kwargs)
             else:
-                env = gym.make_vec(
-                    env_id,
-                    num_envs=int(n_envs),
-                    vectorization_mode=vectorization,
-                    vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                    wrappers=[preprocess_observation],
-                    **kwargs,
-                )
+                env = gym.make_vec(env_id, num_envs=int(n_envs), vectorization_mode=vectorization,
+                                   vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                                   wrappers=[preprocess_observation], **kwargs)
         if seed is not None:
             env.action_space.seed(seed)
             env.single_action_space.seed(seed)
@@ -109,14 +94,8 @@ def make_vec_env(
 
     env = EpisodeStats(env)
     if normalize_obs or normalize_reward:
-        env = VecNormalize(
-            env,
-            normalize_obs=normalize_obs,
-            normalize_reward=normalize_reward,
-            gamma=gamma,
-            clip_obs=clip_obs,
-            clip_reward=clip_reward,
-        )
+        env = VecNormalize(env, normalize_obs=normalize_obs, normalize_reward=normalize_reward,
+                           gamma=gamma, clip_obs=clip_obs, clip_reward=clip_reward)
     return env
 
 
@@ -139,13 +118,8 @@ def _make_preprocessed(spec: EnvSpec, kwargs: dict[str, Any]) -> gym.Env:
     return preprocess_observation(gym.make(spec, **kwargs))
 
 
-def make_env(
-    env_id: str,
-    *,
-    seed: int | None = None,
-    render_mode: str | None = None,
-    env_kwargs: dict[str, Any] | None = None,
-) -> gym.Env:
+def make_env(env_id: str, *, seed: int | None = None, render_mode: str | None = None,
+             env_kwargs: dict[str, Any] | None = None) -> gym.Env:
     """One env with the same observation preprocessing as `make_vec_env` (eval, rendering).
 
     Seeding as in `make_vec_env`: the action space is seeded now, and the first `reset()`
@@ -196,11 +170,8 @@ def _as_float32(env: gym.Env) -> gym.Env:
     # Cast the bounds ourselves: gymnasium's DtypeObservation warns on every float64 Box.
     space = env.observation_space
     low, high = space.low.astype(np.float32), space.high.astype(np.float32)
-    return TransformObservation(
-        env,
-        lambda obs: np.asarray(obs, np.float32),
-        spaces.Box(low, high, space.shape, np.float32),
-    )
+    return TransformObservation(env, lambda obs: np.asarray(obs, np.float32),
+                                spaces.Box(low, high, space.shape, np.float32))
 
 
 def episode_stats(env: VectorEnv) -> EpisodeStats:

@@ -36,17 +36,9 @@ class VecNormalize(VectorWrapper):
     before `save()` and `after_restore()` after `restore()`.
     """
 
-    def __init__(
-        self,
-        env: VectorEnv,
-        *,
-        normalize_obs: bool = True,
-        normalize_reward: bool = True,
-        gamma: float = 0.99,
-        clip_obs: float = 10.0,
-        clip_reward: float = 10.0,
-        epsilon: float = 1e-8,
-    ) -> None:
+    def __init__(self, env: VectorEnv, *, normalize_obs: bool = True, normalize_reward: bool = True,
+                 gamma: float = 0.99, clip_obs: float = 10.0, clip_reward: float = 10.0,
+                 epsilon: float = 1e-8) -> None:
         super().__init__(env)
         self.training = True
         self.gamma = float(gamma)
@@ -68,9 +60,8 @@ class VecNormalize(VectorWrapper):
             self.obs_rms = RunningMeanStd(space.shape, name="obs_rms")
             self._state.obs_rms = self.obs_rms
             # Normalised values live in [-clip_obs, clip_obs]; say so to the agent.
-            self.single_observation_space = spaces.Box(
-                -self.clip_obs, self.clip_obs, space.shape, np.float32
-            )
+            self.single_observation_space = spaces.Box(-self.clip_obs, self.clip_obs, space.shape,
+                                                       np.float32)
             self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         if normalize_reward:
             self.ret_rms = RunningMeanStd((), name="ret_rms")

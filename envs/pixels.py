@@ -91,14 +91,8 @@ class PixelObservation(gym.Wrapper):
         return self._observation(), reward, terminated, truncated, info
 
 
-def make_pixel_env(
-    env_id: str,
-    size: int = 64,
-    frame_stack: int = 3,
-    grayscale: bool = False,
-    render_mode: str | None = None,
-    **kwargs: Any,
-) -> gym.Env:
+def make_pixel_env(env_id: str, size: int = 64, frame_stack: int = 3, grayscale: bool = False,
+                   render_mode: str | None = None, **kwargs: Any) -> gym.Env:
     """`env_id` rendered to pixels (see PixelObservation); extra kwargs go to gym.make."""
     if render_mode not in (None, "rgb_array"):
         raise ConfigError(
@@ -113,12 +107,8 @@ def register_pixel_envs(env_ids: tuple[str, ...] = CLASSIC_CONTROL) -> None:
     for env_id in env_ids:
         pixel_id = f"{PIXEL_NAMESPACE}/{env_id}"
         if pixel_id not in gym.registry:
-            gym.register(
-                pixel_id,
-                entry_point=make_pixel_env,
-                kwargs={"env_id": env_id},
-                disable_env_checker=True,
-            )
+            gym.register(pixel_id, entry_point=make_pixel_env, kwargs={"env_id": env_id},
+                         disable_env_checker=True)
 
 
 register_pixel_envs()

@@ -31,15 +31,12 @@ class RunningMeanStd(tf.Module):
         self.mean = np.zeros(self.shape, np.float64)
         self.var = np.ones(self.shape, np.float64)
         self.count = float(epsilon)
-        self.mean_variable = tf.Variable(
-            tf.zeros(self.shape, tf.float64), trainable=False, name="mean"
-        )
-        self.var_variable = tf.Variable(
-            tf.ones(self.shape, tf.float64), trainable=False, name="var"
-        )
-        self.count_variable = tf.Variable(
-            tf.constant(self.count, tf.float64), trainable=False, name="count"
-        )
+        self.mean_variable = tf.Variable(tf.zeros(self.shape, tf.float64), trainable=False,
+                                         name="mean")
+        self.var_variable = tf.Variable(tf.ones(self.shape, tf.float64), trainable=False,
+                                        name="var")
+        self.count_variable = tf.Variable(tf.constant(self.count, tf.float64), trainable=False,
+                                          name="count")
 
     def update(self, batch: np.ndarray) -> None:
         """Merge a batch of samples, shaped `(batch_size, *shape)`, into the statistics."""

@@ -56,14 +56,8 @@ def split_envs(n_envs: int, n_workers: int) -> list[range]:
 class WorkerPoolVectorEnv(VectorEnv):
     """`len(env_fns)` envs stepped by `n_workers` processes, SAME_STEP autoreset only."""
 
-    def __init__(
-        self,
-        env_fns: Sequence[Callable[[], Env]],
-        n_workers: int,
-        *,
-        context: str | None = None,
-        env_name: str | None = None,
-    ) -> None:
+    def __init__(self, env_fns: Sequence[Callable[[], Env]], n_workers: int, *,
+                 context: str | None = None, env_name: str | None = None) -> None:
         if not 1 <= n_workers <= len(env_fns):
             raise ValueError(f"n_workers must be in [1, {len(env_fns)}], got {n_workers}")
         self.pipes: list[Connection] = []  # set first: close() must work on a failed start
@@ -113,12 +107,8 @@ class WorkerPoolVectorEnv(VectorEnv):
         self.closed = False
         self._round_trip("start", [None] * self.n_workers)
 
-    def reset(
-        self,
-        *,
-        seed: int | Sequence[int | None] | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> tuple[Any, dict[str, Any]]:
+    def reset(self, *, seed: int | Sequence[int | None] | None = None,
+              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset every sub-env (or those in options["reset_mask"]); an int seed gives env i
         `seed + i`, as in SyncVectorEnv."""
         self._check_open()
@@ -165,9 +155,8 @@ class WorkerPoolVectorEnv(VectorEnv):
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Call method `name` (or read attribute `name`) of every sub-env."""
         self._check_open()
-        replies = self._round_trip(
-            f"call {name!r}", [("call", (name, args, kwargs))] * self.n_workers
-        )
+        replies = self._round_trip(f"call {name!r}",
+                                   [("call", (name, args, kwargs))] * self.n_workers)
         return tuple(r for results in replies for r in results)
 
     def get_attr(self, name: str) -> tuple[Any, ...]:
@@ -271,15 +260,8 @@ def _step_arrays(shm_steps: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     )
 
 
-def _worker(
-    first: int,
-    env_fns: CloudpickleWrapper,
-    pipe: Connection,
-    parent_pipe: Connection,
-    shm: Any,
-    shm_steps: list[Any],
-    spaces: tuple[Any, Any],
-) -> None:
+def _worker(first: int, env_fns: CloudpickleWrapper, pipe: Connection, parent_pipe: Connection,
+            shm: Any, shm_steps: list[Any], spaces: tuple[Any, Any]) -> None:
     """Build envs `first`, `first + 1`, ... and serve the parent's commands until "close"."""
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -211,9 +211,8 @@ def _cmd_list(_: argparse.Namespace) -> int:
 
 # -- parser -----------------------------------------------------------------------------------
 def _add_overrides(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config", metavar="FILE.yaml", help="YAML file of config values (over the preset)"
-    )
+    p.add_argument("--config", metavar="FILE.yaml",
+                   help="YAML file of config values (over the preset)")
     p.add_argument(
         "--set",
         action="append",
@@ -255,22 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="env steps to train (with --resume: N more steps)")
     p.add_argument("--n-envs", type=int, help="parallel environments (config key n_envs)")
     p.add_argument("--logdir", help="root folder of run folders (default: runs)")
-    p.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint"
-    )
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its latest checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--help-config", action="store_true", help="list every config key of ALGO and exit"
-    )
+    p.add_argument("--help-config", action="store_true",
+                   help="list every config key of ALGO and exit")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a trained run's greedy policy")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     p.add_argument("--render", action="store_true", help="show the episodes in a window")
-    p.add_argument(
-        "--seed", type=int, help="env seed (default: the run's seed + 10000, as in training)"
-    )
+    p.add_argument("--seed", type=int,
+                   help="env seed (default: the run's seed + 10000, as in training)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("export", help="write the greedy policy as a TensorFlow SavedModel")

@@ -160,14 +160,14 @@ def read_event_tensors(run_dir) -> dict[str, list[tuple[int, np.ndarray]]]:
 
 
 
-def one_batch(agent) -> dict[str, tf.Tensor]:
-    """One gradient step's batch (the first of a sampled update), as tensors."""
-    return {k: tf.convert_to_tensor(v[0]) for k, v in agent.sample_batch().items()}
+def one_batch(agent):
+    """One gradient step's batch (the first of a sampled update), as tensors (Transitions)."""
+    return agent.sample_batch().map(lambda v: tf.convert_to_tensor(v[0]))
 
 
 def gradients(agent, loss: str, mb) -> dict[str, list]:
     """Module -> gradients of `loss` w.r.t. every variable of the module (one explicit tape)."""
-    from rl_sever.nn.dense_stack import tf_variables
+    from rl_sever.nn.layers import tf_variables
 
     modules = {m: tf_variables(vs) for m, vs in agent.flow_modules().items()}
     flat = [v for vs in modules.values() for v in vs]

@@ -111,8 +111,12 @@ def test_zero_aux_weight_leaves_its_networks_bit_identical():
 
 def test_n_step_agents_give_aux_losses_one_step_transitions():
     agent = tiny_agent("sac", n_step=3, aux=["reward"], **{"network.shared_encoder": True})
-    assert {"step_rewards", "step_next_obs"} <= set(agent.batch_keys)
-    agent.update(agent.sample_batch())
+    batch = agent.sample_batch()
+    assert batch.keys()[-2:] == ["step_rewards", "step_next_obs"]
+    assert batch.step_next_obs.shape == batch.next_obs.shape
+    agent.update(batch)
+    plain = tiny_agent("sac", n_step=3, **{"network.shared_encoder": True}).sample_batch()
+    assert "step_rewards" not in plain and plain.step_rewards == ()  # only when aux needs them
 
 
 def test_aux_config_errors():

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from rl_sever import cli
+from rl_sever.core import metrics
 from rl_sever.errors import ConfigError, FlowContractError
 from rl_sever.isolation import sever
 from rl_sever.objective import LossTerm, loss_term
@@ -44,7 +45,7 @@ def train_once(agent, batch):
 def test_default_objectives_match_the_pre_change_numbers(case):
     algo, overrides = PINNED_CASES[case]
     agent = make_agent(algo, "CartPole-v1", overrides)
-    out = {k: float(v) for k, v in train_once(agent, collect_batch(agent)).items()}
+    out = metrics.means(train_once(agent, collect_batch(agent)))  # raw [sum, count] -> means
     p = params(agent).astype(np.float64)
     agent.close()
     ref = PINNED[case]
@@ -69,7 +70,7 @@ def test_default_a2c_update_equals_the_textbook_a2c_update():
     batch = collect_batch(agent)
     for a, b in zip(agent.optimizer.all_variables, twin.optimizer.all_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    out = train_once(agent, batch)
+    out = metrics.means(train_once(agent, batch))
     cfg = twin.config
     T, N = batch["rewards"].shape
     flat = lambda x: x.reshape(T * N, *x.shape[2:])  # noqa: E731

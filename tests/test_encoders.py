@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from rl_sever.audit import audit_flow
 from rl_sever.errors import ConfigError
-from rl_sever.nn.dense_stack import tf_variables
 from rl_sever.nn.encoders import Encoder, UserEncoder
+from rl_sever.nn.layers import tf_variables
 from tests.helpers import ALGOS, collect_or_sample, module_snapshot, tiny_agent
 
 

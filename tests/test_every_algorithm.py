@@ -7,10 +7,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from rl_sever.audit import run_audit
 from rl_sever.errors import UnsupportedSpaceError
-from tests.helpers import ALGOS, ONPOLICY, collect_or_sample, read_event_tensors, tiny_agent
+from rl_sever.objective import LossTerm
+from rl_sever.onpolicy.rollout_buffer import Rollout
+from tests.helpers import (
+    ALGOS,
+    ENV_FOR,
+    ONPOLICY,
+    _agent_class,
+    collect_or_sample,
+    read_event_tensors,
+    snapshot,
+    tiny_agent,
+    tiny_config,
+)
 
 ENVS = {"discrete": "CartPole-v1", "box": "Pendulum-v1", "pixels": None}
 PIXELS = {True: "Pixels/CartPole-v1", False: "Pixels/Pendulum-v1"}  # keyed by on-policy
@@ -57,9 +70,15 @@ def test_save_load_gives_identical_actions_and_resume_continues_the_step_axis(al
     run_dir, step = agent.run_dir, int(agent.global_step.numpy())
     obs = np.stack([agent.env.single_observation_space.sample() for _ in range(8)])
     expected = agent.predict(obs)
+    modules = {name: snapshot(v) for name, v in agent.flow_modules().items()}
     agent.close()
     loaded = load(run_dir)
     assert int(loaded.global_step.numpy()) == step
+    # Every module comes back, target networks included (their optimizer does not hold them).
+    assert set(loaded.flow_modules()) == set(modules)
+    for name, values in modules.items():
+        for a, b in zip(values, snapshot(loaded.flow_modules()[name]), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
     np.testing.assert_array_equal(loaded.predict(obs), expected)
     loaded.learn(64, progress=False)
     assert int(loaded.global_step.numpy()) >= step + 64
@@ -139,4 +158,40 @@ def test_each_loss_moves_the_modules_it_must_train_and_no_other(algo, term):
         elif module not in flow.may:
             assert not moved(before[module], after[module]), (term, module)
     assert flow.must, term  # every default term trains something
+    agent.close()
+
+
+class Recorder(LossTerm):
+    """A weight-0 critic-side term whose `on_update` keeps what it receives."""
+
+    def __init__(self, output: str):
+        super().__init__("watch", weight=0.0, trains={"critic"})
+        self.output, self.seen = output, []
+
+    def compute(self, batch, out):
+        x = out[self.output]
+        return tf.reduce_mean(tf.square(x)), {"size": tf.cast(tf.size(x), tf.float32)}
+
+    def on_update(self, agent, stats):
+        self.seen.append(dict(stats))
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_metrics_have_one_format_and_reach_the_term_hooks(algo):
+    """Every algorithm's compiled update returns {key: [sum, count]}; logged_metrics gives the
+    term loss/watch and loss/watch_size, and its on_update hook gets the same means."""
+    term = Recorder("values" if algo in ONPOLICY else "q")
+    agent = _agent_class(algo)(ENV_FOR[algo], tiny_config(algo), losses=[term])
+    if algo not in ONPOLICY:
+        agent.learn(48, progress=False)  # fill the replay buffer (no update yet)
+    batch = collect_or_sample(agent)
+    raw = (agent.train_fn(*Rollout.of(batch)) if algo in ONPOLICY
+           else agent.compiled["update"](batch))
+    assert {"watch", "watch_size"} <= set(raw)
+    assert all(tuple(v.shape) == (2,) for v in raw.values())  # [sum, count] per key
+    logged = agent.logged_metrics(raw)
+    assert term.seen == [{"value": logged["loss/watch"], "size": logged["loss/watch_size"]}]
+    cfg = agent.config
+    size = agent.minibatch_size() if algo in ONPOLICY else cfg.batch_size * cfg.n_critics
+    assert logged["loss/watch_size"] == size
     agent.close()

@@ -13,6 +13,7 @@ import tensorflow as tf
 from rl_sever import cli
 from rl_sever.errors import ConfigError, FlowContractError
 from rl_sever.objective import LossTerm, loss_term
+from rl_sever.offpolicy.replay import Transitions
 from tests.helpers import read_event_tensors, tiny_agent, tiny_config
 
 # Captured from the code before SAC/TD3 had loss terms: one compiled update on fixed_batch
@@ -22,25 +23,25 @@ from tests.helpers import read_event_tensors, tiny_agent, tiny_config
 # on one CPU only: oneDNN picks kernels by instruction set (AVX2 vs AVX-512/AMX) and the last
 # bits move (~2e-7). The per-module update summaries keep what the hash proved (same losses,
 # same update of every module, nothing moved that must not) within a float tolerance.
-PINNED_STATS = {"sac": [0.9324721693992615, -0.5666642785072327, 1.0, -0.0, 1.0, 1.0, 1.0, 1.0], "sac_fixed": [0.9324721693992615, -0.5666642785072327, 1.0, 1.0, 1.0, 1.0], "sac_enc": [0.9017481803894043, -0.6174370646476746, 1.0, -0.0, 1.0, 1.0, 1.0, 1.0], "td3": [1.5184580087661743, 0.0, 1.0, 0.0], "td3_enc": [1.5584466457366943, 0.0515374019742012, 1.0, 1.0]}
+PINNED_METRICS = {"sac": {"train/critic_loss": 0.9324721693992615, "train/actor_loss": -0.5666642785072327, "train/ent_coef": 1.0, "train/ent_coef_loss": -0.0}, "sac_enc": {"train/critic_loss": 0.9017481803894043, "train/actor_loss": -0.6174370646476746, "train/ent_coef": 1.0, "train/ent_coef_loss": -0.0}, "sac_fixed": {"train/critic_loss": 0.9324721693992615, "train/actor_loss": -0.5666642785072327, "train/ent_coef": 1.0}, "td3": {"train/critic_loss": 1.5184580087661743}, "td3_enc": {"train/critic_loss": 1.5584466457366943, "train/actor_loss": 0.0515374019742012}}
 PINNED_UPDATES = {"sac": {"actor": [58.62193042910076, 0.09982562850200338, -0.005125215639441447], "alpha": [0.00029999794787727296, 0.00029999794787727296, -3.771880831417381e-05], "critic": [110.98172644592705, 0.18561850377591327, -0.004510653220999718], "targets": [110.97845484761638, 0.000928006658796221, -2.256582332235971e-05]}, "sac_enc": {"actor": [72.02850374850095, 0.14206548610673053, -0.006119914372621186], "alpha": [0.00029999794787727296, 0.00029999794787727296, -3.771880831417381e-05], "critic": [142.19753440565546, 0.25850508868461475, 0.00536646475708258], "encoder": [13.184600261447486, 0.019191750732716173, -0.0012447059720277908], "targets": [155.37736730324866, 0.0013886226591921513, 4.50528372698795e-05]}, "sac_fixed": {"actor": [58.62193042910076, 0.09982562850200338, -0.005125215639441447], "critic": [110.98172644592705, 0.18561850377591327, -0.004510653220999718], "targets": [110.97845484761638, 0.000928006658796221, -2.256582332235971e-05]}, "td3": {"actor": [56.30674130508123, 0.0, 0.0], "critic": [110.95431711827405, 0.6188588075165171, -0.026839652081696003], "targets": [167.28517905390618, 0.0, 0.0]}, "td3_enc": {"actor": [69.68955385428853, 0.43742681513685966, 0.0164054605114166], "critic": [142.22661068831803, 0.8620971044583712, -0.02069509926121762], "encoder": [13.188399974606, 0.06397653964813799, -0.006057504655268652], "targets": [225.0786412570469, 0.0068180059770384105, 6.77714346083751e-05]}}
 PINNED_CASES = {"sac": ("sac", {}), "sac_fixed": ("sac", {"learn_ent_coef": False}),
                 "sac_enc": ("sac", {"network.shared_encoder": True}), "td3": ("td3", {}),
                 "td3_enc": ("td3", {"network.shared_encoder": True, "policy_delay": 1})}
 
 
-def fixed_batch(agent) -> dict[str, np.ndarray]:
+def fixed_batch(agent) -> Transitions:
     rng = np.random.default_rng(123)
     G, B = agent.config.updates_per_call(), agent.config.batch_size
     obs = agent.obs_shape
-    return {
+    return Transitions.of({
         "obs": rng.normal(size=(G, B, *obs)).astype(np.float32),
         "next_obs": rng.normal(size=(G, B, *obs)).astype(np.float32),
         "actions": rng.uniform(-1, 1, size=(G, B, agent.action_dim)).astype(np.float32),
         "rewards": rng.normal(size=(G, B)).astype(np.float32),
         "terminated": (rng.uniform(size=(G, B)) < 0.2).astype(np.float32),
         "discounts": np.full((G, B), 0.99, np.float32),
-    }
+    })
 
 
 def with_terms(algo, terms, *, fill=0, logdir=None, **overrides):
@@ -107,9 +108,12 @@ def test_default_objectives_match_the_pinned_update(case):
     agent = tiny_agent(algo, fill=0, **overrides)
     batch = fixed_batch(agent)
     before = module_vectors(agent)
-    stats = agent.update({k: batch[k] for k in agent.batch_keys})
+    logged = agent.train(batch)
     after = module_vectors(agent)
-    np.testing.assert_allclose([float(x) for x in stats], PINNED_STATS[case], rtol=1e-5, atol=1e-7)
+    sb3_names = {k: v for k, v in logged.items() if k.startswith("train/") and k != "train/n_updates"}
+    assert sorted(sb3_names) == sorted(PINNED_METRICS[case])
+    for name, value in PINNED_METRICS[case].items():
+        assert sb3_names[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
     assert sorted(after) == sorted(PINNED_UPDATES[case])
     for module, (abs_sum, step_abs_sum, step_dot) in PINNED_UPDATES[case].items():
         step = after[module] - before[module]
@@ -135,7 +139,6 @@ def test_reweighting_from_config_and_python():
     agent = tiny_agent("sac", fill=0, losses=["actor@0.0"])
     assert agent.objective.weights()["actor"] == 0.0
     batch = fixed_batch(agent)
-    batch = {k: batch[k] for k in agent.batch_keys}
     actor, critic = module_params(agent, "actor"), module_params(agent, "critic")
     agent.update(batch)
     assert not changed(actor, module_params(agent, "actor"))  # weight 0: no actor step
@@ -159,7 +162,6 @@ def test_replacing_the_critic_term(algo):
     huber = tiny_agent(algo, fill=0, losses=["critic=tests.test_offpolicy_loss_terms:huber_critic"])
     assert huber.objective.names == default.objective.names
     batch = fixed_batch(default)
-    batch = {k: batch[k] for k in default.batch_keys}
     d, h = default.train(batch), huber.train(batch)
     assert d["loss/critic"] == d["train/critic_loss"] and h["loss/critic"] == h["train/critic_loss"]
     assert np.isfinite(h["loss/critic"]) and h["loss/critic"] != d["loss/critic"]
@@ -295,16 +297,15 @@ def action_size(batch, out):
 def test_custom_term_metrics_are_logged_per_group(algo, overrides, tmp_path):
     agent = with_terms(algo, [q_spread.copy(weight=0.0), action_size.copy(weight=0.01)],
                        logdir=str(tmp_path), **overrides)
-    names = agent.metric_names()
-    assert {"loss/q_spread", "loss/q_spread_spread", "loss/q_spread_batch", "loss/action_size",
-            "loss/action_size_max"} <= set(names)
+    assert {"q_spread", "q_spread_spread", "q_spread_batch", "action_size",
+            "action_size_max"} <= set(agent.all_metric_keys())
     batch = fixed_batch(agent)
-    out = agent.train({k: batch[k] for k in agent.batch_keys})
+    out = agent.train(batch)
     assert out["loss/q_spread_batch"] == agent.config.batch_size  # the real batch, not the probe's
     assert out["loss/q_spread_spread"] > 0.0  # twin critics start from different weights
     if algo == "td3":  # n_updates 1 is not a multiple of policy_delay 2: no actor step yet
         assert "loss/action_size" not in out and "loss/action_size_max" not in out
-        out = agent.train({k: batch[k] for k in agent.batch_keys})
+        out = agent.train(batch)
     assert 0.0 < out["loss/action_size_max"] <= 1.0  # unit actions (tanh-squashed)
     assert out["loss/action_size"] <= out["loss/action_size_max"] ** 2
     agent.learn(96, progress=False)  # through the loop: the metrics reach TensorBoard

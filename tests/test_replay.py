@@ -131,7 +131,7 @@ def test_save_and_load_round_trip(tmp_path):
         np.testing.assert_array_equal(getattr(other, name), getattr(buf, name))
     assert (other.pos, other.full, len(other)) == (buf.pos, buf.full, len(buf))
     a, b = buf.sample(32), other.sample(32)  # same sampler state: same batches
-    for k in a:
+    for k in a.keys():
         np.testing.assert_array_equal(a[k], b[k])
 
 

@@ -103,7 +103,7 @@ def test_update_moves_each_module_by_its_own_optimizer():
     after = {m: snapshot(v) for m, v in agent.flow_modules().items()}
     for module in ("actor", "critic", "alpha", "targets"):
         assert any(not np.array_equal(a, b) for a, b in zip(before[module], after[module])), module
-    metrics = agent.format_metrics(stats)
+    metrics = agent.logged_metrics(stats)
     for key in ("train/actor_loss", "train/critic_loss", "train/ent_coef", "train/ent_coef_loss"):
         assert np.isfinite(metrics[key]), key
     assert metrics["train/n_updates"] == 1.0
@@ -150,7 +150,7 @@ def test_fixed_entropy_coefficient_has_no_alpha_module_or_loss():
     assert "alpha" not in agent.flow_modules() and "alpha" not in agent.optimizers
     assert set(agent.loss_terms(one_batch(agent))) == {"critic", "actor"}
     before = agent.log_alpha.numpy()
-    metrics = agent.format_metrics(agent.update(agent.sample_batch()))
+    metrics = agent.logged_metrics(agent.update(agent.sample_batch()))
     assert agent.log_alpha.numpy() == before
     assert metrics["train/ent_coef"] == pytest.approx(0.2)
     assert "train/ent_coef_loss" not in metrics
@@ -161,7 +161,7 @@ def test_target_entropy_defaults_to_minus_action_dim(sac):
 
 
 def test_squashed_log_prob_matches_change_of_variables():
-    from rl_sever.nn.dense_stack import squashed_gaussian_sample
+    from rl_sever.nn.distributions import squashed_gaussian_sample
 
     mean = tf.constant([[0.3, -1.0], [2.0, 0.0]])
     log_std = tf.constant([[-0.5, 0.2], [0.0, -1.0]])

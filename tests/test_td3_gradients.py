@@ -39,14 +39,14 @@ def test_actor_and_targets_update_every_policy_delay_critic_updates():
     agent = tiny_agent("td3", policy_delay=2)
     actor, critic = snapshot(agent.actor.weights), snapshot(agent.critic.weights)
     targets = snapshot(agent.target_variables())
-    metrics = agent.format_metrics(agent.update(agent.sample_batch()))  # update 1: critic only
+    metrics = agent.logged_metrics(agent.update(agent.sample_batch()))  # update 1: critic only
     assert "train/actor_loss" not in metrics
     assert all(np.array_equal(a, b) for a, b in zip(actor, snapshot(agent.actor.weights)))
     assert all(np.array_equal(a, b) for a, b in zip(targets, snapshot(agent.target_variables())))
     assert any(not np.array_equal(a, b) for a, b in zip(critic, snapshot(agent.critic.weights)))
 
     target_critic = snapshot(agent.target_critic.weights)
-    metrics = agent.format_metrics(agent.update(agent.sample_batch()))  # update 2: + actor, targets
+    metrics = agent.logged_metrics(agent.update(agent.sample_batch()))  # update 2: + actor, targets
     assert np.isfinite(metrics["train/actor_loss"])
     assert any(not np.array_equal(a, b) for a, b in zip(actor, snapshot(agent.actor.weights)))
     tau = agent.config.tau
@@ -58,7 +58,7 @@ def test_actor_and_targets_update_every_policy_delay_critic_updates():
 
 def test_delay_counts_across_gradient_steps_of_one_call():
     agent = tiny_agent("td3", policy_delay=2, gradient_steps=4)
-    metrics = agent.format_metrics(agent.update(agent.sample_batch()))
+    metrics = agent.logged_metrics(agent.update(agent.sample_batch()))
     assert agent.n_updates.numpy() == 4
     assert np.isfinite(metrics["train/actor_loss"])  # averaged over the 2 actor updates
 
@@ -82,7 +82,7 @@ def test_ddpg_is_td3_with_one_critic_no_smoothing_no_delay():
     agent = tiny_agent("ddpg")
     assert agent.algo == "ddpg" and agent.critic.members == 1
     actor = snapshot(agent.actor.weights)
-    metrics = agent.format_metrics(agent.update(agent.sample_batch()))
+    metrics = agent.logged_metrics(agent.update(agent.sample_batch()))
     assert np.isfinite(metrics["train/actor_loss"])
     assert any(not np.array_equal(a, b) for a, b in zip(actor, snapshot(agent.actor.weights)))
     run_audit(agent, agent.sample_batch(), enforce=True)

@@ -113,11 +113,8 @@ class TFEnv:
 
     def state_spec(self, n: int | None = None) -> EnvState:
         """TensorSpecs of an EnvState for n envs (for tf.function input signatures)."""
-        return EnvState(
-            physics=tf.TensorSpec([n, self.physics_dim], self.physics_dtype),
-            t=tf.TensorSpec([n], tf.int32),
-            key=tf.TensorSpec([2], tf.int64),
-        )
+        return EnvState(physics=tf.TensorSpec([n, self.physics_dim], self.physics_dtype),
+                        t=tf.TensorSpec([n], tf.int32), key=tf.TensorSpec([2], tf.int64))
 
     def action_spec(self, n: int | None = None) -> tf.TensorSpec:
         """TensorSpec of a batch of n actions."""
@@ -131,12 +128,8 @@ class TFEnv:
         physics = self._init_physics(sample_key, n)
         return EnvState(physics=physics, t=tf.zeros([n], tf.int32), key=next_key)
 
-    def from_physics(
-        self,
-        physics: tf.Tensor | np.ndarray,
-        t: tf.Tensor | np.ndarray | None = None,
-        key: SeedLike = 0,
-    ) -> EnvState:
+    def from_physics(self, physics: tf.Tensor | np.ndarray, t: tf.Tensor | np.ndarray | None = None,
+                     key: SeedLike = 0) -> EnvState:
         """Build a state from given physics, e.g. copied from Gymnasium's ``unwrapped.state``."""
         physics = tf.convert_to_tensor(np.asarray(physics), dtype=self.physics_dtype)
         physics = tf.reshape(physics, [-1, self.physics_dim])

@@ -64,11 +64,9 @@ class TFNativeVectorEnv(gym.vector.VectorEnv):
         # Fixed signatures, traced once here; calling the concrete functions skips tf.function's
         # per-call signature matching, which costs about as much as the step itself at small n.
         self._reset_fn = tf.function(reset_fn, input_signature=[tf.TensorSpec([2], tf.int64)])
-        self._step_fn = tf.function(
-            env.step_autoreset,
-            input_signature=[env.state_spec(n), env.action_spec(n)],
-            jit_compile=jit_compile,
-        )
+        self._step_fn = tf.function(env.step_autoreset,
+                                    input_signature=[env.state_spec(n), env.action_spec(n)],
+                                    jit_compile=jit_compile)
         self._reset_concrete = self._reset_fn.get_concrete_function()
         self._step_concrete = self._step_fn.get_concrete_function()
 

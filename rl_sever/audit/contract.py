@@ -181,9 +181,8 @@ class FlowContract:
             raise UnknownNameError(
                 f"Loss {name!r} is not declared in the contract.{suggest(name, self._flows)}"
             )
-        return FlowContract(
-            {k: v for k, v in self._flows.items() if k != name}, default=self._default
-        )
+        return FlowContract({k: v for k, v in self._flows.items() if k != name},
+                            default=self._default)
 
     def with_default(self, flow: Flow | None) -> FlowContract:
         """New contract with a different default for undeclared losses (None: error)."""

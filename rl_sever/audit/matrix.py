@@ -59,13 +59,8 @@ def format_norm(cell: ModuleFlow | VariableFlow) -> str:
 class FlowMatrix:
     """Result of `audit_flow`: rows are losses, columns are modules."""
 
-    def __init__(
-        self,
-        cells: Mapping[tuple[str, str], ModuleFlow],
-        losses: Sequence[str],
-        modules: Sequence[str],
-        loss_values: Mapping[str, float] | None = None,
-    ) -> None:
+    def __init__(self, cells: Mapping[tuple[str, str], ModuleFlow], losses: Sequence[str],
+                 modules: Sequence[str], loss_values: Mapping[str, float] | None = None) -> None:
         self.losses: tuple[str, ...] = tuple(losses)
         self.modules: tuple[str, ...] = tuple(modules)
         self.loss_values: dict[str, float] = dict(loss_values or {})
@@ -149,14 +144,8 @@ class FlowMatrix:
             "cells": cells,
         }
 
-    def write_summary(
-        self,
-        writer: tf.summary.SummaryWriter | None,
-        step: int,
-        *,
-        violations: Sequence[Violation] = (),
-        verdict: str | None = None,
-    ) -> None:
+    def write_summary(self, writer: tf.summary.SummaryWriter | None, step: int, *,
+                      violations: Sequence[Violation] = (), verdict: str | None = None) -> None:
         """Write the markdown table as TensorBoard text 'audit/gradient_flow' (no-op if None).
 
         With a `verdict` line (rl_sever.audit.contract.format_verdict) it and every violation
@@ -216,9 +205,8 @@ def _collect(
         if not isinstance(module, str):
             raise TypeError(f"Module names must be str, got {module!r}.")
         is_model = hasattr(variables, "variables")  # keras.Layer / keras.Model / tf.Module
-        single = isinstance(variables, tf.Variable) or isinstance(
-            getattr(variables, "value", None), tf.Variable
-        )
+        single = isinstance(variables, tf.Variable) or isinstance(getattr(variables, "value", None),
+                                                                  tf.Variable)
         if is_model or single or isinstance(variables, str) or not isinstance(variables, Iterable):
             # A model is rejected rather than expanded: trainable_variables would hide
             # non-trainable targets from the audit, so the agent must say which list it means.
@@ -293,10 +281,8 @@ def _checked_loss(name: str, value: Any) -> tf.Tensor:
     return value
 
 
-def audit_flow(
-    losses: Mapping[str, Callable[[], tf.Tensor]],
-    modules: Mapping[str, Sequence[tf.Variable]],
-) -> FlowMatrix:
+def audit_flow(losses: Mapping[str, Callable[[], tf.Tensor]],
+               modules: Mapping[str, Sequence[tf.Variable]]) -> FlowMatrix:
     """Differentiate each loss separately w.r.t. every module's variables (eager only).
 
     One GradientTape per loss, watching exactly the module variables (never whatever the

@@ -28,14 +28,8 @@ class FlowAuditable(Protocol):
         """Which modules each loss must and may reach."""
 
 
-def run_audit(
-    agent: FlowAuditable,
-    batch: Any,
-    *,
-    writer: tf.summary.SummaryWriter | None = None,
-    step: int = 0,
-    enforce: bool = True,
-) -> tuple[FlowMatrix, list[Violation]]:
+def run_audit(agent: FlowAuditable, batch: Any, *, writer: tf.summary.SummaryWriter | None = None,
+              step: int = 0, enforce: bool = True) -> tuple[FlowMatrix, list[Violation]]:
     """Audit `agent` on `batch`, write the matrix to `writer`, and check its contract.
 
     The summary is written before enforcing so a failing run still shows its matrix in

@@ -31,10 +31,8 @@ class AuxiliaryConfig:
     """VAE: weight of KL(q(z|s) || N(0, I)) against the reconstruction error."""
 
     def validate(self) -> None:
-        check(
-            len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
-            f"auxiliary.hidden_sizes must be positive widths, got {self.hidden_sizes}",
-        )
+        check(len(self.hidden_sizes) > 0 and all(h > 0 for h in self.hidden_sizes),
+              f"auxiliary.hidden_sizes must be positive widths, got {self.hidden_sizes}")
         check(self.latent_dim > 0, f"auxiliary.latent_dim must be positive, got {self.latent_dim}")
         check(self.beta >= 0, f"auxiliary.beta must be >= 0, got {self.beta}")
 
@@ -48,13 +46,8 @@ class AuxContext:
     learns from n-step returns.
     """
 
-    def __init__(
-        self,
-        batch: dict,
-        features: tf.Tensor,
-        encode: Callable[[tf.Tensor], tf.Tensor],
-        seed: tf.Tensor,
-    ):
+    def __init__(self, batch: dict, features: tf.Tensor, encode: Callable[[tf.Tensor], tf.Tensor],
+                 seed: tf.Tensor):
         self.obs = batch["obs"]
         self.actions = batch["actions"]
         self.rewards = batch.get("step_rewards", batch.get("rewards"))
@@ -84,14 +77,8 @@ class AuxiliaryModule(tf.Module):
     needs_transitions: ClassVar[bool] = False
     components: ClassVar[tuple[str, ...]] = ()  # names of the parts `loss` returns, in order
 
-    def __init__(
-        self,
-        feature_dim: int,
-        obs_shape: tuple[int, ...],
-        obs_dtype,
-        action: ActionSpec,
-        cfg: AuxiliaryConfig,
-    ):
+    def __init__(self, feature_dim: int, obs_shape: tuple[int, ...], obs_dtype, action: ActionSpec,
+                 cfg: AuxiliaryConfig):
         super().__init__(name=self.name)
         self.feature_dim, self.obs_shape, self.obs_dtype = feature_dim, tuple(obs_shape), obs_dtype
         self.action, self.cfg = action, cfg
@@ -133,14 +120,8 @@ def auxiliary_class(name: str) -> type[AuxiliaryModule]:
     return getattr(importlib.import_module(module), attr)
 
 
-def make_auxiliary(
-    names: list[str],
-    feature_dim: int,
-    obs_shape: tuple[int, ...],
-    obs_dtype,
-    action: ActionSpec,
-    cfg: AuxiliaryConfig,
-) -> dict[str, AuxiliaryModule]:
+def make_auxiliary(names: list[str], feature_dim: int, obs_shape: tuple[int, ...], obs_dtype,
+                   action: ActionSpec, cfg: AuxiliaryConfig) -> dict[str, AuxiliaryModule]:
     """Build the named auxiliary modules, keyed by loss name (in the given order)."""
     out: dict[str, AuxiliaryModule] = {}
     for n in names:
@@ -155,15 +136,8 @@ class AuxiliarySet(tf.Module):
     """The auxiliary modules of one agent and what the agent needs from them: their variable
     groups, their losses on a batch, their metric names and their flow contract."""
 
-    def __init__(
-        self,
-        names: list[str],
-        feature_dim: int,
-        obs_shape: tuple[int, ...],
-        obs_dtype,
-        action: ActionSpec,
-        cfg: AuxiliaryConfig,
-    ):
+    def __init__(self, names: list[str], feature_dim: int, obs_shape: tuple[int, ...], obs_dtype,
+                 action: ActionSpec, cfg: AuxiliaryConfig):
         super().__init__(name="auxiliary")
         self.members = make_auxiliary(list(names), feature_dim, obs_shape, obs_dtype, action, cfg)
 

@@ -38,12 +38,10 @@ class VAE(AuxiliaryModule):
                     keras.Input((cfg.latent_dim,)),
                     keras.layers.Dense(gh * gw * 32, activation="relu", name="vae_dec_proj"),
                     keras.layers.Reshape((gh, gw, 32)),
-                    keras.layers.Conv2DTranspose(
-                        32, 3, strides=2, padding="same", activation="relu", name="vae_dec_up0"
-                    ),
-                    keras.layers.Conv2DTranspose(
-                        c, 3, strides=2, padding="same", activation="sigmoid", name="vae_dec_up1"
-                    ),
+                    keras.layers.Conv2DTranspose(32, 3, strides=2, padding="same",
+                                                 activation="relu", name="vae_dec_up0"),
+                    keras.layers.Conv2DTranspose(c, 3, strides=2, padding="same",
+                                                 activation="sigmoid", name="vae_dec_up1"),
                 ],
                 name="vae_decoder",
             )

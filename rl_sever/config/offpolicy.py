@@ -78,10 +78,8 @@ class OffPolicyConfig(RunConfig):
         check(self.learning_starts >= 0, "learning_starts must be >= 0")
         check(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
         check(self.train_freq > 0, f"train_freq must be positive, got {self.train_freq}")
-        check(
-            self.gradient_steps > 0 or self.gradient_steps == -1,
-            f"gradient_steps must be positive or -1, got {self.gradient_steps}",
-        )
+        check(self.gradient_steps > 0 or self.gradient_steps == -1,
+              f"gradient_steps must be positive or -1, got {self.gradient_steps}")
         check(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
         check(self.n_step >= 1, f"n_step must be >= 1, got {self.n_step}")
         check(self.steps_per_iteration > 0, "steps_per_iteration must be positive")

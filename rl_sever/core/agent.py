@@ -18,12 +18,13 @@ import tensorflow as tf
 
 from rl_sever import __version__
 from rl_sever.config.fields import flat_items, to_dict, update
-from rl_sever.core import rundir
+from rl_sever.core import metrics, rundir
 from rl_sever.core.checkpoint import Checkpointer
 from rl_sever.core.distribute import ReplicaSet
 from rl_sever.core.spaces import action_spec, observation_shape
 from rl_sever.errors import ConfigError, suggest
 from rl_sever.isolation.freeze import FreezeSchedule
+from rl_sever.objective import binding
 
 SEEDS_PER_STEP = 16  # sub-seeds one next_seed() provides (Agent.sub_seed)
 
@@ -167,9 +168,21 @@ class Agent:
         """One compiled update on `batch`; returns metrics keyed by TensorBoard name."""
         raise NotImplementedError
 
+    train_metric_keys: tuple[str, ...] = ()  # the agent's own raw keys, logged as train/<key>
+
     def logged_metrics(self, raw) -> dict[str, float]:
-        """TensorBoard-named metrics of updates a collector already ran (raw compiled outputs)."""
-        raise NotImplementedError
+        """The raw [sum, count] metrics of one or more compiled updates (rl_sever.core.metrics)
+        as means under their TensorBoard names; runs the terms' `on_update` hooks."""
+        out = metrics.means(raw)
+        logged = binding.log_metrics(self._objective, self._term_metrics, out,
+                                     list(self.train_metric_keys))
+        logged.update(self.state_metrics())
+        binding.run_hooks(self, self._objective, self._term_metrics, out)
+        return logged
+
+    def state_metrics(self) -> dict[str, float]:
+        """Metrics read from the agent's state after an update (train/std, train/n_updates)."""
+        return {}
 
     def next_seed(self) -> tf.Tensor:
         """A fresh stateless seed [config seed, counter * SEEDS_PER_STEP] (int32, what

@@ -44,12 +44,13 @@ def plain_graph(fn):
 class FastCall:
     """`fn` traced once for `signature`; call it with positional arrays or tensors."""
 
-    def __init__(self, fn, signature: list[tf.TensorSpec] | None = None):
+    def __init__(self, fn, signature: list | None = None):
         if signature is None:
             signature = list(fn.input_signature or [])
-        self.signature = list(signature)
+        self.signature = list(signature)  # may nest (e.g. a Transitions of TensorSpecs)
         self.concrete = fn.get_concrete_function(*self.signature)
-        self._dtypes = [spec.dtype for spec in self.signature]
+        self._dtypes = [spec.dtype for spec in tf.nest.flatten(self.signature)]
+        self._nested = len(self._dtypes) != len(self.signature)
         self._atomic = getattr(self.concrete, "_inference_function", None)
         graph = self.concrete.graph
         deferred = getattr(graph, "deferred_external_captures", [])
@@ -76,8 +77,11 @@ class FastCall:
         return out
 
     def __call__(self, *args) -> Any:
-        tensors = self._convert(args)
+        """Positional arguments structured as the signature (nested ones as nested values)."""
+        tensors = self._convert(tf.nest.flatten(args) if self._nested else args)
         if (self._captures is not None and tf.executing_eagerly()
                 and not could_possibly_record()):
             return self._atomic.call_preflattened(tensors + self._captures)
+        if self._nested:
+            return self.concrete(*tf.nest.pack_sequence_as(self.signature, tensors))
         return self.concrete(*tensors)

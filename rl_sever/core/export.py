@@ -51,9 +51,8 @@ class ExportedPolicy(tf.Module):
         if agent.action.kind == "box":
             self._low = tf.constant(agent.action.low, tf.float32)
             self._high = tf.constant(agent.action.high, tf.float32)
-        spec = tf.TensorSpec(
-            [None, *agent.obs_shape], tf.as_dtype(raw_space.dtype), name="observation"
-        )
+        spec = tf.TensorSpec([None, *agent.obs_shape], tf.as_dtype(raw_space.dtype),
+                             name="observation")
         self.serve = tf.function(self._serve, input_signature=[spec])
 
     def _serve(self, observation: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -121,8 +120,7 @@ def export_policy(agent: Any, out_dir: str | Path) -> Path:
         )
     out.mkdir(parents=True, exist_ok=True)
     policy = ExportedPolicy(agent)
-    tf.saved_model.save(
-        policy, str(out), signatures={SIGNATURE: policy.serve.get_concrete_function()}
-    )
+    tf.saved_model.save(policy, str(out),
+                        signatures={SIGNATURE: policy.serve.get_concrete_function()})
     (out / METADATA_FILE).write_text(json.dumps(metadata(agent), indent=2, allow_nan=False))
     return out

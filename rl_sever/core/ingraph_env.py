@@ -49,9 +49,8 @@ class InGraphEnvState(tf.Module):
     def __init__(self, env, n: int):
         super().__init__(name="ingraph_env")
         self.env, self.n = env, n
-        self.physics = tf.Variable(
-            tf.zeros([n, env.physics_dim], env.physics_dtype), trainable=False, name="physics"
-        )
+        self.physics = tf.Variable(tf.zeros([n, env.physics_dim], env.physics_dtype),
+                                   trainable=False, name="physics")
         self.t = tf.Variable(tf.zeros([n], tf.int32), trainable=False, name="t")
         self.key = tf.Variable(tf.zeros([2], tf.int64), trainable=False, name="key")
         # Running return/length of each env's current episode (float64 like EpisodeStats).

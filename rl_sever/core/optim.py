@@ -28,16 +28,9 @@ OPTIMIZERS: dict[str, Callable[..., keras.optimizers.Optimizer]] = {
 class ModuleOptimizer(tf.Module):
     """Applies gradients module by module, honouring per-module frozen flags."""
 
-    def __init__(
-        self,
-        modules: Mapping[str, Sequence[tf.Variable]],
-        *,
-        learning_rate: float | tf.Variable,
-        kind: str = "adam",
-        epsilon: float = 1e-5,
-        max_grad_norm: float | None = None,
-        name: str = "module_optimizer",
-    ):
+    def __init__(self, modules: Mapping[str, Sequence[tf.Variable]], *,
+                 learning_rate: float | tf.Variable, kind: str = "adam", epsilon: float = 1e-5,
+                 max_grad_norm: float | None = None, name: str = "module_optimizer"):
         super().__init__(name=name)
         if kind not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer '{kind}'; choose one of {sorted(OPTIMIZERS)}")

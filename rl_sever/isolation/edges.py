@@ -70,9 +70,8 @@ class EdgeCut(keras.layers.Layer):
         self.value = np.asarray(value)
         self.active = None
         if switchable:
-            self.active = self.add_weight(
-                name="active", shape=(), dtype="bool", initializer="ones", trainable=False
-            )
+            self.active = self.add_weight(name="active", shape=(), dtype="bool", initializer="ones",
+                                          trainable=False)
 
     def build(self, input_shape: tuple) -> None:
         if self.mode == "both" and self.value.ndim and self.value.shape != tuple(input_shape[1:]):
@@ -134,21 +133,13 @@ def replay(
         return out
 
     inputs = keras.tree.map_structure(new_input, model.input)
-    new = keras.models.clone_model(
-        model, input_tensors=inputs, clone_function=lambda op: op, call_function=call
-    )
+    new = keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda op: op,
+                                   call_function=call)
     return new, outputs
 
 
-def sever_edge(
-    model: keras.Model,
-    source: str,
-    destination: str,
-    mode: str = "backward",
-    *,
-    value: Any = 0.0,
-    switchable: bool = False,
-) -> keras.Model:
+def sever_edge(model: keras.Model, source: str, destination: str, mode: str = "backward", *,
+               value: Any = 0.0, switchable: bool = False) -> keras.Model:
     """Return a model sharing `model`'s layers in which the edge source -> destination is cut.
 
     `value` (mode="both"): a scalar, or an array of the edge's per-sample shape, fed to

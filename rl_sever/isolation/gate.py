@@ -33,14 +33,8 @@ class Gate(keras.layers.Layer):
     several gates together. The alternative must produce the layer's output shape.
     """
 
-    def __init__(
-        self,
-        layer: keras.layers.Layer,
-        alternative: keras.layers.Layer | None = None,
-        *,
-        is_open: bool | tf.Variable | keras.Variable = True,
-        **kwargs: Any,
-    ):
+    def __init__(self, layer: keras.layers.Layer, alternative: keras.layers.Layer | None = None, *,
+                 is_open: bool | tf.Variable | keras.Variable = True, **kwargs: Any):
         super().__init__(**kwargs)
         self.layer = layer
         self.alternative = alternative
@@ -49,13 +43,9 @@ class Gate(keras.layers.Layer):
                 raise ConfigError("Gate: is_open must be a scalar bool variable")
             self.is_open = is_open
         else:
-            self.is_open = self.add_weight(
-                name="is_open",
-                shape=(),
-                dtype="bool",
-                initializer="ones" if is_open else "zeros",
-                trainable=False,
-            )
+            self.is_open = self.add_weight(name="is_open", shape=(), dtype="bool",
+                                           initializer="ones" if is_open else "zeros",
+                                           trainable=False)
 
     def open(self) -> None:
         """Route through the wrapped layer (works inside tf.function)."""

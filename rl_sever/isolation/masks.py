@@ -56,13 +56,8 @@ class _WeightMasked:
         super().build(input_shape)
         if self.quantization_mode:
             raise ConfigError(f"{type(self).__name__} does not support quantized kernels")
-        self.weight_mask = self.add_weight(
-            name="weight_mask",
-            shape=self._kernel.shape,
-            dtype="bool",
-            initializer="ones",
-            trainable=False,
-        )
+        self.weight_mask = self.add_weight(name="weight_mask", shape=self._kernel.shape,
+                                           dtype="bool", initializer="ones", trainable=False)
         self._kernel.constraint = _KeepMasked(self.weight_mask, self._kernel.constraint)
 
     @property
@@ -88,9 +83,8 @@ class _WeightMasked:
         kept = tf.reshape(self.weight_mask, [-1])
         magnitude = tf.where(kept, tf.abs(tf.reshape(self._kernel, [-1])), -1.0)
         smallest = tf.argsort(magnitude, stable=True)[:n_pruned]
-        mask = tf.tensor_scatter_nd_update(
-            tf.ones([size], tf.bool), smallest[:, None], tf.zeros([n_pruned], tf.bool)
-        )
+        mask = tf.tensor_scatter_nd_update(tf.ones([size], tf.bool), smallest[:, None],
+                                           tf.zeros([n_pruned], tf.bool))
         self.set_mask(tf.reshape(mask, self._kernel.shape))
 
     @property
@@ -125,9 +119,8 @@ class ActivationMask(keras.layers.Layer):
         units = input_shape[self.axis]
         if units is None:
             raise ConfigError(f"ActivationMask '{self.name}': axis {self.axis} has unknown size")
-        self.unit_mask = self.add_weight(
-            name="unit_mask", shape=(units,), dtype="bool", initializer="ones", trainable=False
-        )
+        self.unit_mask = self.add_weight(name="unit_mask", shape=(units,), dtype="bool",
+                                         initializer="ones", trainable=False)
 
     def set_mask(self, mask: Any) -> None:
         """Set which units/channels are kept (True = keep)."""
@@ -171,22 +164,14 @@ class GradientMask(tf.Module):
     before the first update (or freeze the module) when the element must stay bit-identical.
     """
 
-    def __init__(
-        self,
-        variables: Sequence[tf.Variable],
-        *,
-        per_variable: bool = False,
-        name: str = "gradient_mask",
-    ):
+    def __init__(self, variables: Sequence[tf.Variable], *, per_variable: bool = False,
+                 name: str = "gradient_mask"):
         super().__init__(name=name)
         self.per_variable = per_variable
         self._lookup = _VariableIndex(variables)
         self.masks = [
-            tf.Variable(
-                tf.ones([] if per_variable else v.shape, tf.bool),
-                trainable=False,
-                name=f"grad_mask_{i}",
-            )
+            tf.Variable(tf.ones([] if per_variable else v.shape, tf.bool), trainable=False,
+                        name=f"grad_mask_{i}")
             for i, v in enumerate(variables)
         ]
 

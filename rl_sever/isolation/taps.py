@@ -40,9 +40,8 @@ class Taps:
                 )
             activations[name] = calls[0]
         self.names = list(names)
-        self.model = keras.Model(
-            graph.input, [graph.output, activations], name=f"{model.name}_taps"
-        )
+        self.model = keras.Model(graph.input, [graph.output, activations],
+                                 name=f"{model.name}_taps")
 
     def __call__(self, inputs: Any, training: bool = False) -> tuple[Any, dict[str, tf.Tensor]]:
         outputs, activations = self.model(inputs, training=training)
@@ -63,14 +62,9 @@ def tap_statistics(activations: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]
     return stats
 
 
-def write_tap_summaries(
-    activations: Mapping[str, tf.Tensor],
-    step: int | tf.Tensor,
-    *,
-    writer: tf.summary.SummaryWriter | None = None,
-    prefix: str = "activations",
-    histograms: bool = True,
-) -> None:
+def write_tap_summaries(activations: Mapping[str, tf.Tensor], step: int | tf.Tensor, *,
+                        writer: tf.summary.SummaryWriter | None = None, prefix: str = "activations",
+                        histograms: bool = True) -> None:
     """Write `prefix/<name>` histograms and `prefix/<name>/{mean,std,zero_fraction}` scalars.
 
     Uses `writer` if given, else the default writer. Meant for plain Python around the compiled

@@ -1,6 +1,9 @@
-"""Action distributions (tensorflow-probability) behind one small interface per space kind."""
+"""Action distributions: tensorflow-probability behind one small interface per space kind
+(on-policy), and the tanh-squashed Gaussian of SAC."""
 
 from __future__ import annotations
+
+import math
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -8,6 +11,8 @@ import tensorflow_probability as tfp
 from rl_sever.core.spaces import ActionSpec
 
 tfd = tfp.distributions
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # squashed Gaussian: as in SB3 and the SAC reference code
+_LOG2 = math.log(2.0)
 
 
 class MultiCategorical:
@@ -60,3 +65,22 @@ class ActionHead:
     def mode(self, dist) -> tf.Tensor:
         out = dist.mode()
         return tf.cast(out, tf.float32 if self.spec.kind == "box" else tf.int32)
+
+
+def squashed_gaussian_sample(mean: tf.Tensor, log_std: tf.Tensor, seed: tf.Tensor):
+    """Reparameterised sample a = tanh(u), u ~ N(mean, std), and log pi(a) (summed over dims).
+
+    log pi(a) = log N(u) - sum log(1 - tanh(u)^2): the change of variables of the squashing,
+    with log(1 - tanh(u)^2) written as 2 (log 2 - u - softplus(-2u)), which stays finite where
+    1 - tanh(u)^2 underflows.
+    """
+    eps = tf.random.stateless_normal(tf.shape(mean), seed)
+    u = mean + tf.exp(log_std) * eps
+    log_normal = -0.5 * tf.square(eps) - log_std - 0.5 * math.log(2.0 * math.pi)
+    log_det = 2.0 * (_LOG2 - u - tf.nn.softplus(-2.0 * u))
+    return tf.tanh(u), tf.reduce_sum(log_normal - log_det, axis=-1)
+
+
+def split_mean_log_std(out: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    mean, log_std = tf.split(out, 2, axis=-1)
+    return mean, tf.clip_by_value(log_std, LOG_STD_MIN, LOG_STD_MAX)

@@ -45,9 +45,8 @@ def cnn(
     layers: list[keras.layers.Layer] = [keras.Input(obs_shape)]
     for i, c in enumerate(channels):
         layers.append(
-            keras.layers.Conv2D(
-                c, 3, strides=2 if i < 2 else 1, activation="relu", name=f"{name}_conv{i}"
-            )
+            keras.layers.Conv2D(c, 3, strides=2 if i < 2 else 1, activation="relu",
+                                name=f"{name}_conv{i}")
         )
     layers += [
         keras.layers.Flatten(name=f"{name}_flatten"),
@@ -61,18 +60,9 @@ def cnn(
 class Encoder(tf.Module):
     """obs -> features [batch, out_dim]; `kind` is "mlp" or "cnn"."""
 
-    def __init__(
-        self,
-        obs_shape: tuple[int, ...],
-        kind: str,
-        *,
-        sizes: list[int] = (256,),
-        activation: str = "relu",
-        channels: list[int] = (32, 32, 32),
-        feature_dim: int = 50,
-        ortho: bool = False,
-        name: str = "encoder",
-    ):
+    def __init__(self, obs_shape: tuple[int, ...], kind: str, *, sizes: list[int] = (256,),
+                 activation: str = "relu", channels: list[int] = (32, 32, 32),
+                 feature_dim: int = 50, ortho: bool = False, name: str = "encoder"):
         super().__init__(name=name)
         if kind not in ("mlp", "cnn"):
             raise ConfigError(f"encoder kind must be mlp or cnn, got '{kind}'")

@@ -5,15 +5,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def gae(
-    rewards: tf.Tensor,
-    values: tf.Tensor,
-    next_values: tf.Tensor,
-    terminated: tf.Tensor,
-    dones: tf.Tensor,
-    gamma: float | tf.Tensor,
-    lam: float | tf.Tensor,
-) -> tuple[tf.Tensor, tf.Tensor]:
+def gae(rewards: tf.Tensor, values: tf.Tensor, next_values: tf.Tensor, terminated: tf.Tensor,
+        dones: tf.Tensor, gamma: float | tf.Tensor,
+        lam: float | tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Advantages and returns for a rollout of shape [T, N] (time-major).
 
     next_values[t] is V of the state actually reached after step t: the next observation

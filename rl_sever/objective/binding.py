@@ -65,9 +65,14 @@ def probe_terms(objective, batch: Mapping[str, tf.Tensor], out) -> dict[str, lis
         except Exception as e:  # the user's code: name the term, keep the cause
             raise ConfigError(f"loss term '{term.name}' failed on a probe minibatch: "
                               f"{type(e).__name__}: {e}") from e
-        ns = term.metric_key("")
-        metrics[term.name] = [k[len(ns):] if ns and k.startswith(ns) else k for k in m]
+        metrics[term.name] = metric_names(term, m)
     return metrics
+
+
+def metric_names(term, metrics: Mapping[str, Any]) -> list[str]:
+    """The names of a term's metrics: the keys it returned, without the term's namespace."""
+    ns = term.metric_key("")
+    return [k[len(ns):] if ns and k.startswith(ns) else k for k in metrics]
 
 
 def metric_keys(objective, term_metrics: Mapping[str, list[str]]) -> list[str]:
@@ -82,25 +87,30 @@ def weight_schedules(objective) -> dict[str, Scheduled]:
 
 def log_metrics(objective, term_metrics: Mapping[str, list[str]], out: Mapping[str, float],
                 train_keys: list[str]) -> dict[str, float]:
-    """loss/<term> for every term (and SB3 names for the default ones); term metrics as
-    loss/<key>, or train/<key> for the agent's own train metrics (approx_kl, ...)."""
+    """The TensorBoard names of an update's mean metrics `out`, for every algorithm: loss/<term>
+    for every term (and SB3's name for the default ones); term metrics as loss/<key>; the keys in
+    `train_keys` (the agent's own: grad_norm, approx_kl, ent_coef, ...) as train/<key>."""
     logged: dict[str, float] = {}
     for name in objective.names:
-        logged[f"loss/{name}"] = out[name]
-        if name in SB3_NAMES:
-            logged[SB3_NAMES[name]] = out[name]
+        if name in out:  # a step may skip a term (TD3's delayed actor)
+            logged[f"loss/{name}"] = out[name]
+            if name in SB3_NAMES:
+                logged[SB3_NAMES[name]] = out[name]
     for key in metric_keys(objective, term_metrics):
-        logged[f"train/{key}" if key in train_keys else f"loss/{key}"] = out[key]
+        if key in out:
+            logged[f"train/{key}" if key in train_keys else f"loss/{key}"] = out[key]
+    logged.update({f"train/{k}": out[k] for k in train_keys if k in out})
     return logged
 
 
 def run_hooks(agent: Any, objective, term_metrics: Mapping[str, list[str]],
               out: Mapping[str, float]) -> None:
-    """Call each term's `on_update` (plain Python, between compiled updates)."""
+    """Call each term's `on_update` (plain Python, between compiled updates) with its value and
+    metrics, when the update computed the term."""
     from rl_sever.objective.term import LossTerm
 
     for term in objective:
-        if type(term).on_update is LossTerm.on_update:
+        if type(term).on_update is LossTerm.on_update or term.name not in out:
             continue
         stats = {"value": out[term.name],
                  **{m: out[term.metric_key(m)] for m in term_metrics.get(term.name, [])}}

@@ -43,12 +43,8 @@ def ppo_clip_loss(
     return loss, {"clip_fraction": sever(clip_fraction), "approx_kl": approx_kl}
 
 
-def value_loss(
-    values: tf.Tensor,
-    returns: tf.Tensor,
-    old_values: tf.Tensor | None = None,
-    clip_range_vf: tf.Tensor | float | None = None,
-) -> tf.Tensor:
+def value_loss(values: tf.Tensor, returns: tf.Tensor, old_values: tf.Tensor | None = None,
+               clip_range_vf: tf.Tensor | float | None = None) -> tf.Tensor:
     """Mean squared error to the returns; with `clip_range_vf`, the pessimistic clipped form."""
     # sever: returns are regression targets, not something to move.
     returns = sever(returns)

@@ -31,8 +31,8 @@ from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.core.schedules import Scheduled
 from rl_sever.errors import ConfigError, UnsupportedSpaceError
 from rl_sever.isolation import sever
-from rl_sever.nn.dense_stack import DenseStack
 from rl_sever.nn.encoders import flat_obs, is_image, make_encoder
+from rl_sever.nn.layers import DenseStack
 from rl_sever.objective import binding
 from rl_sever.objective.outputs import Outputs
 from rl_sever.objective.term import LossTerm, Objective
@@ -40,14 +40,15 @@ from rl_sever.offpolicy.objective import (
     OffPolicyObjective,
     probe_seed,
 )
-from rl_sever.offpolicy.replay import ReplayBuffer, load_replay_for, save_replay_with
+from rl_sever.offpolicy.replay import ReplayBuffer, Transitions, load_replay_for, save_replay_with
 from rl_sever.offpolicy.update import OffPolicyUpdate
 
 
 class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
     """Base of SAC and TD3. Subclasses implement `_build_policy`, `td_target`,
     `default_objective`, `actor_outputs`, `_act_unit` and `_greedy_unit`; they may set
-    `policy_delay`, `actor_metrics` and `target_pairs`. The steps themselves are shared
+    `policy_delay`, `train_metric_keys` (actor_outputs extras to log as train/<key>) and
+    `target_pairs`. The steps themselves are shared
     (rl_sever.offpolicy.update).
 
     The objective (`agent.objective`, rl_sever.objective) holds named terms; each trains one
@@ -100,7 +101,6 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         return {**terms, **alpha_terms}, {**extras, **metrics, **alpha_metrics}
 
     policy_delay = 1  # actor-side steps (and target updates) every this many critic steps
-    actor_metrics: dict[str, str] = {}  # TensorBoard name -> actor_outputs extra to log
 
     def target_pairs(self) -> list[tuple[list, list]]:
         """(online, target) variable lists that Polyak averaging updates after an actor step."""
@@ -108,12 +108,6 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         if self.encoder is not None:
             pairs.append((self.encoder.weights, self.target_encoder.weights))
         return pairs
-
-    def metric_names(self) -> list[str]:
-        """TensorBoard names of the entries of the metric vectors (train/..., loss/...)."""
-        alpha = self.group_metric_names("alpha") if self.group_available("alpha") else []
-        return (self.group_metric_names("critic") + self.group_metric_names("actor")
-                + list(self.actor_metrics) + alpha)
 
     def policy_modules(self) -> dict[str, list]:
         """Actor-side modules besides 'actor' (e.g. SAC's 'alpha')."""
@@ -154,25 +148,17 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
                 "network.shared_encoder: true (image observations always have one)"
             )
         if shared:
-            self.encoder = make_encoder(
-                self.obs_shape,
-                self.obs_dtype,
-                net.encoder,
-                user=self.user_encoder,
-                sizes=net.encoder_sizes,
-                activation=net.activation,
-                channels=net.cnn_channels,
-                feature_dim=net.feature_dim,
-                name="encoder",
-            )
+            self.encoder = make_encoder(self.obs_shape, self.obs_dtype, net.encoder,
+                                        user=self.user_encoder, sizes=net.encoder_sizes,
+                                        activation=net.activation, channels=net.cnn_channels,
+                                        feature_dim=net.feature_dim, name="encoder")
             self.target_encoder = self.encoder.copy("target_encoder")
             feature_dim = self.encoder.out_dim
         else:
             feature_dim = int(np.prod(self.obs_shape))
         self.grad_from = net.grad_from if self.encoder is not None else frozenset()
-        self.aux = AuxiliarySet(
-            cfg.aux, feature_dim, self.obs_shape, self.obs_dtype, act, cfg.auxiliary
-        )
+        self.aux = AuxiliarySet(cfg.aux, feature_dim, self.obs_shape, self.obs_dtype, act,
+                                cfg.auxiliary)
         self.learning_rate = tf.Variable(cfg.learning_rate, trainable=False, name="learning_rate")
         self._build_policy(feature_dim)
         self._build_critic(feature_dim)
@@ -193,17 +179,9 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         # buffer in tf.Variables (rl_sever.offpolicy.ingraph); otherwise a NumPy buffer.
         tf_env = tfnative_env(self.env)
         if tf_env is None:
-            self.replay = ReplayBuffer(
-                cfg.buffer_size,
-                cfg.n_envs,
-                self.obs_shape,
-                self.obs_dtype.as_numpy_dtype,
-                act.shape,
-                np.float32,
-                n_step=cfg.n_step,
-                gamma=cfg.gamma,
-                seed=cfg.seed,
-            )
+            self.replay = ReplayBuffer(cfg.buffer_size, cfg.n_envs, self.obs_shape,
+                                       self.obs_dtype.as_numpy_dtype, act.shape, np.float32,
+                                       n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed)
         self._compile()
         self.ingraph = None
         if tf_env is not None:
@@ -305,7 +283,7 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         y = self.td_target(mb, next_features, self.sub_seed(seed, 0))
         critic_feat = self.features_for("critic", feat)
         q = self.critic(tf.concat([critic_feat, mb["actions"]], -1))
-        one_step_next = "step_next_obs" not in mb
+        one_step_next = "step_next_obs" not in mb  # next_obs is the single step's
 
         def encode(obs):  # what the auxiliary terms read: features as "aux" may see them
             f = next_features() if one_step_next and obs is mb["next_obs"] else self.features(obs)
@@ -353,7 +331,7 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         return mods
 
     def flow_losses(self, batch) -> dict:
-        mb = {k: tf.convert_to_tensor(np.asarray(batch[k])[0]) for k in self.batch_keys}
+        mb = Transitions.of(batch).map(lambda v: tf.convert_to_tensor(np.asarray(v)[0]))
         return {name: (lambda name=name: self.loss_terms(mb)[name]) for name in self._objective.names}
 
     def flow_contract(self) -> FlowContract:

@@ -7,13 +7,14 @@ steps exactly as in SB3 (act, step, store, and every `train_freq` steps one upda
 
 The first update of a run is handed to the loop instead (the sampled batch is returned), so the
 gradient-flow audit checks the contract before any parameter moves. Later updates run here and
-the iteration returns their summed metric statistics for `agent.logged_metrics`.
+the iteration returns their summed raw metrics for `agent.logged_metrics`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from rl_sever.core import metrics
 from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import python_step
 
@@ -68,6 +69,6 @@ class OffPolicyCollector:
                 self.obs = obs
                 return Collected(steps, batch=batch)  # the loop audits, then agent.train(batch)
             out, self.next_actions = agent.update_and_act(batch, obs)
-            stats = out if stats is None else stats + out
+            stats = metrics.add(stats, out)
         self.obs = obs
         return Collected(steps, metrics=stats)

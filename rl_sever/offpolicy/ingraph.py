@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from rl_sever.core import metrics
 from rl_sever.core.compiled import plain_graph
 from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, record_episodes
 from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import graph_step
 from rl_sever.errors import UnsupportedSpaceError
 from rl_sever.nn.encoders import is_image
+from rl_sever.offpolicy.replay import Transitions
 from rl_sever.offpolicy.replay_tf import TFReplayBuffer
 
 
@@ -42,7 +44,7 @@ class InGraphOffPolicyTrainer:
     """The agent's compiled in-graph chunk and its state (env, replay buffer, update phase).
 
     ``chunk_fn(n_vec, stop_before_update)`` runs up to `n_vec` (<= `chunk`) vector steps and
-    returns (metric stats [sums..., counts...], episodes {dones, returns, lengths} of shape
+    returns (raw metrics of its updates (rl_sever.core.metrics), episodes {dones, returns, lengths} of shape
     [chunk, n_envs], env steps taken, stopped). With `stop_before_update` it stops at the first
     step where an update is due, without running it (`stopped` is then true).
     ``sample_fn()`` samples one update's batch ([gradient_steps, batch_size, ...]) in-graph.
@@ -60,15 +62,8 @@ class InGraphOffPolicyTrainer:
         # Whole updates per chunk, as the Gymnasium collector's iteration.
         self.chunk = -(-cfg.steps_per_iteration // cfg.train_freq) * cfg.train_freq
         self.state = InGraphEnvState(env, self.n_envs)
-        self.replay = TFReplayBuffer(
-            cfg.buffer_size,
-            cfg.n_envs,
-            agent.obs_shape,
-            agent.obs_dtype,
-            (agent.action_dim,),
-            n_step=cfg.n_step,
-            gamma=cfg.gamma,
-        )
+        self.replay = TFReplayBuffer(cfg.buffer_size, cfg.n_envs, agent.obs_shape, agent.obs_dtype,
+                                     (agent.action_dim,), n_step=cfg.n_step, gamma=cfg.gamma)
         # Vector steps since the last update: the train_freq phase carries across chunks and
         # resumes (checkpointed), so a resumed run updates on the same steps.
         self.since_update = tf.Variable(0, dtype=tf.int32, trainable=False, name="since_update")
@@ -76,14 +71,11 @@ class InGraphOffPolicyTrainer:
         self.jit_compile = agent.jit_compile
         # Traced as written (explicit tf.while_loop / tf.cond): AutoGraph converting the whole
         # agent would dominate the trace time (rl_sever.core.compiled.plain_graph).
-        self.chunk_fn = tf.function(
-            plain_graph(self._chunk),
-            input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.bool)],
-            jit_compile=self.jit_compile,
-        )
-        self.sample_fn = tf.function(
-            plain_graph(lambda: self._sample(self.agent.next_seed())), input_signature=[]
-        )
+        self.chunk_fn = tf.function(plain_graph(self._chunk),
+                                    input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.bool)],
+                                    jit_compile=self.jit_compile)
+        self.sample_fn = tf.function(plain_graph(lambda: self._sample(self.agent.next_seed())),
+                                     input_signature=[])
         # The agent's update as its own compiled step converts it (it may loop over tf.range).
         self._agent_update = tf.autograph.to_graph(type(agent)._update)
 
@@ -95,32 +87,30 @@ class InGraphOffPolicyTrainer:
         return out
 
     # -- compiled bodies ------------------------------------------------------------------
-    def _sample(self, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _sample(self, seed: tf.Tensor) -> Transitions:
         agent, cfg = self.agent, self.agent.config
         G, B = cfg.updates_per_call(), cfg.batch_size
         flat = self.replay.sample(G * B, seed, one_step=agent._one_step)
-        return {k: tf.reshape(flat[k], [G, B, *flat[k].shape[1:]]) for k in agent.batch_keys}
+        return flat.map(lambda v: tf.reshape(v, [G, B, *v.shape[1:]]))
 
     def _act(self, obs: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
         """Unit actions in [-1, 1]: uniformly random before learning_starts (as SB3)."""
         agent = self.agent
         return tf.cond(
             step < agent.config.learning_starts,
-            lambda: tf.random.stateless_uniform(
-                [self.n_envs, agent.action_dim], agent.next_seed(), -1.0, 1.0
-            ),
+            lambda: tf.random.stateless_uniform([self.n_envs, agent.action_dim], agent.next_seed(),
+                                                -1.0, 1.0),
             lambda: agent._act_unit(obs, agent.next_seed()),
         )
 
-    def _update(self) -> tf.Tensor:
+    def _update(self) -> dict[str, tf.Tensor]:
         agent = self.agent
-        batch = self._sample(agent.next_seed())
-        return self._agent_update(agent, *[batch[k] for k in agent.batch_keys])
+        return self._agent_update(agent, self._sample(agent.next_seed()))
 
     def _chunk(self, n_vec: tf.Tensor, stop_before_update: tf.Tensor):
         agent, env, s, replay = self.agent, self.env, self.state, self.replay
         K, n = self.chunk, self.n_envs
-        n_stats = 2 * len(agent.metric_names())
+        keys = agent.all_metric_keys()
         start = agent.global_step.read_value()
 
         def body(i, state, obs, ep_ret, ep_len, since, stats, ended, stopped):
@@ -134,7 +124,8 @@ class InGraphOffPolicyTrainer:
             since = since + 1
             due = (since >= self.train_freq) & (replay.size() >= self.ready_size)
             stopped = due & stop_before_update
-            stats += tf.cond(due & ~stopped, self._update, lambda: tf.zeros([n_stats]))
+            stats = metrics.add(stats, tf.cond(due & ~stopped, self._update,
+                                               lambda: metrics.skipped(keys)))
             since = tf.where(due, 0, since)
             return i + 1, state, next_obs, ep_ret, ep_len, since, stats, ended, stopped
 
@@ -145,7 +136,7 @@ class InGraphOffPolicyTrainer:
             s.ep_return.read_value(),
             s.ep_length.read_value(),
             self.since_update.read_value(),
-            tf.zeros([n_stats]),
+            metrics.skipped(keys),
             (tf.zeros([K, n], tf.bool), tf.zeros([K, n], tf.float64), tf.zeros([K, n], tf.int32)),
             tf.constant(False),
         )
@@ -178,13 +169,11 @@ class InGraphOffPolicyCollector(TFEnvCollector):
         step = int(agent.global_step.numpy())
         remaining = int(agent.target_steps.numpy()) - step
         n_vec = max(1, min(trainer.chunk, -(-remaining // trainer.n_envs)))
-        stats, episodes, steps, stopped = trainer.chunk_fn(
-            tf.constant(n_vec, tf.int32), tf.constant(self.audit_next)
-        )
+        stats, episodes, steps, stopped = trainer.chunk_fn(tf.constant(n_vec, tf.int32),
+                                                           tf.constant(self.audit_next))
         record_episodes(self.stats, episodes)
         if bool(stopped.numpy()):  # the loop audits this batch, then agent.train updates on it
             self.audit_next = False
             return Collected(int(steps.numpy()), batch=trainer.sample_fn())
-        stats = stats.numpy()
-        ran = stats[len(stats) // 2 :].any()  # metric counts: did any update run?
-        return Collected(int(steps.numpy()), metrics=stats if ran else None)
+        stats = {k: v.numpy() for k, v in stats.items()}
+        return Collected(int(steps.numpy()), metrics=stats if metrics.ran(stats) else None)

@@ -17,6 +17,7 @@ from rl_sever.errors import ConfigError
 from rl_sever.objective import binding
 from rl_sever.objective.evaluate import evaluate_term
 from rl_sever.objective.term import LossTerm, Objective
+from rl_sever.offpolicy.replay import Transitions
 
 GROUPS = ("critic", "actor", "alpha")  # optimizer groups; a term trains exactly one of them
 
@@ -59,7 +60,7 @@ class OffPolicyObjective:
                 raise ConfigError(f"the objective of {self.algo} needs at least one term in the "
                                   f"'{g}' group (terms: {', '.join(objective.names) or 'none'})")
         self._objective, self._groups = objective, groups
-        self._term_metric_keys: dict[str, list[str]] = {}  # filled by _probe_terms
+        self._term_metrics: dict[str, list[str]] = {}  # term name -> its metrics (_probe_terms)
         self._recording: dict[str, list[str]] | None = None  # set while _probe_terms runs
         objective._listener = self._objective_changed
 
@@ -122,18 +123,16 @@ class OffPolicyObjective:
         """Evaluate every term once, eagerly, on a tiny all-zero batch: a term that fails, reads
         an output the agent lacks or does not return a scalar is a ConfigError naming it, at
         construction. A fixed seed; no variable changes."""
-        zeros = {"obs": tf.zeros([2, *self.obs_shape], self.obs_dtype),
-                 "next_obs": tf.zeros([2, *self.obs_shape], self.obs_dtype),
-                 "actions": tf.zeros([2, self.action_dim]),
-                 **{k: tf.zeros([2]) for k in ("rewards", "terminated", "discounts")}}
+        obs, scalars = tf.zeros([2, *self.obs_shape], self.obs_dtype), tf.zeros([2])
+        zeros = Transitions(obs, tf.zeros([2, self.action_dim]), scalars, obs, scalars, scalars)
         seed = probe_seed(self.config.seed)
-        # Evaluates every group's terms and records the metric keys they return, which the
-        # compiled update logs as loss/<key> (see group_metric_names).
-        self._recording = {g: [] for g in GROUPS}
+        # Evaluates every group's terms and records the metric names they return, which the
+        # compiled update reports as raw keys (see metric_keys).
+        self._recording = {}
         try:
             self.critic_terms(zeros, seed)
             self.actor_terms(zeros, seed)
-            self._term_metric_keys = self._recording
+            self._term_metrics = self._recording
         finally:
             self._recording = None
 
@@ -145,19 +144,14 @@ class OffPolicyObjective:
             values[term.name], m = evaluate(term, mb, out)
             metrics.update(m)
             if self._recording is not None:
-                self._recording[group] += [k for k in m if k not in self._recording[group]]
+                self._recording[term.name] = binding.metric_names(term, m)
         return values, metrics
 
-    def group_metric_names(self, group: str) -> list[str]:
-        """TensorBoard names of a group's entries in the metric vectors: each term's loss, then
-        the metrics its terms return (loss/<key>)."""
-        names = [binding.SB3_NAMES.get(t.name, f"loss/{t.name}") for t in self.terms_of(group)]
-        return names + [f"loss/{k}" for k in self._term_metric_keys.get(group, [])]
-
-    def group_values(self, group: str, terms: dict, metrics: dict) -> list[tf.Tensor]:
-        """The values behind group_metric_names(group), from evaluate_group's outputs."""
-        return ([terms[t.name] for t in self.terms_of(group)]
-                + [tf.cast(metrics[k], tf.float32) for k in self._term_metric_keys.get(group, [])])
+    def metric_keys(self, *groups: str) -> list[str]:
+        """Raw metric keys of the terms of `groups`: each term's name, then its metrics."""
+        terms = self.terms_of(*groups)
+        return [t.name for t in terms] + [t.metric_key(m) for t in terms
+                                          for m in self._term_metrics.get(t.name, [])]
 
     def terms_of(self, *groups: str) -> list[LossTerm]:
         return [t for g in groups for t in self._groups[g]]

@@ -16,14 +16,61 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
+import tensorflow as tf
 
 from rl_sever.errors import CheckpointError, ConfigError
 
 META_FILE = "meta.json"
 REPLAY_PREFIX = "replay-"
 _FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated", "dones")
+
+
+class Transitions(NamedTuple):
+    """A sampled off-policy batch, from the NumPy or the in-graph replay buffer to the compiled
+    update ([batch, ...]; [gradient_steps, batch, ...] for one whole update), which takes it as
+    one nested argument. `rewards` and `next_obs` span the n-step window and `discounts` is
+    gamma**steps spanned, so the TD target is rewards + discounts * (1 - terminated) * V(next_obs).
+    `step_rewards` / `step_next_obs` hold the single step under n-step returns when auxiliary
+    losses need it, and are () (absent) otherwise. Reads like a mapping of its present fields."""
+
+    obs: Any
+    actions: Any
+    rewards: Any
+    next_obs: Any
+    terminated: Any
+    discounts: Any
+    step_rewards: Any = ()
+    step_next_obs: Any = ()
+
+    def __getitem__(self, key):  # batch["obs"] as well as batch.obs and batch[0]
+        return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
+
+    def __contains__(self, key) -> bool:
+        return self.get(key) is not None
+
+    def get(self, key: str, default=None):
+        value = getattr(self, key, ())
+        return default if isinstance(value, tuple) else value
+
+    def keys(self) -> list[str]:
+        return [k for k in self._fields if k in self]
+
+    def items(self):
+        return [(k, getattr(self, k)) for k in self.keys()]
+
+    def map(self, fn) -> Transitions:
+        """`fn` applied to every present field (e.g. one gradient step's slice)."""
+        return tf.nest.map_structure(fn, self)
+
+    @classmethod
+    def of(cls, batch) -> Transitions:
+        """Transitions from Transitions or a mapping with its field names."""
+        if isinstance(batch, cls):
+            return batch
+        return cls(**{k: batch[k] for k in cls._fields if k in batch})
 
 
 def replay_rows(capacity: int, n_envs: int, n_step: int) -> int:
@@ -44,19 +91,9 @@ class ReplayBuffer:
     `n_step > 1` each sample is folded into an n-step transition (see `sample`).
     """
 
-    def __init__(
-        self,
-        capacity: int,
-        n_envs: int,
-        obs_shape: tuple[int, ...],
-        obs_dtype,
-        action_shape: tuple[int, ...],
-        action_dtype=np.float32,
-        *,
-        n_step: int = 1,
-        gamma: float = 0.99,
-        seed: int | None = 0,
-    ):
+    def __init__(self, capacity: int, n_envs: int, obs_shape: tuple[int, ...], obs_dtype,
+                 action_shape: tuple[int, ...], action_dtype=np.float32, *, n_step: int = 1,
+                 gamma: float = 0.99, seed: int | None = 0):
         self.n_envs = int(n_envs)
         self.rows = replay_rows(capacity, n_envs, n_step)
         self.n_step, self.gamma = int(n_step), float(gamma)
@@ -108,30 +145,23 @@ class ReplayBuffer:
             self.rng.integers(0, self.n_envs, batch_size),
         )
 
-    def sample(self, batch_size: int, *, one_step: bool = False) -> dict[str, np.ndarray]:
-        """A batch: obs, actions, rewards, next_obs, terminated (float 0/1) and discounts.
+    def sample(self, batch_size: int, *, one_step: bool = False) -> Transitions:
+        """A uniform batch (Transitions; `terminated` as float 0/1).
 
-        `discounts` is gamma**m for the m steps a sample spans (m = 1 for one-step returns), so
-        the TD target is `rewards + discounts * (1 - terminated) * V(next_obs)`. An n-step
-        window stops early at an episode end (terminated or truncated: a truncated window
-        bootstraps from the true final obs) and at the newest stored step. With `one_step` and
-        n_step > 1 the one-step `step_rewards` and `step_next_obs` are added too (for auxiliary
-        losses that model single transitions).
+        An n-step window stops early at an episode end (terminated or truncated: a truncated
+        window bootstraps from the true final obs) and at the newest stored step. With
+        `one_step` and n_step > 1 the single step is added too (step_rewards, step_next_obs).
         """
         t, e = self.sample_indices(batch_size)
         return self.gather(t, e, one_step=one_step)
 
-    def gather(
-        self, t: np.ndarray, e: np.ndarray, *, one_step: bool = False
-    ) -> dict[str, np.ndarray]:
+    def gather(self, t: np.ndarray, e: np.ndarray, *, one_step: bool = False) -> Transitions:
         """The batch at the given (row, env) indices (see `sample`)."""
-        out = {"obs": self.obs[t, e], "actions": self.actions[t, e]}
+        obs, actions = self.obs[t, e], self.actions[t, e]
         if self.n_step == 1:
-            out["rewards"] = self.rewards[t, e]
-            out["next_obs"] = self.next_obs[t, e]
-            out["terminated"] = self.terminated[t, e].astype(np.float32)
-            out["discounts"] = np.full(t.shape, self.gamma, np.float32)
-            return out
+            return Transitions(obs, actions, self.rewards[t, e], self.next_obs[t, e],
+                               self.terminated[t, e].astype(np.float32),
+                               np.full(t.shape, self.gamma, np.float32))
         # Later steps available in each sample's row: t itself up to the newest row (pos - 1).
         ahead = (self.pos - 1 - t) % self.rows
         ret = np.zeros(t.shape, np.float64)
@@ -144,14 +174,10 @@ class ReplayBuffer:
             last = np.where(alive, idx, last)
             span += alive
             alive = alive & ~self.dones[idx, e] & (k + 1 <= ahead)
-        out["rewards"] = ret.astype(np.float32)
-        out["next_obs"] = self.next_obs[last, e]
-        out["terminated"] = self.terminated[last, e].astype(np.float32)
-        out["discounts"] = (self.gamma**span).astype(np.float32)
-        if one_step:
-            out["step_rewards"] = self.rewards[t, e]
-            out["step_next_obs"] = self.next_obs[t, e]
-        return out
+        step = (self.rewards[t, e], self.next_obs[t, e]) if one_step else ((), ())
+        return Transitions(obs, actions, ret.astype(np.float32), self.next_obs[last, e],
+                           self.terminated[last, e].astype(np.float32),
+                           (self.gamma**span).astype(np.float32), *step)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

@@ -5,9 +5,8 @@ act -> env.step -> store -> update chunk never leaves the graph. Layout and sema
 the NumPy `rl_sever.offpolicy.replay.ReplayBuffer`: one row per vector-env step holding every sub-env's
 transition (so n-step windows follow one sub-env's time line), a ring write head, `next_obs` the
 observation actually reached (the true final one at an episode end), uniform sampling with
-replacement, and `sample` returning the same keys and dtypes (obs, actions, rewards, next_obs,
-terminated as float 0/1, discounts; with `one_step` also step_rewards and step_next_obs), so
-the agent's `_update` consumes either unchanged.
+replacement, and `sample` returning the same `Transitions` (fields and dtypes), so the agent's
+`_update` consumes either unchanged.
 
 Randomness is a stateless seed passed in (the agent's `next_seed()`), never a stateful RNG:
 XLA-friendly, checkpoint-exact and reproducible. Only sparse ops (scatter, gather) touch the
@@ -24,7 +23,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from rl_sever.offpolicy.replay import replay_rows
+from rl_sever.offpolicy.replay import Transitions, replay_rows
 
 
 class TFReplayBuffer(tf.Module):
@@ -34,18 +33,9 @@ class TFReplayBuffer(tf.Module):
     the NumPy buffer. `add` and `sample` work eagerly and inside tf.function / XLA.
     """
 
-    def __init__(
-        self,
-        capacity: int,
-        n_envs: int,
-        obs_shape: tuple[int, ...],
-        obs_dtype,
-        action_shape: tuple[int, ...],
-        *,
-        n_step: int = 1,
-        gamma: float = 0.99,
-        name: str = "replay",
-    ):
+    def __init__(self, capacity: int, n_envs: int, obs_shape: tuple[int, ...], obs_dtype,
+                 action_shape: tuple[int, ...], *, n_step: int = 1, gamma: float = 0.99,
+                 name: str = "replay"):
         super().__init__(name=name)
         self.n_envs = int(n_envs)
         self.rows = replay_rows(capacity, n_envs, n_step)
@@ -102,29 +92,25 @@ class TFReplayBuffer(tf.Module):
         a [2] int32 stateless seed (its second word + 1 is used too)."""
         rows = tf.maximum(self.filled, 1)  # an empty buffer samples row 0 (zeros), never fails
         t = tf.random.stateless_uniform([batch_size], seed, 0, rows, dtype=tf.int32)
-        e = tf.random.stateless_uniform(
-            [batch_size], seed + tf.constant([0, 1], seed.dtype), 0, self.n_envs, dtype=tf.int32
-        )
+        e = tf.random.stateless_uniform([batch_size], seed + tf.constant([0, 1], seed.dtype), 0,
+                                        self.n_envs, dtype=tf.int32)
         return t, e
 
-    def sample(
-        self, batch_size: int, seed: tf.Tensor, *, one_step: bool = False
-    ) -> dict[str, tf.Tensor]:
-        """A uniform batch; keys, dtypes and n-step folding as ReplayBuffer.sample."""
+    def sample(self, batch_size: int, seed: tf.Tensor, *, one_step: bool = False) -> Transitions:
+        """A uniform batch; fields, dtypes and n-step folding as ReplayBuffer.sample."""
         t, e = self.sample_indices(batch_size, seed)
         return self.gather(t, e, one_step=one_step)
 
-    def gather(self, t: tf.Tensor, e: tf.Tensor, *, one_step: bool = False) -> dict[str, tf.Tensor]:
+    def gather(self, t: tf.Tensor, e: tf.Tensor, *, one_step: bool = False) -> Transitions:
         """The batch at (row, env) indices `t`, `e` (see ReplayBuffer.gather)."""
         n = self.n_envs
         te = t * n + e
-        out = {"obs": tf.gather(self.obs, te), "actions": tf.gather(self.actions, te)}
+        obs, actions = tf.gather(self.obs, te), tf.gather(self.actions, te)
         if self.n_step == 1:
-            out["rewards"] = tf.gather(self.rewards, te)
-            out["next_obs"] = tf.gather(self.next_obs, te)
-            out["terminated"] = tf.cast(tf.gather(self.terminated, te), tf.float32)
-            out["discounts"] = tf.fill(tf.shape(t), tf.constant(self.gamma, tf.float32))
-            return out
+            return Transitions(obs, actions, tf.gather(self.rewards, te),
+                               tf.gather(self.next_obs, te),
+                               tf.cast(tf.gather(self.terminated, te), tf.float32),
+                               tf.fill(tf.shape(t), tf.constant(self.gamma, tf.float32)))
         # n-step windows stop at an episode end (terminated or truncated: a truncated window
         # bootstraps from the true final obs) and at the newest stored row (pos - 1).
         ahead = tf.math.floormod(self.pos - 1 - t, self.rows)
@@ -139,13 +125,8 @@ class TFReplayBuffer(tf.Module):
             span += tf.cast(alive, tf.int32)
             alive = alive & ~tf.gather(self.dones, row * n + e) & (k + 1 <= ahead)
         end = last * n + e
-        out["rewards"] = tf.cast(ret, tf.float32)
-        out["next_obs"] = tf.gather(self.next_obs, end)
-        out["terminated"] = tf.cast(tf.gather(self.terminated, end), tf.float32)
-        out["discounts"] = tf.cast(
-            tf.pow(tf.constant(self.gamma, tf.float64), tf.cast(span, tf.float64)), tf.float32
-        )
-        if one_step:
-            out["step_rewards"] = tf.gather(self.rewards, te)
-            out["step_next_obs"] = tf.gather(self.next_obs, te)
-        return out
+        discounts = tf.pow(tf.constant(self.gamma, tf.float64), tf.cast(span, tf.float64))
+        step = (tf.gather(self.rewards, te), tf.gather(self.next_obs, te)) if one_step else ((), ())
+        return Transitions(obs, actions, tf.cast(ret, tf.float32), tf.gather(self.next_obs, end),
+                           tf.cast(tf.gather(self.terminated, end), tf.float32),
+                           tf.cast(discounts, tf.float32), *step)

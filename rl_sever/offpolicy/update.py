@@ -14,10 +14,11 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
+from rl_sever.core import metrics
 from rl_sever.core.compiled import FastCall, plain_graph
-from rl_sever.nn.dense_stack import polyak_update, tf_variables
 from rl_sever.nn.encoders import is_image
-from rl_sever.objective.binding import SB3_NAMES
+from rl_sever.nn.layers import tf_variables
+from rl_sever.offpolicy.replay import Transitions
 
 
 class OffPolicyUpdate:
@@ -27,32 +28,19 @@ class OffPolicyUpdate:
         cfg = self.config
         G, B = cfg.updates_per_call(), cfg.batch_size
         obs = tf.TensorSpec([None, *self.obs_shape], self.obs_dtype)
-        self.batch_keys = ["obs", "actions", "rewards", "next_obs", "terminated", "discounts"]
-        if self._one_step:
-            self.batch_keys += ["step_rewards", "step_next_obs"]
-        shapes = {
-            "obs": self.obs_shape,
-            "next_obs": self.obs_shape,
-            "step_next_obs": self.obs_shape,
-            "actions": (self.action_dim,),
-        }
-        dtypes = {
-            "obs": self.obs_dtype,
-            "next_obs": self.obs_dtype,
-            "step_next_obs": self.obs_dtype,
-        }
-        batch_spec = [
-            tf.TensorSpec([G, B, *shapes.get(k, ())], dtypes.get(k, tf.float32), name=k)
-            for k in self.batch_keys
-        ]
+        # One update's Transitions: [gradient steps, batch, ...]; the single-step fields only
+        # when auxiliary losses need them under n-step returns.
+        batch_obs = tf.TensorSpec([G, B, *self.obs_shape], self.obs_dtype)
+        scalars = tf.TensorSpec([G, B])
+        step = (scalars, batch_obs) if self._one_step else ((), ())
+        batch_spec = Transitions(batch_obs, tf.TensorSpec([G, B, self.action_dim]), scalars,
+                                 batch_obs, scalars, scalars, *step)
         env_obs = tf.TensorSpec([cfg.n_envs, *self.obs_shape], self.obs_dtype)
         # Public: raw observations -> actions in env units (predict, evaluation, export).
-        self.act_fn = tf.function(
-            lambda o: self._to_env(self._act_unit(o, self.next_seed())), input_signature=[obs]
-        )
-        self.greedy_fn = tf.function(
-            lambda o: self._to_env(self._greedy_unit(o)), input_signature=[obs]
-        )
+        self.act_fn = tf.function(lambda o: self._to_env(self._act_unit(o, self.next_seed())),
+                                  input_signature=[obs])
+        self.greedy_fn = tf.function(lambda o: self._to_env(self._greedy_unit(o)),
+                                     input_signature=[obs])
         # Internal, for the collector: unit actions ([-1, 1]) as stored in the replay buffer.
         # Fixed input signatures: these never retrace; they are traced on first use.
         jit = cfg.jit_compile
@@ -60,15 +48,11 @@ class OffPolicyUpdate:
             jit = not is_image(self.obs_shape, self.obs_dtype)
         self.jit_compile = bool(jit)
         self.compiled = {
-            "act": tf.function(
-                lambda o: self._act_unit(o, self.next_seed()),
-                jit_compile=jit,
-                input_signature=[env_obs],
-            ),
-            "update": tf.function(self._update, jit_compile=jit, input_signature=batch_spec),
-            "update_act": tf.function(
-                self._update_and_act, jit_compile=jit, input_signature=[*batch_spec, env_obs]
-            ),
+            "act": tf.function(lambda o: self._act_unit(o, self.next_seed()), jit_compile=jit,
+                               input_signature=[env_obs]),
+            "update": tf.function(self._update, jit_compile=jit, input_signature=[batch_spec]),
+            "update_act": tf.function(self._update_and_act, jit_compile=jit,
+                                      input_signature=[batch_spec, env_obs]),
         }
         self._concrete: dict = {}
 
@@ -78,7 +62,7 @@ class OffPolicyUpdate:
             self._concrete[name] = FastCall(self.compiled[name])
         return self._concrete[name]
 
-    def _critic_step(self, mb, seed) -> tuple[tf.Tensor, tf.Tensor]:
+    def _critic_step(self, mb, seed) -> dict[str, tf.Tensor]:
         opt = self.optimizers["critic"]
         watched = tf_variables(opt.all_variables)
         with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -87,14 +71,14 @@ class OffPolicyUpdate:
             total = tf.add_n([self.loss_weights[k] * v for k, v in terms.items()])
             total = tf.debugging.check_numerics(total, "critic-side loss")
         opt.apply(tape.gradient(total, watched))
-        values = self.group_values("critic", terms, extras)
-        return tf.stack(values), tf.ones([len(values)])
+        return metrics.tally({**terms, **extras})
 
-    def actor_step(self, mb, seed) -> tuple[tf.Tensor, tf.Tensor]:
+    def actor_step(self, mb, seed) -> dict[str, tf.Tensor]:
         """The actor side (actor and, where present, alpha groups: one tape per optimizer, each
         watching exactly its variables) and the Polyak target update, every `policy_delay`
-        critic steps; returns (metric values, metric counts)."""
+        critic steps; returns its raw metrics (rl_sever.core.metrics)."""
         groups = [g for g in ("actor", "alpha") if self.group_available(g)]
+        keys = self.metric_keys(*groups) + list(self.train_metric_keys)
 
         def update():
             watched = {g: tf_variables(self.optimizers[g].all_variables) for g in groups}
@@ -110,84 +94,74 @@ class OffPolicyUpdate:
                 self.optimizers[g].apply(tapes[g].gradient(losses[g], watched[g]))
             for online, target in self.target_pairs():
                 self.polyak(online, target)
-            values = (self.group_values("actor", terms, extras)
-                      + [extras[k] for k in self.actor_metrics.values()]
-                      + [v for g in groups[1:] for v in self.group_values(g, terms, extras)])
-            return tf.stack(values), tf.ones([len(values)])
+            values = {**terms, **extras}
+            return metrics.tally({k: values[k] for k in keys})
 
         if self.policy_delay == 1:
             return update()
         # n_updates counts critic updates (already incremented for this one), as in SB3.
-        n = len(self.metric_names()) - len(self.group_metric_names("critic"))
         return tf.cond(self.n_updates % self.policy_delay == 0, update,
-                       lambda: (tf.zeros([n]), tf.zeros([n])))
+                       lambda: metrics.skipped(keys))
 
-    def _gradient_step(self, mb) -> tuple[tf.Tensor, tf.Tensor]:
+    def _gradient_step(self, mb) -> dict[str, tf.Tensor]:
         self.n_updates.assign_add(1)
         seed = self.next_seed()
-        c_vals, c_counts = self._critic_step(mb, seed)
-        a_vals, a_counts = self.actor_step(mb, self.sub_seed(seed, 8))
-        return tf.concat([c_vals, a_vals], 0), tf.concat([c_counts, a_counts], 0)
+        critic = self._critic_step(mb, seed)
+        return {**critic, **self.actor_step(mb, self.sub_seed(seed, 8))}
 
-    def _update(self, *batch) -> tf.Tensor:
-        """All gradient steps of one update; returns [metric sums..., metric counts...]."""
-        data = dict(zip(self.batch_keys, batch))
-        n = len(self.metric_names())
-        sums, counts = tf.zeros([n]), tf.zeros([n])
-        steps = batch[0].shape[0]
+    def all_metric_keys(self) -> list[str]:
+        """Every raw key of the compiled update's metrics."""
+        groups = ["critic", "actor", *(["alpha"] if self.group_available("alpha") else [])]
+        return self.metric_keys(*groups) + list(self.train_metric_keys)
+
+    def _update(self, batch: Transitions) -> dict[str, tf.Tensor]:
+        """All gradient steps of one update; returns their raw metrics (rl_sever.core.metrics)."""
+        total = metrics.skipped(self.all_metric_keys())
+        steps = batch.obs.shape[0]
         for i in tf.range(steps) if steps > 1 else range(steps):
-            vals, cnts = plain_graph(self._gradient_step)({k: v[i] for k, v in data.items()})
-            sums += vals * cnts
-            counts += cnts
-        return tf.concat([sums, counts], 0)
+            step = plain_graph(self._gradient_step)(batch.map(lambda v: v[i]))  # noqa: B023
+            total = metrics.add(total, step)
+        return total
 
-    def _update_and_act(self, *args):
-        stats = self._update(*args[:-1])
-        with tf.control_dependencies([stats]):
-            actions = self._act_unit(args[-1], self.next_seed())
+    def _update_and_act(self, batch: Transitions, obs: tf.Tensor):
+        stats = self._update(batch)
+        with tf.control_dependencies(tf.nest.flatten(stats)):
+            actions = self._act_unit(obs, self.next_seed())
         return stats, actions
 
     def polyak(self, online: list, target: list) -> None:
-        polyak_update(online, target, self.config.tau)
+        """target <- (1 - tau) * target + tau * online, variable by variable (in place)."""
+        tau = self.config.tau
+        for s, t in zip(online, target):
+            t.assign((1.0 - tau) * t + tau * tf.cast(s, t.dtype))
 
     # -- training API used by the loop and the collector ---------------------------------------
-    def sample_batch(self) -> dict[str, np.ndarray]:
+    def sample_batch(self) -> Transitions:
         """[updates_per_call, batch_size, ...] arrays sampled uniformly from the replay buffer."""
         cfg = self.config
         if self.ingraph is not None:
-            return {k: v.numpy() for k, v in self.ingraph.sample_fn().items()}
+            return self.ingraph.sample_fn().map(lambda v: v.numpy())
         G, B = cfg.updates_per_call(), cfg.batch_size
         flat = self.replay.sample(G * B, one_step=self._one_step)
-        return {k: flat[k].reshape(G, B, *flat[k].shape[1:]) for k in self.batch_keys}
+        return flat.map(lambda v: v.reshape(G, B, *v.shape[1:]))
 
     def act_unit(self, obs: np.ndarray) -> np.ndarray:
         """Exploration actions in [-1, 1] for the vector env's current observations."""
         return self._fn("act")(obs).numpy()
 
-    def update(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        """Run one update (all its gradient steps); returns [metric sums, metric counts]."""
-        return self._fn("update")(*[batch[k] for k in self.batch_keys]).numpy()
+    def update(self, batch: Transitions) -> dict[str, np.ndarray]:
+        """Run one update (all its gradient steps); returns its raw metrics."""
+        out = self._fn("update")(Transitions.of(batch))
+        return {k: v.numpy() for k, v in out.items()}
 
-    def update_and_act(self, batch: dict[str, np.ndarray], obs: np.ndarray):
+    def update_and_act(self, batch: Transitions, obs: np.ndarray):
         """`update`, then exploration actions for `obs` from the updated policy: one call."""
-        stats, actions = self._fn("update_act")(*[batch[k] for k in self.batch_keys], obs)
-        return stats.numpy(), actions.numpy()
+        stats, actions = self._fn("update_act")(batch, obs)
+        return {k: v.numpy() for k, v in stats.items()}, actions.numpy()
 
     def train(self, batch) -> dict[str, float]:
         """One update on a sampled batch; returns metrics keyed by TensorBoard name."""
         return self.logged_metrics(self.update(batch))
 
-    def logged_metrics(self, stats: np.ndarray) -> dict[str, float]:
-        """Summed [metric sums..., metric counts...] of one or more updates -> mean metrics."""
-        return self.format_metrics(np.asarray(stats))
-
-    def format_metrics(self, stats: np.ndarray) -> dict[str, float]:
-        names = self.metric_names()
-        n = len(names)
-        sums, counts = stats[:n], stats[n:]
-        out = {k: float(s / c) for k, s, c in zip(names, sums, counts) if c > 0}
-        for name, key in SB3_NAMES.items():  # every term as loss/<name>, the defaults too
-            if key in out and name in self._objective:
-                out[f"loss/{name}"] = out[key]
-        out["train/n_updates"] = float(self.n_updates.numpy())
-        return out
+    def state_metrics(self) -> dict[str, float]:
+        return {"train/n_updates": float(self.n_updates.numpy())}

@@ -16,6 +16,7 @@ import tensorflow as tf
 from rl_sever.audit import FlowContract
 from rl_sever.auxiliary import AuxContext, AuxiliarySet
 from rl_sever.config.run import OnPolicyConfig, parse_grad_from
+from rl_sever.core import metrics
 from rl_sever.core.agent import Agent
 from rl_sever.core.compiled import FastCall, plain_graph
 from rl_sever.core.ingraph_env import tfnative_env
@@ -232,11 +233,9 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
                 count += 1.0
             if stop_early(sums, count):
                 break
-        out = {k: v / tf.maximum(count, 1.0) for k, v in sums.items()}
-        out["n_updates"] = count
-        out["explained_variance"] = plain_graph(losses.explained_variance)(data["old_values"],
-                                                                           data["returns"])
-        return out
+        out = {k: tf.stack([v, count]) for k, v in sums.items()}  # rl_sever.core.metrics
+        ev = plain_graph(losses.explained_variance)(data["old_values"], data["returns"])
+        return {**out, **plain_graph(metrics.tally)({"n_updates": count, "explained_variance": ev})}
 
     def _gradient_step(self, mb, variables) -> dict[str, tf.Tensor]:
         def minibatch_loss(mb):
@@ -262,9 +261,6 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
             self._fast_train = (self.train_fn, FastCall(self.train_fn))
         return self._fast_train[1]
 
-    def extra_metric_names(self) -> list[str]:
-        return []
-
     def stop_early(self, sums, count) -> tf.Tensor:
         return tf.constant(False)
 
@@ -276,21 +272,12 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
             self._preflight(rollout)
         return self.logged_metrics(self._train_call()(*rollout))
 
-    def logged_metrics(self, raw: dict) -> dict[str, float]:
-        """The outputs of one compiled update (`_train`) under their TensorBoard names."""
-        out = {k: float(v) for k, v in raw.items()}
-        metrics = {
-            "train/loss": out["loss"],
-            "train/grad_norm": out["grad_norm"],
-            "train/explained_variance": out["explained_variance"],
-            "train/n_updates": out["n_updates"],
-        }
-        metrics.update(binding.log_metrics(self._objective, self._term_metrics, out,
-                                           self.extra_metric_names()))
-        if self.model.log_std is not None:
-            metrics["train/std"] = float(np.mean(np.exp(self.model.log_std.numpy())))
-        binding.run_hooks(self, self._objective, self._term_metrics, out)
-        return metrics
+    train_metric_keys = ("loss", "grad_norm", "explained_variance", "n_updates")
+
+    def state_metrics(self) -> dict[str, float]:
+        if self.model.log_std is None:
+            return {}
+        return {"train/std": float(np.mean(np.exp(self.model.log_std.numpy())))}
 
     # -- gradient-flow audit ----------------------------------------------------------------
     def flow_modules(self) -> dict[str, list]:

@@ -46,11 +46,8 @@ class InGraphTrainer:
         self.n_envs, self.n_steps = cfg.n_envs, cfg.n_steps
         self.state = InGraphEnvState(env, self.n_envs)
         self.rollout_fn = tf.function(self._rollout, input_signature=[])
-        self.iteration_fn = tf.function(
-            self._iteration,
-            input_signature=[],
-            jit_compile=bool(getattr(cfg, "jit_compile", False)),
-        )
+        self.iteration_fn = tf.function(self._iteration, input_signature=[],
+                                        jit_compile=bool(getattr(cfg, "jit_compile", False)))
         act = agent.action
         if act.kind == "box":  # clip only what the env sees; the batch keeps the sample
             low, high = tf.constant(act.low), tf.constant(act.high)
@@ -96,9 +93,8 @@ class InGraphTrainer:
             s.ep_length.read_value(),
             bufs,
         )
-        _, state, _, ep_ret, ep_len, bufs = tf.while_loop(
-            lambda i, *_: i < T, body, init, maximum_iterations=T
-        )
+        _, state, _, ep_ret, ep_len, bufs = tf.while_loop(lambda i, *_: i < T, body, init,
+                                                          maximum_iterations=T)
         s.write(state)
         s.ep_return.assign(ep_ret)
         s.ep_length.assign(ep_len)
