@@ -22,11 +22,16 @@ class EpisodeStats(VectorWrapper):
 
     Finished episodes accumulate until `pop_finished()` is called, so a training loop
     should pop them regularly (e.g. once per iteration for logging).
+
+    With `games` (Atari, envs.atari), the episodes recorded are whole games at their raw
+    score, as the sub-envs report them in `info["game"]` below their training-only wrappers
+    (a lost life, which ends the learner's episode, is not counted; clipped rewards are not
+    summed).
     """
 
-    def __init__(self, env: VectorEnv, window: int = 100) -> None:
+    def __init__(self, env: VectorEnv, window: int = 100, *, games: bool = False) -> None:
         super().__init__(env)
-        self.window = window
+        self.window, self.games = window, games
         self.total_episodes = 0
         self._recent: collections.deque[tuple[float, int]] = collections.deque(maxlen=window)
         self._finished: list[tuple[float, int]] = []
@@ -51,6 +56,9 @@ class EpisodeStats(VectorWrapper):
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         """Step the wrapped env and record the episodes that end at this step."""
         obs, rewards, terminated, truncated, info = self.env.step(actions)
+        if self.games:
+            self._record_games(info.get("final_info", {}))
+            return obs, rewards, terminated, truncated, info
         live = ~self._resetting
         self._returns[live] += np.asarray(rewards, np.float64)[live]
         self._lengths[live] += 1
@@ -65,6 +73,12 @@ class EpisodeStats(VectorWrapper):
         if self._next_step_mode:
             self._resetting = done
         return obs, rewards, terminated, truncated, info
+
+    def _record_games(self, final_info: dict[str, Any]) -> None:
+        game, mask = final_info.get("game"), final_info.get("_game")
+        if game is not None:
+            ended = np.flatnonzero(mask)
+            self.record_episodes(np.asarray(game["r"])[ended], np.asarray(game["l"])[ended])
 
     def record_episodes(self, returns: Any, lengths: Any) -> None:
         """Record episodes that ended outside `step` (e.g. inside an in-graph rollout, see

@@ -2,7 +2,8 @@
 
 Vector envs use autoreset mode SAME_STEP: the step that ends an episode returns the next
 episode's first observation, with the true last one in `info["final_obs"]` (mask
-`info["_final_obs"]`). Wrapper order: base -> seeding -> EpisodeStats (raw rewards) ->
+`info["_final_obs"]`). Wrapper order: base (+ preprocessing per sub-env, Atari's for Atari
+games) -> seeding -> EpisodeStats (raw rewards; Atari: whole games' raw scores) ->
 VecNormalize (only when a normalisation is on). Gymnasium 1.x vector wrappers do not
 forward attribute lookups, so reach the wrappers with `episode_stats(env)` and
 `find_normalizer(env)`.
@@ -24,7 +25,9 @@ from gymnasium.envs.registration import EnvSpec, find_highest_version, parse_env
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.wrappers import FlattenObservation, TransformObservation
 
+from envs import atari as atari_ids
 from envs import pixels  # noqa: F401  (registers the "Pixels/<EnvId>" ids)
+from envs.atari import AtariSettings
 from envs.episodes import EpisodeStats
 from envs.errors import ConfigError, UnknownNameError, suggest
 from envs.normalize import VecNormalize, is_image_space
@@ -33,7 +36,7 @@ from envs.worker_pool import WorkerPoolVectorEnv
 TF_PREFIX = "tf:"
 VECTORIZATION_MODES = ("sync", "async")
 # Word in an env's entry point or error message -> rl_sever extra that installs its dependency.
-_EXTRAS = {"box2d": "box2d", "mujoco": "mujoco"}
+_EXTRAS = {"box2d": "box2d", "mujoco": "mujoco", "ale_py": "atari"}
 
 _W = TypeVar("_W", bound=VectorWrapper)
 
@@ -42,11 +45,15 @@ def make_vec_env(env_id: str, n_envs: int = 1, *, seed: int | None = None,
                  vectorization: str = "sync", n_workers: int = 0, normalize_obs: bool = False,
                  normalize_reward: bool = False, gamma: float = 0.99, clip_obs: float = 10.0,
                  clip_reward: float = 10.0, env_kwargs: dict[str, Any] | None = None,
-                 render_mode: str | None = None) -> VectorEnv:
+                 render_mode: str | None = None, atari: AtariSettings | None = None,
+                 training: bool = True) -> VectorEnv:
     """Build `n_envs` copies of `env_id` as one Gymnasium vector env (SAME_STEP autoreset).
 
-    Observations are preprocessed per sub-env (see `preprocess_observation`). Ids starting
-    with "tf:" are TF-native envs from `envs.tfnative` (given the seed directly).
+    Observations are preprocessed per sub-env (see `preprocess_observation`); Atari games get
+    the standard Atari preprocessing instead (`envs.atari`, settings `atari`; its
+    training-only wrappers unless `training` is False), and their statistics count whole games
+    at their raw score. Ids starting with "tf:" are TF-native envs from `envs.tfnative` (given
+    the seed directly).
 
     Seeding: with `seed` set, the action spaces are seeded now and the seed is applied at
     the first `reset()` called without a seed: sub-env i is reset with `seed + i`. So
@@ -73,66 +80,78 @@ def make_vec_env(env_id: str, n_envs: int = 1, *, seed: int | None = None,
     if clip_obs <= 0 or clip_reward <= 0:
         raise ConfigError(f"clip_obs and clip_reward must be > 0, got {clip_obs}, {clip_reward}")
 
+    games = False
     if env_id.startswith(TF_PREFIX):
         env = _make_tfnative(env_id[len(TF_PREFIX) :], int(n_envs), seed)
     else:
-        _check_env_id(env_id)
-        kwargs = dict(env_kwargs or {})
-        if render_mode is not None:
-            kwargs["render_mode"] = render_mode
+        kwargs, wrap = _preprocessing(env_id, env_kwargs, render_mode, atari, training)
+        games = wrap is not preprocess_observation
         with _dependency_errors(env_id):
             if n_workers:
-                env = _make_worker_pool(env_id, int(n_envs), int(n_workers), kwargs)
+                env = _make_worker_pool(env_id, int(n_envs), int(n_workers), kwargs, wrap)
             else:
                 env = gym.make_vec(env_id, num_envs=int(n_envs), vectorization_mode=vectorization,
                                    vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                                   wrappers=[preprocess_observation], **kwargs)
+                                   wrappers=[wrap], **kwargs)
         if seed is not None:
             env.action_space.seed(seed)
             env.single_action_space.seed(seed)
             env = SeedOnFirstReset(env, seed)
 
-    env = EpisodeStats(env)
+    env = EpisodeStats(env, games=games)
     if normalize_obs or normalize_reward:
         env = VecNormalize(env, normalize_obs=normalize_obs, normalize_reward=normalize_reward,
                            gamma=gamma, clip_obs=clip_obs, clip_reward=clip_reward)
     return env
 
 
-def _make_worker_pool(
-    env_id: str, n_envs: int, n_workers: int, kwargs: dict[str, Any]
-) -> WorkerPoolVectorEnv:
+def _preprocessing(env_id: str, env_kwargs: dict[str, Any] | None, render_mode: str | None,
+                   atari: AtariSettings | None, training: bool):
+    """(gym.make kwargs, the per-sub-env preprocessing) of a Gymnasium id (checked here)."""
+    games = atari_ids.is_atari(env_id)
+    _check_env_id(env_id)
+    kwargs = dict(env_kwargs or {})
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    if not games:
+        return kwargs, preprocess_observation
+    wrap = functools.partial(atari_ids.preprocess, settings=atari or AtariSettings(),
+                             training=training)
+    return atari_ids.base_kwargs(env_id, kwargs), wrap
+
+
+def _make_worker_pool(env_id: str, n_envs: int, n_workers: int, kwargs: dict[str, Any],
+                      wrap) -> WorkerPoolVectorEnv:
     """`n_envs` envs built as gym.make_vec builds them, stepped by `n_workers` processes."""
     # The spec itself goes to the workers, so ids registered only in this process (a
     # script, a test module) still resolve there. _find_spec is what gym.make_vec uses.
     from gymnasium.envs.registration import _find_spec
 
     spec = copy.deepcopy(_find_spec(env_id))
-    make_one = functools.partial(_make_preprocessed, spec, kwargs)
+    make_one = functools.partial(_make_preprocessed, spec, kwargs, wrap)
     env = WorkerPoolVectorEnv([make_one] * n_envs, n_workers, env_name=env_id)
     env.spec = spec
     return env
 
 
-def _make_preprocessed(spec: EnvSpec, kwargs: dict[str, Any]) -> gym.Env:
-    return preprocess_observation(gym.make(spec, **kwargs))
+def _make_preprocessed(spec: EnvSpec, kwargs: dict[str, Any], wrap) -> gym.Env:
+    return wrap(gym.make(spec, **kwargs))
 
 
 def make_env(env_id: str, *, seed: int | None = None, render_mode: str | None = None,
-             env_kwargs: dict[str, Any] | None = None) -> gym.Env:
-    """One env with the same observation preprocessing as `make_vec_env` (eval, rendering).
+             env_kwargs: dict[str, Any] | None = None, atari: AtariSettings | None = None,
+             training: bool = False) -> gym.Env:
+    """One env with the same preprocessing as `make_vec_env` (eval, rendering: by default
+    without the training-only Atari wrappers).
 
     Seeding as in `make_vec_env`: the action space is seeded now, and the first `reset()`
     without a seed uses `seed`.
     """
     if isinstance(env_id, str) and env_id.startswith(TF_PREFIX):
         raise ConfigError(f"{env_id!r} is a TF-native env; only make_vec_env builds those")
-    _check_env_id(env_id)
-    kwargs = dict(env_kwargs or {})
-    if render_mode is not None:
-        kwargs["render_mode"] = render_mode
+    kwargs, wrap = _preprocessing(env_id, env_kwargs, render_mode, atari, training)
     with _dependency_errors(env_id):
-        env = preprocess_observation(gym.make(env_id, **kwargs))
+        env = wrap(gym.make(env_id, **kwargs))
     if seed is not None:
         env.action_space.seed(seed)
         env = _SeedOnFirstResetEnv(env, seed)

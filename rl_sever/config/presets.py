@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from envs import atari
 from rl_sever.config.fields import update
 from rl_sever.errors import ConfigError
 
@@ -41,9 +42,15 @@ def _read(path: Traversable) -> dict[str, Any]:
     return data
 
 
+ATARI = "Atari"  # the preset file serving every Atari game (envs.atari)
+
+
 def find(algo: str, env_id: str) -> dict[str, Any] | None:
-    """The preset config values for `algo` on `env_id`, or None if rl_sever ships none."""
+    """The preset config values for `algo` on `env_id` (an Atari game: the algorithm's Atari
+    preset), or None if rl_sever ships none."""
     path = _root() / algo.lower() / _file_name(env_id)
+    if not path.is_file() and env_id != ATARI and atari.is_atari(env_id):
+        path = _root() / algo.lower() / _file_name(ATARI)
     return _read(path) if path.is_file() else None
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from envs.atari import AtariSettings
 from envs.factory import check_n_workers
 from rl_sever.auxiliary.base import AUXILIARY, AuxiliaryConfig
 from rl_sever.config.fields import check
 from rl_sever.errors import suggest
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
-ENCODER_KINDS = ("auto", "mlp", "cnn")
+ENCODER_KINDS = ("auto", "mlp", "cnn", "nature")
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 SCHEDULES = ("constant", "linear")
 GRAD_SOURCES = ("actor", "critic", "aux")
@@ -50,7 +51,8 @@ class NetworkConfig:
     """With a shared encoder, which losses train it: actor, critic, aux, joined by + (e.g.
     both+aux), both (= actor+critic) or none; the other losses see it severed."""
     encoder: str = "auto"
-    """Encoder kind: auto (CNN for uint8 image observations, else MLP), mlp or cnn."""
+    """Encoder kind: auto (for uint8 images the Nature CNN from 80 px a side, e.g. Atari, else
+    the small CNN; MLP otherwise), mlp, cnn or nature."""
     cnn_channels: list[int] = field(default_factory=lambda: [32, 32, 32])
     """Channels of the CNN encoder's 3x3 convolutions (stride 2 for the first two, then 1)."""
     feature_dim: int = 50
@@ -98,6 +100,8 @@ class RunConfig:
     """Normalise observations with running statistics (saved in checkpoints)."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return (saved in checkpoints)."""
+    atari: AtariSettings = field(default_factory=AtariSettings)
+    """Preprocessing of Atari games (ALE/<Game>-v5, <Game>NoFrameskip-v4), applied to them only."""
     checkpoint_every: int = 0
     """Save a checkpoint every this many env steps (0: only at the end and on Ctrl-C)."""
     keep_checkpoints: int = 3
@@ -180,6 +184,7 @@ class RunConfig:
             check(name in self.aux, f"aux_weights names '{name}', which is not in aux {self.aux}")
             check(float(w) >= 0, f"aux_weights['{name}'] must be >= 0, got {w}")
         self.auxiliary.validate()
+        self.atari.validate()
         from rl_sever.objective.spec import parse_spec
 
         for spec in self.losses:

@@ -67,7 +67,7 @@ class Agent:
                                n_workers=config.n_workers,
                                normalize_obs=config.normalize_obs,
                                normalize_reward=config.normalize_reward,
-                               gamma=getattr(config, "gamma", 0.99))
+                               gamma=getattr(config, "gamma", 0.99), atari=config.atari)
         else:
             spec = getattr(env, "spec", None)
             self.env_id = getattr(spec, "id", None) or "custom"

@@ -15,7 +15,10 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
     from envs import make_vec_env
 
     n = max(1, min(episodes, max_envs))
-    env = make_vec_env(agent.env_id, n, seed=seed, render_mode=render_mode)
+    # Atari: whole games at their raw score (no training-only wrappers).
+    env = make_vec_env(agent.env_id, n, seed=seed, render_mode=render_mode,
+                       atari=getattr(getattr(agent, "config", None), "atari", None),
+                       training=False)
     try:
         targets = np.array([(episodes + i) // n for i in range(n)])
         counts = np.zeros(n, int)

@@ -9,13 +9,17 @@ features through `sever`.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from rl_sever.config.run import ENCODER_KINDS
 from rl_sever.errors import ConfigError
-from rl_sever.nn.layers import mlp
+from rl_sever.nn.layers import initializer, mlp
+
+NATURE_MIN_SIDE = 80  # encoder "auto": the Nature CNN for images this large (Atari's 84x84)
 
 
 def is_image(obs_shape: tuple[int, ...], obs_dtype) -> bool:
@@ -57,15 +61,32 @@ def cnn(
     return keras.Sequential(layers, name=name)
 
 
+def nature_cnn(obs_shape: tuple[int, ...], *, name: str = "nature") -> keras.Sequential:
+    """The Nature DQN CNN (Mnih et al. 2015), as SB3 and CleanRL use it on Atari: 32 8x8/4,
+    64 4x4/2, 64 3x3/1 convolutions, a 512-unit dense layer, ReLU, orthogonal init (gain
+    sqrt 2). Needs images of at least 36 px a side."""
+    if len(obs_shape) != 3 or min(obs_shape[:2]) < 36:
+        raise ConfigError(f"the Nature CNN needs HWC images of at least 36x36, got {obs_shape}")
+    init = initializer(math.sqrt(2), True)
+    conv = [(32, 8, 4), (64, 4, 2), (64, 3, 1)]
+    layers: list[keras.layers.Layer] = [keras.Input(obs_shape)]
+    layers += [keras.layers.Conv2D(c, k, strides=st, activation="relu", kernel_initializer=init,
+                                   name=f"{name}_conv{i}") for i, (c, k, st) in enumerate(conv)]
+    layers += [keras.layers.Flatten(name=f"{name}_flatten"),
+               keras.layers.Dense(512, activation="relu", kernel_initializer=init,
+                                  name=f"{name}_dense")]
+    return keras.Sequential(layers, name=name)
+
+
 class Encoder(tf.Module):
-    """obs -> features [batch, out_dim]; `kind` is "mlp" or "cnn"."""
+    """obs -> features [batch, out_dim]; `kind` is "mlp", "cnn" or "nature"."""
 
     def __init__(self, obs_shape: tuple[int, ...], kind: str, *, sizes: list[int] = (256,),
                  activation: str = "relu", channels: list[int] = (32, 32, 32),
                  feature_dim: int = 50, ortho: bool = False, name: str = "encoder"):
         super().__init__(name=name)
-        if kind not in ("mlp", "cnn"):
-            raise ConfigError(f"encoder kind must be mlp or cnn, got '{kind}'")
+        if kind not in ("mlp", "cnn", "nature"):
+            raise ConfigError(f"encoder kind must be mlp, cnn or nature, got '{kind}'")
         self.obs_shape, self.kind = tuple(obs_shape), kind
         self._spec = {
             "sizes": list(sizes),
@@ -77,13 +98,15 @@ class Encoder(tf.Module):
         if kind == "cnn":
             self.net = cnn(self.obs_shape, list(channels), feature_dim, name=name)
             self.out_dim = int(feature_dim)
+        elif kind == "nature":
+            self.net, self.out_dim = nature_cnn(self.obs_shape, name=name), 512
         else:
             self.net = mlp(list(sizes), activation, ortho=ortho, name=name)
             self.out_dim = int(sizes[-1])
         self(tf.zeros((1, *self.obs_shape), tf.float32))  # build
 
     def __call__(self, obs: tf.Tensor) -> tf.Tensor:
-        x = scale_obs(obs) if self.kind == "cnn" else flat_obs(obs)
+        x = flat_obs(obs) if self.kind == "mlp" else scale_obs(obs)
         return self.net(x)
 
     @property
@@ -161,13 +184,14 @@ class UserEncoder(tf.Module):
 
 def make_encoder(obs_shape: tuple[int, ...], obs_dtype, kind: str = "auto", *, user=None,
                  **spec) -> Encoder | UserEncoder:
-    """The shared encoder: the user's model if given, else an Encoder of `kind` ("auto": CNN
-    for uint8 images, MLP otherwise)."""
+    """The shared encoder: the user's model if given, else an Encoder of `kind` ("auto": the
+    Nature CNN for uint8 images of at least NATURE_MIN_SIDE px, the small CNN for smaller
+    ones, MLP otherwise)."""
     if user is not None:
         return UserEncoder(user, obs_shape)
-    """An Encoder of `kind` ("auto": CNN for uint8 images, MLP otherwise)."""
     if kind not in ENCODER_KINDS:
         raise ConfigError(f"encoder must be one of {ENCODER_KINDS}, got '{kind}'")
     if kind == "auto":
-        kind = "cnn" if is_image(obs_shape, obs_dtype) else "mlp"
+        kind = "mlp" if not is_image(obs_shape, obs_dtype) else (
+            "nature" if min(obs_shape[:2]) >= NATURE_MIN_SIDE else "cnn")
     return Encoder(obs_shape, kind, **spec)
