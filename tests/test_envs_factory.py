@@ -267,12 +267,16 @@ def test_missing_dependency_names_the_extra():
         make_env("RlSeverTest/NoBox2D-v0")
 
 
-def test_missing_mujoco_names_the_extra():
-    try:
-        import mujoco  # noqa: F401
+def test_missing_mujoco_and_ale_name_their_extras(monkeypatch):
+    """The default set-up installs both; without them (a `None` module fails to import, and the
+    env modules that imported them are forgotten) the error names the extra."""
+    import sys
 
-        pytest.skip("mujoco is installed")
-    except ImportError:
-        pass
+    for name in [m for m in sys.modules if m.startswith("gymnasium.envs.mujoco.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "mujoco", None)
+    monkeypatch.setitem(sys.modules, "ale_py", None)
     with pytest.raises(ConfigError, match=r"rl_sever\[mujoco\]"):
         make_vec_env("HalfCheetah-v5")
+    with pytest.raises(ConfigError, match=r"rl_sever\[atari\]"):
+        make_vec_env("ALE/Pong-v5")
