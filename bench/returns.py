@@ -4,8 +4,11 @@ next to the published reference (rl-baselines3-zoo benchmark.md, one agent, ~150
 steps). A case passes when its mean reaches the reference mean minus one reference std.
 
     python bench/returns.py [--cases ppo_cartpole sac_pendulum ...] [--seeds 0]
-                            [--steps N] [--out bench/results_returns.json]
+                            [--steps N] [--sb3] [--out bench/results_returns.json]
                             [--md bench/results_returns.md]
+
+`--sb3` also trains Stable-Baselines3 (the `bench` extra; torch at one thread) on the same
+resolved settings, in the same invocation, and evaluates it the same way (MLP cases).
 
 `--steps` overrides every selected case's budget (for the cases whose published budget does not
 fit a 2-core machine); the JSON records the budget run and the published one. Timing covers
@@ -20,6 +23,8 @@ import os
 import platform
 import sys
 import time
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 EVAL_EPISODES = 20
@@ -42,22 +47,29 @@ FITS_HERE = ["ppo_cartpole", "ppo_acrobot", "ppo_lunarlander", "a2c_lunarlander"
              "sac_pendulum", "td3_pendulum"]
 
 
-def run_case(name: str, seed: int, steps: int | None) -> dict:
+def resolved_config(algo: str, env_id: str, seed: int, steps: int):
     from rl_sever.config import presets
-    from rl_sever.core.evaluation import evaluate
     from rl_sever.core.registry import get_agent_class
 
-    algo, env_id, budget, ref_mean, ref_std = CASES[name]
     klass = get_agent_class(algo)
-    steps = steps or budget
     layers = [presets.find(algo, env_id) or {},
               {"seed": seed, "total_steps": steps, "eval_episodes": 0}]
-    agent = klass(env_id, presets.resolve(klass.config_cls, layers), logdir=None)
+    return klass, presets.resolve(klass.config_cls, layers)
+
+
+def run_case(name: str, seed: int, steps: int | None, sb3: bool = False) -> dict:
+    from rl_sever.core.evaluation import evaluate
+
+    algo, env_id, budget, ref_mean, ref_std = CASES[name]
+    steps = steps or budget
+    klass, cfg = resolved_config(algo, env_id, seed, steps)
+    agent = klass(env_id, cfg, logdir=None)
     t0 = time.perf_counter()
     agent.learn(steps, progress=False)
     wall = time.perf_counter() - t0
     ev = evaluate(agent, EVAL_EPISODES, seed=seed + 10_000)
     agent.close()
+    sb3_row = run_sb3(algo, env_id, cfg, seed, steps) if sb3 else None
     threshold = ref_mean - ref_std
     return {"case": name, "algo": algo, "env_id": env_id, "seed": seed, "steps": steps,
             "published_budget": budget, "wall_time_s": round(wall, 1),
@@ -65,17 +77,84 @@ def run_case(name: str, seed: int, steps: int | None) -> dict:
             "eval_episodes": ev["episodes"], "reference_mean": ref_mean, "reference_std": ref_std,
             "threshold": threshold, "full_budget": steps == budget,
             "reached": bool(ev["mean_reward"] >= threshold) if steps == budget else None,
-            "full_budget_time_estimate_s": round(wall * budget / steps, 0)}
+            "full_budget_time_estimate_s": round(wall * budget / steps, 0), "sb3": sb3_row}
+
+
+def sb3_model(algo: str, env, cfg, seed: int):
+    """An SB3 model with rl_sever's resolved settings `cfg` (the same values, SB3's names)."""
+    import torch
+    from stable_baselines3 import A2C, PPO, SAC, TD3
+
+    net = cfg.network
+    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}[net.activation]
+    lr = cfg.learning_rate
+    lr = (lambda left: left * cfg.learning_rate) if cfg.lr_schedule == "linear" else lr
+    common = dict(learning_rate=lr, gamma=cfg.gamma, seed=seed, device="cpu", verbose=0)
+    if algo in ("ppo", "a2c"):
+        policy_kwargs = dict(net_arch=list(net.hidden_sizes), activation_fn=act,
+                             ortho_init=net.ortho_init, log_std_init=net.log_std_init)
+        kw = dict(common, n_steps=cfg.n_steps, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,
+                  vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
+                  normalize_advantage=cfg.normalize_advantage, policy_kwargs=policy_kwargs)
+        if algo == "a2c":
+            policy_kwargs.update(optimizer_class=torch.optim.RMSprop,
+                                 optimizer_kwargs=dict(alpha=0.99, eps=cfg.adam_eps))
+            return A2C("MlpPolicy", env, **kw)
+        clip = cfg.clip_range
+        clip = (lambda left: left * cfg.clip_range) if cfg.clip_schedule == "linear" else clip
+        return PPO("MlpPolicy", env, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+                   clip_range=clip, **kw)
+    kw = dict(common, buffer_size=cfg.buffer_size, learning_starts=cfg.learning_starts,
+              batch_size=cfg.batch_size, tau=cfg.tau, train_freq=cfg.train_freq,
+              gradient_steps=cfg.gradient_steps,
+              policy_kwargs=dict(net_arch=list(net.hidden_sizes), activation_fn=act))
+    if algo == "sac":
+        return SAC("MlpPolicy", env, **kw)
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    dim = env.action_space.shape[0]
+    noise = NormalActionNoise(np.zeros(dim), cfg.action_noise * np.ones(dim))
+    return TD3("MlpPolicy", env, action_noise=noise, policy_delay=cfg.policy_delay,
+               target_policy_noise=cfg.target_policy_noise,
+               target_noise_clip=cfg.target_noise_clip, **kw)
+
+
+def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int) -> dict:
+    import torch
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    torch.set_num_threads(1)  # its fastest setting on a 2-core machine for these networks
+    env = make_vec_env(env_id, n_envs=cfg.n_envs, seed=seed)
+    normalize = getattr(cfg, "normalize_obs", False) or getattr(cfg, "normalize_reward", False)
+    if normalize:
+        env = VecNormalize(env, norm_obs=cfg.normalize_obs, norm_reward=cfg.normalize_reward,
+                           gamma=cfg.gamma)
+    model = sb3_model(algo, env, cfg, seed)
+    t0 = time.perf_counter()
+    model.learn(steps)
+    wall = time.perf_counter() - t0
+    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000)
+    if normalize:
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env.obs_rms = env.obs_rms
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
+    return {"wall_time_s": round(wall, 1), "eval_mean": round(float(mean), 2),
+            "eval_std": round(float(std), 2)}
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| case | env steps (published) | rl_sever eval (20 ep.) | wall s | reference "
-             "(zoo) | reached ref. mean - std |", "|---|---|---|---:|---|---|"]
+    lines = ["| case | env steps (published) | rl_sever eval (20 ep.) | wall s | SB3 eval, "
+             "wall s | reference (zoo) | reached ref. mean - std |",
+             "|---|---|---|---:|---|---|---|"]
     for r in rows:
         reached = {True: "yes", False: "**no**", None: "budget cut"}[r["reached"]]
+        sb3 = r.get("sb3")
+        sb3 = f"{sb3['eval_mean']:.1f} ± {sb3['eval_std']:.1f}, {sb3['wall_time_s']:.0f}" if sb3 else "-"
         lines.append(f"| {r['case']} (seed {r['seed']}) | {r['steps']:,} ({r['published_budget']:,}) "
                      f"| {r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['wall_time_s']:.0f} | "
-                     f"{r['reference_mean']:g} ± {r['reference_std']:g} | {reached} |")
+                     f"{sb3} | {r['reference_mean']:g} ± {r['reference_std']:g} | {reached} |")
     return "\n".join(lines) + "\n"
 
 
@@ -84,13 +163,14 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", nargs="+", default=FITS_HERE, choices=list(CASES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=None, help="override every case's budget")
+    parser.add_argument("--sb3", action="store_true", help="also run Stable-Baselines3 (bench extra)")
     parser.add_argument("--out", default="bench/results_returns.json")
     parser.add_argument("--md", default="bench/results_returns.md")
     args = parser.parse_args(argv)
     rows = []
     for name in args.cases:
         for seed in args.seeds:
-            rows.append(run_case(name, seed, args.steps))
+            rows.append(run_case(name, seed, args.steps, args.sb3))
             print(json.dumps(rows[-1]), flush=True)
             out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                "platform": platform.platform()}, "results": rows}

@@ -34,7 +34,7 @@ from envs.normalize import VecNormalize, is_image_space
 from envs.worker_pool import WorkerPoolVectorEnv
 
 TF_PREFIX = "tf:"
-VECTORIZATION_MODES = ("sync", "async")
+VECTORIZATION_MODES = ("sync", "async", "ale")  # ale: Atari games, ale-py's C++ vector env
 # Word in an env's entry point or error message -> rl_sever extra that installs its dependency.
 _EXTRAS = {"box2d": "box2d", "mujoco": "mujoco", "ale_py": "atari"}
 
@@ -63,7 +63,8 @@ def make_vec_env(env_id: str, n_envs: int = 1, *, seed: int | None = None,
 
     `vectorization="async"` runs the envs in worker processes: one per env (Gymnasium's
     AsyncVectorEnv) when `n_workers` is 0, else `n_workers` processes each stepping its
-    share of the envs (`envs.worker_pool`, docs/scaling.md).
+    share of the envs (`envs.worker_pool`, docs/scaling.md). `vectorization="ale"` steps
+    Atari games in ale-py's C++ vector env (`envs.atari_vector`).
     """
     if not isinstance(env_id, str) or not env_id:
         raise UnknownNameError(f"environment id must be a non-empty string, got {env_id!r}")
@@ -86,8 +87,17 @@ def make_vec_env(env_id: str, n_envs: int = 1, *, seed: int | None = None,
     else:
         kwargs, wrap = _preprocessing(env_id, env_kwargs, render_mode, atari, training)
         games = wrap is not preprocess_observation
+        if vectorization == "ale" and not games:
+            raise ConfigError(f"vectorization=ale is ale-py's vector env for Atari games; "
+                              f"{env_id!r} is not one (use sync or async)")
         with _dependency_errors(env_id):
-            if n_workers:
+            if vectorization == "ale":
+                from envs.atari_vector import AleVectorEnv
+
+                kwargs.pop("frameskip")
+                env = AleVectorEnv(env_id, int(n_envs), atari or AtariSettings(),
+                                   training=training, **kwargs)
+            elif n_workers:
                 env = _make_worker_pool(env_id, int(n_envs), int(n_workers), kwargs, wrap)
             else:
                 env = gym.make_vec(env_id, num_envs=int(n_envs), vectorization_mode=vectorization,

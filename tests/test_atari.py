@@ -102,3 +102,34 @@ def test_ppo_and_a2c_train_on_atari_with_the_nature_cnn_and_the_zoo_preset(tmp_p
     config = json.loads((agent.run_dir / "config.json").read_text())
     assert config["config"]["atari"]["frame_skip"] == 4  # the preprocessing is recorded
     agent.close()
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_ale_vector_env_mode_gives_the_same_observations_and_statistics(training):
+    env = make_vec_env("ALE/Breakout-v5", 3, seed=2, vectorization="ale", training=training)
+    assert env.single_observation_space == make_vec_env("ALE/Breakout-v5", 1).single_observation_space
+    obs, _ = env.reset()
+    assert obs.shape == (3, 84, 84, 4) and obs.dtype == np.uint8
+    stats, learner_ends, rewards = episode_stats(env), 0, set()
+    while stats.total_episodes < 3:
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        learner_ends += int((terminated | truncated).sum())
+        rewards |= set(np.unique(reward).tolist())
+        if "_final_obs" in info:  # the true last frames of the games that ended, HWC too
+            assert info["final_obs"].shape == (3, 84, 84, 4)
+    games = stats.pop_finished()
+    assert all(r >= 0 and r == int(r) and n > 50 for r, n in games)
+    if training:  # lost lives end the learner's episodes; rewards are clipped
+        assert learner_ends >= 4 * len(games) and rewards <= {-1.0, 0.0, 1.0}
+    else:
+        assert learner_ends == len(games)
+    env.close()
+
+
+def test_ale_vector_env_mode_trains_and_refuses_other_envs():
+    with pytest.raises(ConfigError, match="vectorization=ale"):
+        make_vec_env("CartPole-v1", 2, vectorization="ale")
+    agent = make_agent("a2c", "ALE/Pong-v5", {"n_steps": 8, "vectorization": "ale"})
+    agent.learn(64, progress=False)
+    assert agent.has_updated()
+    agent.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from envs.atari import AtariSettings
-from envs.factory import check_n_workers
+from envs.factory import VECTORIZATION_MODES, check_n_workers
 from rl_sever.auxiliary.base import AUXILIARY, AuxiliaryConfig
 from rl_sever.config.fields import check
 from rl_sever.errors import suggest
@@ -92,7 +92,8 @@ class RunConfig:
     n_envs: int = 8
     """Number of parallel environments in the vector env."""
     vectorization: str = "sync"
-    """Vector env mode: sync (one process) or async (worker processes, see n_workers)."""
+    """Vector env mode: sync (one process), async (worker processes, see n_workers) or ale
+    (Atari games only: ale-py's C++ vector env, its threads step and preprocess the games)."""
     n_workers: int = 0
     """With vectorization=async, the number of worker processes sharing the n_envs envs (0: one
     process per env). At most n_envs; a divisor of n_envs gives equal shares (docs/scaling.md)."""
@@ -155,8 +156,9 @@ class RunConfig:
     def validate(self) -> None:
         check(self.total_steps > 0, f"total_steps must be positive, got {self.total_steps}")
         check(self.n_envs > 0, f"n_envs must be positive, got {self.n_envs}")
-        check(self.vectorization in ("sync", "async"),
-              f"vectorization must be sync or async, got '{self.vectorization}'")
+        check(self.vectorization in VECTORIZATION_MODES,
+              f"vectorization must be one of {', '.join(VECTORIZATION_MODES)}, got "
+              f"'{self.vectorization}'")
         check_n_workers(self.n_workers, self.n_envs, self.vectorization)
         check(self.checkpoint_every >= 0, "checkpoint_every must be >= 0")
         check(self.keep_checkpoints > 0, "keep_checkpoints must be positive")
