@@ -5,14 +5,19 @@ steps). A case passes when its mean reaches the reference mean minus one referen
 
     python bench/returns.py [--cases ppo_cartpole sac_pendulum ...] [--seeds 0]
                             [--steps N] [--sb3] [--out bench/results_returns.json]
-                            [--md bench/results_returns.md]
+                            [--md bench/results_returns.md] [--logdir bench/runs_returns]
+                            [--plot bench/results_returns.png]
 
 `--sb3` also trains Stable-Baselines3 (the `bench` extra; torch at one thread) on the same
-resolved settings, in the same invocation, and evaluates it the same way (MLP cases).
+resolved settings, in the same invocation, and evaluates it the same way: MlpPolicy on the
+vector cases; on Atari, CnnPolicy on SB3's own AtariWrapper and 4-frame stack (its evaluation
+counts whole games at the raw score, through the Monitor below the wrappers, as ours does).
 
 `--steps` overrides every selected case's budget (for the cases whose published budget does not
-fit a 2-core machine); the JSON records the budget run and the published one. Timing covers
-learn() only; no TensorBoard logging or checkpoints.
+fit a 2-core machine); the JSON records the budget run and the published one. Each case's run
+folder (TensorBoard events, checkpoints) goes under --logdir, and the learning curves of all
+cases are drawn into --plot (one panel per env; seeds of a case as mean ± std). Timing covers
+learn() with its logging and checkpoints.
 """
 
 from __future__ import annotations
@@ -57,13 +62,14 @@ def resolved_config(algo: str, env_id: str, seed: int, steps: int):
     return klass, presets.resolve(klass.config_cls, layers)
 
 
-def run_case(name: str, seed: int, steps: int | None, sb3: bool = False) -> dict:
+def run_case(name: str, seed: int, steps: int | None, sb3: bool = False,
+             logdir: str | None = None) -> dict:
     from rl_sever.core.evaluation import evaluate
 
     algo, env_id, budget, ref_mean, ref_std = CASES[name]
     steps = steps or budget
     klass, cfg = resolved_config(algo, env_id, seed, steps)
-    agent = klass(env_id, cfg, logdir=None)
+    agent = klass(env_id, cfg, logdir=logdir)
     t0 = time.perf_counter()
     agent.learn(steps, progress=False)
     wall = time.perf_counter() - t0
@@ -77,10 +83,11 @@ def run_case(name: str, seed: int, steps: int | None, sb3: bool = False) -> dict
             "eval_episodes": ev["episodes"], "reference_mean": ref_mean, "reference_std": ref_std,
             "threshold": threshold, "full_budget": steps == budget,
             "reached": bool(ev["mean_reward"] >= threshold) if steps == budget else None,
-            "full_budget_time_estimate_s": round(wall * budget / steps, 0), "sb3": sb3_row}
+            "full_budget_time_estimate_s": round(wall * budget / steps, 0), "sb3": sb3_row,
+            "run_dir": None if agent.run_dir is None else str(agent.run_dir)}
 
 
-def sb3_model(algo: str, env, cfg, seed: int):
+def sb3_model(algo: str, env, cfg, seed: int, policy: str = "MlpPolicy"):
     """An SB3 model with rl_sever's resolved settings `cfg` (the same values, SB3's names)."""
     import torch
     from stable_baselines3 import A2C, PPO, SAC, TD3
@@ -91,18 +98,19 @@ def sb3_model(algo: str, env, cfg, seed: int):
     lr = (lambda left: left * cfg.learning_rate) if cfg.lr_schedule == "linear" else lr
     common = dict(learning_rate=lr, gamma=cfg.gamma, seed=seed, device="cpu", verbose=0)
     if algo in ("ppo", "a2c"):
-        policy_kwargs = dict(net_arch=list(net.hidden_sizes), activation_fn=act,
-                             ortho_init=net.ortho_init, log_std_init=net.log_std_init)
+        policy_kwargs = dict(activation_fn=act, ortho_init=net.ortho_init)
+        if policy == "MlpPolicy":  # CnnPolicy: linear heads on the shared Nature CNN, as here
+            policy_kwargs.update(net_arch=list(net.hidden_sizes), log_std_init=net.log_std_init)
         kw = dict(common, n_steps=cfg.n_steps, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,
                   vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
                   normalize_advantage=cfg.normalize_advantage, policy_kwargs=policy_kwargs)
         if algo == "a2c":
             policy_kwargs.update(optimizer_class=torch.optim.RMSprop,
                                  optimizer_kwargs=dict(alpha=0.99, eps=cfg.adam_eps))
-            return A2C("MlpPolicy", env, **kw)
+            return A2C(policy, env, **kw)
         clip = cfg.clip_range
         clip = (lambda left: left * cfg.clip_range) if cfg.clip_schedule == "linear" else clip
-        return PPO("MlpPolicy", env, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
+        return PPO(policy, env, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                    clip_range=clip, **kw)
     kw = dict(common, buffer_size=cfg.buffer_size, learning_starts=cfg.learning_starts,
               batch_size=cfg.batch_size, tau=cfg.tau, train_freq=cfg.train_freq,
@@ -125,7 +133,11 @@ def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int) -> dict:
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
 
+    from envs.atari import is_atari
+
     torch.set_num_threads(1)  # its fastest setting on a 2-core machine for these networks
+    if is_atari(env_id):
+        return run_sb3_atari(algo, env_id, cfg, seed, steps)
     env = make_vec_env(env_id, n_envs=cfg.n_envs, seed=seed)
     normalize = getattr(cfg, "normalize_obs", False) or getattr(cfg, "normalize_reward", False)
     if normalize:
@@ -144,6 +156,29 @@ def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int) -> dict:
             "eval_std": round(float(std), 2)}
 
 
+def run_sb3_atari(algo: str, env_id: str, cfg, seed: int, steps: int) -> dict:
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    # SB3's AtariWrapper skips frames itself: ALE/*-v5 is made with frameskip=1 (sticky actions
+    # kept), as rl_sever makes it; *NoFrameskip-v4 already is.
+    env_kwargs = {"frameskip": 1} if env_id.startswith("ALE/") else None
+
+    def atari_env(n: int, env_seed: int):
+        return VecFrameStack(make_atari_env(env_id, n_envs=n, seed=env_seed,
+                                            env_kwargs=env_kwargs), n_stack=4)
+
+    model = sb3_model(algo, atari_env(cfg.n_envs, seed), cfg, seed, policy="CnnPolicy")
+    t0 = time.perf_counter()
+    model.learn(steps)
+    wall = time.perf_counter() - t0
+    mean, std = evaluate_policy(model, atari_env(1, seed + 10_000), n_eval_episodes=EVAL_EPISODES,
+                                deterministic=True)
+    return {"wall_time_s": round(wall, 1), "eval_mean": round(float(mean), 2),
+            "eval_std": round(float(std), 2)}
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| case | env steps (published) | rl_sever eval (20 ep.) | wall s | SB3 eval, "
              "wall s | reference (zoo) | reached ref. mean - std |",
@@ -158,6 +193,18 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def draw(rows: list[dict], out: str) -> None:
+    """One panel per env: return against env steps of every case run on it."""
+    from rl_sever.core.curves import load_curve, plot_panels
+
+    by_env: dict[str, list] = {}
+    for r in rows:
+        if r["run_dir"]:
+            by_env.setdefault(r["env_id"], []).append(load_curve(r["run_dir"]))
+    if by_env:
+        plot_panels(by_env, out)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=FITS_HERE, choices=list(CASES))
@@ -166,11 +213,14 @@ def main(argv=None) -> int:
     parser.add_argument("--sb3", action="store_true", help="also run Stable-Baselines3 (bench extra)")
     parser.add_argument("--out", default="bench/results_returns.json")
     parser.add_argument("--md", default="bench/results_returns.md")
+    parser.add_argument("--logdir", default="bench/runs_returns", help="run folders of the cases")
+    parser.add_argument("--plot", default="bench/results_returns.png",
+                        help="learning curves of the cases (one panel per env)")
     args = parser.parse_args(argv)
     rows = []
     for name in args.cases:
         for seed in args.seeds:
-            rows.append(run_case(name, seed, args.steps, args.sb3))
+            rows.append(run_case(name, seed, args.steps, args.sb3, args.logdir))
             print(json.dumps(rows[-1]), flush=True)
             out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                "platform": platform.platform()}, "results": rows}
@@ -178,6 +228,7 @@ def main(argv=None) -> int:
                 json.dump(out, f, indent=2)
             with open(args.md, "w") as f:
                 f.write(markdown(rows))
+            draw(rows, args.plot)
     print(markdown(rows))
     return 0
 

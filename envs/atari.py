@@ -7,7 +7,9 @@ Per sub-env, in this order (as in Stable-Baselines3's AtariWrapper and CleanRL):
   -> GameScore: the raw score and length of every whole game (`info["game"]` when one ends)
   -> training only: EpisodicLife (a lost life ends the episode, the game goes on) and
      ClipReward (sign of the reward)
-  -> FireReset (games with a FIRE action start by pressing it)
+  -> FireReset (games with a FIRE action start by pressing it; in evaluation, where a lost life
+     does not end the episode, also after every lost life, so a policy that never fires
+     cannot stall a game until the time limit)
   -> FrameStack: the last `frame_stack` frames as one uint8 HWC image [84, 84, 4].
 Training statistics and evaluation report the GameScore figures: raw game scores of whole
 games, never clipped rewards of single lives. The settings are `AtariSettings` (config key
@@ -46,7 +48,7 @@ class AtariSettings:
     clip_reward: bool = True
     """Training only: rewards become their sign (statistics and evaluation keep the score)."""
     fire_reset: bool = True
-    """Press FIRE after every reset in games that have it."""
+    """Press FIRE after every reset (and, in evaluation, every lost life) in games that have it."""
 
     def validate(self) -> None:
         for key in ("frame_skip", "screen_size", "frame_stack"):
@@ -96,7 +98,7 @@ def preprocess(env: gym.Env, settings: AtariSettings, *, training: bool) -> gym.
     if training and s.clip_reward:
         env = gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))
     if s.fire_reset and "FIRE" in env.unwrapped.get_action_meanings()[1:2]:
-        env = FireReset(env)
+        env = FireReset(env, on_life_loss=not (training and s.episodic_life))
     return FrameStack(env, s.frame_stack)
 
 
@@ -150,7 +152,13 @@ class EpisodicLife(gym.Wrapper):
 
 
 class FireReset(gym.Wrapper):
-    """Press FIRE (then action 2) after every reset: games that wait for it start."""
+    """Press FIRE (then action 2) after every reset: games that wait for it start. With
+    `on_life_loss`, also after a lost life that does not end the episode (the rewards of those
+    steps are added to the step's reward)."""
+
+    def __init__(self, env: gym.Env, *, on_life_loss: bool = False):
+        super().__init__(env)
+        self.on_life_loss, self.lives = on_life_loss, 0
 
     def reset(self, **kwargs):
         self.env.reset(**kwargs)
@@ -158,7 +166,20 @@ class FireReset(gym.Wrapper):
             obs, _, terminated, truncated, info = self.env.step(action)
             if terminated or truncated:
                 obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()
         return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        lives = self.env.unwrapped.ale.lives()
+        if self.on_life_loss and 0 < lives < self.lives:
+            for press in (1, 2):
+                if terminated or truncated:
+                    break
+                obs, more, terminated, truncated, info = self.env.step(press)
+                reward += more
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, reward, terminated, truncated, info
 
 
 class FrameStack(gym.Wrapper):

@@ -16,7 +16,7 @@ import copy
 import functools
 import importlib
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -30,8 +30,11 @@ from envs import pixels  # noqa: F401  (registers the "Pixels/<EnvId>" ids)
 from envs.atari import AtariSettings
 from envs.episodes import EpisodeStats
 from envs.errors import ConfigError, UnknownNameError, suggest
-from envs.normalize import VecNormalize, is_image_space
+from envs.pixels import is_image_space
 from envs.worker_pool import WorkerPoolVectorEnv
+
+if TYPE_CHECKING:  # envs.normalize holds TensorFlow state: imported only when normalising
+    from envs.normalize import VecNormalize
 
 TF_PREFIX = "tf:"
 VECTORIZATION_MODES = ("sync", "async", "ale")  # ale: Atari games, ale-py's C++ vector env
@@ -110,6 +113,8 @@ def make_vec_env(env_id: str, n_envs: int = 1, *, seed: int | None = None,
 
     env = EpisodeStats(env, games=games)
     if normalize_obs or normalize_reward:
+        from envs.normalize import VecNormalize
+
         env = VecNormalize(env, normalize_obs=normalize_obs, normalize_reward=normalize_reward,
                            gamma=gamma, clip_obs=clip_obs, clip_reward=clip_reward)
     return env
@@ -213,7 +218,10 @@ def episode_stats(env: VectorEnv) -> EpisodeStats:
 
 def find_normalizer(env: VectorEnv) -> VecNormalize | None:
     """The VecNormalize wrapper inside `env`, or None when nothing is normalised."""
-    return _find_wrapper(env, VecNormalize)
+    import sys
+
+    normalize = sys.modules.get("envs.normalize")  # never imported: nothing is normalised
+    return None if normalize is None else _find_wrapper(env, normalize.VecNormalize)
 
 
 class SeedOnFirstReset(VectorWrapper):

@@ -11,6 +11,7 @@ from gymnasium.vector import VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
 
 from envs.errors import UnsupportedSpaceError
+from envs.pixels import is_image_space
 from envs.running_stats import RunningMeanStd
 
 
@@ -142,8 +143,3 @@ class VecNormalize(VectorWrapper):
         for i in np.flatnonzero(mask):
             out[i] = self.normalize_obs(final_obs[i])
         return out
-
-
-def is_image_space(space: spaces.Space) -> bool:
-    """True for uint8 Box observations of rank 3 (HWC images), which are never flattened."""
-    return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3

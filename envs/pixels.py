@@ -112,3 +112,8 @@ def register_pixel_envs(env_ids: tuple[str, ...] = CLASSIC_CONTROL) -> None:
 
 
 register_pixel_envs()
+
+
+def is_image_space(space: spaces.Space) -> bool:
+    """True for uint8 Box observations of rank 3 (HWC images), which are never flattened."""
+    return isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3

@@ -1,4 +1,4 @@
-"""The `rl-sever` command line: train, eval, export, audit, list, config.
+"""The `rl-sever` command line: train, eval, plot, export, audit, list, config.
 
 User mistakes (unknown names, bad config values, missing run folders, ...) raise
 RLSeverError; `main` prints them as `error: <message>` and returns their exit code (2),
@@ -136,20 +136,25 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {args.episodes}")
+    if args.render and args.video:
+        raise ConfigError("--render and --video exclude each other (a video renders off-screen)")
     if args.render:
         _check_display()
     agent = Agent.load(args.run_dir)
     seed = args.seed if args.seed is not None else agent.config.seed + 10_000
     try:
         render = {"render_mode": "human", "max_envs": 1} if args.render else {}
-        result = evaluate(agent, args.episodes, seed=seed, **render)
+        result = evaluate(agent, args.episodes, seed=seed, video_dir=args.video, **render)
     except Exception as e:
         # Window-system failures surface from pygame/glfw deep inside the env's render().
         where = type(e).__module__
-        if args.render and (
-            where.split(".")[0] in ("pygame", "glfw", "mujoco") or where == "gymnasium.error"
+        if (args.render or args.video) and (
+            where.split(".")[0] in ("pygame", "glfw", "mujoco", "moviepy")
+            or where == "gymnasium.error"
         ):
-            raise RLSeverError(f"rendering failed: {e}") from None
+            hint = " (MuJoCo without a display: set MUJOCO_GL=egl or osmesa)" if (
+                "mujoco" in where or "GL" in str(e)) else ""
+            raise RLSeverError(f"rendering failed: {e}{hint}") from None
         raise
     finally:
         agent.close()
@@ -159,6 +164,25 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     )
     print(f"mean return: {result['mean_reward']:.2f} ± {result['std_reward']:.2f}")
     print(f"mean length: {result['mean_ep_length']:.1f}")
+    if args.video:
+        print(f"videos: {_plural(len(result['videos']), 'file')} in {args.video}")
+        for path in result["videos"]:
+            print(f"  {path}")
+        if not result["replay_matches"]:
+            print("warning: replaying the actions gave other returns "
+                  f"({', '.join(f'{r:.2f}' for r in result['returns'])}): the env is not "
+                  "deterministic given its seed and actions, so the videos show other episodes "
+                  "than the ones evaluated", file=sys.stderr)
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from rl_sever.core.curves import plot_curves
+
+    out, _ = plot_curves(args.run_dirs, args.out, metric=args.metric, per_run=args.per_run,
+                      smoothing=args.smooth, title=args.title)
+    print(f"wrote {out}: {args.metric} of {_plural(len(args.run_dirs), 'run')} "
+          f"against environment steps")
     return 0
 
 
@@ -265,9 +289,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     p.add_argument("--render", action="store_true", help="show the episodes in a window")
+    p.add_argument("--video", metavar="DIR",
+                   help="record each episode as an MP4 file in DIR (the video extra)")
     p.add_argument("--seed", type=int,
                    help="env seed (default: the run's seed + 10000, as in training)")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser(
+        "plot", help="draw learning curves of runs into an image",
+        description="Draw METRIC against environment steps from the runs' TensorBoard event "
+        "files. Runs of the same algorithm and env are drawn as their mean with a band of one "
+        "standard deviation (--per-run: one line each).")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", default="curves.png", help="image file (.png, .svg, .pdf; "
+                   "default curves.png)")
+    p.add_argument("--metric", default="rollout/ep_rew_mean",
+                   help="scalar tag to draw (default rollout/ep_rew_mean)")
+    p.add_argument("--per-run", action="store_true", help="one line per run, no averaging")
+    p.add_argument("--smooth", type=float, default=0.0,
+                   help="TensorBoard-style smoothing weight in [0, 1) (default 0)")
+    p.add_argument("--title", help="title of the picture (default: the metric)")
+    p.set_defaults(func=_cmd_plot)
 
     p = sub.add_parser("export", help="write the greedy policy as a TensorFlow SavedModel")
     p.add_argument("run_dir", metavar="RUN_DIR")

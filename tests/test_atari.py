@@ -85,6 +85,20 @@ def test_episodic_life_reset_continues_the_game():
     assert env.unwrapped.ale.lives() == lives - 1  # the same game, one life less
 
 
+def test_evaluation_fires_after_a_lost_life_so_a_never_firing_policy_ends_the_game():
+    # Breakout waits for FIRE after every lost life: without it, a policy that never fires
+    # would stall each evaluation game until the 108k-frame limit.
+    env = make_env("ALE/Breakout-v5", seed=0)
+    env.reset(seed=0)
+    steps, terminated, truncated, info = 0, False, False, {}
+    while not (terminated or truncated):
+        _, _, terminated, truncated, info = env.step(0)  # NOOP only
+        steps += 1
+    assert terminated and not truncated and env.unwrapped.ale.lives() == 0
+    assert steps < 3000 and info["game"]["l"] >= steps
+    env.close()
+
+
 def test_ppo_and_a2c_train_on_atari_with_the_nature_cnn_and_the_zoo_preset(tmp_path):
     for algo in ("ppo", "a2c"):
         preset = presets.find(algo, "PongNoFrameskip-v4")

@@ -165,3 +165,60 @@ def test_invalid_sizes_are_config_errors():
         ReplayBuffer(0, 1, (1,), np.float32, (1,))
     with pytest.raises(ConfigError):
         ReplayBuffer(10, 1, (1,), np.float32, (1,), n_step=0)
+
+
+def image_stream(steps: int, n_envs: int, seed: int = 0, *, break_at: int | None = None):
+    """(obs, actions, rewards, terminated, truncated, reached) per vector step of sub-envs with
+    small uint8 frames, episode ends (true final frames differ from the next reset frame) and,
+    at `break_at`, a discontinuity (as after a resume: the env restarts where it was not done)."""
+    rng = np.random.default_rng(seed)
+    obs = rng.integers(0, 255, (n_envs, 6, 6, 2), np.uint8)
+    out = []
+    for t in range(steps):
+        reached = rng.integers(0, 255, obs.shape, np.uint8)
+        terminated = rng.random(n_envs) < 0.1
+        truncated = ~terminated & (rng.random(n_envs) < 0.05)
+        nxt = reached.copy()
+        done = terminated | truncated
+        nxt[done] = rng.integers(0, 255, (int(done.sum()), 6, 6, 2), np.uint8)  # reset frames
+        if t + 1 == break_at:
+            nxt = rng.integers(0, 255, obs.shape, np.uint8)
+        out.append((obs, rng.normal(size=(n_envs, 1)).astype(np.float32),
+                    rng.normal(size=n_envs).astype(np.float32), terminated, truncated, reached))
+        obs = nxt
+    return out
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_shared_frames_give_the_same_batches_at_half_the_observation_memory(n_step, tmp_path):
+    # 23 rows of 3 envs over 50 steps: the ring wraps twice; a break at step 31 (a resume).
+    full = ReplayBuffer(69, 3, (6, 6, 2), np.uint8, (1,), n_step=n_step, gamma=0.9)
+    shared = ReplayBuffer(69, 3, (6, 6, 2), np.uint8, (1,), n_step=n_step, gamma=0.9,
+                          share_frames=True)
+    for step in image_stream(50, 3, break_at=31):
+        full.add(*step)
+        shared.add(*step)
+    assert shared.next_obs is None and shared.obs.nbytes == full.obs.nbytes
+    t, e = np.meshgrid(np.arange(23), np.arange(3), indexing="ij")
+    t, e = t.ravel(), e.ravel()
+    expected = full.gather(t, e, one_step=True)
+    for name, value in shared.gather(t, e, one_step=True).items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+    restored = ReplayBuffer(69, 3, (6, 6, 2), np.uint8, (1,), n_step=n_step, gamma=0.9,
+                            share_frames=True)
+    restored.load(shared.save(tmp_path / "replay"))
+    assert restored.explicit.keys() == shared.explicit.keys()
+    for name, value in restored.gather(t, e, one_step=True).items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+    with pytest.raises(CheckpointError, match="share_frames"):
+        ReplayBuffer(69, 3, (6, 6, 2), np.uint8, (1,), n_step=n_step).load(tmp_path / "replay")
+
+
+def test_image_observations_share_frames_in_off_policy_agents():
+    from tests.helpers import tiny_agent
+
+    agent = tiny_agent("sac", "Pixels/Pendulum-v1", fill=40)
+    assert agent.replay.share_frames and agent.replay.next_obs is None
+    batch = agent.replay.sample(8)
+    assert batch.next_obs.dtype == np.uint8 and batch.next_obs.shape == batch.obs.shape
+    agent.close()

@@ -1,24 +1,36 @@
-"""Evaluate a policy for a number of full episodes on fresh, seeded environments."""
+"""Evaluate a policy for a number of full episodes on fresh, seeded environments (and record
+them as videos)."""
 
 from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
 
 import numpy as np
 
 
 def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bool = True,
-             max_envs: int = 10, render_mode: str | None = None) -> dict[str, float]:
+             max_envs: int = 10, render_mode: str | None = None,
+             video_dir: str | Path | None = None) -> dict:
     """Mean/std of the raw episode return and mean length over `episodes` episodes.
 
     Episodes are spread over up to `max_envs` sub-envs, each running a fixed share, so the
     result does not favour short episodes. Observations are normalised by the agent itself.
+    With `video_dir`, the episodes run one after another in one env, and are then recorded
+    there as MP4 files by replaying their actions (`envs.replay`; the `video` extra):
+    `"videos"` lists the files.
     """
     from envs import make_vec_env
 
+    atari = getattr(getattr(agent, "config", None), "atari", None)
+    if video_dir is not None:
+        max_envs, render_mode = 1, None
     n = max(1, min(episodes, max_envs))
     # Atari: whole games at their raw score (no training-only wrappers).
-    env = make_vec_env(agent.env_id, n, seed=seed, render_mode=render_mode,
-                       atari=getattr(getattr(agent, "config", None), "atari", None),
+    env = make_vec_env(agent.env_id, n, seed=seed, render_mode=render_mode, atari=atari,
                        training=False)
+    taken: list[list[np.ndarray]] = [[]]
     try:
         targets = np.array([(episodes + i) // n for i in range(n)])
         counts = np.zeros(n, int)
@@ -26,7 +38,9 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
         ep_ret, ep_len = np.zeros(n), np.zeros(n, int)
         obs, _ = env.reset(seed=seed)
         while (counts < targets).any():
-            obs, reward, terminated, truncated, _ = env.step(agent.predict(obs, deterministic))
+            action = agent.predict(obs, deterministic)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            taken[-1].append(np.asarray(action)[0])
             ep_ret += reward
             ep_len += 1
             for i in np.flatnonzero(np.logical_or(terminated, truncated)):
@@ -35,7 +49,25 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
                     lengths.append(int(ep_len[i]))
                     counts[i] += 1
                 ep_ret[i], ep_len[i] = 0.0, 0
+                taken.append([])
     finally:
         env.close()
-    return {"mean_reward": float(np.mean(returns)), "std_reward": float(np.std(returns)),
-            "mean_ep_length": float(np.mean(lengths)), "episodes": len(returns)}
+    result = {"mean_reward": float(np.mean(returns)), "std_reward": float(np.std(returns)),
+              "mean_ep_length": float(np.mean(lengths)), "episodes": len(returns)}
+    if video_dir is not None:
+        result.update(_record(agent, seed, [np.stack(a) for a in taken[:episodes]], returns,
+                              video_dir, atari))
+    return result
+
+
+def _record(agent, seed: int, actions: list[np.ndarray], returns: list[float], video_dir,
+            atari) -> dict:
+    from envs.replay import record_videos
+
+    prefix = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{agent.algo}-{agent.env_id}")
+    settings = dataclasses.asdict(atari) if dataclasses.is_dataclass(atari) else None
+    out = record_videos(agent.env_id, seed, actions, video_dir, prefix=prefix, atari=settings)
+    # The replay must reproduce each episode: an env that is not deterministic given the seed
+    # and the actions would film other episodes than the ones evaluated.
+    out["replay_matches"] = bool(np.allclose(out["returns"], returns, rtol=1e-5, atol=1e-6))
+    return out

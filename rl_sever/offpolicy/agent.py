@@ -181,7 +181,8 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         if tf_env is None:
             self.replay = ReplayBuffer(cfg.buffer_size, cfg.n_envs, self.obs_shape,
                                        self.obs_dtype.as_numpy_dtype, act.shape, np.float32,
-                                       n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed)
+                                       n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed,
+                                       share_frames=is_image(self.obs_shape, self.obs_dtype))
         self._compile()
         self.ingraph = None
         if tf_env is not None:

@@ -6,6 +6,12 @@ step is one row write and n-step windows follow one sub-env's own time line.
 taken from `info["final_obs"]` under SAME_STEP autoreset), so every stored transition is a real
 one and truncated episodes bootstrap from their true last state.
 
+With `share_frames` (image observations), each observation is stored once: the next
+observation of row t is the observation of row t + 1 of the same sub-env, except where they
+differ (an episode's true final observation; a break such as a resume) -- those are kept
+explicitly, checked on every `add` -- and for the newest row, whose next observation is kept
+aside. Sampled batches are identical to the full layout's at half the observation memory.
+
 Saving: `save(directory)` writes one `.npy` file per array (only the filled rows) plus a
 `meta.json` (write position, fill state, sampler RNG state) into `directory`; `load` reads them
 back with `allow_pickle=False`. No pickle anywhere. OffPolicyAgent keys these directories by
@@ -93,14 +99,19 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, n_envs: int, obs_shape: tuple[int, ...], obs_dtype,
                  action_shape: tuple[int, ...], action_dtype=np.float32, *, n_step: int = 1,
-                 gamma: float = 0.99, seed: int | None = 0):
+                 gamma: float = 0.99, seed: int | None = 0, share_frames: bool = False):
         self.n_envs = int(n_envs)
+        self.share_frames = bool(share_frames)
         self.rows = replay_rows(capacity, n_envs, n_step)
         self.n_step, self.gamma = int(n_step), float(gamma)
         r, n = self.rows, self.n_envs
         # np.zeros maps pages lazily: an unfilled 1M-transition buffer costs almost no memory.
         self.obs = np.zeros((r, n, *obs_shape), obs_dtype)
-        self.next_obs = np.zeros((r, n, *obs_shape), obs_dtype)
+        self.next_obs = None if share_frames else np.zeros((r, n, *obs_shape), obs_dtype)
+        # share_frames: the newest row's next observations, and the (row, env) -> next
+        # observation entries that differ from the following row's observation.
+        self.latest_next = np.zeros((n, *obs_shape), obs_dtype) if share_frames else None
+        self.explicit: dict[tuple[int, int], np.ndarray] = {}
         self.actions = np.zeros((r, n, *action_shape), action_dtype)
         self.rewards = np.zeros((r, n), np.float32)
         self.terminated = np.zeros((r, n), bool)
@@ -113,14 +124,40 @@ class ReplayBuffer:
     def add(self, obs, actions, rewards, terminated, truncated, next_obs) -> None:
         """Store one vector-env step (arrays with a leading n_envs axis)."""
         t = self.pos
+        if self.share_frames:
+            self._share(t, obs, next_obs)
+        else:
+            self.next_obs[t] = next_obs
         self.obs[t] = obs
-        self.next_obs[t] = next_obs
         self.actions[t] = actions
         self.rewards[t] = rewards
         self.terminated[t] = terminated
         self.dones[t] = np.logical_or(terminated, truncated)
         self.pos = (t + 1) % self.rows
         self.full = self.full or self.pos == 0
+
+    def _share(self, t: int, obs, next_obs) -> None:
+        if self.filled_rows:  # the newest row's successor is this one, where obs continues
+            newest = (t - 1) % self.rows
+            for e in range(self.n_envs):
+                if not np.array_equal(obs[e], self.latest_next[e]):
+                    self.explicit[(newest, e)] = self.latest_next[e].copy()
+        for e in range(self.n_envs):
+            self.explicit.pop((t, e), None)  # row t is overwritten
+        self.latest_next[:] = next_obs
+
+    def next_observations(self, t: np.ndarray, e: np.ndarray) -> np.ndarray:
+        """The observations reached from rows `t` of sub-envs `e`."""
+        if not self.share_frames:
+            return self.next_obs[t, e]
+        out = self.obs[(t + 1) % self.rows, e]
+        newest = t == (self.pos - 1) % self.rows
+        out[newest] = self.latest_next[e[newest]]
+        for i in range(len(t)):
+            kept = self.explicit.get((int(t[i]), int(e[i])))
+            if kept is not None:
+                out[i] = kept
+        return out
 
     @property
     def filled_rows(self) -> int:
@@ -159,7 +196,7 @@ class ReplayBuffer:
         """The batch at the given (row, env) indices (see `sample`)."""
         obs, actions = self.obs[t, e], self.actions[t, e]
         if self.n_step == 1:
-            return Transitions(obs, actions, self.rewards[t, e], self.next_obs[t, e],
+            return Transitions(obs, actions, self.rewards[t, e], self.next_observations(t, e),
                                self.terminated[t, e].astype(np.float32),
                                np.full(t.shape, self.gamma, np.float32))
         # Later steps available in each sample's row: t itself up to the newest row (pos - 1).
@@ -174,20 +211,35 @@ class ReplayBuffer:
             last = np.where(alive, idx, last)
             span += alive
             alive = alive & ~self.dones[idx, e] & (k + 1 <= ahead)
-        step = (self.rewards[t, e], self.next_obs[t, e]) if one_step else ((), ())
-        return Transitions(obs, actions, ret.astype(np.float32), self.next_obs[last, e],
+        step = (self.rewards[t, e], self.next_observations(t, e)) if one_step else ((), ())
+        return Transitions(obs, actions, ret.astype(np.float32), self.next_observations(last, e),
                            self.terminated[last, e].astype(np.float32),
                            (self.gamma**span).astype(np.float32), *step)
 
     # -- persistence -----------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """What a save holds: the row arrays in use and, with share_frames, the next
+        observations kept aside (saved whole, not by rows)."""
+        if not self.share_frames:
+            return {name: getattr(self, name) for name in _FIELDS}
+        keys = sorted(self.explicit)
+        kept = [self.explicit[k] for k in keys]
+        return {**{name: getattr(self, name) for name in _FIELDS if name != "next_obs"},
+                "latest_next": self.latest_next,
+                "explicit_rows": np.array([t for t, _ in keys], np.int64),
+                "explicit_envs": np.array([e for _, e in keys], np.int64),
+                "explicit_next": (np.stack(kept) if kept
+                                  else np.zeros((0, *self.obs.shape[2:]), self.obs.dtype))}
+
     def save(self, directory: str | Path) -> Path:
         """Write the filled rows and the sampler state into `directory` (no pickle)."""
         directory = Path(directory)
         tmp = directory.with_name(directory.name + ".tmp")
         tmp.mkdir(parents=True, exist_ok=True)
         rows = self.filled_rows
-        for name in _FIELDS:
-            np.save(tmp / f"{name}.npy", getattr(self, name)[:rows], allow_pickle=False)
+        for name, data in self._arrays().items():
+            np.save(tmp / f"{name}.npy", data[:rows] if name in _FIELDS else data,
+                    allow_pickle=False)
         meta = {
             "rows": self.rows,
             "n_envs": self.n_envs,
@@ -195,6 +247,7 @@ class ReplayBuffer:
             "full": self.full,
             "filled_rows": rows,
             "n_step": self.n_step,
+            "share_frames": self.share_frames,
             "rng_state": _jsonable_rng_state(self.rng),
         }
         (tmp / META_FILE).write_text(json.dumps(meta))  # written last: marks a complete save
@@ -215,16 +268,27 @@ class ReplayBuffer:
                 f"saved replay buffer has {meta['rows']} rows x {meta['n_envs']} envs, this one "
                 f"{self.rows} x {self.n_envs}: buffer_size or n_envs changed"
             )
+        if bool(meta.get("share_frames", False)) != self.share_frames:
+            raise CheckpointError(f"saved replay buffer has share_frames="
+                                  f"{meta.get('share_frames', False)}, this one "
+                                  f"{self.share_frames}: the observation space changed")
         rows = int(meta["filled_rows"])
-        for name in _FIELDS:
+        loaded = {}
+        for name, target in self._arrays().items():
             data = np.load(directory / f"{name}.npy", allow_pickle=False)
-            target = getattr(self, name)
+            if name not in _FIELDS:
+                loaded[name] = data
+                continue
             if data.shape[1:] != target.shape[1:] or data.shape[0] != rows:
                 raise CheckpointError(
                     f"saved replay array {name} has shape {data.shape}, "
                     f"expected ({rows}, {', '.join(map(str, target.shape[1:]))})"
                 )
             target[:rows] = data
+        if self.share_frames:
+            self.latest_next[:] = loaded["latest_next"]
+            self.explicit = {(int(t), int(e)): x for t, e, x in zip(
+                loaded["explicit_rows"], loaded["explicit_envs"], loaded["explicit_next"])}
         self.pos, self.full = int(meta["pos"]), bool(meta["full"])
         self.rng.bit_generator.state = meta["rng_state"]
 
