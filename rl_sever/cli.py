@@ -12,6 +12,7 @@ import argparse
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -358,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help or a usage error: argparse has printed it already
         return int(e.code or 0) if not isinstance(e.code, str) else 2
+    # Warnings reach a CLI user as one line each (e.g. a checkpoint fallback).
+    warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"
     if args.func is not _cmd_list:  # `list` never needs TensorFlow
         from rl_sever.core.quiet import import_tensorflow_quietly
 

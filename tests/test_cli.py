@@ -311,13 +311,13 @@ def _run_dir_errors(trained: Path, tmp_path: Path) -> dict[str, tuple[Path, str]
     shutil.copy(trained / "config.json", no_ckpt)
     corrupt = tmp_path / "corrupt"
     shutil.copytree(trained, corrupt)
-    (data,) = (corrupt / "checkpoints").glob("ckpt-64.data-*")
-    data.write_bytes(data.read_bytes()[:100])
+    for data in (corrupt / "checkpoints").glob("ckpt-*.data-*"):  # every one: no fallback
+        data.write_bytes(data.read_bytes()[:100])
     return {
         "missing": (tmp_path / "nope", "run directory not found"),
         "no_config": (no_config, "not an rl_sever run directory"),
         "no_ckpt": (no_ckpt, "no checkpoint found"),
-        "corrupt": (corrupt, "corrupt"),
+        "corrupt": (corrupt, "no readable checkpoint"),
     }
 
 

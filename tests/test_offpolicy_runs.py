@@ -112,7 +112,8 @@ def test_logging_uses_sb3_names_and_aux_losses(tmp_path):
 
 
 def test_resume_continues_with_the_same_buffer_and_step_counter(tmp_path):
-    agent = tiny_agent("sac", fill=0, logdir=tmp_path, learning_starts=32, keep_checkpoints=2)
+    agent = tiny_agent("sac", fill=0, logdir=tmp_path, learning_starts=32, keep_checkpoints=2,
+                       checkpoint_every=0)  # checkpoints at the end of each learn() only
     agent.learn(96, progress=False)
     run_dir = agent.run_dir
     ckpt = run_dir / "checkpoints"

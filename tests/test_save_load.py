@@ -144,9 +144,12 @@ def test_run_folder_holds_tf_checkpoints_and_json_config_only(normalized_run):
     names = [name for name, _ in tf.train.list_variables(prefix)]
     assert any("normalizer" in n for n in names) and any("model" in n for n in names)
     assert any("global_step" in n for n in names) and any("optimizer" in n for n in names)
-    # Nothing else in the run folder: event files, config.json and TF checkpoints (no pickle).
+    # Nothing else in the run folder: event files, config.json, TF checkpoints (no pickle) and
+    # the writer's lock (one text line).
+    assert (run_dir / ".lock").read_text().startswith("pid ")
     for path in run_dir.rglob("*"):
         rel = path.relative_to(run_dir).as_posix()
-        allowed = (rel in ("config.json", "checkpoints") or rel.startswith("events.out.tfevents.")
+        allowed = (rel in ("config.json", "checkpoints", ".lock")
+                   or rel.startswith("events.out.tfevents.")
                    or (rel.startswith("checkpoints/") and pattern.fullmatch(path.name)))
         assert allowed, rel

@@ -103,8 +103,13 @@ class RunConfig:
     """Scale rewards by the running std of the discounted return (saved in checkpoints)."""
     atari: AtariSettings = field(default_factory=AtariSettings)
     """Preprocessing of Atari games (ALE/<Game>-v5, <Game>NoFrameskip-v4), applied to them only."""
-    checkpoint_every: int = 0
-    """Save a checkpoint every this many env steps (0: only at the end and on Ctrl-C)."""
+    checkpoint_every: int = -1
+    """Save a checkpoint every this many env steps (-1: every 10% of the run's steps; 0: no
+    step-based checkpoints). Checkpoints are also saved at the end, on Ctrl-C and SIGTERM."""
+    checkpoint_minutes: float = 10.0
+    """Also save a checkpoint once this many minutes of wall time have passed since the last
+    (0: no time-based checkpoints). With the default checkpoint_every, a killed run loses at
+    most 10% of its steps or 10 minutes."""
     keep_checkpoints: int = 3
     """How many checkpoints to keep in the run's checkpoints/ folder."""
     eval_every: int = 0
@@ -114,6 +119,13 @@ class RunConfig:
     log_every_steps: int = 0
     """Write TensorBoard scalars at most every this many env steps, averaging the iterations in
     between (0: every iteration)."""
+    check_finite: str = "stop"
+    """NaN/inf guards: non-finite actions, observations or rewards (Gymnasium envs) stop the run
+    naming what, which sub-env and step (stop), warn once per kind (warn) or are not checked
+    (off). A non-finite loss or gradient norm always stops the run (rl_sever.core.finite)."""
+    progress_seconds: float = 30.0
+    """When stdout is not a terminal (nohup, a job scheduler, CI), print a progress line every
+    this many seconds (0: none); a terminal gets the progress bar instead."""
     freeze: dict = field(default_factory=dict)
     """Freeze schedule: module -> window of env steps, e.g. {encoder: {until_step: 10000}}
     (frozen while from_step <= step < until_step; {} freezes for the whole run)."""
@@ -160,7 +172,11 @@ class RunConfig:
               f"vectorization must be one of {', '.join(VECTORIZATION_MODES)}, got "
               f"'{self.vectorization}'")
         check_n_workers(self.n_workers, self.n_envs, self.vectorization)
-        check(self.checkpoint_every >= 0, "checkpoint_every must be >= 0")
+        check(self.checkpoint_every >= -1, "checkpoint_every must be >= 0, or -1 (every 10%)")
+        check(self.checkpoint_minutes >= 0, "checkpoint_minutes must be >= 0")
+        check(self.progress_seconds >= 0, "progress_seconds must be >= 0")
+        check(self.check_finite in ("stop", "warn", "off"),
+              f"check_finite must be stop, warn or off, got '{self.check_finite}'")
         check(self.keep_checkpoints > 0, "keep_checkpoints must be positive")
         check(self.eval_every >= 0, "eval_every must be >= 0")
         check(self.eval_episodes >= 0, "eval_episodes must be >= 0")

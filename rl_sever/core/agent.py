@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from rl_sever import __version__
+from rl_sever.config.changes import check_resume_changes, config_changes, history_entry
 from rl_sever.config.fields import flat_items, to_dict, update
 from rl_sever.core import metrics, rundir
 from rl_sever.core.checkpoint import Checkpointer
@@ -100,6 +101,7 @@ class Agent:
         self.target_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="target_steps")
         self.logdir = logdir
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.config_history: list[dict] = []  # config changes made on resume (config.json)
         self.user_encoder = encoder
         if encoder is not None and self.replicas.distributed:
             raise ConfigError("a user-supplied encoder cannot be mirrored by distribute="
@@ -203,10 +205,13 @@ class Agent:
                   "rl_sever_version": __version__}
         if self.user_encoder is not None:  # its architecture is code: load() must be given it
             record["user_encoder"] = f"{type(self.user_encoder).__name__} {self.user_encoder.name!r}"
+        if self.config_history:
+            record["history"] = self.config_history
         return record
 
-    def ensure_run_dir(self) -> Path | None:
-        """The run folder (created on first use); a non-chief worker gets a scratch folder."""
+    def ensure_run_dir(self, *, write_config: bool = True) -> Path | None:
+        """The run folder (created on first use, its config.json written unless
+        `write_config` is False); a non-chief worker gets a scratch folder."""
         if not self.replicas.is_chief:
             has_dir = self.run_dir is not None or self.logdir is not None
             return self.replicas.worker_dir() if has_dir else None
@@ -214,7 +219,8 @@ class Agent:
             self.run_dir = rundir.new_run_dir(self.logdir, self.env_id, self.algo, self.config.seed)
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            rundir.write_config(self.run_dir, self.config_record())
+            if write_config:
+                rundir.write_config(self.run_dir, self.config_record())
         return self.run_dir
 
     def discard_worker_dir(self) -> None:
@@ -297,8 +303,10 @@ class Agent:
         if klass.algo != record["algo"]:
             raise ConfigError(f"{run_dir} holds a {record['algo']} run, not {klass.algo}")
         config = update(klass.config_cls(), record["config"])
-        if overrides:
-            config = update(config, overrides)
+        changes = {}
+        if overrides:  # only what may change mid-run (rl_sever.config.changes)
+            stored, config = config, update(config, overrides)
+            changes = check_resume_changes(config_changes(stored, config), run_dir)
         if record.get("user_encoder") and encoder is None:
             raise ConfigError(f"{run_dir} was trained with a user-supplied encoder "
                               f"({record['user_encoder']}); load it from Python with "
@@ -311,6 +319,9 @@ class Agent:
         if agent.normalizer is not None:
             agent.normalizer.after_restore()
         agent.on_restore(path)
+        agent.config_history = list(record.get("history", []))
+        if changes:  # written to config.json when training resumes
+            agent.config_history.append(history_entry(int(agent.global_step.numpy()), changes))
         return agent
 
     def on_restore(self, path: str) -> None:

@@ -1,6 +1,10 @@
 """The shared training loop: collect -> update -> log -> checkpoint, in plain Python around
 the agent's compiled act and update steps.
 
+Checkpoints (into the run folder) every `checkpoint_every` steps (default 10% of the run) and
+every `checkpoint_minutes`, at the end, and on Ctrl-C or SIGTERM (which then stop the run
+like Ctrl-C: a scheduler's SIGTERM before its SIGKILL loses nothing).
+
 The agent supplies its collector (`agent.collector`, made once by `agent.make_collector()`): an
 object that owns the env's current observation between iterations and learn() calls, and whose
 `collect() -> Collected` steps the vector env (rl_sever.onpolicy.collector,
@@ -12,14 +16,20 @@ still filling its buffer).
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from typing import Any, NamedTuple
 
+import tensorflow as tf
+
 from rl_sever.audit import run_audit
 from rl_sever.core.events import truncate_events_after
+from rl_sever.core.finite import NonFiniteError, check_metrics, from_check_numerics
 from rl_sever.core.logger import Logger
 from rl_sever.core.progress import Progress
+from rl_sever.core.rundir import RunLock
 
 
 class Collected(NamedTuple):
@@ -33,8 +43,40 @@ class Collected(NamedTuple):
     """Raw metrics of updates collect() already ran (`agent.logged_metrics(metrics)`)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received: the loop stops as on Ctrl-C (checkpoint, resume hint, exit 130)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def run_training(agent, *, progress: bool | None = None, callback=None) -> None:
-    """Train `agent` until its target step; checkpoint at the end and on Ctrl-C."""
+    """Train `agent` until its target step; checkpoint periodically, at the end and when
+    interrupted (Ctrl-C, SIGTERM)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
+    try:
+        _train(agent, progress, callback)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def checkpoint_interval(cfg, total: int) -> int:
+    """Env steps between step-based checkpoints (0: none)."""
+    return max(1, total // 10) if cfg.checkpoint_every < 0 else cfg.checkpoint_every
+
+
+def _train(agent, progress: bool | None, callback) -> None:
+    run_dir = agent.ensure_run_dir(write_config=False)
+    if run_dir is None or not agent.replicas.is_chief:
+        return _train_in(agent, progress, callback)
+    with RunLock(run_dir):  # one writer per run folder: config.json, events, checkpoints
+        return _train_in(agent, progress, callback)
+
+
+def _train_in(agent, progress: bool | None, callback) -> None:
     from envs import episode_stats
 
     cfg = agent.config
@@ -50,9 +92,10 @@ def run_training(agent, *, progress: bool | None = None, callback=None) -> None:
     stats = episode_stats(agent.env)
     total = int(agent.target_steps.numpy())
     step, iteration = start_step, int(agent.iteration.numpy())
-    bar = Progress(total, start=start_step, enabled=progress)
-    t0 = time.perf_counter()
-    next_ckpt = _next_multiple(step, cfg.checkpoint_every)
+    bar = Progress(total, start=start_step, enabled=progress, every_s=cfg.progress_seconds)
+    t0 = last_save = time.perf_counter()
+    ckpt_every, ckpt_seconds = checkpoint_interval(cfg, total), 60.0 * cfg.checkpoint_minutes
+    next_ckpt = _next_multiple(step, ckpt_every)
     next_eval = _next_multiple(step, cfg.eval_every)
     next_log = step
     # An off-policy run split before learning_starts has steps but no update yet: audit then.
@@ -63,21 +106,32 @@ def run_training(agent, *, progress: bool | None = None, callback=None) -> None:
                 logger.text(f"freeze/{module}", "frozen" if frozen else "trainable", step)
             for name, sched in agent.schedules.items():
                 logger.record(f"train/{name}", sched.update(step / max(total, 1)))
-            collected = collector.collect()
-            step += collected.steps
-            iteration += 1
-            # Python ints are the loop's counters; the checkpointed variables follow them.
-            agent.global_step.assign(step)
-            agent.iteration.assign(iteration)
-            stats.pop_finished()  # the window statistics are what we log
-            if collected.batch is not None:
-                if first_update and cfg.audit:
-                    run_audit(agent, collected.batch, writer=logger.writer, step=step, enforce=True)
-                first_update = False
-                logger.record_many(agent.train(collected.batch))
-            elif collected.metrics is not None:
-                first_update = False
-                logger.record_many(agent.logged_metrics(collected.metrics))
+            try:
+                collected = collector.collect()
+                step += collected.steps
+                iteration += 1
+                # Python ints are the loop's counters; the checkpointed variables follow them.
+                agent.global_step.assign(step)
+                agent.iteration.assign(iteration)
+                stats.pop_finished()  # the window statistics are what we log
+                logged = None
+                if collected.batch is not None:
+                    if first_update and cfg.audit:
+                        run_audit(agent, collected.batch, writer=logger.writer, step=step,
+                                  enforce=True)
+                    first_update = False
+                    logged = agent.train(collected.batch)
+                elif collected.metrics is not None:
+                    first_update = False
+                    logged = agent.logged_metrics(collected.metrics)
+            except tf.errors.InvalidArgumentError as e:  # a compiled check_numerics
+                error = from_check_numerics(e, step)
+                if error is None:
+                    raise
+                raise error from None
+            if logged is not None:
+                check_metrics(logged, step)  # also where XLA dropped the compiled checks
+                logger.record_many(logged)
             if next_eval and step >= next_eval:
                 logger.record_many(_evaluate(agent, cfg), prefix="eval/")
                 next_eval = _next_multiple(step, cfg.eval_every)
@@ -89,20 +143,41 @@ def run_training(agent, *, progress: bool | None = None, callback=None) -> None:
                 logger.dump(step)
                 next_log = step + cfg.log_every_steps
             bar.update(step, stats.mean_return())
-            if next_ckpt and step >= next_ckpt and run_dir is not None:
+            due = (next_ckpt and step >= next_ckpt) or (
+                ckpt_seconds and time.perf_counter() - last_save >= ckpt_seconds)
+            if due and run_dir is not None and step < total:  # the end saves below
                 agent.save()
-                next_ckpt = _next_multiple(step, cfg.checkpoint_every)
+                last_save = time.perf_counter()
+                next_ckpt = _next_multiple(step, ckpt_every)
             if callback is not None and callback(agent, logger.last) is False:
                 break
-    except KeyboardInterrupt:
+    except NonFiniteError as e:
         bar.close()
-        if run_dir is not None:
-            path = agent.save()
-            print(f"\ninterrupted at step {int(agent.global_step.numpy()):,}; checkpoint saved to "
-                  f"{path}\nresume with: rl-sever train --resume {run_dir}", file=sys.stderr)
         logger.close()
+        latest = agent.checkpointer.latest if run_dir is not None else None
+        if latest is not None:  # saved before the fault: nothing non-finite is saved after it
+            e.args = (f"{e.args[0]}; the last checkpoint, {latest}, predates the fault",)
         raise
-    bar.close()
+    except KeyboardInterrupt as e:
+        # A second Ctrl-C or SIGTERM must not cut the checkpoint being written.
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            bar.close()
+            what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+            if run_dir is not None:
+                path = agent.save()
+                print(f"\n{what} at step {int(agent.global_step.numpy()):,}; checkpoint saved to "
+                      f"{path}\nresume with: rl-sever train --resume {run_dir}", file=sys.stderr,
+                      flush=True)
+            logger.close()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous_int)
+        raise
+    bar.close(step, stats.mean_return())
     if run_dir is not None:
         agent.save()
     agent.discard_worker_dir()  # a non-chief worker's checkpoints were scratch

@@ -78,18 +78,22 @@ class ModuleOptimizer(tf.Module):
                 s = tf.add_n([tf.reduce_sum(tf.square(tf.convert_to_tensor(g))) for g in present])
                 sq.append(tf.where(self.frozen[n], tf.zeros_like(s), s))
         global_norm = tf.sqrt(tf.add_n(sq)) if sq else tf.constant(0.0)
+        # A NaN or inf gradient stops the step before any variable changes (rl_sever.core.finite).
+        global_norm = tf.debugging.check_numerics(global_norm, "gradient norm")
         scale = tf.constant(1.0)
         if self.max_grad_norm is not None:
             scale = tf.minimum(1.0, self.max_grad_norm / (global_norm + 1e-6))
-        for n in self.module_names:
-            pairs = [(g * scale, v) for g, v in zip(per_module[n], self._vars[n]) if g is not None]
-            if not pairs:
-                continue
-            opt = self.optimizers[n]
+        with tf.control_dependencies([global_norm]):  # the check runs before any update
+            for n in self.module_names:
+                pairs = [(g * scale, v) for g, v in zip(per_module[n], self._vars[n])
+                         if g is not None]
+                if not pairs:
+                    continue
+                opt = self.optimizers[n]
 
-            def _apply(opt=opt, pairs=pairs):
-                opt.apply_gradients(pairs)
-                return tf.constant(True)
+                def _apply(opt=opt, pairs=pairs):
+                    opt.apply_gradients(pairs)
+                    return tf.constant(True)
 
-            tf.cond(self.frozen[n], lambda: tf.constant(False), _apply)
+                tf.cond(self.frozen[n], lambda: tf.constant(False), _apply)
         return global_norm

@@ -1,4 +1,5 @@
-"""A one-line console progress bar; silent when stderr is not a terminal."""
+"""Training progress on the console: a one-line bar on a terminal (stderr); without one (nohup,
+a job scheduler, CI), a plain line on stdout every `every_s` seconds."""
 
 from __future__ import annotations
 
@@ -7,16 +8,33 @@ import sys
 import time
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
+
+
 class Progress:
-    def __init__(self, total: int, start: int = 0, enabled: bool | None = None, stream=None):
+    """`enabled`: None decides by the streams (a bar when stderr is a terminal, else lines when
+    `every_s` > 0), False shows nothing, True forces the bar."""
+
+    def __init__(self, total: int, start: int = 0, enabled: bool | None = None, stream=None, *,
+                 every_s: float = 30.0, line_stream=None):
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.line_stream = line_stream or sys.stdout
+        self.bar = self.stream.isatty() if enabled is None else enabled
+        self.lines = enabled is None and not self.bar and every_s > 0
+        self.every_s = every_s
         self.total, self.start, self.t0 = total, start, time.perf_counter()
-        self._last = 0.0
+        self._last = self._last_line = self.t0
 
     def update(self, step: int, ep_return: float, force: bool = False) -> None:
         now = time.perf_counter()
-        if not self.enabled or (now - self._last < 0.2 and not force):
+        if self.lines and (now - self._last_line >= self.every_s or force):
+            self._last_line = now
+            self.line_stream.write(self.line(step, ep_return, now) + "\n")
+            self.line_stream.flush()
+        if not self.bar or (now - self._last < 0.2 and not force):
             return
         self._last = now
         frac = min(step / max(self.total, 1), 1.0)
@@ -26,7 +44,21 @@ class Progress:
         self.stream.write(f"\r[{bar:<30}] {step:>9,}/{self.total:,} steps  {fps:7.0f} fps  return {ret}")
         self.stream.flush()
 
-    def close(self) -> None:
-        if self.enabled:
+    def line(self, step: int, ep_return: float, now: float | None = None) -> str:
+        """`step 12,288/100,000 (12.3%) | 2,048 fps | return 23.50 | elapsed 0m06s | left 0m43s`"""
+        elapsed = (now if now is not None else time.perf_counter()) - self.t0
+        fps = (step - self.start) / max(elapsed, 1e-9)
+        left = (self.total - step) / fps if fps > 0 else math.inf
+        ret = "n/a" if math.isnan(ep_return) else f"{ep_return:.2f}"
+        pct = 100.0 * step / max(self.total, 1)
+        return (f"step {step:,}/{self.total:,} ({pct:.1f}%) | {fps:,.0f} fps | return {ret} | "
+                f"elapsed {_duration(elapsed)} | left "
+                f"{_duration(left) if math.isfinite(left) else 'n/a'}")
+
+    def close(self, step: int | None = None, ep_return: float = math.nan) -> None:
+        if self.lines and step is not None:
+            self.line_stream.write(self.line(step, ep_return) + "\n")
+            self.line_stream.flush()
+        if self.bar:
             self.stream.write("\n")
             self.stream.flush()

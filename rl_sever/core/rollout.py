@@ -20,13 +20,22 @@ import tensorflow as tf
 from envs.autoreset import reached_observations
 
 
-def python_step(env, obs: np.ndarray, actions: np.ndarray, env_actions: np.ndarray, store) -> np.ndarray:
+def python_step(env, obs: np.ndarray, actions: np.ndarray, env_actions: np.ndarray, store,
+                guard=None, step: int = 0) -> np.ndarray:
     """Step a Gymnasium vector env with `env_actions` (the policy's `actions` in env units),
-    store the transition with the policy's own actions, return the next observation."""
+    store the transition with the policy's own actions, return the next observation. `guard`
+    (rl_sever.core.finite.FiniteGuard) checks what crosses the env boundary at env `step`."""
+    if guard is not None:
+        guard.check("action", env_actions, step)
     next_obs, reward, terminated, truncated, info = env.step(env_actions)
     # `reached` is the true last obs where an episode ended (truncation bootstraps from it);
     # `next_obs` already starts the next episode there.
-    store.add(obs, actions, reward, terminated, truncated, reached_observations(next_obs, info))
+    reached = reached_observations(next_obs, info)
+    if guard is not None:
+        guard.check("reward", reward, step)
+        guard.check("observation", next_obs, step)
+        guard.check("final observation", reached, step)
+    store.add(obs, actions, reward, terminated, truncated, reached)
     return next_obs
 
 

@@ -49,3 +49,59 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
         if key not in record:
             raise CheckpointError(f"{path} is missing the '{key}' entry")
     return record
+
+
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """One writer per run folder: an exclusive `flock` on `<run_dir>/.lock`, which holds the
+    writer's pid, host and command. The kernel drops the lock when its process dies, however it
+    dies, so a lock left by a crashed run is taken over; a live writer makes `acquire` raise
+    RunLockedError naming it. Readers (eval, export, plot, TensorBoard) never take it."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / LOCK_FILE
+        self._file = None
+
+    def acquire(self) -> RunLock:
+        import os
+        import socket
+        import sys
+
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): no lock
+            return self
+        f = open(self.path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise RunLockedError(f"{self.path.parent} is being trained by {holder}; one writer "
+                                 "per run folder: wait for it to end or stop it") from None
+        f.seek(0)
+        f.truncate()
+        command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({command})\n")
+        f.flush()
+        self._file = f
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the flock
+            self._file = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class RunLockedError(CheckpointError):
+    """Another live process is training in this run folder."""

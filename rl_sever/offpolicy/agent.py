@@ -40,7 +40,13 @@ from rl_sever.offpolicy.objective import (
     OffPolicyObjective,
     probe_seed,
 )
-from rl_sever.offpolicy.replay import ReplayBuffer, Transitions, load_replay_for, save_replay_with
+from rl_sever.offpolicy.replay import (
+    ReplayBuffer,
+    Transitions,
+    load_replay_for,
+    prune_replays,
+    replay_dir,
+)
 from rl_sever.offpolicy.update import OffPolicyUpdate
 
 
@@ -341,10 +347,14 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
 
     # -- checkpoints with the replay buffer -------------------------------------------------------
     def save(self) -> str:
+        # The in-graph buffer is in the TF checkpoint itself; the NumPy one goes first, so a
+        # kill between the two leaves a stray buffer (pruned later), never a checkpoint without it.
+        numpy_buffer = self.ingraph is None and self.checkpointer is not None
+        if numpy_buffer and self.config.save_replay:
+            self.replay.save(replay_dir(self.checkpointer.directory, int(self.global_step.numpy())))
         path = super().save()
-        if self.ingraph is None:  # the in-graph buffer is in the TF checkpoint itself
-            kept = self.checkpointer.manager.checkpoints
-            save_replay_with(self.replay if self.config.save_replay else None, path, kept)
+        if numpy_buffer:
+            prune_replays(self.checkpointer.directory, self.checkpointer.manager.checkpoints)
         return path
 
     def on_restore(self, path: str) -> None:

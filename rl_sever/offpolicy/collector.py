@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from rl_sever.core import metrics
+from rl_sever.core.finite import FiniteGuard
 from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import python_step
 
@@ -32,6 +33,7 @@ class OffPolicyCollector:
         self.updated = int(agent.n_updates.numpy()) > 0
         self.obs: np.ndarray | None = None  # the env's current observation between calls
         self.next_actions: np.ndarray | None = None  # for self.obs, from the last update call
+        self.guard = FiniteGuard(cfg.check_finite)
 
     def _ready(self) -> bool:
         replay = self.agent.replay
@@ -42,6 +44,7 @@ class OffPolicyCollector:
         step = int(agent.global_step.numpy())
         if self.obs is None:  # a fresh run, or a loaded agent: seeded like the run's step
             self.obs, _ = env.reset(seed=agent.config.seed + step)
+            self.guard.check("observation", self.obs, step)
         obs = self.obs
         remaining = int(agent.target_steps.numpy()) - step
         n_vec = max(1, min(self.chunk, -(-remaining // self.n_envs)))
@@ -56,7 +59,7 @@ class OffPolicyCollector:
             else:
                 unit = agent.act_unit(obs)
             self.next_actions = None
-            obs = python_step(env, obs, unit, agent.to_env(unit), replay)
+            obs = python_step(env, obs, unit, agent.to_env(unit), replay, self.guard, step)
             step += self.n_envs
             steps += self.n_envs
             self.since_update += 1

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from rl_sever.core.resources import check_fits
 from rl_sever.errors import CheckpointError, ConfigError
 
 META_FILE = "meta.json"
@@ -89,6 +90,15 @@ def replay_rows(capacity: int, n_envs: int, n_step: int) -> int:
     return -(-int(capacity) // int(n_envs))
 
 
+def replay_bytes_per_transition(obs_shape, obs_dtype, action_shape, action_dtype,
+                                share_frames: bool) -> int:
+    """Memory of one stored transition: the observation (twice without share_frames), the
+    action, the reward and two flags."""
+    obs = int(np.prod(obs_shape, dtype=np.int64)) * np.dtype(obs_dtype).itemsize
+    action = int(np.prod(action_shape, dtype=np.int64)) * np.dtype(action_dtype).itemsize
+    return obs * (1 if share_frames else 2) + action + 4 + 2
+
+
 class ReplayBuffer:
     """Fixed-capacity ring buffer of transitions from a vector env with `n_envs` sub-envs.
 
@@ -105,7 +115,13 @@ class ReplayBuffer:
         self.rows = replay_rows(capacity, n_envs, n_step)
         self.n_step, self.gamma = int(n_step), float(gamma)
         r, n = self.rows, self.n_envs
-        # np.zeros maps pages lazily: an unfilled 1M-transition buffer costs almost no memory.
+        per_transition = replay_bytes_per_transition(obs_shape, obs_dtype, action_shape,
+                                                     action_dtype, share_frames)
+        # np.zeros maps pages lazily: an unfilled buffer costs little until it fills, so the
+        # full size is checked now rather than met as a MemoryError hours into the run.
+        check_fits(r * n * per_transition, f"the replay buffer ({r * n:,} transitions of "
+                   f"{np.dtype(obs_dtype).name} observations {tuple(obs_shape)})", "buffer_size",
+                   per_transition)
         self.obs = np.zeros((r, n, *obs_shape), obs_dtype)
         self.next_obs = None if share_frames else np.zeros((r, n, *obs_shape), obs_dtype)
         # share_frames: the newest row's next observations, and the (row, env) -> next
@@ -293,15 +309,18 @@ class ReplayBuffer:
         self.rng.bit_generator.state = meta["rng_state"]
 
 
-def save_replay_with(replay: ReplayBuffer | None, checkpoint_path: str, kept: list[str]) -> None:
-    """Save `replay` next to checkpoint `checkpoint_path` (.../ckpt-N -> .../replay-N; None: save
-    nothing) and delete the buffers of checkpoints no longer `kept` by the manager."""
-    path = Path(checkpoint_path)
-    if replay is not None:
-        replay.save(path.parent / f"{REPLAY_PREFIX}{_number(path)}")
+def replay_dir(checkpoint_dir: str | Path, step: int) -> Path:
+    """Where the buffer of checkpoint `ckpt-<step>` lives: `<checkpoint_dir>/replay-<step>`.
+    It is written before the checkpoint, so a checkpoint never exists without its buffer."""
+    return Path(checkpoint_dir) / f"{REPLAY_PREFIX}{int(step)}"
+
+
+def prune_replays(checkpoint_dir: str | Path, kept: list[str]) -> None:
+    """Delete the buffers of checkpoints no longer `kept` by the manager, and the leftovers of
+    saves cut short (a `.tmp` folder, a buffer whose checkpoint was never written)."""
     keep = {_number(Path(p)) for p in kept}
-    for old in path.parent.glob(f"{REPLAY_PREFIX}*"):
-        if old.name[len(REPLAY_PREFIX) :] not in keep and not old.name.endswith(".tmp"):
+    for old in Path(checkpoint_dir).glob(f"{REPLAY_PREFIX}*"):
+        if old.name[len(REPLAY_PREFIX) :] not in keep:
             _remove_tree(old)
 
 

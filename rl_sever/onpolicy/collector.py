@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rl_sever.core.compiled import FastCall
+from rl_sever.core.finite import FiniteGuard
 from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import python_step
 from rl_sever.onpolicy.rollout_buffer import RolloutBuffer
@@ -22,15 +23,19 @@ class OnPolicyCollector:
         # One act call per vector step: skip tf.function's per-call dispatch (rl_sever.core.compiled).
         self.act = FastCall(agent.act_fn)
         self.obs: np.ndarray | None = None  # the env's current observation between calls
+        self.guard = FiniteGuard(cfg.check_finite)
 
     def collect(self) -> Collected:
-        agent, buf = self.agent, self.buffer
+        agent, buf, guard = self.agent, self.buffer, self.guard
+        step = int(agent.global_step.numpy())
         if self.obs is None:  # a fresh run, or a loaded agent: seeded like the run's step
-            self.obs, _ = agent.env.reset(seed=agent.config.seed + int(agent.global_step.numpy()))
+            self.obs, _ = agent.env.reset(seed=agent.config.seed + step)
+            guard.check("observation", self.obs, step)
         obs = self.obs
         buf.reset()
         while not buf.full:
             actions = self.act(obs).numpy()
-            obs = python_step(agent.env, obs, actions, agent.env_actions(actions), buf)
+            obs = python_step(agent.env, obs, actions, agent.env_actions(actions), buf, guard, step)
+            step += buf.n_envs
         self.obs = obs
         return Collected(buf.n_steps * buf.n_envs, batch=buf.arrays())
