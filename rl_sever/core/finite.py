@@ -42,13 +42,14 @@ class FiniteGuard:
         `step` is the env step of the vector step being checked."""
         if self.mode == "off":
             return
-        arr = np.asarray(values)
-        if arr.dtype.kind not in "fc":
+        arr = values if isinstance(values, np.ndarray) else np.asarray(values)
+        if arr.dtype.kind not in "fc" or np.isfinite(arr).all():  # ~1 us: the common case
             return
+        self._report(what, arr, step)
+
+    def _report(self, what: str, arr: np.ndarray, step: int) -> None:
         flat = arr.reshape(arr.shape[0], -1) if arr.ndim else arr.reshape(1, 1)
         bad = ~np.isfinite(flat).all(axis=1)
-        if not bad.any():
-            return
         envs = np.flatnonzero(bad)
         value = flat[envs[0]][~np.isfinite(flat[envs[0]])][0]
         where = f"sub-env {envs[0]}" + (f" (and {len(envs) - 1} more)" if len(envs) > 1 else "")
