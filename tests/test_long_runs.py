@@ -66,10 +66,10 @@ def test_sigkill_loses_at_most_one_interval_and_resume_keeps_one_step_axis(tmp_p
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     saved = checkpoints(run_dir)[-1]
-    logged = max(scalar_steps(run_dir)["rollout/ep_rew_mean"])
+    logged = max(scalar_steps(run_dir)["time/iterations"])
     assert logged - saved <= 4096 + 256  # one interval (and the iteration ending it)
     assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
-    steps = scalar_steps(run_dir)["rollout/ep_rew_mean"]
+    steps = scalar_steps(run_dir)["time/iterations"]
     assert steps == sorted(set(steps)) and steps[-1] == 40960  # no duplicates, one axis
 
 
@@ -142,7 +142,7 @@ def test_an_unreadable_newest_checkpoint_falls_back_to_the_newest_readable(damag
             (message,) = fallbacks
             assert message.startswith("checkpoint ckpt-192 (") and "using ckpt-128" in message
         assert f"step {expect:,}" in capsys.readouterr().out
-    steps = scalar_steps(run_dir)["rollout/ep_rew_mean"]
+    steps = scalar_steps(run_dir)["time/iterations"]
     assert steps == sorted(set(steps)) and steps[-1] == expect + 32
 
 

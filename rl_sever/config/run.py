@@ -223,9 +223,15 @@ class OnPolicyConfig(RunConfig):
     """Normalise advantages per minibatch (zero mean, unit std)."""
     network: OnPolicyNetworkConfig = field(default_factory=OnPolicyNetworkConfig)
     """Network architecture."""
+    host_act: str = "auto"
+    """Act with a NumPy copy of the policy during Gymnasium rollouts: auto (MLP policies without
+    a GPU, where it is the faster path), on (insist; an error where it cannot apply) or off
+    (always the compiled act step). Updates stay compiled (rl_sever.onpolicy.host_policy)."""
 
     def validate(self) -> None:
         super().validate()
+        check(self.host_act in ("auto", "on", "off"),
+              f"host_act must be auto, on or off, got '{self.host_act}'")
         check(self.n_steps > 0, f"n_steps must be positive, got {self.n_steps}")
         check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
         check(self.ent_coef >= 0.0, "ent_coef must be >= 0")

@@ -8,6 +8,7 @@ from rl_sever.core.compiled import FastCall
 from rl_sever.core.finite import FiniteGuard
 from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import python_step
+from rl_sever.onpolicy.host_policy import make_host_policy
 from rl_sever.onpolicy.rollout_buffer import RolloutBuffer
 
 
@@ -20,7 +21,9 @@ class OnPolicyCollector:
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, agent.obs_shape,
                                     agent.obs_dtype.as_numpy_dtype, agent.action.shape,
                                     agent.action.dtype)
-        # One act call per vector step: skip tf.function's per-call dispatch (rl_sever.core.compiled).
+        # One act call per vector step: a NumPy copy of a small MLP policy on CPU, else the
+        # compiled act step without tf.function's per-call dispatch (rl_sever.core.compiled).
+        self.host = make_host_policy(agent.model, cfg.host_act, cfg.seed)
         self.act = FastCall(agent.act_fn)
         self.obs: np.ndarray | None = None  # the env's current observation between calls
         self.guard = FiniteGuard(cfg.check_finite)
@@ -33,8 +36,10 @@ class OnPolicyCollector:
             guard.check("observation", self.obs, step)
         obs = self.obs
         buf.reset()
+        if self.host is not None:
+            self.host.sync(step)  # the weights of the last update; the sampler reseeded
         while not buf.full:
-            actions = self.act(obs).numpy()
+            actions = self.host.sample(obs) if self.host is not None else self.act(obs).numpy()
             obs = python_step(agent.env, obs, actions, agent.env_actions(actions), buf, guard, step)
             step += buf.n_envs
         self.obs = obs

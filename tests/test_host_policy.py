@@ -1,0 +1,105 @@
+"""Acting on the host (rl_sever.onpolicy.host_policy): the NumPy policy is the compiled
+policy's function — greedy actions equal, sampled actions from the same distribution — and it
+serves exactly the rollouts where it applies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rl_sever.errors import ConfigError
+from tests.helpers import TINY_MD_ID, tiny_agent
+
+CASES = [("ppo", "CartPole-v1"), ("a2c", "Pendulum-v1"), ("ppo", TINY_MD_ID)]
+
+
+def host_of(agent):
+    host = agent.collector.host
+    assert host is not None
+    host.sync(0)
+    return host
+
+
+def random_obs(agent, n: int, seed: int = 0) -> np.ndarray:
+    space = agent.env.single_observation_space
+    space.seed(seed)
+    return np.stack([space.sample() for _ in range(n)]).astype(np.float32).clip(-5, 5)
+
+
+@pytest.mark.parametrize("algo, env_id", CASES)
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu", "silu"])
+def test_greedy_actions_equal_the_compiled_policys(algo, env_id, activation):
+    agent = tiny_agent(algo, env_id, **{"network.hidden_sizes": [64, 64],
+                                         "network.activation": activation})
+    obs = random_obs(agent, 512)
+    host, compiled = host_of(agent).mode(obs), agent.greedy_fn(obs).numpy()
+    if agent.action.kind == "box":
+        np.testing.assert_allclose(host, compiled, rtol=1e-5, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(host, compiled)
+        assert host.dtype == compiled.dtype
+    agent.close()
+
+
+@pytest.mark.parametrize("algo, env_id", CASES)
+def test_sampled_actions_follow_the_compiled_distribution(algo, env_id):
+    agent = tiny_agent(algo, env_id)
+    if agent.model.log_std is not None:
+        agent.model.log_std.assign(tf.fill(agent.model.log_std.shape, -0.5))
+    one = random_obs(agent, 1, seed=3)
+    n = 40_000
+    batch = np.repeat(one, n, axis=0)
+    samples = host_of(agent).sample(batch)
+    dist = agent.model.distribution(tf.constant(one))
+    if agent.action.kind == "box":
+        mean, std = dist.mean().numpy()[0], dist.stddev().numpy()[0]
+        # 6 standard errors: a false alarm about once in 10^8 per dimension
+        assert np.all(np.abs(samples.mean(0) - mean) < 6 * std / np.sqrt(n))
+        assert np.all(np.abs(samples.std(0) / std - 1) < 6 / np.sqrt(2 * n))
+    else:
+        columns = samples.reshape(n, -1)
+        nvec = agent.action.nvec if agent.action.kind == "multidiscrete" else [agent.action.n]
+        tf_samples = agent.model.head.sample(
+            agent.model.distribution(tf.constant(batch[:n])), tf.constant([5, 6])).numpy()
+        tf_columns = tf_samples.reshape(n, -1)
+        for j, k in enumerate(nvec):
+            freq = np.bincount(columns[:, j], minlength=k) / n
+            ref = np.bincount(tf_columns[:, j], minlength=k) / n
+            # two samples of one categorical: |p1 - p2| within 6 standard errors
+            se = np.sqrt(2 * np.maximum(ref * (1 - ref), 1e-4) / n)
+            assert np.all(np.abs(freq - ref) < 6 * se), (freq, ref)
+    agent.close()
+
+
+def test_rollouts_use_the_host_policy_only_where_it_applies(monkeypatch):
+    agent = tiny_agent("ppo", "CartPole-v1")
+    calls = []
+    monkeypatch.setattr(agent.collector, "act", lambda obs: calls.append(1))
+    agent.learn(32, progress=False)  # the compiled act step is never called
+    assert calls == [] and agent.collector.host is not None
+    agent.close()
+    assert tiny_agent("ppo", "CartPole-v1", host_act="off").collector.host is None
+    pixels = tiny_agent("ppo", "Pixels/CartPole-v1")
+    assert pixels.collector.host is None  # a CNN encoder: compiled acting
+    pixels.close()
+    with pytest.raises(ConfigError, match="host_act=on cannot apply: the policy reads an encoder"):
+        _ = tiny_agent("ppo", "Pixels/CartPole-v1", host_act="on").collector
+    with pytest.raises(ConfigError, match="host_act=on cannot apply: activation gelu"):
+        gelu = tiny_agent("ppo", "CartPole-v1", host_act="on", **{"network.activation": "gelu"})
+        _ = gelu.collector
+
+
+def test_host_acting_follows_each_update_and_reproduces_runs():
+    runs = []
+    for _ in range(2):
+        tf.keras.utils.set_random_seed(0)
+        agent = tiny_agent("ppo", "CartPole-v1", seed=4)
+        agent.learn(96, progress=False)
+        host = agent.collector.host
+        runs.append((np.array(agent.collector.buffer.actions), host.weights[0][0].copy()))
+        # the host copy holds the weights the last rollout acted with: those before the update
+        assert not np.array_equal(host.weights[0][0], agent.model.pi_body.layers[0].kernel.numpy())
+        agent.close()
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
