@@ -226,8 +226,11 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
                 perm = permutation(size)
             else:
                 perm = tf.range(size)
+            # One gather per epoch; each minibatch is then a contiguous slice of the shuffled
+            # rollout (the same minibatches as gathering each by its indices).
+            shuffled = {k: tf.gather(v, perm) for k, v in data.items()}
             for i in tf.range(n_mb):
-                mb = minibatch(data, perm[i * mb_size : (i + 1) * mb_size])
+                mb = minibatch(shuffled, i * mb_size + tf.range(mb_size))
                 step = plain_graph(self._gradient_step)(mb, variables)
                 sums = {k: sums[k] + tf.cast(step[k], tf.float32) for k in names}
                 count += 1.0
