@@ -40,7 +40,8 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
         while (counts < targets).any():
             action = agent.predict(obs, deterministic)
             obs, reward, terminated, truncated, _ = env.step(action)
-            taken[-1].append(np.asarray(action)[0])
+            if video_dir is not None:  # one env: its actions, replayed for the videos
+                taken[-1].append(np.asarray(action)[0])
             ep_ret += reward
             ep_len += 1
             for i in np.flatnonzero(np.logical_or(terminated, truncated)):
