@@ -149,13 +149,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except Exception as e:
         # Window-system failures surface from pygame/glfw deep inside the env's render().
         where = type(e).__module__
-        if (args.render or args.video) and (
-            where.split(".")[0] in ("pygame", "glfw", "mujoco", "moviepy")
-            or where == "gymnasium.error"
+        # (--video renders in envs.replay's own process, which reports its failures itself.)
+        if args.render and (
+            where.split(".")[0] in ("pygame", "glfw", "mujoco") or where == "gymnasium.error"
         ):
-            hint = " (MuJoCo without a display: set MUJOCO_GL=egl or osmesa)" if (
-                "mujoco" in where or "GL" in str(e)) else ""
-            raise RLSeverError(f"rendering failed: {e}{hint}") from None
+            raise RLSeverError(f"rendering failed: {e}") from None
         raise
     finally:
         agent.close()

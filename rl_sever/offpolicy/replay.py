@@ -128,6 +128,8 @@ class ReplayBuffer:
         # observation entries that differ from the following row's observation.
         self.latest_next = np.zeros((n, *obs_shape), obs_dtype) if share_frames else None
         self.explicit: dict[tuple[int, int], np.ndarray] = {}
+        # Where `explicit` has an entry: sampling looks up only those (not every sample).
+        self.kept = np.zeros((r, n), bool) if share_frames else None
         self.actions = np.zeros((r, n, *action_shape), action_dtype)
         self.rewards = np.zeros((r, n), np.float32)
         self.terminated = np.zeros((r, n), bool)
@@ -158,8 +160,10 @@ class ReplayBuffer:
             for e in range(self.n_envs):
                 if not np.array_equal(obs[e], self.latest_next[e]):
                     self.explicit[(newest, e)] = self.latest_next[e].copy()
-        for e in range(self.n_envs):
-            self.explicit.pop((t, e), None)  # row t is overwritten
+                    self.kept[newest, e] = True
+        for e in np.flatnonzero(self.kept[t]):  # row t is overwritten
+            del self.explicit[(t, int(e))]
+        self.kept[t] = False
         self.latest_next[:] = next_obs
 
     def next_observations(self, t: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -169,10 +173,8 @@ class ReplayBuffer:
         out = self.obs[(t + 1) % self.rows, e]
         newest = t == (self.pos - 1) % self.rows
         out[newest] = self.latest_next[e[newest]]
-        for i in range(len(t)):
-            kept = self.explicit.get((int(t[i]), int(e[i])))
-            if kept is not None:
-                out[i] = kept
+        for i in np.flatnonzero(self.kept[t, e]):
+            out[i] = self.explicit[(int(t[i]), int(e[i]))]
         return out
 
     @property
@@ -305,6 +307,8 @@ class ReplayBuffer:
             self.latest_next[:] = loaded["latest_next"]
             self.explicit = {(int(t), int(e)): x for t, e, x in zip(
                 loaded["explicit_rows"], loaded["explicit_envs"], loaded["explicit_next"])}
+            self.kept[:] = False
+            self.kept[loaded["explicit_rows"], loaded["explicit_envs"]] = True
         self.pos, self.full = int(meta["pos"]), bool(meta["full"])
         self.rng.bit_generator.state = meta["rng_state"]
 
@@ -327,7 +331,7 @@ def prune_replays(checkpoint_dir: str | Path, kept: list[str]) -> None:
 def load_replay_for(replay: ReplayBuffer, checkpoint_path: str) -> bool:
     """Load the buffer saved with checkpoint `checkpoint_path`; False if there is none."""
     path = Path(checkpoint_path)
-    directory = path.parent / f"{REPLAY_PREFIX}{_number(path)}"
+    directory = replay_dir(path.parent, int(_number(path)))
     if not directory.is_dir():
         return False
     replay.load(directory)
