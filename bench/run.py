@@ -2,6 +2,7 @@
 Stable-Baselines3 on the identical configuration, in the same invocation.
 
     python bench/run.py --out bench/results.json [--sb3] [--cases ppo_cartpole a2c_cartpole]
+                        [--seeds 0 1 2]
 
 Timing covers learn() only (tracing and compilation included, evaluation excluded); no
 TensorBoard logging or checkpoints on either side. Evaluation: deterministic policy, 10 episodes.
@@ -15,6 +16,8 @@ import os
 import platform
 import sys
 import time
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -97,21 +100,32 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="bench/results.json")
     parser.add_argument("--sb3", action="store_true", help="also run Stable-Baselines3 (bench extra)")
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="one run per seed and library, alternating (rl_sever, SB3, ...); "
+                             "the ratio is the median of the per-seed ratios")
     args = parser.parse_args(argv)
-    results = {"machine": machine(), "steps": STEPS, "cases": {}}
+    results = {"machine": machine(), "steps": STEPS, "seeds": args.seeds, "cases": {}}
     for name in args.cases:
         case = CASES[name]
         entry = {"algo": case["algo"], "env_id": case["env_id"], "n_envs": case["n_envs"],
-                 "config": case["kwargs"], "rl_sever": run_rl_sever(case, args.seed),
-                 "load_average_after_rl_sever": round(os.getloadavg()[0], 2)}
-        if args.sb3:
+                 "config": case["kwargs"], "rl_sever": [], "stable_baselines3": []}
+        ratios = []
+        for seed in args.seeds:
+            entry["rl_sever"].append(dict(seed=seed, **run_rl_sever(case, seed)))
+            if not args.sb3:
+                continue
             try:
-                entry["stable_baselines3"] = run_sb3(case, args.seed)
-                entry["time_ratio_rl_sever_over_sb3"] = round(
-                    entry["rl_sever"]["wall_time_s"] / entry["stable_baselines3"]["wall_time_s"], 3)
+                entry["stable_baselines3"].append(dict(seed=seed, **run_sb3(case, seed)))
             except ImportError as e:
                 entry["stable_baselines3"] = {"skipped": f"bench extra not installed ({e})"}
+                args.sb3 = False
+                continue
+            ratios.append(entry["rl_sever"][-1]["wall_time_s"]
+                          / entry["stable_baselines3"][-1]["wall_time_s"])
+        if ratios:
+            entry["time_ratio_rl_sever_over_sb3"] = round(float(np.median(ratios)), 3)
+            entry["time_ratios_per_seed"] = [round(r, 3) for r in ratios]
+        entry["load_average_at_end"] = round(os.getloadavg()[0], 2)
         results["cases"][name] = entry
         print(json.dumps({name: entry}, indent=2), flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

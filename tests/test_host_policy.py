@@ -98,8 +98,39 @@ def test_host_acting_follows_each_update_and_reproduces_runs():
         agent.learn(96, progress=False)
         host = agent.collector.host
         runs.append((np.array(agent.collector.buffer.actions), host.weights[0][0].copy()))
-        # the host copy holds the weights the last rollout acted with: those before the update
-        assert not np.array_equal(host.weights[0][0], agent.model.pi_body.layers[0].kernel.numpy())
+        # the last update call returned its weights to the host copy: the current ones
+        np.testing.assert_array_equal(host.weights[0][0], agent.model.pi_body.layers[0].kernel.numpy())
+        assert not host.stale
         agent.close()
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def test_every_host_action_uses_the_current_weights_after_updates_callbacks_and_set_weights():
+    """The update call hands the new weights to the host copy; a callback or a user's
+    set_weights between learn() calls makes it read them again. At every acting step the host
+    copy equals the network."""
+    agent = tiny_agent("a2c", "CartPole-v1")
+    host, kernel = agent.collector.host, agent.model.pi_body.layers[0].kernel
+    checked, reads = [], []
+    sample, read = host.sample, host._read
+
+    def checking_sample(obs):
+        np.testing.assert_array_equal(host.weights[0][0], kernel.numpy())
+        checked.append(1)
+        return sample(obs)
+
+    host.sample = checking_sample
+    host._read = lambda: reads.append(1) or read()
+
+    def halve(agent, _metrics):
+        kernel.assign(kernel * 0.5)
+
+    agent.learn(160, progress=False, callback=halve)
+    n_rollouts = 160 // (agent.config.n_steps * agent.config.n_envs)
+    assert len(checked) == 160 // agent.config.n_envs
+    assert len(reads) == n_rollouts  # the first rollout, then one after each callback
+    kernel.assign(tf.ones_like(kernel))
+    agent.learn(32, progress=False)
+    assert len(reads) == n_rollouts + 1
+    agent.close()

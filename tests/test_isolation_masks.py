@@ -43,10 +43,12 @@ def test_masked_dense_forward_and_exact_zero_gradient_eager_equals_compiled():
     assert np.all(g_eager[~mask] == 0) and np.all(g_eager[mask] != 0)
 
 
-def test_masked_entries_stay_zero_under_adam_after_momentum_without_retrace():
+@pytest.mark.parametrize("fused", [False, True])  # Keras's update, or rl_sever.core.fused_update
+def test_masked_entries_stay_zero_under_adam_after_momentum_without_retrace(fused):
     layer = MaskedDense(3)
     layer(X)
-    opt = ModuleOptimizer({"net": layer.trainable_variables}, learning_rate=0.05, kind="adam")
+    opt = ModuleOptimizer({"net": layer.trainable_variables}, learning_rate=0.05, kind="adam",
+                          fused=fused)
 
     @tf.function
     def step():

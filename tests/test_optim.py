@@ -11,12 +11,12 @@ from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.errors import ConfigError
 
 
-def make(kind="adam", lr=0.1, max_grad_norm=None):
+def make(kind="adam", lr=0.1, max_grad_norm=None, fused=False):
     a = [tf.Variable(np.arange(6, dtype=np.float32).reshape(3, 2), name="a_kernel"),
          tf.Variable(np.zeros(2, np.float32), name="a_bias")]
     b = [tf.Variable(np.ones(2, np.float32), name="b_kernel")]
     opt = ModuleOptimizer({"a": a, "b": b, "empty": []}, learning_rate=lr, kind=kind,
-                          max_grad_norm=max_grad_norm)
+                          max_grad_norm=max_grad_norm, fused=fused)
     return opt, a, b
 
 
@@ -50,9 +50,10 @@ def test_modules_and_order():
     assert opt.variables_of("b") == b
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("kind", ["adam", "rmsprop", "sgd"])
-def test_frozen_module_variables_and_slots_stay_bit_identical(kind):
-    opt, a, b = make(kind)
+def test_frozen_module_variables_and_slots_stay_bit_identical(kind, fused):
+    opt, a, b = make(kind, fused=fused)
     step = tf.function(lambda grads: opt.apply(grads))
     step(grads_for(opt))  # slots become non-zero
     opt.set_frozen("a", True)
@@ -141,3 +142,45 @@ def test_errors():
         ModuleOptimizer({"a": [tf.Variable(1.0)]}, learning_rate=0.1, kind="adagrad")
     with pytest.raises(ValueError, match="one gradient per variable"):
         opt.apply([None])
+
+
+@pytest.mark.parametrize("kind", ["adam", "rmsprop", "sgd"])
+def test_fused_kernels_follow_the_keras_optimizer(kind):
+    """One fused op per variable (rl_sever.core.fused_update) computes what Keras's own update
+    computes: variables, slots and the iteration counter over several steps."""
+    opt, a, b = make(kind, lr=0.05, fused=True)
+    ref, ra, rb = make(kind, lr=0.05)  # Keras's apply_gradients
+    assert ref._fused == {} and sorted(opt._fused) == ["a", "b"]
+    step = tf.function(lambda grads: opt.apply(grads))
+    ref_step = tf.function(lambda grads: ref.apply(grads))
+    for i in range(5):
+        step(grads_for(opt, scale=i + 0.5))
+        ref_step(grads_for(ref, scale=i + 0.5))
+    graph_ops = {op.type for op in step.get_concrete_function(grads_for(opt)).graph.get_operations()}
+    fused_op = {"adam": "ResourceApplyAdam", "rmsprop": "ResourceApplyRMSProp",
+                "sgd": "ResourceApplyGradientDescent"}[kind]
+    fn_ops = {n.op for f in step.get_concrete_function(grads_for(opt)).graph.as_graph_def().library.function
+              for n in f.node_def}
+    assert fused_op in graph_ops | fn_ops
+    for x, y in zip(values(a + b), values(ra + rb)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(values(a)[0], np.arange(6, dtype=np.float32).reshape(3, 2))
+    for module in ("a", "b"):
+        for x, y in zip(slots(opt, module), slots(ref, module)):
+            # The kernels round (1 - beta) in float32, Keras in float64: ~1e-5 relative.
+            np.testing.assert_allclose(x, y, rtol=5e-5, atol=1e-7)
+    assert int(opt.optimizers["a"].iterations.numpy()) == 5
+
+
+def test_fused_update_leaves_unsupported_settings_to_keras():
+    import keras
+
+    from rl_sever.core.fused_update import FusedUpdate
+
+    v = tf.Variable(np.ones(3, np.float32))
+    for keras_opt in (keras.optimizers.Adam(amsgrad=True), keras.optimizers.RMSprop(centered=True),
+                      keras.optimizers.SGD(momentum=0.9), keras.optimizers.Adam(weight_decay=0.1),
+                      keras.optimizers.Adagrad()):
+        keras_opt.build([v])
+        assert not FusedUpdate(keras_opt, lambda: 0.1, [v]).apply([(tf.ones(3), v)])
+    np.testing.assert_array_equal(v.numpy(), np.ones(3, np.float32))

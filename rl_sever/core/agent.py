@@ -166,6 +166,10 @@ class Agent:
             self._collector = self.make_collector()
         return self._collector
 
+    def invalidate_host_copies(self) -> None:
+        """The weights may have changed outside an update (a new learn() call, a training
+        callback): host-side copies of them (rl_sever.onpolicy.host_policy) read them again."""
+
     def train(self, batch) -> dict[str, float]:
         """One compiled update on `batch`; returns metrics keyed by TensorBoard name."""
         raise NotImplementedError

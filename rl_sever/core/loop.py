@@ -89,6 +89,7 @@ def _train_in(agent, progress: bool | None, callback) -> None:
     if start_step == 0 and int(agent.iteration.numpy()) == 0:
         logger.hparams(agent.hparams())
     collector = agent.collector
+    agent.invalidate_host_copies()  # the weights may have been set since the last learn()
     stats = episode_stats(agent.env)
     total = int(agent.target_steps.numpy())
     step, iteration = start_step, int(agent.iteration.numpy())
@@ -149,8 +150,10 @@ def _train_in(agent, progress: bool | None, callback) -> None:
                 agent.save()
                 last_save = time.perf_counter()
                 next_ckpt = _next_multiple(step, ckpt_every)
-            if callback is not None and callback(agent, logger.last) is False:
-                break
+            if callback is not None:
+                agent.invalidate_host_copies()  # a callback may set weights
+                if callback(agent, logger.last) is False:
+                    break
     except NonFiniteError as e:
         bar.close()
         logger.close()

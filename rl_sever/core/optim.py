@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 import keras
 import tensorflow as tf
 
+from rl_sever.core.fused_update import FusedUpdate
 from rl_sever.errors import ConfigError
 
 OPTIMIZERS: dict[str, Callable[..., keras.optimizers.Optimizer]] = {
@@ -30,7 +31,8 @@ class ModuleOptimizer(tf.Module):
 
     def __init__(self, modules: Mapping[str, Sequence[tf.Variable]], *,
                  learning_rate: float | tf.Variable, kind: str = "adam", epsilon: float = 1e-5,
-                 max_grad_norm: float | None = None, name: str = "module_optimizer"):
+                 max_grad_norm: float | None = None, fused: bool = False,
+                 name: str = "module_optimizer"):
         super().__init__(name=name)
         if kind not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer '{kind}'; choose one of {sorted(OPTIMIZERS)}")
@@ -48,6 +50,10 @@ class ModuleOptimizer(tf.Module):
             opt = OPTIMIZERS[kind](lambda: lr, epsilon)  # callable: reads the variable each step
             opt.build(self._vars[n])  # slots exist before tracing, so tf.cond branches can use them
             self.optimizers[n] = opt
+        # `fused`: one kernel per variable (rl_sever.core.fused_update). Plain objects: their
+        # scratch variables are not part of the checkpoint.
+        self._fused = {n: FusedUpdate(self.optimizers[n], lambda: lr.read_value(), self._vars[n])
+                       for n in (self.module_names if fused else [])}
 
     def variables_of(self, module: str) -> list[tf.Variable]:
         return self._vars[module]
@@ -91,8 +97,9 @@ class ModuleOptimizer(tf.Module):
                     continue
                 opt = self.optimizers[n]
 
-                def _apply(opt=opt, pairs=pairs):
-                    opt.apply_gradients(pairs)
+                def _apply(opt=opt, pairs=pairs, n=n):
+                    if n not in self._fused or not self._fused[n].apply(pairs):
+                        opt.apply_gradients(pairs)
                     return tf.constant(True)
 
                 tf.cond(self.frozen[n], lambda: tf.constant(False), _apply)

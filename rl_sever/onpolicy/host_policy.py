@@ -2,15 +2,17 @@
 policies on CPU (config `host_act`).
 
 Per vector step of 8 CartPoles on the development CPU, a compiled act call costs about 136 µs
-and the same 2x64 MLP plus sampling in NumPy about 10 µs, against a 75 µs env step: acting,
-not the env, dominated the rollout. The host copy reads the network's weights at the start of
-every rollout (after each update) and computes exactly the compiled policy's function: the
-same layers, activation, head and distribution. Sampling uses a NumPy generator reseeded from
-(seed, env step) at every rollout, so runs stay reproducible and resumable. What the update
-needs (log-probabilities, values) is recomputed inside the compiled update, as before; the
-training steps stay compiled. Used only where it applies: no encoder (flat observations, the
-policy body an MLP), an activation NumPy has, and no GPU (there the compiled call is the
-faster one); `host_act: on` insists (an error where it cannot apply), `off` never uses it.
+and the same 2x64 MLP plus sampling in NumPy about 10 µs, against a 75 µs env step: acting, not
+the env, dominated the rollout. The host copy takes the network's weights at the start of every
+rollout: the update call returns them with its metrics, and a separate read follows anything
+else that may change them (a new learn() call, a training callback). It computes exactly the
+compiled policy's function: the same layers, activation, head and distribution. Sampling uses a
+NumPy generator reseeded from (seed, env step) at every rollout, so runs stay reproducible and
+resumable. What the update needs (log-probabilities, values) is recomputed inside the compiled
+update, as before; the training steps stay compiled. Used only where it applies: no encoder
+(flat observations, the policy body an MLP), an activation NumPy has, and no GPU (there the
+compiled call is the faster one); `host_act: on` insists (an error where it cannot apply),
+`off` never uses it.
 """
 
 from __future__ import annotations
@@ -72,21 +74,37 @@ class HostPolicy:
         variables = [v for layer in dense for v in (layer.kernel, layer.bias)]
         if model.log_std is not None:
             variables.append(model.log_std)
+        self.variables = tf_variables(variables)
         # All weights in one compiled read: a third of the time of one eager read per variable.
-        self._read = FastCall(tf.function(lambda: [tf.identity(v) for v in tf_variables(variables)],
-                                          autograph=False), [])
+        self._read = FastCall(tf.function(self.read_variables, autograph=False), [])
         self.weights: list[tuple[np.ndarray, np.ndarray]] = []
         self.std: np.ndarray | None = None
+        self.stale = True  # the weights must be read before the next rollout
         self.rng = np.random.default_rng(self.seed)
         if self.spec.kind == "multidiscrete":
             self.splits = np.cumsum(self.spec.nvec)[:-1]
 
-    def sync(self, step: int) -> None:
-        """Read the current weights; reseed the sampler from (seed, `step`)."""
-        values = [t.numpy() for t in self._read()]
+    def read_variables(self) -> list[tf.Tensor]:
+        """The policy's weights as tensors (inside a compiled step: after its updates)."""
+        return [tf.identity(v) for v in self.variables]
+
+    def load(self, values) -> None:
+        """Take the weights `read_variables` returned (the update call returns them)."""
+        values = [np.asarray(v) for v in values]
         if self.model.log_std is not None:
             self.std = np.exp(values.pop()).astype(np.float32)
         self.weights = list(zip(values[0::2], values[1::2]))
+        self.stale = False
+
+    def invalidate(self) -> None:
+        """The weights may have changed outside an update: read them before the next rollout."""
+        self.stale = True
+
+    def sync(self, step: int) -> None:
+        """Reseed the sampler from (seed, `step`); read the weights unless the last update
+        already returned them."""
+        if self.stale:
+            self.load(self._read())
         self.rng = np.random.default_rng([self.seed % 2**32, int(step)])
 
     def params(self, obs: np.ndarray) -> np.ndarray:

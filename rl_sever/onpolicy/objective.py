@@ -59,6 +59,8 @@ class OnPolicyObjective:
             kind=cfg.optimizer,
             epsilon=cfg.adam_eps,
             max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else None,
+            # Fused kernels pay where each op is scheduled on its own; XLA fuses by itself.
+            fused=not cfg.jit_compile,
         )
         if previous is None:
             self.schedules = {"learning_rate": Scheduled(self.optimizer.learning_rate,
@@ -67,7 +69,7 @@ class OnPolicyObjective:
         self._term_metrics = self._probe_terms()
         self._preflight_done = False
         self.train_fn = tf.function(self._train, input_signature=self._rollout_signature,
-                                    jit_compile=bool(cfg.jit_compile))
+                                    jit_compile=bool(cfg.jit_compile), autograph=False)
         self.prepare_fn = tf.function(self._prepare, input_signature=self._rollout_signature,
                                       autograph=False)
 
