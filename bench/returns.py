@@ -4,11 +4,13 @@ next to the published reference (rl-baselines3-zoo benchmark.md, one agent, ~150
 steps). A case passes when its mean reaches the reference mean minus one reference std.
 
     python bench/returns.py [--cases ppo_cartpole sac_pendulum ...] [--seeds 0]
-                            [--steps N] [--sb3] [--out bench/results_returns.json]
+                            [--steps N] [--sb3 [--torch-threads N]]
+                            [--out bench/results_returns.json]
                             [--md bench/results_returns.md] [--logdir bench/runs_returns]
                             [--plot bench/results_returns.png]
 
-`--sb3` also trains Stable-Baselines3 (the `bench` extra; torch at one thread) on the same
+`--sb3` also trains Stable-Baselines3 (the `bench` extra; torch at one thread, or
+`--torch-threads N`: two are SAC's fastest setting here) on the same
 resolved settings, in the same invocation, and evaluates it the same way: MlpPolicy on the
 vector cases; on Atari, CnnPolicy on SB3's own AtariWrapper and 4-frame stack (its evaluation
 counts whole games at the raw score, through the Monitor below the wrappers, as ours does).
@@ -63,7 +65,7 @@ def resolved_config(algo: str, env_id: str, seed: int, steps: int):
 
 
 def run_case(name: str, seed: int, steps: int | None, sb3: bool = False,
-             logdir: str | None = None) -> dict:
+             logdir: str | None = None, torch_threads: int = 1) -> dict:
     from rl_sever.core.evaluation import evaluate
 
     algo, env_id, budget, ref_mean, ref_std = CASES[name]
@@ -75,7 +77,7 @@ def run_case(name: str, seed: int, steps: int | None, sb3: bool = False,
     wall = time.perf_counter() - t0
     ev = evaluate(agent, EVAL_EPISODES, seed=seed + 10_000)
     agent.close()
-    sb3_row = run_sb3(algo, env_id, cfg, seed, steps) if sb3 else None
+    sb3_row = run_sb3(algo, env_id, cfg, seed, steps, torch_threads) if sb3 else None
     threshold = ref_mean - ref_std
     return {"case": name, "algo": algo, "env_id": env_id, "seed": seed, "steps": steps,
             "published_budget": budget, "wall_time_s": round(wall, 1),
@@ -127,7 +129,7 @@ def sb3_model(algo: str, env, cfg, seed: int, policy: str = "MlpPolicy"):
                target_noise_clip=cfg.target_noise_clip, **kw)
 
 
-def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int) -> dict:
+def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int, threads: int = 1) -> dict:
     import torch
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -135,7 +137,9 @@ def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int) -> dict:
 
     from envs.atari import is_atari
 
-    torch.set_num_threads(1)  # its fastest setting on a 2-core machine for these networks
+    # One thread: its fastest setting on a 2-core machine for the small networks; SAC's
+    # 256-wide networks run faster with two (Pendulum: 125 vs 101 steps/s): --torch-threads 2.
+    torch.set_num_threads(threads)
     if is_atari(env_id):
         return run_sb3_atari(algo, env_id, cfg, seed, steps)
     env = make_vec_env(env_id, n_envs=cfg.n_envs, seed=seed)
@@ -153,7 +157,7 @@ def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int) -> dict:
         eval_env.obs_rms = env.obs_rms
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
     return {"wall_time_s": round(wall, 1), "eval_mean": round(float(mean), 2),
-            "eval_std": round(float(std), 2)}
+            "eval_std": round(float(std), 2), "torch_threads": threads}
 
 
 def run_sb3_atari(algo: str, env_id: str, cfg, seed: int, steps: int) -> dict:
@@ -211,6 +215,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--steps", type=int, default=None, help="override every case's budget")
     parser.add_argument("--sb3", action="store_true", help="also run Stable-Baselines3 (bench extra)")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch threads for SB3")
     parser.add_argument("--out", default="bench/results_returns.json")
     parser.add_argument("--md", default="bench/results_returns.md")
     parser.add_argument("--logdir", default="bench/runs_returns", help="run folders of the cases")
@@ -220,7 +225,8 @@ def main(argv=None) -> int:
     rows = []
     for name in args.cases:
         for seed in args.seeds:
-            rows.append(run_case(name, seed, args.steps, args.sb3, args.logdir))
+            rows.append(run_case(name, seed, args.steps, args.sb3, args.logdir,
+                                 args.torch_threads))
             print(json.dumps(rows[-1]), flush=True)
             out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                "platform": platform.platform()}, "results": rows}

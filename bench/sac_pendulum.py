@@ -82,14 +82,14 @@ def run_rl_sever(algo: str, steps: int, seed: int) -> dict:
     return out
 
 
-def run_sb3(algo: str, steps: int, seed: int) -> dict:
+def run_sb3(algo: str, steps: int, seed: int, threads: int) -> dict:
     import numpy as np
     import torch
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.noise import NormalActionNoise
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads)
     if algo == "sac":
         model = SAC("MlpPolicy", ENV_ID, learning_rate=LEARNING_RATE, seed=seed, verbose=0)
     else:  # TD3 with rl_sever's defaults: N(0, 0.1) exploration noise, [400, 300]
@@ -118,6 +118,7 @@ def run_sb3(algo: str, steps: int, seed: int) -> dict:
         "eval_std": round(float(std), 2),
         "load_average_before": load_before,
         "load_average_after": load_after,
+        "torch_threads": threads,
     }
 
 
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--algos", nargs="+", default=["sac", "td3"], choices=["sac", "td3"])
     parser.add_argument("--no-sb3", action="store_true", help="skip Stable-Baselines3")
+    parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads for SB3 (default: every core)")
     args = parser.parse_args(argv)
 
     import tensorflow as tf
@@ -160,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                 "extra to run it side by side)"
             }
         else:
-            entry["sb3"] = dict(run_sb3(algo, args.steps, args.seed), version=sb3_version)
+            entry["sb3"] = dict(run_sb3(algo, args.steps, args.seed, args.torch_threads),
+                                version=sb3_version)
             entry["speedup_vs_sb3"] = round(
                 entry["rl_sever"]["steps_per_s"] / entry["sb3"]["steps_per_s"], 2
             )
