@@ -179,6 +179,27 @@ def test_jit_compile_runs_the_fused_iteration_under_xla():
         agent.close()
 
 
+def test_the_audited_first_iteration_is_not_compiled_with_xla_too(tmp_path):
+    """With XLA and the audit, the first iteration's ordinary update runs once: it is traced
+    without XLA (compiling it too cost 1.3 s), every later iteration is the fused XLA call."""
+    agent = make_agent(
+        "ppo",
+        "tf:CartPole-v1",
+        {"jit_compile": True, "total_steps": 3 * 32, "eval_episodes": 0},
+        logdir=tmp_path,
+    )
+    history = []
+    try:
+        agent.learn(progress=False, callback=lambda agent, m: history.append(dict(m)))
+        assert agent.train_fn.experimental_get_tracing_count() == 0  # the XLA one: never
+        assert agent._plain_train_fn().experimental_get_tracing_count() == 1
+        assert agent.ingraph.iteration_fn.experimental_get_tracing_count() == 1
+        assert len(history) == 3 and all(np.isfinite(h["train/loss"]) for h in history)
+        assert "audit/gradient_flow" in read_event_tensors(agent.run_dir)
+    finally:
+        agent.close()
+
+
 def test_normalisation_with_a_tf_env_is_a_config_error():
     with pytest.raises(ConfigError, match="tf:"):
         make_agent("ppo", "tf:CartPole-v1", {"normalize_obs": True})
