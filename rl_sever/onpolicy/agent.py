@@ -308,8 +308,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         """train_fn without XLA (made once per train_fn)."""
         plain = getattr(self, "_plain_train", None)
         if plain is None or plain[0] is not self.train_fn:
-            fn = tf.function(self._train, input_signature=self._rollout_signature, autograph=False)
-            self._plain_train = plain = (self.train_fn, fn)
+            self._plain_train = plain = (self.train_fn, self.update_function(jit_compile=False))
         return plain[1]
 
     def invalidate_host_copies(self) -> None:

@@ -68,10 +68,14 @@ class OnPolicyObjective:
         self._objective_changed("weights")
         self._term_metrics = self._probe_terms()
         self._preflight_done = False
-        self.train_fn = tf.function(self._train, input_signature=self._rollout_signature,
-                                    jit_compile=bool(cfg.jit_compile), autograph=False)
+        self.train_fn = self.update_function(jit_compile=bool(cfg.jit_compile))
         self.prepare_fn = tf.function(self._prepare, input_signature=self._rollout_signature,
                                       autograph=False)
+
+    def update_function(self, jit_compile: bool):
+        """The compiled update on one rollout (traced without AutoGraph: explicit loops)."""
+        return tf.function(self._train, input_signature=self._rollout_signature,
+                           jit_compile=jit_compile, autograph=False)
 
     def _objective_changed(self, kind: str) -> None:
         if kind == "check":
