@@ -19,7 +19,6 @@ from rl_sever.config.offpolicy import OffPolicyConfig
 from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.isolation import sever
 from rl_sever.nn.distributions import split_mean_log_std, squashed_gaussian_sample
-from rl_sever.nn.layers import DenseStack
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.agent import OffPolicyAgent
 
@@ -49,9 +48,8 @@ class SAC(OffPolicyAgent):
     train_metric_keys = ("ent_coef",)  # from actor_outputs' extras, logged as train/ent_coef
 
     def _build_policy(self, feature_dim: int) -> None:
-        cfg, net, dim = self.config, self.config.network, self.action_dim
-        self.actor = DenseStack(feature_dim, net.hidden_sizes, 2 * dim, net.activation,
-                                seed=cfg.seed, name="actor")
+        cfg, dim = self.config, self.action_dim
+        self.actor = self.mlp(feature_dim, 2 * dim, seed=cfg.seed, name="actor")
         self.log_alpha = tf.Variable(math.log(cfg.ent_coef), name="log_alpha",
                                      trainable=cfg.learn_ent_coef)
         self.target_entropy = float(-dim if cfg.target_entropy is None else cfg.target_entropy)

@@ -16,7 +16,6 @@ import tensorflow as tf
 from rl_sever.config.fields import check
 from rl_sever.config.offpolicy import OffPolicyConfig, OffPolicyNetworkConfig
 from rl_sever.isolation import sever
-from rl_sever.nn.layers import DenseStack
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.agent import OffPolicyAgent
 
@@ -66,9 +65,8 @@ class TD3(OffPolicyAgent):
     config_cls = TD3Config
 
     def _build_policy(self, feature_dim: int) -> None:
-        cfg, net, dim = self.config, self.config.network, self.action_dim
-        self.actor = DenseStack(feature_dim, net.hidden_sizes, dim, net.activation, seed=cfg.seed,
-                                name="actor")
+        cfg, dim = self.config, self.action_dim
+        self.actor = self.mlp(feature_dim, dim, seed=cfg.seed, name="actor")
         self.target_actor = self.actor.copy("target_actor")
 
     def trackables(self) -> dict:

@@ -86,6 +86,9 @@ def run_case(name: str, seed: int, steps: int | None, sb3: bool = False,
             "threshold": threshold, "full_budget": steps == budget,
             "reached": bool(ev["mean_reward"] >= threshold) if steps == budget else None,
             "full_budget_time_estimate_s": round(wall * budget / steps, 0), "sb3": sb3_row,
+            # In effect for the run (the first agent of the process fixes the thread pools).
+            "intra_op_threads": agent.intra_op_threads,
+            "matmul_precision": getattr(agent, "matmul_precision", None),
             "run_dir": None if agent.run_dir is None else str(agent.run_dir)}
 
 

@@ -5,7 +5,7 @@ identical configuration when `import stable_baselines3` works (the `bench` extra
     python bench/sac_pendulum.py [--out bench/results_offpolicy.json] [--steps 20000]
                                  [--algos sac td3] [--seed 0] [--no-sb3]
 
-Timing covers learn() only (tracing, XLA compilation and the random warm-up included,
+Timing covers learn() only (tracing, any XLA compilation and the random warm-up included,
 evaluation excluded); no TensorBoard logging or checkpoints on either side. Evaluation:
 deterministic policy, 10 episodes on fresh seeded envs. The machine's load average is
 recorded around every run: the figures are only comparable between runs under similar load.
@@ -64,6 +64,8 @@ def run_rl_sever(algo: str, steps: int, seed: int) -> dict:
         "eval_episodes": ev["episodes"],
         "gradient_steps": int(agent.n_updates.numpy()),
         "jit_compile": agent.jit_compile,
+        "matmul_precision": agent.matmul_precision,
+        "intra_op_threads": agent.intra_op_threads,
         "load_average_before": load_before,
         "load_average_after": load_after,
         "config": {
@@ -135,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorflow as tf
 
+    from rl_sever.core.resources import has_bf16_matrix_units
+
     try:
         import stable_baselines3
 
@@ -148,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "python": sys.version.split()[0],
             "tensorflow": tf.__version__,
+            "amx_bf16": has_bf16_matrix_units(),
         },
         "sb3_reference": SB3_REFERENCE,
         "runs": {},

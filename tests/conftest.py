@@ -12,7 +12,12 @@ from envs.quiet import native_stderr_silenced  # noqa: E402
 # TensorFlow's native start-up lines (oneDNN, CUDA probing) are printed before its logging is
 # configured; a test worker process (pytest-xdist) would otherwise leave them after the summary.
 with native_stderr_silenced():
-    import tensorflow  # noqa: E402, F401
+    import tensorflow  # noqa: E402
+
+# TensorFlow's thread pools fixed at their defaults before any test: an agent's
+# intra_op_threads=auto (rl_sever.core.threads) then leaves them as they are, so no result
+# depends on which test a worker ran first. tests/test_threads.py runs auto in fresh processes.
+tensorflow.constant(0)
 
 
 @pytest.fixture(autouse=True)

@@ -102,10 +102,23 @@ def leaky_actor(batch, out):
 
 
 # -- default objectives ----------------------------------------------------------------------
+# The pins were captured without XLA (tiny configs) with Keras's Adam. Updates without XLA now
+# use fused Adam kernels (tf.raw_ops.ResourceApplyAdam), whose first step is the exact
+# lr * g / (|g| + eps'): Keras's differs from it by ~7e-6 relative (float32 bias correction),
+# which only SAC's scalar log_alpha shows at the pins' 1e-6 (its update is one lr-sized step).
+# bfloat16 hidden matmuls compute the same update to bfloat16 precision.
+PATHS = {"float32": ({"network.matmul_precision": "float32"}, 1e-5, 1),
+         "bf16": ({"network.matmul_precision": "bfloat16"}, 1e-5, 300)}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
 @pytest.mark.parametrize("case", sorted(PINNED_CASES))
-def test_default_objectives_match_the_pinned_update(case):
+def test_default_objectives_match_the_pinned_update(case, path):
     algo, overrides = PINNED_CASES[case]
-    agent = tiny_agent(algo, fill=0, **overrides)
+    settings, alpha_rel, loose = PATHS[path]
+    agent = tiny_agent(algo, fill=0, **overrides, **settings)
+    assert not agent.jit_compile
+    assert agent.matmul_precision == settings["network.matmul_precision"]
     batch = fixed_batch(agent)
     before = module_vectors(agent)
     logged = agent.train(batch)
@@ -113,17 +126,20 @@ def test_default_objectives_match_the_pinned_update(case):
     sb3_names = {k: v for k, v in logged.items() if k.startswith("train/") and k != "train/n_updates"}
     assert sorted(sb3_names) == sorted(PINNED_METRICS[case])
     for name, value in PINNED_METRICS[case].items():
-        assert sb3_names[name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
+        assert sb3_names[name] == pytest.approx(value, rel=1e-5 * loose, abs=1e-7), name
     assert sorted(after) == sorted(PINNED_UPDATES[case])
     for module, (abs_sum, step_abs_sum, step_dot) in PINNED_UPDATES[case].items():
         step = after[module] - before[module]
         w = np.random.default_rng(0).normal(size=step.shape)
-        assert np.abs(after[module]).sum() == pytest.approx(abs_sum, rel=1e-6), module
+        rel = alpha_rel if module == "alpha" else 1e-6 * loose
+        assert np.abs(after[module]).sum() == pytest.approx(abs_sum, rel=rel), module
         if step_abs_sum == 0.0:  # e.g. TD3's delayed actor and targets: exactly unmoved
             assert not step.any(), module
             continue
-        assert np.abs(step).sum() == pytest.approx(step_abs_sum, rel=1e-4), module
-        assert (step * w).sum() == pytest.approx(step_dot, rel=1e-3, abs=1e-6), module
+        assert np.abs(step).sum() == pytest.approx(step_abs_sum, rel=1e-4 * loose), module
+        # A sum that nearly cancels: under bfloat16 compared to the step's size instead.
+        dot_abs = 1e-6 if loose == 1 else 1e-2 * step_abs_sum
+        assert (step * w).sum() == pytest.approx(step_dot, rel=1e-3, abs=dot_abs), module
 
 
 def test_default_terms_and_contracts():

@@ -20,14 +20,17 @@ ENCODER_AUX = {
 }
 
 
-@pytest.fixture(scope="module")
-def sac():
-    return tiny_agent("sac")
+# Both precisions of the hidden matmuls (network.matmul_precision): the same isolation, exactly.
+@pytest.fixture(scope="module", params=["float32", "bfloat16"])
+def sac(request):
+    agent = tiny_agent("sac", **{"network.matmul_precision": request.param})
+    assert agent.matmul_precision == request.param
+    return agent
 
 
-@pytest.fixture(scope="module")
-def sac_encoder():
-    return tiny_agent("sac", **ENCODER_AUX)
+@pytest.fixture(scope="module", params=["float32", "bfloat16"])
+def sac_encoder(request):
+    return tiny_agent("sac", **ENCODER_AUX, **{"network.matmul_precision": request.param})
 
 
 def test_actor_loss_sends_nothing_to_critic_alpha_or_targets(sac):

@@ -10,9 +10,9 @@ from rl_sever.core.registry import get_agent_class
 from tests.helpers import flows, gradients, one_batch, snapshot, tiny_agent
 
 
-@pytest.fixture(scope="module")
-def td3():
-    return tiny_agent("td3")
+@pytest.fixture(scope="module", params=["float32", "bfloat16"])  # network.matmul_precision
+def td3(request):
+    return tiny_agent("td3", **{"network.matmul_precision": request.param})
 
 
 def test_actor_loss_sends_nothing_to_critic_or_targets(td3):

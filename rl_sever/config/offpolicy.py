@@ -22,9 +22,16 @@ class OffPolicyNetworkConfig(NetworkConfig):
     both (= actor+critic) or none. The other losses read its features through sever."""
     encoder_sizes: list[int] = field(default_factory=lambda: [256])
     """Hidden widths of the MLP encoder (its last width is the feature size)."""
+    matmul_precision: str = "auto"
+    """Precision of the hidden-to-hidden matmuls of actor and critics: float32, bfloat16
+    (weights, activations and gradients stay float32), or auto (bfloat16 on CPUs with AMX
+    bfloat16 units when there is no GPU and no XLA, float32 otherwise)."""
 
     def validate(self) -> None:
         super().validate()
+        check(self.matmul_precision in ("auto", "float32", "bfloat16"),
+              "network.matmul_precision must be auto, float32 or bfloat16, got "
+              f"'{self.matmul_precision}'")
         check(len(self.encoder_sizes) > 0 and all(h > 0 for h in self.encoder_sizes),
               f"network.encoder_sizes must be positive widths, got {self.encoder_sizes}")
 
@@ -62,8 +69,8 @@ class OffPolicyConfig(RunConfig):
     log_every_steps: int = 1000
     """Write TensorBoard scalars at most every this many env steps, averaging in between."""
     jit_compile: bool | None = None
-    """Compile act and update steps with XLA (None: for flat observations only; XLA's CPU
-    convolutions are slower than TensorFlow's own)."""
+    """Compile act and update steps with XLA (None: only the in-graph chunk of a tf: env; on
+    Gymnasium envs the update runs faster without XLA, see bench/README.md)."""
     network: OffPolicyNetworkConfig = field(default_factory=OffPolicyNetworkConfig)
     """Network architecture."""
 

@@ -134,6 +134,10 @@ class RunConfig:
     jit_compile: bool = False
     """Compile the update step with XLA (on tf: envs, the fused in-graph iteration): a slower
     first call (seconds), faster updates after it (docs/ingraph.md, bench/README.md)."""
+    intra_op_threads: int | str = "auto"
+    """Threads TensorFlow may use inside one op (0: its default, one per core; auto: the agent's
+    choice, 1 for off-policy MLP updates on CPU without XLA). Applies only where TensorFlow has
+    not run yet in the process (rl_sever.core.threads); an explicit value that cannot is an error."""
     distribute: str = "default"
     """tf.distribute strategy of the update: default (one device), mirrored (the devices of one
     host) or multiworker (several hosts, cluster from TF_CONFIG); docs/distribute.md."""
@@ -178,6 +182,9 @@ class RunConfig:
         check(self.check_finite in ("stop", "warn", "off"),
               f"check_finite must be stop, warn or off, got '{self.check_finite}'")
         check(self.keep_checkpoints > 0, "keep_checkpoints must be positive")
+        check(self.intra_op_threads == "auto" or (isinstance(self.intra_op_threads, int)
+                                                   and self.intra_op_threads >= 0),
+              f"intra_op_threads must be auto or an integer >= 0, got {self.intra_op_threads!r}")
         check(self.eval_every >= 0, "eval_every must be >= 0")
         check(self.eval_episodes >= 0, "eval_episodes must be >= 0")
         check(self.log_every_steps >= 0, "log_every_steps must be >= 0")

@@ -23,6 +23,7 @@ from rl_sever.core import metrics, rundir
 from rl_sever.core.checkpoint import Checkpointer
 from rl_sever.core.distribute import ReplicaSet
 from rl_sever.core.spaces import action_spec, observation_shape
+from rl_sever.core.threads import apply_intra_op_threads
 from rl_sever.errors import ConfigError, suggest
 from rl_sever.isolation.freeze import FreezeSchedule
 from rl_sever.objective import binding
@@ -93,6 +94,10 @@ class Agent:
         from envs import find_normalizer
 
         self.normalizer = find_normalizer(env)
+        self.user_encoder = encoder
+        # Before the first TensorFlow op of the agent: the pools are fixed from then on.
+        self.intra_op_threads = apply_intra_op_threads(config.intra_op_threads,
+                                                       self.auto_intra_op_threads())
         # The one source of randomness inside compiled steps (sampling, shuffling, noise):
         # stateless seeds (config.seed, counter), checkpointed, XLA-friendly (next_seed).
         self.seed_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="seed_counter")
@@ -102,7 +107,6 @@ class Agent:
         self.logdir = logdir
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.config_history: list[dict] = []  # config changes made on resume (config.json)
-        self.user_encoder = encoder
         if encoder is not None and self.replicas.distributed:
             raise ConfigError("a user-supplied encoder cannot be mirrored by distribute="
                               f"{config.distribute} (its variables exist outside the strategy); "
@@ -128,6 +132,11 @@ class Agent:
 
     def trackables(self) -> dict:
         raise NotImplementedError
+
+    def auto_intra_op_threads(self) -> int:
+        """TensorFlow intra-op threads under intra_op_threads=auto (0: its default). Called
+        before the agent's first TensorFlow op: it must not run one."""
+        return 0
 
     def has_updated(self) -> bool:
         """Whether any parameter update has run (the loop audits the first one)."""

@@ -1,4 +1,5 @@
-"""What the machine can hold: available memory (for buffers sized before they are allocated)."""
+"""What the machine can hold and do: available memory (for buffers sized before they are
+allocated), and whether its CPU multiplies bfloat16 matrices in hardware."""
 
 from __future__ import annotations
 
@@ -42,3 +43,23 @@ def check_fits(nbytes: int, what: str, setting: str, per_unit: int) -> None:
     raise ConfigError(f"{what} needs {nbytes / GiB:.1f} GiB, but only {free / GiB:.1f} GiB of "
                       f"memory are available: lower {setting} (e.g. {setting}={fits:,} would "
                       "use 80% of it)")
+
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags(cpuinfo: Path | None = None) -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read: not Linux)."""
+    try:
+        for line in Path(cpuinfo or CPUINFO).read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def has_bf16_matrix_units() -> bool:
+    """True on CPUs with AMX bfloat16 tiles, where TensorFlow's oneDNN matmuls run bfloat16
+    products about twice as fast as float32 (bench/README.md); elsewhere bfloat16 is slower."""
+    return "amx_bf16" in cpu_flags()

@@ -2,8 +2,7 @@
 severed reads), initialised linear layers, and the tf.Variables behind Keras variables.
 
 `DenseStack` is one Keras layer holding an MLP, or with `members` > 0 an ensemble of that many
-independent MLPs evaluated in one batched matmul per layer (the off-policy critics). It can be
-evaluated with its weights read through `sever` (`severed=True`): gradient still flows into the
+independent MLPs (the off-policy critics). It can be evaluated with its weights read through `sever` (`severed=True`): gradient still flows into the
 *inputs* (dQ/da for an actor loss) but has no path to the weights, so the audit proves the actor
 loss never reaches the critic.
 """
@@ -51,15 +50,19 @@ class DenseStack(keras.layers.Layer):
     Weights start as PyTorch's nn.Linear default, U(+-1/sqrt(fan_in)), the initialisation the
     SB3 reference figures were obtained with, drawn from NumPy with `seed`. Input [batch, in]
     (shared by every member) or, for an ensemble, [members, batch, in]; output [batch, out] or
-    [members, batch, out]. `weights` lists kernel and bias layer by layer.
+    [members, batch, out]. `weights` lists kernel and bias layer by layer. `hidden_dtype`
+    bfloat16 computes the hidden-to-hidden matmuls in bfloat16 (fast on CPUs with AMX).
     """
 
     def __init__(self, in_dim: int, sizes: list[int], out_dim: int, activation: str = "relu", *,
-                 members: int = 0, seed: int | None = None, name: str = "mlp"):
+                 members: int = 0, seed: int | None = None, hidden_dtype: str = "float32",
+                 name: str = "mlp"):
         super().__init__(name=name)
         if activation not in ACTIVATIONS:  # the one table every network takes its names from
             raise ValueError(f"unknown activation '{activation}'")
-        self.members, self.activation = members, activation
+        if hidden_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"hidden_dtype must be float32 or bfloat16, got '{hidden_dtype}'")
+        self.members, self.activation, self.hidden_dtype = members, activation, hidden_dtype
         self.dims = [int(in_dim), *map(int, sizes), int(out_dim)]
         # Without a seed, draw one from NumPy's global state (seeded by keras.utils.set_random_seed).
         rng = np.random.default_rng(np.random.randint(2**31) if seed is None else seed)
@@ -78,19 +81,34 @@ class DenseStack(keras.layers.Layer):
 
     def call(self, x, severed: bool = False, member: int | None = None):
         """Forward pass; `member` evaluates one member of an ensemble only ([batch, out])."""
+        weights = [(tf.convert_to_tensor(k), tf.convert_to_tensor(b))
+                   for k, b in zip(self.kernels, self.biases)]
+        if severed:
+            # The weights are read as constants: a loss evaluated this way cannot reach them.
+            weights = sever(weights)
+        if not self.members:
+            return self._mlp(x, weights)
+        if member is not None:
+            return self._mlp(x, [(k[member], b[member]) for k, b in weights])
+        # One matmul per member and layer, stacked at the end: independent ops the executor runs
+        # side by side, where one batched matmul ran on one core (two 256x256 MLPs, batch 256:
+        # SAC update 7.3 -> 4.9 ms without XLA; the same under XLA).
+        per_member = zip(*[zip(tf.unstack(k, self.members), tf.unstack(b, self.members))
+                           for k, b in weights])
+        inputs = [x] * self.members if x.shape.rank == 2 else tf.unstack(x, self.members)
+        return tf.stack([self._mlp(h, list(w)) for h, w in zip(inputs, per_member)])
+
+    def _mlp(self, x, weights):
         act = keras.activations.get(self.activation)
-        last = len(self.kernels) - 1
-        for i, (k, b) in enumerate(zip(self.kernels, self.biases)):
-            k, b = tf.convert_to_tensor(k), tf.convert_to_tensor(b)
-            if member is not None:
-                k, b = k[member], b[member]
-            if severed:
-                # The weights are read as constants: a loss evaluated this way cannot reach them.
-                k, b = sever((k, b))
-            if self.members and member is None and x.shape.rank == 2:
-                x = tf.einsum("bi,mio->mbo", x, k) + b  # one input shared by every member
+        last = len(weights) - 1
+        for i, (k, b) in enumerate(weights):
+            if 0 < i < last and self.hidden_dtype == "bfloat16":
+                # Hidden-to-hidden products in bfloat16 (where the FLOPs are), float32 weights,
+                # biases, activations and gradients; first and last layers stay float32.
+                x = tf.cast(tf.matmul(tf.cast(x, tf.bfloat16), tf.cast(k, tf.bfloat16)), x.dtype)
             else:
-                x = tf.matmul(x, k) + b
+                x = tf.matmul(x, k)
+            x = x + b
             if i < last:
                 x = act(x)
         return x
@@ -98,7 +116,7 @@ class DenseStack(keras.layers.Layer):
     def copy(self, name: str) -> DenseStack:
         """A new stack with the same shape and (copied) weights: a target network."""
         twin = DenseStack(self.dims[0], self.dims[1:-1], self.dims[-1], self.activation,
-                          members=self.members, name=name)
+                          members=self.members, hidden_dtype=self.hidden_dtype, name=name)
         for t, s in zip(twin.weights, self.weights):
             t.assign(s)
         return twin

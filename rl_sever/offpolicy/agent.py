@@ -28,6 +28,7 @@ from rl_sever.config.offpolicy import OffPolicyConfig
 from rl_sever.core.agent import Agent
 from rl_sever.core.ingraph_env import tfnative_env
 from rl_sever.core.optim import ModuleOptimizer
+from rl_sever.core.resources import has_bf16_matrix_units
 from rl_sever.core.schedules import Scheduled
 from rl_sever.errors import ConfigError, UnsupportedSpaceError
 from rl_sever.isolation import sever
@@ -72,10 +73,17 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
 
     def _build_critic(self, feature_dim: int) -> None:
         """n_critics Q-functions of (features, action), batched, and their Polyak target."""
-        cfg, net = self.config, self.config.network
-        self.critic = DenseStack(feature_dim + self.action_dim, net.hidden_sizes, 1, net.activation,
-                                 members=cfg.n_critics, seed=cfg.seed + 1, name="critic")
+        cfg = self.config
+        self.critic = self.mlp(feature_dim + self.action_dim, 1, members=cfg.n_critics,
+                               seed=cfg.seed + 1, name="critic")
         self.target_critic = self.critic.copy("target_critic")
+
+    def mlp(self, in_dim: int, out_dim: int, *, seed: int, name: str, members: int = 0) -> DenseStack:
+        """An actor or critic body of config.network's hidden sizes and activation, with the
+        run's matmul precision (`members` > 0: an ensemble)."""
+        net = self.config.network
+        return DenseStack(in_dim, net.hidden_sizes, out_dim, net.activation, members=members,
+                          seed=seed, hidden_dtype=self.matmul_precision, name=name)
 
     def td_target(self, mb, next_features, seed) -> tf.Tensor:
         """The (severed) TD target y of the critic loss, shape [batch]."""
@@ -127,6 +135,15 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         """Every target network's variables (the audit's "targets" column)."""
         return [v for _, target in self.target_pairs() for v in target]
 
+    def auto_intra_op_threads(self) -> int:
+        # One intra-op thread for MLP updates on CPU without XLA: the executor then runs their
+        # independent matmuls side by side (rl_sever.core.threads). XLA runs one stream and
+        # wants the intra-op pool; convolutions split well across cores.
+        cfg = self.config
+        xla = cfg.jit_compile if cfg.jit_compile is not None else tfnative_env(self.env) is not None
+        mlp = self.user_encoder is None and not is_image(self.obs_shape, self.obs_dtype)
+        return 1 if mlp and not xla and not tf.config.list_physical_devices("GPU") else 0
+
     # -- construction -----------------------------------------------------------------------
     def _build(self) -> None:
         cfg = self.config
@@ -166,6 +183,19 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         self.aux = AuxiliarySet(cfg.aux, feature_dim, self.obs_shape, self.obs_dtype, act,
                                 cfg.auxiliary)
         self.learning_rate = tf.Variable(cfg.learning_rate, trainable=False, name="learning_rate")
+        tf_env = tfnative_env(self.env)
+        # XLA by default only for the in-graph chunk of a tf: env (env, replay and update in one
+        # cluster). A Gymnasium run's update is faster without it: the graph executor runs
+        # independent ops (critic members, forward and backward branches) side by side where
+        # XLA runs one stream, and fused optimizer kernels replace the per-variable Adam ops.
+        self.jit_compile = bool(tf_env is not None if cfg.jit_compile is None else cfg.jit_compile)
+        self.matmul_precision = net.matmul_precision
+        if self.matmul_precision == "auto":
+            # bfloat16 only where it was measured faster: AMX units, no XLA (whose CPU bfloat16
+            # dots are slower than float32), no GPU (not measured).
+            fast = (has_bf16_matrix_units() and not self.jit_compile
+                    and not tf.config.list_logical_devices("GPU"))
+            self.matmul_precision = "bfloat16" if fast else "float32"
         self._build_policy(feature_dim)
         self._build_critic(feature_dim)
         self.schedules = {
@@ -183,7 +213,6 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         self._one_step = cfg.n_step > 1 and self.aux.needs_transitions
         # A TF-native env: act, step, store and update run in compiled chunks with the replay
         # buffer in tf.Variables (rl_sever.offpolicy.ingraph); otherwise a NumPy buffer.
-        tf_env = tfnative_env(self.env)
         if tf_env is None:
             self.replay = ReplayBuffer(cfg.buffer_size, cfg.n_envs, self.obs_shape,
                                        self.obs_dtype.as_numpy_dtype, act.shape, np.float32,
@@ -205,7 +234,7 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         return ModuleOptimizer(modules, learning_rate=self.learning_rate, kind=cfg.optimizer,
                                epsilon=cfg.adam_eps,
                                max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else None,
-                               name=name)
+                               fused=not self.jit_compile, name=name)
 
     def critic_side_modules(self) -> dict[str, list]:
         mods = {"critic": self.critic.weights}

@@ -16,7 +16,6 @@ import tensorflow as tf
 
 from rl_sever.core import metrics
 from rl_sever.core.compiled import FastCall, plain_graph
-from rl_sever.nn.encoders import is_image
 from rl_sever.nn.layers import tf_variables
 from rl_sever.offpolicy.replay import Transitions
 
@@ -43,10 +42,7 @@ class OffPolicyUpdate:
                                      input_signature=[obs])
         # Internal, for the collector: unit actions ([-1, 1]) as stored in the replay buffer.
         # Fixed input signatures: these never retrace; they are traced on first use.
-        jit = cfg.jit_compile
-        if jit is None:
-            jit = not is_image(self.obs_shape, self.obs_dtype)
-        self.jit_compile = bool(jit)
+        jit = self.jit_compile  # resolved with the optimizers (rl_sever.offpolicy.agent)
         self.compiled = {
             "act": tf.function(lambda o: self._act_unit(o, self.next_seed()), jit_compile=jit,
                                input_signature=[env_obs]),

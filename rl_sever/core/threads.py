@@ -1,0 +1,41 @@
+"""TensorFlow's intra-op thread pool for a run (config `intra_op_threads`).
+
+TensorFlow fixes its thread pools when it runs its first op, so the setting applies when an
+agent is built in a process where TensorFlow has not run yet (the CLI's runs, a script that
+builds its agent first). `auto` asks the agent for its preference (`Agent.auto_intra_op_threads`)
+and keeps TensorFlow's pools as they are where they are already fixed; an explicit number that
+cannot apply is an error naming the remedy.
+
+Why it matters: the off-policy updates of small MLPs (256-wide layers, batch 256) are many
+independent matmuls. With intra-op threads each matmul also splits across the cores and the two
+pools oversubscribe them; with one intra-op thread the executor runs independent ops side by
+side instead (SAC update on 2 cores: 3.3 vs 4.0 ms; bench/README.md).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from rl_sever.errors import ConfigError
+
+
+def apply_intra_op_threads(setting: int | str, preferred: int) -> int:
+    """Apply config `intra_op_threads` (`auto`: `preferred`, 0 meaning TensorFlow's default);
+    returns the setting in effect (0: TensorFlow's default)."""
+    explicit = setting != "auto"
+    wanted = int(setting) if explicit else int(preferred)
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if wanted == current:
+        return current
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(wanted)
+    except RuntimeError:
+        if not explicit:
+            return current
+        raise ConfigError(
+            f"intra_op_threads={wanted} cannot apply: TensorFlow has already run in this process "
+            f"and fixed its intra-op threads at its first op ({current or 'its default'}). Build "
+            "the agent before any other TensorFlow work, call "
+            "tf.config.threading.set_intra_op_parallelism_threads at the start, or use "
+            "intra_op_threads=auto") from None
+    return wanted
