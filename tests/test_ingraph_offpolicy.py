@@ -108,7 +108,7 @@ def test_smoke_run_logs_sb3_names_audits_and_traces_once(algo, tmp_path):
 
 
 def test_chunk_compiles_with_xla_and_n_step_returns():
-    """The default for flat observations: the whole chunk under XLA (jit_compile), here with
+    """The default on tf: envs: the whole chunk under XLA (jit_compile), here with
     n-step returns folded in the in-graph sampler and 2 envs."""
     agent = tiny_agent(
         "td3",

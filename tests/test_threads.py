@@ -45,11 +45,10 @@ def fresh(algo: str, env: str, **overrides) -> list[int]:
 
 
 def test_auto_in_a_fresh_process():
+    # One process each (TensorFlow fixes its pools once per process).
     assert fresh("sac", "Pendulum-v1") == [1, 1]  # off-policy MLP, no XLA: one thread
-    assert fresh("td3", "Pendulum-v1", intra_op_threads=0) == [0, 0]  # explicit default
     assert fresh("sac", "Pendulum-v1", jit_compile=True) == [0, 0]  # XLA keeps the pool
-    assert fresh("ppo", "CartPole-v1", intra_op_threads=2) == [2, 2]
-    assert fresh("ppo", "CartPole-v1") == [0, 0]
+    assert fresh("ppo", "CartPole-v1", intra_op_threads=2) == [2, 2]  # explicit
 
 
 def test_running_tensorflow_keeps_its_pools():

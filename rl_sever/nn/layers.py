@@ -2,9 +2,9 @@
 severed reads), initialised linear layers, and the tf.Variables behind Keras variables.
 
 `DenseStack` is one Keras layer holding an MLP, or with `members` > 0 an ensemble of that many
-independent MLPs (the off-policy critics). It can be evaluated with its weights read through `sever` (`severed=True`): gradient still flows into the
-*inputs* (dQ/da for an actor loss) but has no path to the weights, so the audit proves the actor
-loss never reaches the critic.
+independent MLPs (the off-policy critics). It can be evaluated with its weights read through
+`sever` (`severed=True`): gradient still flows into the *inputs* (dQ/da for an actor loss) but
+has no path to the weights, so the audit proves the actor loss never reaches the critic.
 """
 
 from __future__ import annotations

@@ -139,10 +139,15 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         # One intra-op thread for MLP updates on CPU without XLA: the executor then runs their
         # independent matmuls side by side (rl_sever.core.threads). XLA runs one stream and
         # wants the intra-op pool; convolutions split well across cores.
-        cfg = self.config
-        xla = cfg.jit_compile if cfg.jit_compile is not None else tfnative_env(self.env) is not None
         mlp = self.user_encoder is None and not is_image(self.obs_shape, self.obs_dtype)
-        return 1 if mlp and not xla and not tf.config.list_physical_devices("GPU") else 0
+        return 1 if mlp and not self.uses_xla() and not tf.config.list_physical_devices("GPU") else 0
+
+    def uses_xla(self) -> bool:
+        """config.jit_compile; unset, only for a tf: env's in-graph chunk. A Gymnasium run's
+        update is faster without XLA (docs/offpolicy.md#speed): the executor runs independent
+        ops side by side where XLA runs one stream, and fused Adam kernels apply."""
+        jit = self.config.jit_compile
+        return bool(tfnative_env(self.env) is not None if jit is None else jit)
 
     # -- construction -----------------------------------------------------------------------
     def _build(self) -> None:
@@ -184,11 +189,7 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
                                 cfg.auxiliary)
         self.learning_rate = tf.Variable(cfg.learning_rate, trainable=False, name="learning_rate")
         tf_env = tfnative_env(self.env)
-        # XLA by default only for the in-graph chunk of a tf: env (env, replay and update in one
-        # cluster). A Gymnasium run's update is faster without it: the graph executor runs
-        # independent ops (critic members, forward and backward branches) side by side where
-        # XLA runs one stream, and fused optimizer kernels replace the per-variable Adam ops.
-        self.jit_compile = bool(tf_env is not None if cfg.jit_compile is None else cfg.jit_compile)
+        self.jit_compile = self.uses_xla()
         self.matmul_precision = net.matmul_precision
         if self.matmul_precision == "auto":
             # bfloat16 only where it was measured faster: AMX units, no XLA (whose CPU bfloat16
