@@ -8,6 +8,8 @@ from rl_sever.config.run import OnPolicyConfig
 from rl_sever.objective import LossTerm, policy_gradient
 from rl_sever.onpolicy.agent import OnPolicyAgent
 
+__all__ = ["A2C", "A2CConfig"]
+
 
 @dataclass
 class A2CConfig(OnPolicyConfig):

@@ -8,9 +8,11 @@ import tensorflow as tf
 
 from rl_sever.config.fields import check
 from rl_sever.config.run import SCHEDULES, OnPolicyConfig
-from rl_sever.core.schedules import Scheduled
+from rl_sever.config.schedules import Scheduled
 from rl_sever.objective import LossTerm, ppo_clip, value_mse
 from rl_sever.onpolicy.agent import OnPolicyAgent
+
+__all__ = ["PPO", "PPOConfig"]
 
 
 @dataclass

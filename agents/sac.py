@@ -22,6 +22,8 @@ from rl_sever.nn.distributions import split_mean_log_std, squashed_gaussian_samp
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.agent import OffPolicyAgent
 
+__all__ = ["SAC", "SACConfig"]
+
 
 @dataclass
 class SACConfig(OffPolicyConfig):

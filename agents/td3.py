@@ -1,10 +1,10 @@
-"""TD3 (Fujimoto et al. 2018) and DDPG as a configuration of it, on the shared off-policy
-actor-critic.
+"""TD3 (Fujimoto et al. 2018), on the shared off-policy actor-critic.
 
 Losses: critic (each Q-function against a severed TD target from the target critics, with
 target policy smoothing) and actor (-Q1(s, mu(s)), applied every `policy_delay` critic
 updates together with the Polyak update of every target network), plus any auxiliary losses
-on the shared encoder. DDPG: one critic, no target smoothing, no delay.
+on the shared encoder. DDPG (agents/ddpg.py) is this page with one critic, no target
+smoothing and no delay.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from rl_sever.config.offpolicy import OffPolicyConfig, OffPolicyNetworkConfig
 from rl_sever.isolation import sever
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.agent import OffPolicyAgent
+
+__all__ = ["TD3", "TD3Config"]
 
 
 @dataclass
@@ -46,16 +48,6 @@ class TD3Config(OffPolicyConfig):
         check(self.target_noise_clip >= 0, "target_noise_clip must be >= 0")
         check(self.action_noise >= 0, "action_noise must be >= 0")
         check(self.n_critics >= 1, f"n_critics must be >= 1, got {self.n_critics}")
-
-
-@dataclass
-class DDPGConfig(TD3Config):
-    policy_delay: int = 1
-    """Update the actor and the targets once every this many critic updates."""
-    target_policy_noise: float = 0.0
-    """Std of the Gaussian noise added to the target action (0: no target smoothing)."""
-    n_critics: int = 1
-    """Number of Q-functions."""
 
 
 class TD3(OffPolicyAgent):
@@ -129,10 +121,3 @@ class TD3(OffPolicyAgent):
         thunks = {"features": lambda: actor_feat, "actions": lambda: actions,
                   "q1": lambda: q1, "q": lambda: tf.reshape(q1, [-1])}
         return thunks, {}
-
-
-class DDPG(TD3):
-    """DDPG: TD3 with one critic, no target smoothing and no actor delay."""
-
-    algo = "ddpg"
-    config_cls = DDPGConfig

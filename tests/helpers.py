@@ -3,14 +3,19 @@ parameter snapshots, gradient checks, event-file reading, and two small test env
 
 from __future__ import annotations
 
+import functools
+
 import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-ALGOS = ["ppo", "a2c", "sac", "td3", "ddpg"]
-ONPOLICY = ("ppo", "a2c")
-ENV_FOR = {"ppo": "CartPole-v1", "a2c": "CartPole-v1", "sac": "Pendulum-v1",
-           "td3": "Pendulum-v1", "ddpg": "Pendulum-v1"}
+import agents  # noqa: F401  (the shipped pages register themselves on import)
+from rl_sever.core.registry import registered
+
+# Every registered algorithm (the pages of `agents`): a new page joins every test below.
+ALGOS = list(registered())
+ONPOLICY = tuple(a for a, k in registered().items() if k.mode == "on_policy")
+ENV_FOR = {a: "CartPole-v1" if a in ONPOLICY else "Pendulum-v1" for a in ALGOS}
 
 TINY_MD_ID = "RlSeverTinyMultiDiscrete-v0"
 TINY_MD_HORIZON = 10  # TimeLimit truncation
@@ -109,6 +114,26 @@ def tiny_agent(algo: str, env: str | None = None, *, fill: int | None = None, lo
     if fill:
         agent.learn(fill, progress=False)
     return agent
+
+
+def count_calls(monkeypatch, klass, *methods: str) -> dict[str, int]:
+    """Count the Python calls of `klass`'s methods from now on. For a method that only compiled
+    code calls (an update or act body), each call is one trace: unlike a tf.function's own
+    tracing count, this sees a retrace through any wrapper (a new tf.function, a new concrete
+    function), so it can fail."""
+    counts = dict.fromkeys(methods, 0)
+
+    def counting(name, original):
+        @functools.wraps(original)  # tf.function binds inputs by the body's signature
+        def counted(self, *args, **kwargs):
+            counts[name] += 1
+            return original(self, *args, **kwargs)
+
+        return counted
+
+    for name in methods:
+        monkeypatch.setattr(klass, name, counting(name, getattr(klass, name)))
+    return counts
 
 
 def collect_or_sample(agent) -> dict[str, np.ndarray]:

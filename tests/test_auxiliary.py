@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from rl_sever.audit import run_audit
 from rl_sever.auxiliary import AuxContext, AuxiliaryConfig, make_auxiliary
-from rl_sever.core.spaces import ActionSpec
+from rl_sever.config.spaces import ActionSpec
 from rl_sever.errors import ConfigError, UnknownNameError
 from tests.helpers import snapshot, tiny_agent, tiny_config
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tensorboard.compat.proto import event_pb2
 
 from rl_sever import cli
+from rl_sever.config.fields import describe_config
 from rl_sever.core.registry import algorithm_names
 
 TINY = (
@@ -246,7 +247,7 @@ def test_config_listing_has_every_key_and_doc(capsys, argv):
 
     code, out, _ = run(capsys, *argv)
     assert code == 0
-    for key, default, doc in cli.describe_config(PPOConfig()):
+    for key, default, doc in describe_config(PPOConfig()):
         assert f"{key} = {default!r}" in out
         assert doc and doc in out
     assert "network.hidden_sizes" in out

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ALGOS, ONPOLICY
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
@@ -24,12 +26,12 @@ import numpy as np
 import tensorflow as tf
 
 tf.config.experimental.enable_op_determinism()
-from tests.helpers import ALGOS, tiny_agent
+from tests.helpers import ALGOS, ONPOLICY, tiny_agent
 
 def run(algo, seed):
     tf.keras.utils.set_random_seed(seed)
     agent = tiny_agent(algo, fill=0, seed=seed, eval_episodes=0, audit=False,
-                       **({} if algo in ("ppo", "a2c") else {"learning_starts": 32}))
+                       **({} if algo in ONPOLICY else {"learning_starts": 32}))
     rows, logged = [], agent.logged_metrics
 
     def recording(raw):  # every update's metrics pass through here (train() included)
@@ -63,11 +65,10 @@ def runs():
     return json.loads(line[len("RESULT "):])
 
 
-LOSS_KEY = {"ppo": "train/loss", "a2c": "train/loss", "sac": "train/critic_loss",
-            "td3": "train/critic_loss", "ddpg": "train/critic_loss"}
+LOSS_KEY = {algo: "train/loss" if algo in ONPOLICY else "train/critic_loss" for algo in ALGOS}
 
 
-@pytest.mark.parametrize("algo", list(LOSS_KEY))
+@pytest.mark.parametrize("algo", ALGOS)
 def test_same_seed_gives_identical_losses(runs, algo):
     a, b = runs[f"{algo}/0/a"], runs[f"{algo}/0/b"]
     assert len(a["losses"]) >= 2  # several iterations with an update

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rl_sever.cli import describe_config
 from rl_sever.config import presets
-from rl_sever.config.fields import to_dict, update
+from rl_sever.config.fields import describe_config, to_dict, update
 from rl_sever.config.run import parse_grad_from
 from rl_sever.core.registry import get_agent_class
 from rl_sever.errors import ConfigError

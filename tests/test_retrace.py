@@ -1,18 +1,24 @@
 """The compiled act and update steps are traced once per agent: annealed learning rate and clip
-range, loss weights and freeze flags live in tf.Variables and never cause a retrace."""
+range, loss weights and freeze flags live in tf.Variables and never cause a retrace, and
+their new values reach the compiled update."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.helpers import make_agent
+from rl_sever.onpolicy.agent import OnPolicyAgent
+from tests.helpers import collect_batch, count_calls, make_agent
 
 
 @pytest.mark.parametrize("algo, jit", [("ppo", False), ("a2c", False), ("ppo", True)],
                          ids=["ppo", "a2c", "ppo-xla"])
-def test_no_retrace_across_iterations_while_schedules_change(algo, jit):
+def test_no_retrace_across_iterations_while_schedules_change(algo, jit, monkeypatch):
+    # The bodies count their traces: a retrace through any wrapper (a new tf.function for
+    # the host policy's weights, a rebuilt update) shows, which the tf.function's own
+    # tracing count of a fixed input signature cannot.
+    traces = count_calls(monkeypatch, OnPolicyAgent, "_train", "_act")
     overrides = {"lr_schedule": "linear", "total_steps": 6 * 32, "eval_episodes": 0,
-                 "jit_compile": jit}
+                 "jit_compile": jit, "host_act": "off"}
     if algo == "ppo":
         overrides["clip_schedule"] = "linear"
     agent = make_agent(algo, "CartPole-v1", overrides)
@@ -20,8 +26,7 @@ def test_no_retrace_across_iterations_while_schedules_change(algo, jit):
 
     def record(agent, metrics):
         seen.append({
-            "train": agent.train_fn.experimental_get_tracing_count(),
-            "act": agent.act_fn.experimental_get_tracing_count(),
+            "traces": dict(traces),
             "lr": float(agent.optimizer.learning_rate.numpy()),
             "clip": float(agent.clip_range.numpy()) if algo == "ppo" else None,
         })
@@ -36,12 +41,45 @@ def test_no_retrace_across_iterations_while_schedules_change(algo, jit):
     finally:
         agent.close()
     assert len(seen) == 8
-    assert all(s["train"] == 1 and s["act"] == 1 for s in seen), seen
+    assert all(s["traces"] == {"_train": 1, "_act": 1} for s in seen), seen
     # The schedules really moved: the learning rate (and clip range) differ every iteration.
     lrs = [s["lr"] for s in seen[:6]]
     assert all(a > b for a, b in zip(lrs, lrs[1:])), lrs
     if algo == "ppo":
         clips = [s["clip"] for s in seen[:6]]
         assert all(a > b for a, b in zip(clips, clips[1:])), clips
-    assert agent.train_fn.experimental_get_tracing_count() == 1
-    assert agent.act_fn.experimental_get_tracing_count() == 1
+
+
+def test_a_structural_edit_retraces_and_the_counter_sees_it(monkeypatch):
+    """The control of the test above: replacing a term before the first update rebuilds the
+    compiled update, and the body's trace counter shows the second trace."""
+    traces = count_calls(monkeypatch, OnPolicyAgent, "_train")
+    agent = make_agent("ppo", "CartPole-v1", eval_episodes=0)
+    batch = collect_batch(agent)
+    agent.train(batch)
+    assert traces["_train"] == 1
+    agent2 = make_agent("ppo", "CartPole-v1", eval_episodes=0)
+    agent2.objective.set_weight("entropy", 0.5)  # a weight: no retrace
+    agent2.objective.remove("entropy")  # structure: a new update function
+    agent2.train(batch)
+    assert traces["_train"] == 2
+    agent.close()
+    agent2.close()
+
+
+def test_the_annealed_clip_range_reaches_the_compiled_ppo_loss(monkeypatch, tmp_path):
+    """The same rollout from the same parameters through the same compiled update (no
+    retrace): a clip range of 100 clips nothing, one of 1e-6 clips most ratios."""
+    traces = count_calls(monkeypatch, OnPolicyAgent, "_train")
+    agent = make_agent("ppo", "CartPole-v1", eval_episodes=0)
+    batch = collect_batch(agent)
+    start = agent.checkpoint.write(str(tmp_path / "start"))
+    fractions = {}
+    for clip in (100.0, 1e-6):
+        agent.checkpoint.read(start).assert_consumed()
+        agent.clip_range.assign(clip)
+        fractions[clip] = agent.train(batch)["train/clip_fraction"]
+    assert fractions[100.0] == 0.0
+    assert fractions[1e-6] > 0.3, fractions
+    assert traces["_train"] == 1
+    agent.close()

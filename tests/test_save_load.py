@@ -11,12 +11,12 @@ import tensorflow as tf
 
 from rl_sever.config.fields import to_dict
 from rl_sever.core.agent import Agent
-from tests.helpers import make_agent, read_event_tensors
+from tests.helpers import ALGOS, ENV_FOR, ONPOLICY, make_agent, read_event_tensors
 
 
 def trained(algo, env_id, tmp_path, overrides=None):
     agent = make_agent(algo, env_id, overrides, logdir=tmp_path, eval_episodes=0)
-    agent.learn(progress=False)
+    agent.learn(None if algo in ONPOLICY else 128, progress=False)  # off-policy: updates run
     return agent
 
 
@@ -27,13 +27,15 @@ def observations(agent, n=64, seed=0):
 
 def all_state(agent) -> list[np.ndarray]:
     variables = [v for vs in agent.flow_modules().values() for v in vs]
-    for opt in agent.optimizer.optimizers.values():
-        variables += list(opt.variables)
+    for module_optimizer in agent.module_optimizers():
+        for opt in module_optimizer.optimizers.values():
+            variables += list(opt.variables)
     variables += [agent.global_step, agent.iteration, agent.seed_counter]
     return [np.array(v.numpy(), copy=True) for v in variables]
 
 
-@pytest.mark.parametrize("algo,env_id", [("ppo", "CartPole-v1"), ("a2c", "Pendulum-v1")])
+@pytest.mark.parametrize("algo,env_id", [("a2c", "Pendulum-v1")]
+                         + [(algo, ENV_FOR[algo]) for algo in ALGOS])
 def test_load_restores_everything_and_gives_identical_greedy_actions(algo, env_id, tmp_path):
     agent = trained(algo, env_id, tmp_path)
     loaded = Agent.load(agent.run_dir)

@@ -9,7 +9,6 @@ import yaml
 
 from rl_sever.config import presets
 from rl_sever.config.fields import load_yaml, parse_set
-from rl_sever.core.registry import get_agent_class
 
 # YAML's spellings of null, plus Python's; not "none", a valid value of some string keys.
 _NONE_WORDS = ("null", "~", "None")
@@ -37,16 +36,15 @@ def override_layers(args: argparse.Namespace) -> list[dict[str, Any]]:
     return layers
 
 
-def build_config(algo: str, env_id: str | None, args: argparse.Namespace) -> tuple[type, Any, bool]:
-    """(agent class, resolved config, whether a preset was applied)."""
-    klass = get_agent_class(algo)
+def resolve_config(klass: type, env_id: str | None, args: argparse.Namespace) -> tuple[Any, bool]:
+    """The resolved config of agent class `klass`, and whether a preset was applied."""
     preset = (
         _find_preset(klass.algo, env_id)
         if env_id and not getattr(args, "no_preset", False)
         else None
     )
     layers = ([preset] if preset else []) + override_layers(args)
-    return klass, presets.resolve(klass.config_cls, layers), preset is not None
+    return presets.resolve(klass.config_cls, layers), preset is not None
 
 
 def _find_preset(algo: str, env_id: str) -> dict[str, Any] | None:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 from envs.atari import AtariSettings
 from envs.factory import VECTORIZATION_MODES, check_n_workers
-from rl_sever.auxiliary.base import AUXILIARY, AuxiliaryConfig
+from rl_sever.config.auxiliary import AUXILIARY, AuxiliaryConfig
 from rl_sever.config.fields import check
+from rl_sever.config.loss_spec import parse_spec
 from rl_sever.errors import suggest
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
@@ -210,8 +211,6 @@ class RunConfig:
             check(float(w) >= 0, f"aux_weights['{name}'] must be >= 0, got {w}")
         self.auxiliary.validate()
         self.atari.validate()
-        from rl_sever.objective.spec import parse_spec
-
         for spec in self.losses:
             parse_spec(spec)  # syntax only; the paths are imported when the agent is built
 

@@ -16,13 +16,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from envs import EpisodeStats, episode_stats, find_normalizer, make_vec_env
 from rl_sever import __version__
 from rl_sever.config.changes import check_resume_changes, config_changes, history_entry
 from rl_sever.config.fields import flat_items, to_dict, update
-from rl_sever.core import metrics, rundir
+from rl_sever.config.spaces import action_spec, observation_shape
+from rl_sever.core import metrics, registry, rundir
 from rl_sever.core.checkpoint import Checkpointer
 from rl_sever.core.distribute import ReplicaSet
-from rl_sever.core.spaces import action_spec, observation_shape
+from rl_sever.core.loop import run_training
 from rl_sever.core.threads import apply_intra_op_threads
 from rl_sever.errors import ConfigError, suggest
 from rl_sever.isolation.freeze import FreezeSchedule
@@ -38,13 +40,32 @@ class Agent:
     config_cls: type = object
     mode: str = ""
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("algo"):  # a page declares its name: it registers itself
+            registry.register(cls)
+
+    @classmethod
+    def check_page(cls) -> None:
+        """Fail with one ConfigError line when this class cannot be trained as an algorithm."""
+        name = f"{cls.__module__}:{cls.__qualname__}"
+        if not cls.algo or not cls.algo.replace("-", "_").isidentifier():
+            raise ConfigError(f"algorithm class {name} must set `algo`, its name (e.g. 'ppo')")
+        if not (dataclasses.is_dataclass(cls.config_cls) and hasattr(cls.config_cls, "validate")):
+            raise ConfigError(f"algorithm class {name} must set `config_cls` to its config "
+                              "dataclass (a subclass of OnPolicyConfig or OffPolicyConfig)")
+        if cls.mode not in ("on_policy", "off_policy"):
+            raise ConfigError(f"algorithm class {name} must derive from OnPolicyAgent or "
+                              f"OffPolicyAgent (mode is {cls.mode!r})")
+
     def __init__(self, env: str | gym.vector.VectorEnv, config: Any = None, *,
                  logdir: str | Path | None = "runs", run_dir: str | Path | None = None,
                  losses: list | None = None, encoder: Any = None):
         """`losses`: edits of the objective applied after config.losses, in order: spec strings
-        (rl_sever.objective.spec), LossTerms (added) or Objectives (their terms added).
+        (rl_sever.config.loss_spec), LossTerms (added) or Objectives (their terms added).
         `encoder`: a keras.Model / Layer from (scaled) observations to features [batch, d],
         used as the agent's shared encoder (rl_sever.nn.encoders.UserEncoder)."""
+        type(self).check_page()
         self._loss_edits = list(losses or [])
         if config is None:
             config = self.config_cls()
@@ -62,8 +83,6 @@ class Agent:
         self.replicas = ReplicaSet(config.distribute, config.devices)
         keras.utils.set_random_seed(config.seed)
         if isinstance(env, str):
-            from envs import make_vec_env
-
             self.env_id = env
             env = make_vec_env(env, config.n_envs, seed=config.seed, vectorization=config.vectorization,
                                n_workers=config.n_workers,
@@ -81,7 +100,6 @@ class Agent:
                 raise ConfigError("the vector env uses NEXT_STEP autoreset; build it with "
                                   "vector_kwargs={'autoreset_mode': gym.vector.AutoresetMode.SAME_STEP} "
                                   "(or use envs.make_vec_env)")
-            from envs import EpisodeStats, episode_stats
 
             try:
                 episode_stats(env)
@@ -91,7 +109,6 @@ class Agent:
         self.obs_shape = observation_shape(env.single_observation_space)
         self.obs_dtype = tf.as_dtype(env.single_observation_space.dtype)
         self.action = action_spec(env.single_action_space)
-        from envs import find_normalizer
 
         self.normalizer = find_normalizer(env)
         self.user_encoder = encoder
@@ -214,7 +231,8 @@ class Agent:
 
     # -- run folder -------------------------------------------------------------------------
     def config_record(self) -> dict:
-        record = {"algo": self.algo, "env_id": self.env_id, "config": to_dict(self.config),
+        record = {"algo": self.algo, "agent_class": registry.class_path(type(self)),
+                  "env_id": self.env_id, "config": to_dict(self.config),
                   "rl_sever_version": __version__}
         if self.user_encoder is not None:  # its architecture is code: load() must be given it
             record["user_encoder"] = f"{type(self.user_encoder).__name__} {self.user_encoder.name!r}"
@@ -264,7 +282,6 @@ class Agent:
 
     def continue_learning(self, *, progress: bool | None = None, callback=None) -> Agent:
         """Train until the stored target step (used by `learn` and by --resume)."""
-        from rl_sever.core.loop import run_training
 
         run_training(self, progress=progress, callback=callback)
         return self
@@ -309,10 +326,8 @@ class Agent:
         """Rebuild an agent from a run folder's config.json and restore its latest checkpoint.
         A run trained with a user-supplied encoder needs the same architecture as `encoder`
         (its weights come from the checkpoint)."""
-        from rl_sever.core.registry import get_agent_class
-
         record = rundir.read_config(run_dir)
-        klass = get_agent_class(record["algo"]) if cls is Agent or not cls.algo else cls
+        klass = cls if cls is not Agent and cls.algo else _trained_class(record, run_dir)
         if klass.algo != record["algo"]:
             raise ConfigError(f"{run_dir} holds a {record['algo']} run, not {klass.algo}")
         config = update(klass.config_cls(), record["config"])
@@ -344,3 +359,17 @@ class Agent:
         fields = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}"
                            for f in dataclasses.fields(self.config)[:4])
         return f"{type(self).__name__}(env={self.env_id!r}, {fields}, ...)"
+
+
+def _trained_class(record: dict, run_dir) -> type:
+    """The class that trained a run: the registered page of its algo, else its class path."""
+    path, known = record.get("agent_class"), registry.registered().get(record["algo"])
+    if known is not None and (path is None or registry.class_path(known) == path):
+        return known
+    if path is None:
+        return registry.get_agent_class(record["algo"])
+    try:
+        return registry.load_class_path(path)
+    except ConfigError as e:
+        raise ConfigError(f"{run_dir} was trained by {path}: {e}; import that class and call "
+                          "its load(run_dir)") from None

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from envs import make_vec_env
+from envs.replay import record_videos
+
 
 def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bool = True,
              max_envs: int = 10, render_mode: str | None = None,
@@ -21,7 +24,6 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
     there as MP4 files by replaying their actions (`envs.replay`; the `video` extra):
     `"videos"` lists the files.
     """
-    from envs import make_vec_env
 
     atari = getattr(getattr(agent, "config", None), "atari", None)
     if video_dir is not None:
@@ -63,8 +65,6 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
 
 def _record(agent, seed: int, actions: list[np.ndarray], returns: list[float], video_dir,
             atari) -> dict:
-    from envs.replay import record_videos
-
     prefix = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{agent.algo}-{agent.env_id}")
     settings = dataclasses.asdict(atari) if dataclasses.is_dataclass(atari) else None
     out = record_videos(agent.env_id, seed, actions, video_dir, prefix=prefix, atari=settings)

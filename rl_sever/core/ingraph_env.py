@@ -9,6 +9,8 @@ from __future__ import annotations
 import tensorflow as tf
 from gymnasium.vector import VectorEnv, VectorWrapper
 
+from envs import EpisodeStats, VecNormalize, episode_stats
+from envs.tfnative import EnvState, TFNativeVectorEnv
 from rl_sever.errors import ConfigError
 
 
@@ -21,12 +23,6 @@ def tfnative_env(env: VectorEnv):
     Python through its Gymnasium view instead; VecNormalize raises a ConfigError, since the
     in-graph path does not normalise and silently dropping it would change the run.
     """
-    from envs import EpisodeStats, VecNormalize
-
-    try:
-        from envs.tfnative import TFNativeVectorEnv
-    except ModuleNotFoundError:
-        return None
     normalized, other = False, False
     while isinstance(env, VectorWrapper):
         normalized |= isinstance(env, VecNormalize)
@@ -59,8 +55,6 @@ class InGraphEnvState(tf.Module):
         self.started = tf.Variable(False, trainable=False, name="started")
 
     def read(self):
-        from envs.tfnative import EnvState
-
         return EnvState(self.physics.read_value(), self.t.read_value(), self.key.read_value())
 
     def write(self, state) -> None:
@@ -91,8 +85,6 @@ class TFEnvCollector:
     a fresh run is handed to the loop as a batch, so it audits the gradient flow first."""
 
     def __init__(self, agent, fresh: bool):
-        from envs import episode_stats
-
         self.agent, self.trainer = agent, agent.ingraph
         self.stats = episode_stats(agent.env)
         self.audit_next = bool(agent.config.audit) and fresh

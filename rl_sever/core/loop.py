@@ -24,7 +24,9 @@ from typing import Any, NamedTuple
 
 import tensorflow as tf
 
+from envs import episode_stats
 from rl_sever.audit import run_audit
+from rl_sever.core.evaluation import evaluate
 from rl_sever.core.events import truncate_events_after
 from rl_sever.core.finite import NonFiniteError, check_metrics, from_check_numerics
 from rl_sever.core.logger import Logger
@@ -77,8 +79,6 @@ def _train(agent, progress: bool | None, callback) -> None:
 
 
 def _train_in(agent, progress: bool | None, callback) -> None:
-    from envs import episode_stats
-
     cfg = agent.config
     run_dir = agent.ensure_run_dir()
     start_step = int(agent.global_step.numpy())
@@ -191,8 +191,6 @@ def _train_in(agent, progress: bool | None, callback) -> None:
 
 
 def _evaluate(agent, cfg) -> dict[str, float]:
-    from rl_sever.core.evaluation import evaluate
-
     result = evaluate(agent, cfg.eval_episodes, seed=cfg.seed + 10_000)
     agent.last_eval = result
     return {"mean_reward": result["mean_reward"], "mean_ep_length": result["mean_ep_length"]}

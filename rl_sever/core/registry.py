@@ -1,29 +1,72 @@
-"""Algorithm registry: names -> agent classes, imported lazily (rl_sever never imports agents
-at module level)."""
+"""Algorithm registry: every Agent subclass that declares its own `algo` registers itself.
+
+The shipped pages (the `agents` package) and users' packages are found through the
+`rl_sever.algorithms` entry-point group, so nothing here names them; a user's algorithm
+can also be named by its class path, `my_module:MyAgent`.
+"""
 
 from __future__ import annotations
 
-import importlib
+from importlib.metadata import entry_points
 
-from rl_sever.errors import UnknownNameError, suggest
+from rl_sever.config.paths import import_path
+from rl_sever.errors import ConfigError, UnknownNameError, suggest
 
-ALGORITHMS: dict[str, str] = {
-    "ppo": "agents.ppo:PPO",
-    "a2c": "agents.a2c:A2C",
-    "sac": "agents.sac:SAC",
-    "td3": "agents.td3:TD3",
-    "ddpg": "agents.td3:DDPG",
-}
+ENTRY_POINT_GROUP = "rl_sever.algorithms"
+_REGISTRY: dict[str, type] = {}
+_loaded = False
+
+
+def register(klass: type) -> None:
+    """Record `klass` under its `algo` (called by Agent.__init_subclass__)."""
+    key = klass.algo.lower()
+    known = _REGISTRY.get(key)
+    if known is not None and class_path(known) != class_path(klass):
+        raise ConfigError(f"algorithm '{key}' is declared twice: by {class_path(known)} and by "
+                          f"{class_path(klass)}; give one of them another `algo`")
+    _REGISTRY[key] = klass
+
+
+def class_path(klass: type) -> str:
+    return f"{klass.__module__}:{klass.__qualname__}"
+
+
+def _load_packages() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            ep.load()
+
+
+def registered() -> dict[str, type]:
+    """Name -> class of every registered algorithm (the shipped pages loaded first)."""
+    _load_packages()
+    return dict(sorted(_REGISTRY.items()))
 
 
 def algorithm_names() -> list[str]:
-    return sorted(ALGORITHMS)
+    return list(registered())
 
 
-def get_agent_class(name: str):
+def get_agent_class(name: str) -> type:
+    """The agent class of a registered name (`ppo`) or of a class path (`my_module:MyAgent`)."""
+    if ":" in name:
+        return load_class_path(name)
+    algos = registered()
     key = name.lower()
-    if key not in ALGORITHMS:
-        raise UnknownNameError(f"unknown algorithm '{name}'; available: {', '.join(algorithm_names())}."
-                               + suggest(key, ALGORITHMS))
-    module, _, attr = ALGORITHMS[key].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    if key not in algos:
+        raise UnknownNameError(f"unknown algorithm '{name}'; available: {', '.join(algos)} "
+                               "(or a class path, my_module:MyAgent)." + suggest(key, algos))
+    return algos[key]
+
+
+def load_class_path(path: str) -> type:
+    """Import `module:Class` and check that it is an agent class."""
+    obj = import_path(path, f"algorithm '{path}'")
+    check_agent_class = getattr(obj, "check_page", None)
+    if not isinstance(obj, type) or check_agent_class is None:
+        raise ConfigError(f"algorithm '{path}' is {type(obj).__name__} {obj!r}, not an agent "
+                          "class (a subclass of rl_sever.Agent)")
+    check_agent_class()
+    return obj

@@ -1,55 +1,5 @@
-"""What rl_sever supports of Gymnasium spaces, with clear errors for the rest."""
+"""Moved to rl_sever.config.spaces: this path warns and goes in the next release."""
 
-from __future__ import annotations
+from rl_sever.config.moved import shim
 
-from dataclasses import dataclass
-
-import gymnasium as gym
-import numpy as np
-
-from rl_sever.errors import UnsupportedSpaceError
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """The action space reduced to what a policy head needs."""
-
-    kind: str  # "discrete" | "multidiscrete" | "box"
-    shape: tuple[int, ...]  # shape of one action
-    n: int = 0  # discrete: number of actions
-    nvec: tuple[int, ...] = ()  # multidiscrete: choices per component
-    low: np.ndarray | None = None  # box bounds, for clipping when stepping the env
-    high: np.ndarray | None = None
-
-    @property
-    def dtype(self) -> str:
-        return "float32" if self.kind == "box" else "int32"
-
-
-def action_spec(space: gym.Space) -> ActionSpec:
-    if isinstance(space, gym.spaces.Discrete):
-        if int(space.start) != 0:
-            raise UnsupportedSpaceError(f"Discrete action spaces must start at 0, got start={space.start}")
-        return ActionSpec("discrete", (), n=int(space.n))
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        if space.nvec.ndim != 1:
-            raise UnsupportedSpaceError("only 1-D MultiDiscrete action spaces are supported")
-        return ActionSpec("multidiscrete", (len(space.nvec),), nvec=tuple(int(n) for n in space.nvec))
-    if isinstance(space, gym.spaces.Box):
-        if len(space.shape) != 1:
-            raise UnsupportedSpaceError(f"Box action spaces must be 1-D, got shape {space.shape}")
-        return ActionSpec("box", tuple(space.shape), low=space.low.astype(np.float32),
-                          high=space.high.astype(np.float32))
-    raise UnsupportedSpaceError(
-        f"unsupported action space {space}; rl_sever supports Discrete, MultiDiscrete and 1-D Box"
-    )
-
-
-def observation_shape(space: gym.Space) -> tuple[int, ...]:
-    """Shape of one observation; the env factory has already flattened Dict/Tuple spaces."""
-    if isinstance(space, gym.spaces.Box):
-        return tuple(space.shape)
-    raise UnsupportedSpaceError(
-        f"unsupported observation space {space}; use Box, or Dict/Tuple of Box/Discrete spaces "
-        "(envs.make_vec_env flattens those)"
-    )
+shim(__name__, "rl_sever.config.spaces")

@@ -20,31 +20,39 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import keras
 import tensorflow as tf
 
-from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.errors import ConfigError, suggest
+
+
+@runtime_checkable
+class Freezable(Protocol):
+    """What freezing needs of an optimizer: named modules, each with a boolean tf.Variable
+    that skips its update (rl_sever.core.optim.ModuleOptimizer is the one agents use)."""
+
+    module_names: list[str]
+    frozen: dict[str, tf.Variable]
 
 
 class ModuleRef(NamedTuple):
     """A named module of a ModuleOptimizer; a plain `(optimizer, name)` tuple works the same."""
 
-    optimizer: ModuleOptimizer
+    optimizer: Freezable
     module: str
 
 
-FreezeTarget = ModuleRef | tuple[ModuleOptimizer, str] | keras.layers.Layer
+FreezeTarget = ModuleRef | tuple[Freezable, str] | keras.layers.Layer
 
 
-def freeze_flag(target: ModuleRef | tuple[ModuleOptimizer, str]) -> tf.Variable:
+def freeze_flag(target: ModuleRef | tuple[Freezable, str]) -> tf.Variable:
     """The boolean tf.Variable that freezes a module (for reading it inside a compiled step)."""
     if not (isinstance(target, tuple) and len(target) == 2):
         raise TypeError(f"expected (ModuleOptimizer, module_name), got {target!r}")
     opt, name = target
-    if not isinstance(opt, ModuleOptimizer):
+    if not isinstance(opt, Freezable):
         raise TypeError(f"expected a ModuleOptimizer first, got {type(opt).__name__}")
     if name not in opt.frozen:
         raise ConfigError(
@@ -173,12 +181,12 @@ class FreezeSchedule:
             for m, (start, end) in self.windows.items()
         }
 
-    def validate(self, module_optimizer: ModuleOptimizer) -> None:
+    def validate(self, module_optimizer: Freezable) -> None:
         """Fail early if the schedule names a module the optimizer does not have."""
         for module in self.windows:
             freeze_flag((module_optimizer, module))
 
-    def apply(self, module_optimizer: ModuleOptimizer, env_step: int) -> dict[str, bool]:
+    def apply(self, module_optimizer: Freezable, env_step: int) -> dict[str, bool]:
         """Set the frozen flags for `env_step`; return the modules whose flag changed.
 
         Call once per iteration from plain Python (the trainer); the compiled step only reads

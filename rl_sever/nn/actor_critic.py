@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from rl_sever.config.run import NetworkConfig, parse_grad_from
-from rl_sever.core.spaces import ActionSpec
+from rl_sever.config.spaces import ActionSpec
 from rl_sever.isolation import sever
 from rl_sever.nn.distributions import ActionHead
 from rl_sever.nn.encoders import flat_obs, is_image, make_encoder

@@ -8,7 +8,7 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from rl_sever.core.spaces import ActionSpec
+from rl_sever.config.spaces import ActionSpec
 
 tfd = tfp.distributions
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # squashed Gaussian: as in SB3 and the SAC reference code

@@ -11,9 +11,9 @@
     agent.objective.set_weight("entropy", 0.01)       # any time, no retrace
 """
 
+from rl_sever.config.loss_spec import LossSpec, parse_spec
 from rl_sever.objective.evaluate import evaluate_term
 from rl_sever.objective.outputs import Outputs
-from rl_sever.objective.spec import LossSpec, parse_spec
 from rl_sever.objective.standard import (
     actor_modules,
     critic_modules,

@@ -9,9 +9,10 @@ from typing import Any
 
 import tensorflow as tf
 
-from rl_sever.core.schedules import Scheduled
+from rl_sever.config.schedules import Scheduled
 from rl_sever.errors import ConfigError, RLSeverError
 from rl_sever.objective.evaluate import evaluate_term
+from rl_sever.objective.term import LossTerm
 
 # The one map from default term names to Stable-Baselines3's TensorBoard keys, for every
 # algorithm; every term, these included, is also logged as loss/<name>.
@@ -107,7 +108,6 @@ def run_hooks(agent: Any, objective, term_metrics: Mapping[str, list[str]],
               out: Mapping[str, float]) -> None:
     """Call each term's `on_update` (plain Python, between compiled updates) with its value and
     metrics, when the update computed the term."""
-    from rl_sever.objective.term import LossTerm
 
     for term in objective:
         if type(term).on_update is LossTerm.on_update or term.name not in out:

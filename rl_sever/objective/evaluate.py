@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from rl_sever.errors import ConfigError, RLSeverError
+from rl_sever.objective.term import LossTerm
 
 
 def evaluate_term(term, batch: Mapping[str, tf.Tensor], out: Mapping[str, Any]
@@ -36,7 +37,6 @@ def _with_autograph(term):
     """The term's compute with AutoGraph. The update steps are traced without it
     (rl_sever.core.compiled.plain_graph); a user's term keeps it, so Python `if`/`for` on tensors
     work in it as in any tf.function."""
-    from rl_sever.objective.term import LossTerm
 
     try:
         if type(term).compute is LossTerm.compute and inspect.isfunction(term.fn):

@@ -13,7 +13,6 @@ scalar ``*`` into an Objective:
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,8 +20,10 @@ from typing import Any
 
 import tensorflow as tf
 
+from rl_sever.audit import Flow
+from rl_sever.config.loss_spec import parse_spec
+from rl_sever.config.paths import import_path
 from rl_sever.errors import ConfigError, suggest
-from rl_sever.objective.spec import parse_spec
 
 Modules = Iterable[str] | Callable[[Any], Iterable[str]]
 _SAME = object()  # metric_namespace default: the term's name
@@ -48,7 +49,7 @@ class LossTerm:
         weight when it replaces one).
     trains / may: the flow contract: module names (or ``agent -> names``) this term must /
         may send gradient into; ``may`` defaults to ``trains``.
-    schedule: weight schedule over the run (rl_sever.core.schedules: constant or linear to zero).
+    schedule: weight schedule over the run (rl_sever.config.schedules: constant or linear to zero).
     metric_namespace: metrics are logged as loss/<namespace>_<metric>; None logs them bare.
     needs_transitions: the term reads batch["rewards"] / batch["next_obs"] (one-step).
     """
@@ -100,8 +101,6 @@ class LossTerm:
         return f"{ns}_{metric}" if ns else metric
 
     def flow(self, agent: Any):
-        from rl_sever.audit import Flow
-
         trains = _module_set(self.trains, agent)
         may = trains if self.may is None else _module_set(self.may, agent) | trains
         return Flow(must=trains, may=may)
@@ -274,7 +273,7 @@ class Objective:
         self._notify("weights")
 
     def apply(self, edit: Any) -> None:
-        """Apply an edit: a spec string (see rl_sever.objective.spec), a LossTerm (added) or
+        """Apply an edit: a spec string (see rl_sever.config.loss_spec), a LossTerm (added) or
         an Objective (each of its terms added)."""
         if isinstance(edit, str):
             apply_spec(self, edit)
@@ -292,19 +291,7 @@ class Objective:
 
 def load_term(path: str):
     """Import PKG.MOD and return a fresh LossTerm from its attribute ATTR."""
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        raise ConfigError(f"loss '{path}': cannot import module '{module_name}' ({e}); is its "
-                          "package on sys.path (run from the project root, or pip install it)?") from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            public = [n for n in dir(obj) if not n.startswith("_")]
-            raise ConfigError(f"loss '{path}': module '{module_name}' has no attribute '{attr}'."
-                              + suggest(part, public))
-        obj = getattr(obj, part)
+    obj = import_path(path, f"loss '{path}'")
     if isinstance(obj, LossTerm):
         return obj.copy()
     if isinstance(obj, type) and issubclass(obj, LossTerm):

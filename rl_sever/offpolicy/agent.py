@@ -25,11 +25,11 @@ import tensorflow as tf
 from rl_sever.audit import Flow, FlowContract
 from rl_sever.auxiliary import AuxContext, AuxiliarySet
 from rl_sever.config.offpolicy import OffPolicyConfig
+from rl_sever.config.schedules import Scheduled
 from rl_sever.core.agent import Agent
 from rl_sever.core.ingraph_env import tfnative_env
 from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.core.resources import has_bf16_matrix_units
-from rl_sever.core.schedules import Scheduled
 from rl_sever.errors import ConfigError, UnsupportedSpaceError
 from rl_sever.isolation import sever
 from rl_sever.nn.encoders import flat_obs, is_image, make_encoder
@@ -37,6 +37,8 @@ from rl_sever.nn.layers import DenseStack
 from rl_sever.objective import binding
 from rl_sever.objective.outputs import Outputs
 from rl_sever.objective.term import LossTerm, Objective
+from rl_sever.offpolicy.collector import OffPolicyCollector
+from rl_sever.offpolicy.ingraph import InGraphOffPolicyCollector, InGraphOffPolicyTrainer
 from rl_sever.offpolicy.objective import (
     OffPolicyObjective,
     probe_seed,
@@ -222,8 +224,6 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         self._compile()
         self.ingraph = None
         if tf_env is not None:
-            from rl_sever.offpolicy.ingraph import InGraphOffPolicyTrainer
-
             self.ingraph = InGraphOffPolicyTrainer(self, tf_env)
             self.replay = self.ingraph.replay
         if self.config.losses or self._loss_edits or self.aux:
@@ -277,10 +277,7 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
 
     def make_collector(self):
         if self.ingraph is not None:
-            from rl_sever.offpolicy.ingraph import InGraphOffPolicyCollector
-
             return InGraphOffPolicyCollector(self)
-        from rl_sever.offpolicy.collector import OffPolicyCollector
 
         return OffPolicyCollector(self)
 

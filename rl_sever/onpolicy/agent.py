@@ -35,7 +35,8 @@ from rl_sever.objective import (
 )
 from rl_sever.objective.advantages import gae
 from rl_sever.objective.evaluate import check_finite
-from rl_sever.onpolicy.ingraph import InGraphTrainer
+from rl_sever.onpolicy.collector import OnPolicyCollector
+from rl_sever.onpolicy.ingraph import InGraphCollector, InGraphTrainer
 from rl_sever.onpolicy.objective import OnPolicyObjective
 from rl_sever.onpolicy.rollout_buffer import Rollout
 
@@ -44,7 +45,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
     """Base for PPO and A2C. Subclasses set `config_cls` and implement `policy_term`.
 
     `losses`: loss edits applied after config.losses, in order: spec strings
-    (rl_sever.objective.spec), LossTerms (added) or Objectives (their terms added).
+    (rl_sever.config.loss_spec), LossTerms (added) or Objectives (their terms added).
     """
 
     config_cls = OnPolicyConfig
@@ -105,10 +106,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
 
     def make_collector(self):
         if self.ingraph is not None:
-            from rl_sever.onpolicy.ingraph import InGraphCollector
-
             return InGraphCollector(self)
-        from rl_sever.onpolicy.collector import OnPolicyCollector
 
         return OnPolicyCollector(self)
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from rl_sever.config.run import parse_grad_from
+from rl_sever.config.schedules import Scheduled
 from rl_sever.core.optim import ModuleOptimizer
-from rl_sever.core.schedules import Scheduled
 from rl_sever.objective import LossTerm, Objective, binding
 from rl_sever.objective.evaluate import check_finite
 from rl_sever.onpolicy.ingraph import InGraphTrainer

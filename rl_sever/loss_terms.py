@@ -1,0 +1,5 @@
+"""Moved to rl_sever.objective: this path warns and goes in the next release."""
+
+from rl_sever.config.moved import shim
+
+shim(__name__, "rl_sever.objective")
