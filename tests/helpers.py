@@ -3,6 +3,7 @@ parameter snapshots, gradient checks, event-file reading, and two small test env
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import gymnasium as gym
@@ -12,9 +13,11 @@ import tensorflow as tf
 import agents  # noqa: F401  (the shipped pages register themselves on import)
 from rl_sever.core.registry import registered
 
-# Every registered algorithm (the pages of `agents`): a new page joins every test below.
-ALGOS = list(registered())
-ONPOLICY = tuple(a for a, k in registered().items() if k.mode == "on_policy")
+# Every shipped page (the registry's algorithms from `agents`; users' pages a test defines do
+# not join): a new page joins every test below.
+SHIPPED = {a: k for a, k in registered().items() if k.__module__.startswith("agents.")}
+ALGOS = list(SHIPPED)
+ONPOLICY = tuple(a for a, k in SHIPPED.items() if k.mode == "on_policy")
 ENV_FOR = {a: "CartPole-v1" if a in ONPOLICY else "Pendulum-v1" for a in ALGOS}
 
 TINY_MD_ID = "RlSeverTinyMultiDiscrete-v0"
@@ -92,6 +95,9 @@ def tiny_config(algo: str, overrides: dict | None = None, **kwargs):
                 "network.hidden_sizes": [16]}
     if algo == "ppo":
         base.update(batch_size=16, n_epochs=2)
+    # A page's own network widths (CrossQ's critic_hidden_sizes) are tiny too.
+    base.update({f.name: [16, 16] for f in dataclasses.fields(klass.config_cls)
+                 if f.name.endswith("hidden_sizes") and f.name != "hidden_sizes"})
     values = {**base, **(overrides or {}), **kwargs}
     # Nested keys first so a `network` mapping in the overrides can still replace them.
     ordered = dict(sorted(values.items(), key=lambda kv: "." not in kv[0]))

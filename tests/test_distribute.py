@@ -87,7 +87,13 @@ def loss_fn(batch):
     loss = tf.reduce_mean(tf.reduce_sum(batch["x"] * w, 1) ** 2)
     return loss, {"rows": tf.cast(tf.shape(batch["x"])[0], tf.float32)}
 
-loss, metrics, grads = tf.function(lambda x: replicas.gradients(loss_fn, {"x": x}, [w, unused]))(x)
+def grad_fn(batch):  # the learner's tape: explicit watch list
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch([w, unused])
+        loss, metrics = loss_fn(batch)
+    return loss, metrics, tape.gradient(loss, [w, unused])
+
+loss, metrics, grads = tf.function(lambda x: replicas.gradients(grad_fn, {"x": x}, [w, unused]))(x)
 with tf.GradientTape() as tape:
     full = loss_fn({"x": x})[0]
 out["split"] = {"rows": float(metrics["rows"]), "loss": [float(loss), float(full)],

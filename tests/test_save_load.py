@@ -31,6 +31,9 @@ def all_state(agent) -> list[np.ndarray]:
         for opt in module_optimizer.optimizers.values():
             variables += list(opt.variables)
     variables += [agent.global_step, agent.iteration, agent.seed_counter]
+    # And every other variable the checkpoint holds (running statistics, counters, ...).
+    variables += [v for v in tf.train.TrackableView(agent.checkpoint).descendants()
+                  if isinstance(v, tf.Variable)]
     return [np.array(v.numpy(), copy=True) for v in variables]
 
 

@@ -120,18 +120,17 @@ class ReplicaSet:
                               f"({self.count}) of distribute={self.kind}: each replica takes an "
                               "equal slice")
 
-    def gradients(self, loss_fn: Callable[[dict], tuple[tf.Tensor, dict[str, tf.Tensor]]],
+    def gradients(self, grad_fn: Callable[[dict], tuple[tf.Tensor, dict[str, tf.Tensor], list]],
                   batch: dict[str, tf.Tensor], variables: list) -> tuple[tf.Tensor, dict, list]:
-        """(loss, metrics, gradients ordered like `variables`) of `loss_fn` on `batch`.
+        """(loss, metrics, gradients ordered like `variables`) of `grad_fn` (the learner's
+        tapes, rl_sever.core.learner) on `batch`, averaged across replicas.
 
-        One replica: one tape, exactly the single-device step. Several: each replica takes its
-        slice of every batch entry, the losses, metrics and gradients are averaged across
-        replicas; a gradient that is None (disconnected) stays None.
+        One replica: exactly the single-device step. Several: each replica takes its slice of
+        every batch entry, the losses, metrics and gradients are averaged across replicas; a
+        gradient that is None (disconnected) stays None.
         """
         if self.count == 1:
-            with tf.GradientTape() as tape:
-                loss, metrics = loss_fn(batch)
-            return loss, metrics, tape.gradient(loss, variables)
+            return grad_fn(batch)
         n_rep = self.count
         present = []  # which gradients exist: fixed by the graph, equal on all replicas
 
@@ -139,9 +138,7 @@ class ReplicaSet:
             context = tf.distribute.get_replica_context()
             i = context.replica_id_in_sync_group
             part = {k: _slice(v, i, n_rep) for k, v in batch.items()}
-            with tf.GradientTape() as tape:
-                loss, metrics = loss_fn(part)
-            grads = tape.gradient(loss, variables)
+            loss, metrics, grads = grad_fn(part)
             present[:] = [g is not None for g in grads]
             metrics = {k: tf.cast(v, tf.float32) for k, v in metrics.items()}
             # Static shapes: the collectives pack the gradients, and a feature dimension lost

@@ -76,8 +76,7 @@ def from_check_numerics(error: Exception, step: int) -> NonFiniteError | None:
     text = str(error)
     if "had NaN values" not in text and "had Inf values" not in text:
         return None
-    found = re.search(r"(loss term '[^']+'|on-policy loss|critic-side loss|"
-                      r"gradient norm)[^\n]*?(NaN|Inf)", text)
+    found = re.search(r"(loss term '[^']+'|\w+ loss|gradient norm)[^\n]*?(NaN|Inf)", text)
     what = f"{found.group(1)} ({found.group(2)})" if found else text.strip().splitlines()[0]
     return NonFiniteError(f"non-finite {what} in an update after env step {step:,}; the run "
                           "stopped")

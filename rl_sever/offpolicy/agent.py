@@ -221,6 +221,7 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
                                        self.obs_dtype.as_numpy_dtype, act.shape, np.float32,
                                        n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed,
                                        share_frames=is_image(self.obs_shape, self.obs_dtype))
+        self._build_learner()
         self._compile()
         self.ingraph = None
         if tf_env is not None:

@@ -1,22 +1,21 @@
 """The compiled steps of the off-policy agents: act, update (all gradient steps of one
 update), update-and-act, and the training API the loop and the collectors call.
 
-One gradient step runs the critic side (critic and auxiliary losses, one tape watching exactly
-the critic optimizer's variables), then `actor_step`: the actor and alpha groups (one tape per
-optimizer), then the Polyak target update, every `policy_delay` critic steps.
+One gradient step is the learner's (rl_sever.core.learner): the critic phase (critic and
+auxiliary losses, one tape watching exactly the critic optimizer's variables), then the actor
+phase (the actor and alpha groups, one tape each) and the Polyak target update, every
+`policy_delay` critic steps.
 `OffPolicyUpdate` is mixed into OffPolicyAgent (rl_sever.offpolicy.agent).
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import tensorflow as tf
 
 from rl_sever.core import metrics
 from rl_sever.core.compiled import FastCall, plain_graph
-from rl_sever.nn.layers import tf_variables
+from rl_sever.core.learner import Learner, Phase
 from rl_sever.offpolicy.replay import Transitions
 
 
@@ -58,52 +57,31 @@ class OffPolicyUpdate:
             self._concrete[name] = FastCall(self.compiled[name])
         return self._concrete[name]
 
-    def _critic_step(self, mb, seed) -> dict[str, tf.Tensor]:
-        opt = self.optimizers["critic"]
-        watched = tf_variables(opt.all_variables)
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(watched)
-            terms, extras = self.critic_terms(mb, seed)
-            total = tf.add_n([self.loss_weights[k] * v for k, v in terms.items()])
-            total = tf.debugging.check_numerics(total, "critic-side loss")
-        opt.apply(tape.gradient(total, watched))
-        return metrics.tally({**terms, **extras})
+    def _build_learner(self) -> None:
+        self.learner = Learner(self.optimizers, lambda g: [t.name for t in self.terms_of(g)],
+                               lambda term: self.loss_weights[term])
 
-    def actor_step(self, mb, seed) -> dict[str, tf.Tensor]:
-        """The actor side (actor and, where present, alpha groups: one tape per optimizer, each
-        watching exactly its variables) and the Polyak target update, every `policy_delay`
-        critic steps; returns its raw metrics (rl_sever.core.metrics)."""
-        groups = [g for g in ("actor", "alpha") if self.group_available(g)]
-        keys = self.metric_keys(*groups) + list(self.train_metric_keys)
+    def phases(self) -> list[Phase]:
+        """The gradient step (rl_sever.core.learner): the critic phase (critic and auxiliary
+        terms), then the actor phase (actor and, where present, alpha groups) with the Polyak
+        target update, every `policy_delay` critic steps. Read when the step is traced (the
+        terms' metric keys are known by then)."""
+        groups = tuple(g for g in ("actor", "alpha") if self.group_available(g))
+        return [
+            Phase(("critic",), self.critic_terms),
+            Phase(groups, self.actor_terms,
+                  keys=(*self.metric_keys(*groups), *self.train_metric_keys),
+                  every=self.policy_delay, after=self.update_targets),
+        ]
 
-        def update():
-            watched = {g: tf_variables(self.optimizers[g].all_variables) for g in groups}
-            with contextlib.ExitStack() as stack:
-                tapes = {g: stack.enter_context(tf.GradientTape(watch_accessed_variables=False))
-                         for g in groups}
-                for g in groups:
-                    tapes[g].watch(watched[g])
-                terms, extras = self.actor_terms(mb, seed)
-                losses = {g: tf.add_n([self.loss_weights[t.name] * terms[t.name]
-                                       for t in self.terms_of(g)]) for g in groups}
-            for g in groups:
-                self.optimizers[g].apply(tapes[g].gradient(losses[g], watched[g]))
-            for online, target in self.target_pairs():
-                self.polyak(online, target)
-            values = {**terms, **extras}
-            return metrics.tally({k: values[k] for k in keys})
-
-        if self.policy_delay == 1:
-            return update()
-        # n_updates counts critic updates (already incremented for this one), as in SB3.
-        return tf.cond(self.n_updates % self.policy_delay == 0, update,
-                       lambda: metrics.skipped(keys))
+    def update_targets(self) -> None:
+        for online, target in self.target_pairs():
+            self.polyak(online, target)
 
     def _gradient_step(self, mb) -> dict[str, tf.Tensor]:
+        # n_updates counts critic updates (the actor phase reads it for policy_delay, as SB3).
         self.n_updates.assign_add(1)
-        seed = self.next_seed()
-        critic = self._critic_step(mb, seed)
-        return {**critic, **self.actor_step(mb, self.sub_seed(seed, 8))}
+        return self.learner.step(self.phases(), mb, self.next_seed(), self.n_updates)
 
     def all_metric_keys(self) -> list[str]:
         """Every raw key of the compiled update's metrics."""

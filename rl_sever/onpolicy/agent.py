@@ -195,9 +195,6 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
 
         return AuxContext(mb, encode(mb["obs"]), encode, self.next_seed())
 
-    def total_loss(self, terms):
-        return tf.add_n([self.loss_weights[k] * v for k, v in terms.items()])
-
     def _minibatch(self, data, idx):
         """The rows `idx` of the prepared rollout (None: all of them, in order)."""
         mb = dict(data) if idx is None else {k: tf.gather(v, idx) for k, v in data.items()}
@@ -215,13 +212,12 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         mb_size, n_epochs = self.minibatch_size(), self.n_epochs()
         names = [*self._objective.names, "loss", "grad_norm",
                  *binding.metric_keys(self._objective, self._term_metrics)]
-        variables = self.optimizer.all_variables
         ev = losses.explained_variance(data["old_values"], data["returns"])
         if isinstance(n_epochs, int) and n_epochs == 1 and mb_size == self.rollout_size:
             # One gradient step on the whole rollout (A2C): no loops, no gathers. Each loop
             # variable of a tf.while_loop adds control-flow ops to every call (A2C CartPole:
             # 1.1 ms per update call with them, 0.85 ms without).
-            step = self._gradient_step(self._minibatch(data, None), variables)
+            step = self._gradient_step(self._minibatch(data, None))
             out = {k: tf.stack([tf.cast(step[k], tf.float32), 1.0]) for k in names}
             return {**out, **metrics.tally({"n_updates": tf.constant(1.0), "explained_variance": ev})}
         n_mb = size // mb_size
@@ -230,7 +226,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         def minibatch_steps(shuffled, sums, count):
             def body(i, sums, count):
                 mb = self._minibatch(shuffled, i * mb_size + tf.range(mb_size))
-                step = self._gradient_step(mb, variables)
+                step = self._gradient_step(mb)
                 return i + 1, {k: sums[k] + tf.cast(step[k], tf.float32) for k in names}, count + 1.0
 
             _, sums, count = tf.while_loop(lambda i, *_: i < n_mb, body,
@@ -252,17 +248,13 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         out = {k: tf.stack([v, count]) for k, v in sums.items()}  # rl_sever.core.metrics
         return {**out, **metrics.tally({"n_updates": count, "explained_variance": ev})}
 
-    def _gradient_step(self, mb, variables) -> dict[str, tf.Tensor]:
-        def minibatch_loss(mb):
-            terms, extras = self.loss_terms(mb)
-            loss = tf.debugging.check_numerics(self.total_loss(terms), "on-policy loss")
-            return loss, dict(terms, **extras)
-
-        # Under a multi-replica strategy each replica differentiates its slice of the minibatch
-        # and the gradients are averaged across replicas (rl_sever.core.distribute); applied once.
-        loss, metrics, grads = self.replicas.gradients(minibatch_loss, mb, variables)
-        grad_norm = self.optimizer.apply(grads)
-        return dict(metrics, loss=loss, grad_norm=grad_norm)
+    def _gradient_step(self, mb) -> dict[str, tf.Tensor]:
+        # One group over every module (rl_sever.core.learner): one tape watching exactly the
+        # optimizer's variables; under a multi-replica strategy each replica differentiates
+        # its slice of the minibatch and the gradients are averaged, then applied once.
+        values = self.learner.run(self.phase, mb)
+        values["loss"], values["grad_norm"] = values.pop("model_loss"), values.pop("model_grad_norm")
+        return values
 
     def _permutation(self, size):
         if self.config.jit_compile:  # XLA has no StatelessShuffle; sorting random keys is uniform too

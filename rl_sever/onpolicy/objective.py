@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from rl_sever.config.run import parse_grad_from
 from rl_sever.config.schedules import Scheduled
+from rl_sever.core.learner import Learner, Phase
 from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.objective import LossTerm, Objective, binding
 from rl_sever.objective.evaluate import check_finite
@@ -66,6 +67,9 @@ class OnPolicyObjective:
             self.schedules = {"learning_rate": Scheduled(self.optimizer.learning_rate,
                                                           cfg.lr_schedule, cfg.learning_rate)}
         self._objective_changed("weights")
+        self.learner = Learner({"model": self.optimizer}, lambda group: self._objective.names,
+                               lambda term: self.loss_weights[term], self.replicas)
+        self.phase = Phase(("model",), lambda mb, seed: self.loss_terms(mb))
         self._term_metrics = self._probe_terms()
         self._preflight_done = False
         self.train_fn = self.update_function(jit_compile=bool(cfg.jit_compile))
