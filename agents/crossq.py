@@ -150,7 +150,8 @@ class RenormCritics(tf.Module):
 
 
 class CrossQ(SAC):
-    """SAC without targets: batch-renormalised critics and one joint forward pass."""
+    """SAC without targets: batch-renormalised critics and one joint forward pass. The actor
+    side is SAC's: its `self.critic(..., severed=True)` runs the critics in evaluation mode."""
 
     algo = "crossq"
     config_cls = CrossQConfig
@@ -233,19 +234,3 @@ class CrossQ(SAC):
             yield
         finally:
             self._probing = False
-
-    def actor_outputs(self, mb, seed):
-        """SAC's actor-side outputs; the critics in evaluation mode (running statistics)."""
-        feat = self.features(mb["obs"])
-        actor_feat = self.features_for("actor", feat)
-        mean, log_std = self._policy(actor_feat)
-        actions, logp = squashed_gaussian_sample(mean, log_std, seed)
-        # dQ/da flows into the actor; the critics' weights are read through sever and the state
-        # features enter severed: the actor loss has no path into the critics.
-        q = self.critic(tf.concat([sever(feat), actions], -1), severed=True)
-        min_q = tf.reduce_min(q, axis=0)[:, 0]
-        alpha = sever(tf.exp(self.log_alpha))
-        thunks = {"features": lambda: actor_feat, "mean": lambda: mean,
-                  "log_std": lambda: log_std, "actions": lambda: actions, "logp": lambda: logp,
-                  "q": lambda: min_q, "alpha": lambda: alpha, "log_alpha": lambda: self.log_alpha}
-        return thunks, {"ent_coef": tf.exp(self.log_alpha)}
