@@ -24,11 +24,12 @@ from typing import Any, NamedTuple
 import tensorflow as tf
 
 from rl_sever.core import metrics
+from rl_sever.core.agent import SEEDS_PER_STEP
 from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.nn.layers import tf_variables
 
-# A step's seed provides 16 sub-seeds (rl_sever.core.agent.SEEDS_PER_STEP); each phase takes 8.
-PHASES_PER_SEED = 2
+SEEDS_PER_PHASE = 8  # sub-seeds of a step's seed each phase may use (Agent.sub_seed)
+PHASES_PER_SEED = SEEDS_PER_STEP // SEEDS_PER_PHASE
 Losses = Callable[[Any, Any], tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]]
 
 
@@ -104,7 +105,7 @@ class Learner:
             raise ValueError(f"at most {PHASES_PER_SEED} phases share one step's seed")
         out = {}
         for i, phase in enumerate(phases):
-            sub = seed + tf.constant([0, 8 * i], tf.int32) if seed is not None else None
+            sub = None if seed is None else seed + tf.constant([0, SEEDS_PER_PHASE * i], tf.int32)
 
             def run(phase=phase, sub=sub):
                 values = self.run(phase, batch, sub)
