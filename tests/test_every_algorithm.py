@@ -90,7 +90,7 @@ def test_save_load_gives_identical_actions_and_resume_continues_the_step_axis(al
     assert steps[-1] > step
 
 
-TRACED = {"on_policy": ("_train", "_act", "_greedy"),
+TRACED = {"on_policy": ("_train", "_behave", "_greedy"),
           "off_policy": ("_update", "_act_unit", "_greedy_unit")}
 
 

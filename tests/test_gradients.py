@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from rl_sever.audit import FLOW, NONE, ZERO, Flow, run_audit
+from rl_sever.core.rollout import Rollout
 from rl_sever.errors import FlowContractError
 from tests.helpers import collect_batch, make_agent
 
@@ -141,7 +142,7 @@ def test_one_update_moves_encoder_iff_named_head_loss_reaches_it(algo, env_id, e
         "entropy": actor_trains and discrete,
     }
     initial = snapshot(agent)
-    args = [batch[k] for k in ("obs", "actions", "rewards", "terminated", "dones", "next_obs")]
+    args = list(Rollout.of(batch))
     try:
         for active in ("policy", "value", "entropy"):
             restore(initial)  # fresh parameters and optimizer slots for each case

@@ -43,6 +43,19 @@ def test_greedy_actions_equal_the_compiled_policys(algo, env_id, activation):
 
 
 @pytest.mark.parametrize("algo, env_id", CASES)
+def test_stored_log_probs_and_values_equal_the_compiled_networks(algo, env_id):
+    """What a host rollout stores of acting (log pi(a), V(s)) is the compiled model's."""
+    agent = tiny_agent(algo, env_id, **{"network.hidden_sizes": [64, 64]})
+    obs = random_obs(agent, 256)
+    actions, log_prob, value = host_of(agent).behave(obs)
+    dist, v = agent.model(tf.constant(obs))
+    np.testing.assert_allclose(log_prob, dist.log_prob(actions).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(value, v.numpy(), rtol=1e-5, atol=1e-5)
+    assert log_prob.shape == value.shape == (256,)
+    agent.close()
+
+
+@pytest.mark.parametrize("algo, env_id", CASES)
 def test_sampled_actions_follow_the_compiled_distribution(algo, env_id):
     agent = tiny_agent(algo, env_id)
     if agent.model.log_std is not None:
@@ -97,7 +110,7 @@ def test_host_acting_follows_each_update_and_reproduces_runs():
         agent = tiny_agent("ppo", "CartPole-v1", seed=4)
         agent.learn(96, progress=False)
         host = agent.collector.host
-        runs.append((np.array(agent.collector.buffer.actions), host.weights[0][0].copy()))
+        runs.append((np.array(agent.collector.buffer.data.actions), host.weights[0][0].copy()))
         # the last update call returned its weights to the host copy: the current ones
         np.testing.assert_array_equal(host.weights[0][0], agent.model.pi_body.layers[0].kernel.numpy())
         assert not host.stale
@@ -113,14 +126,14 @@ def test_every_host_action_uses_the_current_weights_after_updates_callbacks_and_
     agent = tiny_agent("a2c", "CartPole-v1")
     host, kernel = agent.collector.host, agent.model.pi_body.layers[0].kernel
     checked, reads = [], []
-    sample, read = host.sample, host._read
+    behave, read = host.behave, host._read
 
-    def checking_sample(obs):
+    def checking_behave(obs):
         np.testing.assert_array_equal(host.weights[0][0], kernel.numpy())
         checked.append(1)
-        return sample(obs)
+        return behave(obs)
 
-    host.sample = checking_sample
+    host.behave = checking_behave
     host._read = lambda: reads.append(1) or read()
 
     def halve(agent, _metrics):

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from rl_sever.core.rollout import Step
 from rl_sever.errors import CheckpointError, ConfigError
 from rl_sever.offpolicy.replay import ReplayBuffer
 
@@ -15,14 +16,14 @@ def filled(capacity=6, n_envs=2, steps=4, **kw) -> ReplayBuffer:
     buf = ReplayBuffer(capacity, n_envs, (2,), np.float32, (1,), **kw)
     for t in range(steps):
         obs = np.array([[t, e] for e in range(n_envs)], np.float32)
-        buf.add(
+        buf.add(Step(
             obs,
             np.full((n_envs, 1), t, np.float32),
             np.full(n_envs, t, np.float32),
             np.zeros(n_envs, bool),
             np.zeros(n_envs, bool),
             obs + 100,
-        )
+        ))
     return buf
 
 
@@ -58,14 +59,14 @@ def test_sampling_an_empty_buffer_raises():
 def nstep_buffer(dones, terminated, n_step=3, gamma=0.5):
     buf = ReplayBuffer(10, 1, (1,), np.float32, (1,), n_step=n_step, gamma=gamma)
     for t, (d, term) in enumerate(zip(dones, terminated)):
-        buf.add(
+        buf.add(Step(
             np.array([[t]], np.float32),
             np.zeros((1, 1), np.float32),
             np.array([t + 1.0], np.float32),
             np.array([term]),
             np.array([d and not term]),
             np.array([[t + 100]], np.float32),
-        )
+        ))
     return buf
 
 
@@ -95,14 +96,14 @@ def test_n_step_full_window_and_one_step_extras():
 def test_n_step_windows_do_not_cross_the_write_head_after_wrapping():
     buf = ReplayBuffer(4, 1, (1,), np.float32, (1,), n_step=3, gamma=1.0)
     for t in range(6):  # rows now hold steps [4, 5, 2, 3], pos = 2
-        buf.add(
+        buf.add(Step(
             np.array([[t]], np.float32),
             np.zeros((1, 1), np.float32),
             np.array([1.0], np.float32),
             np.array([False]),
             np.array([False]),
             np.array([[t + 100]], np.float32),
-        )
+        ))
     b = buf.gather(np.array([2, 3, 0, 1]), np.zeros(4, int))  # steps 2, 3, 4, 5
     np.testing.assert_allclose(b["rewards"], [3, 3, 2, 1])
     np.testing.assert_array_equal(b["next_obs"][:, 0], [104, 105, 105, 105])
@@ -138,7 +139,7 @@ def test_save_and_load_round_trip(tmp_path):
 def test_save_is_replaced_atomically_and_load_checks_shapes(tmp_path):
     buf = filled(capacity=8, n_envs=2, steps=2)
     buf.save(tmp_path / "r")
-    buf.add(
+    buf.add(Step(
         *[
             np.zeros(s, dtype)
             for s, dtype in [
@@ -150,7 +151,7 @@ def test_save_is_replaced_atomically_and_load_checks_shapes(tmp_path):
                 ((2, 2), np.float32),
             ]
         ]
-    )
+    ))
     buf.save(tmp_path / "r")  # overwrite
     assert not (tmp_path / "r.tmp").exists()
     assert np.load(tmp_path / "r" / "obs.npy").shape[0] == 3
@@ -196,8 +197,8 @@ def test_shared_frames_give_the_same_batches_at_half_the_observation_memory(n_st
     shared = ReplayBuffer(69, 3, (6, 6, 2), np.uint8, (1,), n_step=n_step, gamma=0.9,
                           share_frames=True)
     for step in image_stream(50, 3, break_at=31):
-        full.add(*step)
-        shared.add(*step)
+        full.add(Step(*step))
+        shared.add(Step(*step))
     assert shared.next_obs is None and shared.obs.nbytes == full.obs.nbytes
     t, e = np.meshgrid(np.arange(23), np.arange(3), indexing="ij")
     t, e = t.ravel(), e.ravel()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rl_sever.core.rollout import Step
 from rl_sever.errors import ConfigError
 from rl_sever.offpolicy.replay import ReplayBuffer
 from rl_sever.offpolicy.replay_tf import TFReplayBuffer
@@ -28,7 +29,7 @@ def step(t: int, n: int, *, done_every: int = 0):
 def filled(capacity: int, n: int, steps: int, **kwargs) -> TFReplayBuffer:
     buf = TFReplayBuffer(capacity, n, (3,), tf.float32, (1,), **kwargs)
     for t in range(steps):
-        buf.add(*map(tf.constant, step(t, n)))
+        buf.add(Step(*map(tf.constant, step(t, n))))
     return buf
 
 
@@ -71,8 +72,8 @@ def test_batches_match_the_numpy_buffer(n_step, one_step):
     tf_buf = TFReplayBuffer(capacity, n, (3,), tf.float32, (1,), n_step=n_step, gamma=0.9)
     for t in range(steps):
         data = step(t, n, done_every=4)
-        np_buf.add(*data)
-        tf_buf.add(*map(tf.constant, data))
+        np_buf.add(Step(*data))
+        tf_buf.add(Step(*map(tf.constant, data)))
     t_idx, e_idx = np.meshgrid(np.arange(6), np.arange(n), indexing="ij")
     t_idx, e_idx = t_idx.ravel(), e_idx.ravel()
     want = np_buf.gather(t_idx, e_idx, one_step=one_step)
@@ -96,9 +97,9 @@ def test_add_and_sample_compile_with_xla():
     @tf.function(jit_compile=True)
     def add_then_sample(t):
         x = tf.fill([2, 3], tf.cast(t, tf.float32))
-        buf.add(
+        buf.add(Step(
             x, tf.zeros([2, 1]), tf.ones([2]), tf.zeros([2], tf.bool), tf.zeros([2], tf.bool), x
-        )
+        ))
         return buf.sample(32, tf.stack([t, 1]))
 
     for t in range(8):

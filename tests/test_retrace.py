@@ -16,7 +16,7 @@ def test_no_retrace_across_iterations_while_schedules_change(algo, jit, monkeypa
     # The bodies count their traces: a retrace through any wrapper (a new tf.function for
     # the host policy's weights, a rebuilt update) shows, which the tf.function's own
     # tracing count of a fixed input signature cannot.
-    traces = count_calls(monkeypatch, OnPolicyAgent, "_train", "_act")
+    traces = count_calls(monkeypatch, OnPolicyAgent, "_train", "_behave")
     overrides = {"lr_schedule": "linear", "total_steps": 6 * 32, "eval_episodes": 0,
                  "jit_compile": jit, "host_act": "off"}
     if algo == "ppo":
@@ -41,7 +41,7 @@ def test_no_retrace_across_iterations_while_schedules_change(algo, jit, monkeypa
     finally:
         agent.close()
     assert len(seen) == 8
-    assert all(s["traces"] == {"_train": 1, "_act": 1} for s in seen), seen
+    assert all(s["traces"] == {"_train": 1, "_behave": 1} for s in seen), seen
     # The schedules really moved: the learning rate (and clip range) differ every iteration.
     lrs = [s["lr"] for s in seen[:6]]
     assert all(a > b for a, b in zip(lrs, lrs[1:])), lrs

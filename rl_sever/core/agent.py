@@ -22,6 +22,7 @@ from rl_sever.config.changes import check_resume_changes, config_changes, histor
 from rl_sever.config.fields import flat_items, to_dict, update
 from rl_sever.config.spaces import action_spec, observation_shape
 from rl_sever.core import metrics, registry, rundir
+from rl_sever.core.batch import Layout
 from rl_sever.core.checkpoint import Checkpointer
 from rl_sever.core.distribute import ReplicaSet
 from rl_sever.core.loop import run_training
@@ -109,6 +110,7 @@ class Agent:
         self.obs_shape = observation_shape(env.single_observation_space)
         self.obs_dtype = tf.as_dtype(env.single_observation_space.dtype)
         self.action = action_spec(env.single_action_space)
+        self.layout = Layout(self.obs_shape, self.obs_dtype, self.action.shape, self.action.dtype)
 
         self.normalizer = find_normalizer(env)
         self.user_encoder = encoder

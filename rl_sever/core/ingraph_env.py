@@ -1,7 +1,8 @@
 """TF-native envs under an agent: which vector envs can run in-graph, and their checkpointed state.
 
 Both families train in-graph when the vector env is a TF-native one (``tf:<id>``, envs.tfnative):
-rl_sever.onpolicy.ingraph and rl_sever.offpolicy.ingraph. This module holds what they share.
+rl_sever.onpolicy.ingraph and rl_sever.offpolicy.ingraph. This module holds what they share:
+the env state, the compiled driver of the rollout step (`drive`), and the episodes' bookkeeping.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from gymnasium.vector import VectorEnv, VectorWrapper
 
 from envs import EpisodeStats, VecNormalize, episode_stats
 from envs.tfnative import EnvState, TFNativeVectorEnv
+from rl_sever.core.rollout import GraphStep, graph_step
 from rl_sever.errors import ConfigError
 
 
@@ -69,6 +71,41 @@ class InGraphEnvState(tf.Module):
             self.ep_return.assign(tf.zeros_like(self.ep_return))
             self.ep_length.assign(tf.zeros_like(self.ep_length))
             self.started.assign(True)
+
+
+def drive(env, s: InGraphEnvState, n_vec, max_steps: int, act, after, carry, store=None):
+    """Up to `n_vec` (<= `max_steps`) vector steps of `graph_step` in one tf.while_loop, from and
+    back into the checkpointed env state `s`: the in-graph twin of a collector's Python loop.
+
+    Per step, `act(i, obs)` gives (actions, env_actions, behaviour: dict of the Step's optional
+    fields); the Step goes to `store` (if any); `after(i, GraphStep, carry)` returns the new
+    carry and whether to stop after this step. One step at a time (parallel_iterations=1):
+    each acts with the parameters an update in the previous one left. Returns (vector steps
+    run, carry, episodes {dones, returns, lengths} [max_steps, n_envs]) for `record_episodes`.
+    """
+    K, n = max_steps, s.n
+
+    def body(i, state, obs, ep_ret, ep_len, ended, carry, stop):
+        actions, env_actions, behaviour = act(i, obs)
+        st: GraphStep = graph_step(env, state, obs, actions, env_actions, ep_ret, ep_len, store,
+                                   **behaviour)
+        ended = tuple(tf.tensor_scatter_nd_update(b, [[i]], x[None]) for b, x in
+                      zip(ended, (st.done, st.ended_return, st.ended_length)))
+        carry, stop = after(i, st, carry)
+        return i + 1, st.state, st.next_obs, st.ep_return, st.ep_length, ended, carry, stop
+
+    state = s.read()
+    init = (tf.constant(0), state, env.observe(state), s.ep_return.read_value(),
+            s.ep_length.read_value(),
+            (tf.zeros([K, n], tf.bool), tf.zeros([K, n], tf.float64), tf.zeros([K, n], tf.int32)),
+            carry, tf.constant(False))
+    i, state, _, ep_ret, ep_len, ended, carry, _ = tf.while_loop(
+        lambda i, *rest: (i < n_vec) & ~rest[-1], body, init, maximum_iterations=K,
+        parallel_iterations=1)
+    s.write(state)
+    s.ep_return.assign(ep_ret)
+    s.ep_length.assign(ep_len)
+    return i, carry, {"dones": ended[0], "returns": ended[1], "lengths": ended[2]}
 
 
 def record_episodes(stats, episodes: dict[str, tf.Tensor]) -> None:

@@ -4,9 +4,11 @@ an episode ended (SAME_STEP autoreset), count episodes, hand the transition to a
 Two drivers iterate it: the Python collectors over Gymnasium vector envs (rl_sever.onpolicy.
 collector, rl_sever.offpolicy.collector) call `python_step` once per vector step; the compiled
 loops over TF-native envs (rl_sever.onpolicy.ingraph, rl_sever.offpolicy.ingraph) call
-`graph_step` inside a tf.while_loop. A store is anything with `add(obs, actions, reward,
-terminated, truncated, reached)`: the rollout buffer, the replay buffers, or a recorder of
-TensorArray rows. (Calling a Gymnasium env from a compiled loop through tf.numpy_function costs
+`graph_step` inside a tf.while_loop. Each vector step becomes one `Step` record, what every store
+takes (`store.add(step)`): the rollout buffer, the replay buffers, or a recorder of TensorArray
+rows. The record carries the behaviour policy's log-probability and value where the policy
+gives them (the on-policy act step does), so an importance-weighted or bootstrapping algorithm
+reads them from its batch instead of recomputing them. (Calling a Gymnasium env from a compiled loop through tf.numpy_function costs
 more per step than a compiled act call plus a Python step, so the drivers stay two.)
 """
 
@@ -18,13 +20,52 @@ import numpy as np
 import tensorflow as tf
 
 from envs.autoreset import reached_observations
+from rl_sever.core.batch import Action, Bool, Float, Obs, typed_batch
+
+
+@typed_batch
+class Step(NamedTuple):
+    """One vector-env step, as a store receives it ([n_envs, ...]). `next_obs` is the
+    observation actually reached (the true final one where an episode ended)."""
+
+    obs: Obs
+    actions: Action
+    rewards: Float
+    terminated: Bool
+    truncated: Bool
+    next_obs: Obs
+    log_prob: Float = ()
+    value: Float = ()
+
+
+@typed_batch
+class Rollout(NamedTuple):
+    """One on-policy rollout, time-major [n_steps, n_envs, ...]: the steps stacked, with `dones`
+    (terminated or truncated) in place of `truncated`. From the collector (NumPy) or the
+    in-graph rollout (tensors) to the compiled update, which takes its fields in this order."""
+
+    obs: Obs
+    actions: Action
+    rewards: Float
+    terminated: Bool
+    dones: Bool
+    next_obs: Obs
+    log_prob: Float
+    value: Float
+
+    @classmethod
+    def row(cls, step: Step) -> Rollout:
+        """The Rollout row of one step."""
+        return cls(step.obs, step.actions, step.rewards, step.terminated,
+                   step.terminated | step.truncated, step.next_obs, step.log_prob, step.value)
 
 
 def python_step(env, obs: np.ndarray, actions: np.ndarray, env_actions: np.ndarray, store,
-                guard=None, step: int = 0) -> np.ndarray:
+                guard=None, step: int = 0, **behaviour) -> np.ndarray:
     """Step a Gymnasium vector env with `env_actions` (the policy's `actions` in env units),
-    store the transition with the policy's own actions, return the next observation. `guard`
-    (rl_sever.core.finite.FiniteGuard) checks what crosses the env boundary at env `step`."""
+    store the Step with the policy's own actions and `behaviour` (log_prob, value), return the
+    next observation. `guard` (rl_sever.core.finite.FiniteGuard) checks what crosses the env
+    boundary at env `step`."""
     if guard is not None:
         guard.check("action", env_actions, step)
     next_obs, reward, terminated, truncated, info = env.step(env_actions)
@@ -36,19 +77,17 @@ def python_step(env, obs: np.ndarray, actions: np.ndarray, env_actions: np.ndarr
         guard.check("observation", next_obs, step)
         if reached is not next_obs:  # an episode ended: its true last observation too
             guard.check("final observation", reached, step)
-    store.add(obs, actions, reward, terminated, truncated, reached)
+    store.add(Step(obs, actions, reward, terminated, truncated, reached, **behaviour))
     return next_obs
 
 
 class GraphStep(NamedTuple):
-    """One in-graph vector step: the env state after it, the transition, the episode counters."""
+    """One in-graph vector step: the env state after it, the stored Step, the episode counters."""
 
     state: object
     next_obs: tf.Tensor
-    reward: tf.Tensor
-    terminated: tf.Tensor
+    record: Step
     done: tf.Tensor
-    reached: tf.Tensor
     ep_return: tf.Tensor
     ep_length: tf.Tensor
     ended_return: tf.Tensor
@@ -56,16 +95,18 @@ class GraphStep(NamedTuple):
     ended_length: tf.Tensor
 
 
-def graph_step(env, state, obs, actions, env_actions, ep_return, ep_length, store=None) -> GraphStep:
+def graph_step(env, state, obs, actions, env_actions, ep_return, ep_length, store=None,
+               **behaviour) -> GraphStep:
     """`python_step` for a TF-native env inside a compiled loop, plus the per-env running
     episode return and length (what EpisodeStats counts on the Gymnasium path)."""
     state, next_obs, reward, terminated, truncated, reached = env.step_autoreset(state, env_actions)
+    record = Step(obs, actions, reward, terminated, truncated, reached, **behaviour)
     if store is not None:
-        store.add(obs, actions, reward, terminated, truncated, reached)
+        store.add(record)
     done = terminated | truncated
     ep_return = ep_return + tf.cast(reward, tf.float64)
     ep_length = ep_length + 1
     ended_return, ended_length = tf.where(done, ep_return, 0.0), tf.where(done, ep_length, 0)
-    return GraphStep(state, next_obs, reward, terminated, done, reached,
+    return GraphStep(state, next_obs, record, done,
                      tf.where(done, tf.zeros_like(ep_return), ep_return),
                      tf.where(done, tf.zeros_like(ep_length), ep_length), ended_return, ended_length)

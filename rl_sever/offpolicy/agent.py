@@ -27,6 +27,7 @@ from rl_sever.auxiliary import AuxContext, AuxiliarySet
 from rl_sever.config.offpolicy import OffPolicyConfig
 from rl_sever.config.schedules import Scheduled
 from rl_sever.core.agent import Agent
+from rl_sever.core.batch import Layout
 from rl_sever.core.ingraph_env import tfnative_env
 from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.core.resources import has_bf16_matrix_units
@@ -168,6 +169,8 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         self.action_mid = ((act.high + act.low) / 2).astype(np.float32)
         self.action_half = ((act.high - act.low) / 2).astype(np.float32)
         self.action_dim = int(np.prod(act.shape))
+        # Batches hold the policy's unit actions: float32 [action_dim].
+        self.layout = Layout(self.obs_shape, self.obs_dtype, (self.action_dim,), tf.float32)
         net = cfg.network
         self.encoder = self.target_encoder = None
         shared = (net.shared_encoder or self.user_encoder is not None

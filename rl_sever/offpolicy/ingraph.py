@@ -31,9 +31,8 @@ import tensorflow as tf
 
 from rl_sever.core import metrics
 from rl_sever.core.compiled import plain_graph
-from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, record_episodes
+from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, drive, record_episodes
 from rl_sever.core.loop import Collected
-from rl_sever.core.rollout import graph_step
 from rl_sever.errors import UnsupportedSpaceError
 from rl_sever.nn.encoders import is_image
 from rl_sever.offpolicy.replay import Transitions
@@ -108,17 +107,16 @@ class InGraphOffPolicyTrainer:
         return self._agent_update(agent, self._sample(agent.next_seed()))
 
     def _chunk(self, n_vec: tf.Tensor, stop_before_update: tf.Tensor):
-        agent, env, s, replay = self.agent, self.env, self.state, self.replay
-        K, n = self.chunk, self.n_envs
+        agent, replay, n = self.agent, self.replay, self.n_envs
         keys = agent.all_metric_keys()
         start = agent.global_step.read_value()
 
-        def body(i, state, obs, ep_ret, ep_len, since, stats, ended, stopped):
+        def act(i, obs):
             unit = self._act(obs, start + tf.cast(i * n, tf.int64))
-            st = graph_step(env, state, obs, unit, agent._to_env(unit), ep_ret, ep_len, replay)
-            state, next_obs, ep_ret, ep_len = st.state, st.next_obs, st.ep_return, st.ep_length
-            ended = tuple(tf.tensor_scatter_nd_update(b, [[i]], x[None]) for b, x in
-                          zip(ended, (st.done, st.ended_return, st.ended_length)))
+            return unit, agent._to_env(unit), {}
+
+        def after(i, st, carry):
+            since, stats, _ = carry
             # As the Gymnasium collector: the phase counter is not reset while the buffer is
             # still filling, so the first update happens as soon as it is ready.
             since = since + 1
@@ -126,33 +124,12 @@ class InGraphOffPolicyTrainer:
             stopped = due & stop_before_update
             stats = metrics.add(stats, tf.cond(due & ~stopped, self._update,
                                                lambda: metrics.skipped(keys)))
-            since = tf.where(due, 0, since)
-            return i + 1, state, next_obs, ep_ret, ep_len, since, stats, ended, stopped
+            return (tf.where(due, 0, since), stats, stopped), stopped
 
-        init = (
-            tf.constant(0),
-            s.read(),
-            env.observe(s.read()),
-            s.ep_return.read_value(),
-            s.ep_length.read_value(),
-            self.since_update.read_value(),
-            metrics.skipped(keys),
-            (tf.zeros([K, n], tf.bool), tf.zeros([K, n], tf.float64), tf.zeros([K, n], tf.int32)),
-            tf.constant(False),
-        )
-        # One iteration at a time: each step acts with the parameters the previous one updated.
-        i, state, _, ep_ret, ep_len, since, stats, ended, stopped = tf.while_loop(
-            lambda i, *rest: (i < n_vec) & ~rest[-1],
-            body,
-            init,
-            maximum_iterations=K,
-            parallel_iterations=1,
-        )
-        s.write(state)
-        s.ep_return.assign(ep_ret)
-        s.ep_length.assign(ep_len)
+        i, (since, stats, stopped), episodes = drive(
+            self.env, self.state, n_vec, self.chunk, act, after,
+            (self.since_update.read_value(), metrics.skipped(keys), tf.constant(False)), replay)
         self.since_update.assign(since)
-        episodes = {"dones": ended[0], "returns": ended[1], "lengths": ended[2]}
         return stats, episodes, tf.cast(i * n, tf.int64), stopped
 
 

@@ -123,8 +123,7 @@ class OffPolicyObjective:
         """Evaluate every term once, eagerly, on a tiny all-zero batch: a term that fails, reads
         an output the agent lacks or does not return a scalar is a ConfigError naming it, at
         construction. A fixed seed; no variable changes."""
-        obs, scalars = tf.zeros([2, *self.obs_shape], self.obs_dtype), tf.zeros([2])
-        zeros = Transitions(obs, tf.zeros([2, self.action_dim]), scalars, obs, scalars, scalars)
+        zeros = Transitions.spec(self.layout, (2,)).map(lambda s: tf.zeros(s.shape, s.dtype))
         seed = probe_seed(self.config.seed)
         # Evaluates every group's terms and records the metric names they return, which the
         # compiled update reports as raw keys (see metric_keys).

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 
+from rl_sever.core.batch import Action, Float, Obs, typed_batch
 from rl_sever.core.resources import check_fits
+from rl_sever.core.rollout import Step
 from rl_sever.errors import CheckpointError, ConfigError
 
 META_FILE = "meta.json"
@@ -35,6 +36,7 @@ REPLAY_PREFIX = "replay-"
 _FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated", "dones")
 
 
+@typed_batch
 class Transitions(NamedTuple):
     """A sampled off-policy batch, from the NumPy or the in-graph replay buffer to the compiled
     update ([batch, ...]; [gradient_steps, batch, ...] for one whole update), which takes it as
@@ -43,41 +45,14 @@ class Transitions(NamedTuple):
     `step_rewards` / `step_next_obs` hold the single step under n-step returns when auxiliary
     losses need it, and are () (absent) otherwise. Reads like a mapping of its present fields."""
 
-    obs: Any
-    actions: Any
-    rewards: Any
-    next_obs: Any
-    terminated: Any
-    discounts: Any
-    step_rewards: Any = ()
-    step_next_obs: Any = ()
-
-    def __getitem__(self, key):  # batch["obs"] as well as batch.obs and batch[0]
-        return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
-
-    def __contains__(self, key) -> bool:
-        return self.get(key) is not None
-
-    def get(self, key: str, default=None):
-        value = getattr(self, key, ())
-        return default if isinstance(value, tuple) else value
-
-    def keys(self) -> list[str]:
-        return [k for k in self._fields if k in self]
-
-    def items(self):
-        return [(k, getattr(self, k)) for k in self.keys()]
-
-    def map(self, fn) -> Transitions:
-        """`fn` applied to every present field (e.g. one gradient step's slice)."""
-        return tf.nest.map_structure(fn, self)
-
-    @classmethod
-    def of(cls, batch) -> Transitions:
-        """Transitions from Transitions or a mapping with its field names."""
-        if isinstance(batch, cls):
-            return batch
-        return cls(**{k: batch[k] for k in cls._fields if k in batch})
+    obs: Obs
+    actions: Action
+    rewards: Float
+    next_obs: Obs
+    terminated: Float
+    discounts: Float
+    step_rewards: Float = ()
+    step_next_obs: Obs = ()
 
 
 def replay_rows(capacity: int, n_envs: int, n_step: int) -> int:
@@ -139,8 +114,9 @@ class ReplayBuffer:
         self.rng = np.random.default_rng(seed)
 
     # -- writing ---------------------------------------------------------------------------
-    def add(self, obs, actions, rewards, terminated, truncated, next_obs) -> None:
+    def add(self, step: Step) -> None:
         """Store one vector-env step (arrays with a leading n_envs axis)."""
+        obs, actions, rewards, terminated, truncated, next_obs = step[:6]
         t = self.pos
         if self.share_frames:
             self._share(t, obs, next_obs)

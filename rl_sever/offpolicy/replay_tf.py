@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from rl_sever.core.rollout import Step
 from rl_sever.offpolicy.replay import Transitions, replay_rows
 
 
@@ -56,8 +57,9 @@ class TFReplayBuffer(tf.Module):
         self.filled = tf.Variable(0, dtype=tf.int32, trainable=False, name="filled")  # rows held
 
     # -- writing ---------------------------------------------------------------------------
-    def add(self, obs, actions, rewards, terminated, truncated, next_obs) -> None:
+    def add(self, step: Step) -> None:
         """Store one vector-env step (tensors with a leading n_envs axis) at the write head."""
+        obs, actions, rewards, terminated, truncated, next_obs = step[:6]
         t = self.pos.read_value()
         row = (t * self.n_envs + tf.range(self.n_envs))[:, None]
         self.obs.scatter_nd_update(row, obs)

@@ -28,11 +28,8 @@ class OffPolicyUpdate:
         obs = tf.TensorSpec([None, *self.obs_shape], self.obs_dtype)
         # One update's Transitions: [gradient steps, batch, ...]; the single-step fields only
         # when auxiliary losses need them under n-step returns.
-        batch_obs = tf.TensorSpec([G, B, *self.obs_shape], self.obs_dtype)
-        scalars = tf.TensorSpec([G, B])
-        step = (scalars, batch_obs) if self._one_step else ((), ())
-        batch_spec = Transitions(batch_obs, tf.TensorSpec([G, B, self.action_dim]), scalars,
-                                 batch_obs, scalars, scalars, *step)
+        batch_spec = Transitions.spec(self.layout, (G, B), self._one_step and
+                                      ("step_rewards", "step_next_obs"))
         env_obs = tf.TensorSpec([cfg.n_envs, *self.obs_shape], self.obs_dtype)
         # Public: raw observations -> actions in env units (predict, evaluation, export).
         self.act_fn = tf.function(lambda o: self._to_env(self._act_unit(o, self.next_seed())),

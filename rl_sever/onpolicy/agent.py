@@ -20,6 +20,7 @@ from rl_sever.core import metrics
 from rl_sever.core.agent import Agent
 from rl_sever.core.compiled import FastCall
 from rl_sever.core.ingraph_env import tfnative_env
+from rl_sever.core.rollout import Rollout
 from rl_sever.errors import ConfigError
 from rl_sever.isolation import sever
 from rl_sever.nn.actor_critic import ActorCritic
@@ -38,7 +39,6 @@ from rl_sever.objective.evaluate import check_finite
 from rl_sever.onpolicy.collector import OnPolicyCollector
 from rl_sever.onpolicy.ingraph import InGraphCollector, InGraphTrainer
 from rl_sever.onpolicy.objective import OnPolicyObjective
-from rl_sever.onpolicy.rollout_buffer import Rollout
 
 
 class OnPolicyAgent(OnPolicyObjective, Agent):
@@ -86,13 +86,10 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
             objective.apply(edit)
         self._objective = objective
         obs_spec = tf.TensorSpec([None, *self.obs_shape], self.obs_dtype)
-        act_spec = tf.TensorSpec([None, None, *self.action.shape], self.action.dtype)
-        rollout_obs = tf.TensorSpec([None, None, *self.obs_shape], self.obs_dtype)
-        tn = tf.TensorSpec([None, None], tf.float32)
-        tb = tf.TensorSpec([None, None], tf.bool)
-        self._rollout_signature = [rollout_obs, act_spec, tn, tb, tb, rollout_obs]
+        self._rollout_signature = list(Rollout.spec(self.layout, (None, None)))
         # Straight-line code: traced without AutoGraph (rl_sever.core.compiled.plain_graph).
         self.act_fn = tf.function(self._act, input_signature=[obs_spec], autograph=False)
+        self.behave_fn = tf.function(self._behave, input_signature=[obs_spec], autograph=False)
         self.greedy_fn = tf.function(self._greedy, input_signature=[obs_spec], autograph=False)
         self._built_terms: dict = {}
         self._bind_objective()
@@ -126,26 +123,31 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         dist = self.model.distribution(obs)
         return self.model.head.sample(dist, self.next_seed())
 
+    def _behave(self, obs):
+        """What the rollout stores of acting: sampled actions, their log-probabilities, values."""
+        dist, value = self.model(obs)
+        actions = self.model.head.sample(dist, self.next_seed())
+        return actions, dist.log_prob(actions), value
+
     def _greedy(self, obs):
         return self.model.head.mode(self.model.distribution(obs))
 
     # -- the update -------------------------------------------------------------------------
     def _prepare(self, *rollout):
         """Everything the epochs need, from the rollout (the fields of a Rollout, in order),
-        with the pre-update parameters."""
-        obs, actions, rewards, terminated, dones, next_obs = Rollout(*rollout)
+        with the pre-update parameters: the behaviour log-probabilities and values the rollout
+        stored, the values of the observations reached, GAE."""
+        obs, actions, rewards, terminated, dones, next_obs, logp_old, values = Rollout(*rollout)
         cfg = self.config
         shape = tf.shape(rewards)
         T, N = shape[0], shape[1]
         flat = lambda x: tf.reshape(x, tf.concat([[T * N], tf.shape(x)[2:]], 0))  # noqa: E731
-        dist, values = self.model(flat(obs))
-        logp_old = dist.log_prob(flat(actions))
         next_values = self.model.value(flat(next_obs))
-        adv, ret = gae(rewards, tf.reshape(values, [T, N]), tf.reshape(next_values, [T, N]),
-                       terminated, dones, cfg.gamma, cfg.gae_lambda)
-        data = {"obs": flat(obs), "actions": flat(actions), "logp_old": logp_old,
+        adv, ret = gae(rewards, values, tf.reshape(next_values, [T, N]), terminated, dones,
+                       cfg.gamma, cfg.gae_lambda)
+        data = {"obs": flat(obs), "actions": flat(actions), "logp_old": flat(logp_old),
                 "advantages": tf.reshape(adv, [-1]), "returns": tf.reshape(ret, [-1]),
-                "old_values": values}
+                "old_values": flat(values)}
         if self.aux.needs_transitions or self._objective.needs_transitions:
             data.update(rewards=tf.reshape(rewards, [-1]), next_obs=flat(next_obs))
         return data

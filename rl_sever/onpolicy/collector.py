@@ -18,13 +18,11 @@ class OnPolicyCollector:
     def __init__(self, agent):
         self.agent = agent
         cfg = agent.config
-        self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, agent.obs_shape,
-                                    agent.obs_dtype.as_numpy_dtype, agent.action.shape,
-                                    agent.action.dtype)
+        self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, agent.layout)
         # One act call per vector step: a NumPy copy of a small MLP policy on CPU, else the
         # compiled act step without tf.function's per-call dispatch (rl_sever.core.compiled).
         self.host = make_host_policy(agent.model, cfg.host_act, cfg.seed)
-        self.act = FastCall(agent.act_fn)
+        self.act = FastCall(agent.behave_fn)
         self.obs: np.ndarray | None = None  # the env's current observation between calls
         self.guard = FiniteGuard(cfg.check_finite)
 
@@ -39,8 +37,12 @@ class OnPolicyCollector:
         if self.host is not None:
             self.host.sync(step)  # the weights of the last update; the sampler reseeded
         while not buf.full:
-            actions = self.host.sample(obs) if self.host is not None else self.act(obs).numpy()
-            obs = python_step(agent.env, obs, actions, agent.env_actions(actions), buf, guard, step)
+            if self.host is not None:
+                actions, log_prob, value = self.host.behave(obs)
+            else:
+                actions, log_prob, value = (x.numpy() for x in self.act(obs))
+            obs = python_step(agent.env, obs, actions, agent.env_actions(actions), buf, guard,
+                              step, log_prob=log_prob, value=value)
             step += buf.n_envs
         self.obs = obs
         return Collected(buf.n_steps * buf.n_envs, batch=buf.arrays())

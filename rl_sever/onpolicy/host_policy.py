@@ -8,14 +8,16 @@ rollout: the update call returns them with its metrics, and a separate read foll
 else that may change them (a new learn() call, a training callback). It computes exactly the
 compiled policy's function: the same layers, activation, head and distribution. Sampling uses a
 NumPy generator reseeded from (seed, env step) at every rollout, so runs stay reproducible and
-resumable. What the update needs (log-probabilities, values) is recomputed inside the compiled
-update, as before; the training steps stay compiled. Used only where it applies: no encoder
+resumable. What the rollout stores of acting (the actions' log-probabilities, the values) is
+computed here too, from the value network's NumPy copy; the training steps stay compiled. Used only where it applies: no encoder
 (flat observations, the policy body an MLP), an activation NumPy has, and no GPU (there the
 compiled call is the faster one); `host_act: on` insists (an error where it cannot apply),
 `off` never uses it.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -37,6 +39,12 @@ def _silu(x):
 
 NUMPY_ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0), "elu": _elu,
                      "silu": _silu}
+
+
+def block_diag(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.zeros((a.shape[0] + b.shape[0], a.shape[1] + b.shape[1]), a.dtype)
+    out[:a.shape[0], :a.shape[1]], out[a.shape[0]:, a.shape[1]:] = a, b
+    return out
 
 
 def host_act_reason(model, mode: str) -> str | None:
@@ -70,14 +78,16 @@ class HostPolicy:
         self.model, self.seed = model, int(seed)
         self.spec = model.head.spec
         self.activation = NUMPY_ACTIVATIONS[model.cfg.activation]
-        dense = [*model.pi_body.layers, model.pi_head]
+        dense = [*model.pi_body.layers, model.pi_head, *model.vf_body.layers, model.vf_head]
+        self.n_pi = len(model.pi_body.layers) + 1
         variables = [v for layer in dense for v in (layer.kernel, layer.bias)]
         if model.log_std is not None:
             variables.append(model.log_std)
         self.variables = tf_variables(variables)
         # All weights in one compiled read: a third of the time of one eager read per variable.
         self._read = FastCall(tf.function(self.read_variables, autograph=False), [])
-        self.weights: list[tuple[np.ndarray, np.ndarray]] = []
+        self.weights: list[tuple[np.ndarray, np.ndarray]] = []  # the policy's layers
+        self.value_weights: list[tuple[np.ndarray, np.ndarray]] = []
         self.std: np.ndarray | None = None
         self.stale = True  # the weights must be read before the next rollout
         self.rng = np.random.default_rng(self.seed)
@@ -93,7 +103,13 @@ class HostPolicy:
         values = [np.asarray(v) for v in values]
         if self.model.log_std is not None:
             self.std = np.exp(values.pop()).astype(np.float32)
-        self.weights = list(zip(values[0::2], values[1::2]))
+        layers = list(zip(values[0::2], values[1::2]))
+        self.weights, self.value_weights = layers[:self.n_pi], layers[self.n_pi:]
+        # Acting runs both networks as one: the first layers side by side, the others
+        # block-diagonal (half the NumPy calls per step; the zero blocks add exact zeros).
+        self.both = [(np.concatenate([kp, kv], 1) if i == 0 else block_diag(kp, kv),
+                      np.concatenate([bp, bv]))
+                     for i, ((kp, bp), (kv, bv)) in enumerate(zip(self.weights, self.value_weights))]
         self.stale = False
 
     def invalidate(self) -> None:
@@ -107,26 +123,53 @@ class HostPolicy:
             self.load(self._read())
         self.rng = np.random.default_rng([self.seed % 2**32, int(step)])
 
-    def params(self, obs: np.ndarray) -> np.ndarray:
-        """The head's parameters (logits or Gaussian mean) for a batch of observations."""
+    def forward(self, obs: np.ndarray, weights) -> np.ndarray:
+        """An MLP of `weights` (the policy's: logits or Gaussian mean; the value network's)."""
         x = np.asarray(obs)
         x = (x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32))
         x = x.reshape(x.shape[0], -1)
-        last = len(self.weights) - 1
-        for i, (k, b) in enumerate(self.weights):
+        last = len(weights) - 1
+        for i, (k, b) in enumerate(weights):
             x = x @ k + b
             if i < last:
                 x = self.activation(x)
         return x
 
+    def params(self, obs: np.ndarray) -> np.ndarray:
+        """The head's parameters (logits or Gaussian mean) for a batch of observations."""
+        return self.forward(obs, self.weights)
+
     def sample(self, obs: np.ndarray) -> np.ndarray:
-        p = self.params(obs)
-        kind = self.spec.kind
-        if kind == "box":
+        return self._sample(self.params(obs))
+
+    def _sample(self, p: np.ndarray) -> np.ndarray:
+        if self.spec.kind == "box":
             noise = self.rng.standard_normal(p.shape, dtype=np.float32)
             return (p + self.std * noise).astype(np.float32)
         g = p - np.log(-np.log(self.rng.random(p.shape, dtype=np.float32).clip(1e-20, 1.0)))
         return self._argmax(g)  # Gumbel-max: a draw from softmax(logits)
+
+    def behave(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sampled actions, their log-probabilities and the values: what the rollout stores."""
+        out = self.forward(obs, self.both)
+        p, value = out[:, :-1], out[:, -1]
+        actions = self._sample(p)
+        return actions, self.log_prob(p, actions), value
+
+    def log_prob(self, p: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """log pi(actions) under the head's parameters `p` (the compiled distribution's)."""
+        if self.spec.kind == "box":
+            z = (actions - p) / self.std
+            return (-0.5 * np.square(z) - np.log(self.std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+        parts = [p] if self.spec.kind == "discrete" else np.split(p, self.splits, axis=-1)
+        cols = actions[:, None] if self.spec.kind == "discrete" else actions
+        rows = np.arange(p.shape[0])
+        out = 0.0
+        for i, logits in enumerate(parts):
+            top = logits.max(-1)
+            logz = top + np.log(np.exp(logits - top[:, None]).sum(-1))
+            out = out + logits[rows, cols[:, i]] - logz
+        return out
 
     def mode(self, obs: np.ndarray) -> np.ndarray:
         p = self.params(obs)

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, record_episodes
+from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, drive, record_episodes
 from rl_sever.core.loop import Collected
-from rl_sever.core.rollout import graph_step
-from rl_sever.onpolicy.rollout_buffer import Rollout
+from rl_sever.core.rollout import Rollout
 
 
 class InGraphTrainer:
@@ -57,50 +56,19 @@ class InGraphTrainer:
 
     # -- compiled bodies ------------------------------------------------------------------
     def _rollout(self):
-        agent, env, s = self.agent, self.env, self.state
-        T, n = self.n_steps, self.n_envs
-        state = s.read()
+        agent, T, n = self.agent, self.n_steps, self.n_envs
+        rows = Rollout.spec(agent.layout, lead=()).map(
+            lambda s: tf.TensorArray(s.dtype, size=T, element_shape=[n, *s.shape]))
 
-        def buffer(dtype, shape=()):
-            return tf.TensorArray(dtype, size=T, element_shape=[n, *shape])
+        def act(i, obs):
+            actions, log_prob, value = agent._behave(obs)
+            return actions, self._env_action(actions), {"log_prob": log_prob, "value": value}
 
-        obs_shape, act_shape = agent.obs_shape, agent.action.shape
-        # obs, actions, rewards, terminated, dones, next_obs, ended returns, ended lengths
-        bufs = (
-            buffer(tf.float32, obs_shape),
-            buffer(tf.as_dtype(agent.action.dtype), act_shape),
-            buffer(tf.float32),
-            buffer(tf.bool),
-            buffer(tf.bool),
-            buffer(tf.float32, obs_shape),
-            buffer(tf.float64),
-            buffer(tf.int32),
-        )
+        def record(i, st, rows):
+            return Rollout(*(r.write(i, x) for r, x in zip(rows, Rollout.row(st.record)))), False
 
-        def body(i, state, obs, ep_ret, ep_len, bufs):
-            actions = agent._act(obs)
-            st = graph_step(env, state, obs, actions, self._env_action(actions), ep_ret, ep_len)
-            row = (obs, actions, st.reward, st.terminated, st.done, st.reached,
-                   st.ended_return, st.ended_length)
-            bufs = tuple(b.write(i, x) for b, x in zip(bufs, row))
-            return i + 1, st.state, st.next_obs, st.ep_return, st.ep_length, bufs
-
-        init = (
-            tf.constant(0),
-            state,
-            env.observe(state),
-            s.ep_return.read_value(),
-            s.ep_length.read_value(),
-            bufs,
-        )
-        _, state, _, ep_ret, ep_len, bufs = tf.while_loop(lambda i, *_: i < T, body, init,
-                                                          maximum_iterations=T)
-        s.write(state)
-        s.ep_return.assign(ep_ret)
-        s.ep_length.assign(ep_len)
-        obs, actions, rewards, terminated, dones, next_obs, ret, length = (b.stack() for b in bufs)
-        batch = Rollout(obs, actions, rewards, terminated, dones, next_obs)
-        return batch, {"dones": dones, "returns": ret, "lengths": length}
+        _, rows, episodes = drive(self.env, self.state, T, T, act, record, rows)
+        return rows.map(lambda r: r.stack()), episodes
 
     def _iteration(self):
         batch, episodes = self._rollout()

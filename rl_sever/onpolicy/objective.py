@@ -16,10 +16,10 @@ from rl_sever.config.run import parse_grad_from
 from rl_sever.config.schedules import Scheduled
 from rl_sever.core.learner import Learner, Phase
 from rl_sever.core.optim import ModuleOptimizer
+from rl_sever.core.rollout import Rollout
 from rl_sever.objective import LossTerm, Objective, binding
 from rl_sever.objective.evaluate import check_finite
 from rl_sever.onpolicy.ingraph import InGraphTrainer
-from rl_sever.onpolicy.rollout_buffer import Rollout
 
 
 class OnPolicyObjective:
@@ -109,13 +109,9 @@ class OnPolicyObjective:
         """Evaluate the terms on a tiny synthetic rollout: bad return values fail here, at
         construction, and the compiled step learns each term's metric names."""
         T, N = 2, 1
-        obs = tf.zeros([T, N, *self.obs_shape], self.obs_dtype)
+        zeros = Rollout.spec(self.layout, (T, N)).map(lambda s: tf.zeros(s.shape, s.dtype))
         with binding.rng_kept(self):
-            flat_obs = tf.reshape(obs, [T * N, *self.obs_shape])
-            actions = tf.cast(self.model.head.mode(self.model.distribution(flat_obs)), self.action.dtype)
-            actions = tf.reshape(actions, [T, N, *self.action.shape])
-            zeros, no = tf.zeros([T, N]), tf.zeros([T, N], tf.bool)
-            data = self._prepare(obs, actions, zeros, no, no, obs)
+            data = self._prepare(*zeros)
             mb = self._minibatch(data, tf.range(T * N))
             return binding.probe_terms(self._objective, mb, self.forward(mb))
 

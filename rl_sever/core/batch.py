@@ -1,0 +1,95 @@
+"""Typed batches: a NamedTuple whose annotations declare what each field holds.
+
+A field is an observation (`Obs`, the env's shape and dtype), an action (`Action`, the
+policy's), or one scalar per transition (`Float`, `Bool`); a field with the default `()` is
+optional (absent unless filled). From that declaration `typed_batch` derives the tensor spec of
+any leading shape (the compiled steps' input signatures, the TensorArrays of the in-graph
+rollout), NumPy storage, and a read-only mapping view (`batch["obs"]`, `"obs" in batch`), so a
+new field is one line in one class.
+"""
+
+from __future__ import annotations
+
+import typing
+
+import numpy as np
+import tensorflow as tf
+
+
+class Obs:
+    """An observation field: the env's observation shape and dtype."""
+
+
+class Action:
+    """An action field: the shape and dtype the policy acts in."""
+
+
+class Float:
+    """One float32 per transition."""
+
+
+class Bool:
+    """One bool per transition."""
+
+
+class Layout(typing.NamedTuple):
+    """What Obs and Action fields hold: shapes and dtypes (TensorFlow or NumPy)."""
+
+    obs_shape: tuple
+    obs_dtype: object
+    action_shape: tuple
+    action_dtype: object
+
+    def field(self, kind) -> tuple[tuple, tf.DType]:
+        """(shape, dtype) of one transition's value of a field kind."""
+        if kind is Obs:
+            return tuple(self.obs_shape), tf.as_dtype(self.obs_dtype)
+        if kind is Action:
+            return tuple(self.action_shape), tf.as_dtype(self.action_dtype)
+        return (), tf.float32 if kind is Float else tf.bool
+
+
+def _getitem(self, key):
+    return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
+
+
+def _get(self, key: str, default=None):
+    value = getattr(self, key, ())
+    return default if isinstance(value, tuple) else value
+
+
+def typed_batch(cls):
+    """Give the NamedTuple `cls` the spec, storage and mapping view of its declared fields."""
+    kinds = typing.get_type_hints(cls)
+    cls.kinds = {name: kinds[name] for name in cls._fields}
+    cls.optional = frozenset(cls._field_defaults)
+
+    def spec(klass, layout: Layout, lead=(None,), fields=None):
+        """TensorSpecs of the fields (all required ones, plus the optional `fields`)."""
+        present = set(fields or ()) | (set(klass._fields) - klass.optional)
+        return klass(**{name: tf.TensorSpec([*lead, *shape], dtype)
+                        for name in klass._fields if name in present
+                        for shape, dtype in [layout.field(klass.kinds[name])]})
+
+    def zeros(klass, layout: Layout, lead, fields=None):
+        """NumPy storage of `lead` rows, shaped and typed as `spec`."""
+        return klass.spec(layout, lead, fields).map(
+            lambda s: np.zeros(s.shape.as_list(), s.dtype.as_numpy_dtype))
+
+    def of(klass, batch):
+        """`batch` itself, or the batch holding a mapping's fields (a clear error on a missing one)."""
+        if isinstance(batch, klass):
+            return batch
+        missing = [k for k in klass._fields if k not in klass.optional and k not in batch]
+        if missing:
+            raise KeyError(f"a {klass.__name__} needs the fields {', '.join(missing)}")
+        return klass(**{k: batch[k] for k in klass._fields if k in batch})
+
+    cls.spec, cls.zeros, cls.of = classmethod(spec), classmethod(zeros), classmethod(of)
+    cls.__getitem__ = _getitem
+    cls.get = _get
+    cls.__contains__ = lambda self, key: _get(self, key) is not None
+    cls.keys = lambda self: [k for k in self._fields if k in self]
+    cls.items = lambda self: [(k, getattr(self, k)) for k in self.keys()]
+    cls.map = lambda self, fn: tf.nest.map_structure(fn, self)
+    return cls
