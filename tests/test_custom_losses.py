@@ -3,6 +3,8 @@ name from Python, YAML and the CLI, contracts are enforced, and custom terms log
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,7 +23,10 @@ from tests.helpers import collect_batch, make_agent, read_event_tensors
 # (rl_sever/core/optim.py); its loss values did not change.
 PINNED = {'a2c_shared_aux': {'metrics': {'policy': 5.254141330718994, 'value': 76.29149627685547, 'entropy': -0.6931471824645996, 'reward': 1.0722072124481201, 'loss': 44.46516799926758, 'grad_norm': 12.841877937316895, 'n_updates': 1.0, 'explained_variance': -0.04230165481567383}, 'param_sum': -11.607513220849796, 'param_abs_sum': 385.2795702986332, 'param_head': [0.009749342687427998, -0.005705590825527906, 0.004134615883231163, -0.008637290447950363, 0.00811536144465208]}, 'ppo_cartpole': {'metrics': {'policy': -0.00036479905247688293, 'value': 46.513092041015625, 'entropy': -0.6931463479995728, 'loss': 23.256179809570312, 'grad_norm': 9.797472953796387, 'clip_fraction': 0.0, 'approx_kl': 2.070577465929091e-06, 'n_updates': 4.0, 'explained_variance': 0.04527252912521362}, 'param_sum': 0.5733907109949996, 'param_abs_sum': 41.85012167333275, 'param_head': [0.5348063111305237, 0.6266683340072632, 0.20743538439273834, 0.1001799926161766, -0.12578167021274567]}}
 # The batches are collected by the compiled act step (host_act off: the NumPy policy draws
-# other samples), so the pinned numbers test the objective, not the sampler.
+# other samples), so the pinned numbers test the objective, not the sampler. The networks start
+# from the initial weights of that code (tests/data/pinned_initial_weights.npz, saved when the
+# on-policy networks moved onto DenseStack and its NumPy-drawn initialisation).
+PINNED_WEIGHTS = Path(__file__).parent / "data" / "pinned_initial_weights.npz"
 PINNED_CASES = {"ppo_cartpole": ("ppo", {"host_act": "off"}),
                 "a2c_shared_aux": ("a2c", {"network.shared_encoder": True, "aux": ["reward"],
                                            "network.encoder_grad_from": "both+aux", "ent_coef": 0.01})}
@@ -47,6 +52,9 @@ def train_once(agent, batch):
 def test_default_objectives_match_the_pre_change_numbers(case):
     algo, overrides = PINNED_CASES[case]
     agent = make_agent(algo, "CartPole-v1", overrides)
+    with np.load(PINNED_WEIGHTS) as saved:
+        for i, v in enumerate(agent.optimizer.all_variables):
+            v.assign(saved[f"{case}/v{i:03d}"])
     out = metrics.means(train_once(agent, collect_batch(agent)))  # raw [sum, count] -> means
     p = params(agent).astype(np.float64)
     agent.close()

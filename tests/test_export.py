@@ -108,7 +108,7 @@ def test_fresh_process_reproduces_predict(exported, tmp_path):
         )
     # Actions far outside the Box bounds: exercises the clipping inside the graph.
     agent = Agent.load(exported["pendulum"][0])
-    kernel = agent.model.pi_head.kernel
+    kernel = agent.model.pi.kernels[-1]
     kernel.assign(kernel * 1e4)
     export_policy(agent, tmp_path / "model_wide")
     obs = observations(agent)

@@ -24,10 +24,10 @@ def _encoder(agent):
 def test_encoder_frozen_until_step_then_trains(tmp_path):
     agent = PPO("CartPole-v1", _config(freeze={"encoder": {"until_step": 96}}), logdir=tmp_path)
     before = _encoder(agent)
-    heads = [v.numpy().copy() for v in agent.model.pi_head.trainable_variables]
+    heads = [v.numpy().copy() for v in agent.model.pi.trainable_variables]
     agent.learn(96, progress=False)  # 3 iterations of 32 steps, all before step 96
     assert all(np.array_equal(a, b) for a, b in zip(before, _encoder(agent)))
-    assert not all(np.array_equal(a, v.numpy()) for a, v in zip(heads, agent.model.pi_head.trainable_variables))
+    assert not all(np.array_equal(a, v.numpy()) for a, v in zip(heads, agent.model.pi.trainable_variables))
     enc_opt = agent.optimizer.optimizers["encoder"]
     assert int(enc_opt.iterations.numpy()) == 0  # the optimizer never stepped the frozen module
     agent.learn(64, progress=False)

@@ -64,7 +64,7 @@ def test_a_non_finite_action_stops_the_run_naming_it():
     agent = tiny_agent("ppo", FAULTY, fill=0, eval_episodes=0)
 
     def poison_policy(agent, _):
-        agent.model.pi_head.kernel.assign(tf.fill(agent.model.pi_head.kernel.shape, np.nan))
+        agent.model.pi.kernels[-1].assign(tf.fill(agent.model.pi.kernels[-1].shape, np.nan))
 
     with pytest.raises(NonFiniteError, match=r"non-finite action \(nan\) from sub-env 0 "
                        r"\(and 1 more\) at env step 32"):
@@ -72,7 +72,7 @@ def test_a_non_finite_action_stops_the_run_naming_it():
     agent.close()
 
 
-@pytest.mark.parametrize("algo, module", [("ppo", "vf_head"), ("sac", "critic")])
+@pytest.mark.parametrize("algo, module", [("ppo", "vf"), ("sac", "critic")])
 def test_a_late_non_finite_loss_stops_before_a_checkpoint_stores_it(algo, module, tmp_path):
     # Checkpoints every iteration; the network turns NaN after the second one was saved.
     extra = {"learning_starts": 16} if algo == "sac" else {}
@@ -83,7 +83,7 @@ def test_a_late_non_finite_loss_stops_before_a_checkpoint_stores_it(algo, module
     def poison(agent, _):
         calls.append(1)
         if len(calls) == 2:
-            target = agent.model.vf_head if module == "vf_head" else agent.critic
+            target = agent.model.vf if module == "vf" else agent.critic
             for v in target.trainable_variables:
                 v.assign(tf.fill(v.shape, np.nan))
 

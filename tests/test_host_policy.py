@@ -112,7 +112,7 @@ def test_host_acting_follows_each_update_and_reproduces_runs():
         host = agent.collector.host
         runs.append((np.array(agent.collector.buffer.data.actions), host.weights[0][0].copy()))
         # the last update call returned its weights to the host copy: the current ones
-        np.testing.assert_array_equal(host.weights[0][0], agent.model.pi_body.layers[0].kernel.numpy())
+        np.testing.assert_array_equal(host.weights[0][0], agent.model.pi.kernels[0].numpy())
         assert not host.stale
         agent.close()
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
@@ -124,7 +124,7 @@ def test_every_host_action_uses_the_current_weights_after_updates_callbacks_and_
     set_weights between learn() calls makes it read them again. At every acting step the host
     copy equals the network."""
     agent = tiny_agent("a2c", "CartPole-v1")
-    host, kernel = agent.collector.host, agent.model.pi_body.layers[0].kernel
+    host, kernel = agent.collector.host, agent.model.pi.kernels[0]
     checked, reads = [], []
     behave, read = host.behave, host._read
 

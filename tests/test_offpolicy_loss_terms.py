@@ -15,6 +15,7 @@ from rl_sever.errors import ConfigError, FlowContractError
 from rl_sever.objective import LossTerm, loss_term
 from rl_sever.offpolicy.replay import Transitions
 from tests.helpers import read_event_tensors, tiny_agent, tiny_config
+from tests.test_custom_losses import PINNED_WEIGHTS
 
 # Captured from the code before SAC/TD3 had loss terms: one compiled update on fixed_batch
 # (tests.helpers tiny configs, seed 0, fill=0): the raw metric vector, and per module
@@ -119,6 +120,11 @@ def test_default_objectives_match_the_pinned_update(case, path):
     agent = tiny_agent(algo, fill=0, **overrides, **settings)
     assert not agent.jit_compile
     assert agent.matmul_precision == settings["network.matmul_precision"]
+    if agent.encoder is not None:  # the encoder the pins started from (before DenseStack)
+        with np.load(PINNED_WEIGHTS) as saved:
+            for net in (agent.encoder, agent.target_encoder):
+                for i, v in enumerate(net.weights):
+                    v.assign(saved[f"{case}/encoder{i}"])
     batch = fixed_batch(agent)
     before = module_vectors(agent)
     logged = agent.train(batch)

@@ -6,11 +6,10 @@ shared encoder only when the agent lets auxiliary losses do so.
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from rl_sever.auxiliary.base import AuxContext, AuxiliaryModule, action_features, encode_action
-from rl_sever.nn.layers import mlp
+from rl_sever.nn.layers import DenseStack
 
 
 class InverseDynamics(AuxiliaryModule):
@@ -20,14 +19,8 @@ class InverseDynamics(AuxiliaryModule):
     def __init__(self, feature_dim, obs_shape, obs_dtype, action, cfg):
         super().__init__(feature_dim, obs_shape, obs_dtype, action, cfg)
         out = action_features(action)
-        self.head = keras.Sequential(
-            [
-                keras.Input((2 * feature_dim,)),
-                mlp(cfg.hidden_sizes, "relu", ortho=False, name="inverse_mlp"),
-                keras.layers.Dense(out, name="inverse_out"),
-            ],
-            name="inverse_head",
-        )
+        self.head = DenseStack(2 * feature_dim, cfg.hidden_sizes, out, "relu", init="glorot",
+                               name="inverse_head")
 
     def modules(self):
         return {"inverse_head": list(self.head.trainable_variables)}

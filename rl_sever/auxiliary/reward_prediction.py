@@ -5,11 +5,10 @@ Module "reward_head". Trains the shared encoder only when the agent lets auxilia
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from rl_sever.auxiliary.base import AuxContext, AuxiliaryModule, action_features, encode_action
-from rl_sever.nn.layers import mlp
+from rl_sever.nn.layers import DenseStack
 
 
 class RewardPrediction(AuxiliaryModule):
@@ -19,14 +18,7 @@ class RewardPrediction(AuxiliaryModule):
     def __init__(self, feature_dim, obs_shape, obs_dtype, action, cfg):
         super().__init__(feature_dim, obs_shape, obs_dtype, action, cfg)
         in_dim = feature_dim + action_features(action)
-        self.head = keras.Sequential(
-            [
-                keras.Input((in_dim,)),
-                mlp(cfg.hidden_sizes, "relu", ortho=False, name="reward_mlp"),
-                keras.layers.Dense(1, name="reward_out"),
-            ],
-            name="reward_head",
-        )
+        self.head = DenseStack(in_dim, cfg.hidden_sizes, 1, "relu", init="glorot", name="reward_head")
 
     def modules(self):
         return {"reward_head": list(self.head.trainable_variables)}

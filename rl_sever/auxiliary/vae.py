@@ -16,7 +16,7 @@ import tensorflow_probability as tfp
 
 from rl_sever.auxiliary.base import AuxContext, AuxiliaryModule
 from rl_sever.nn.encoders import scale_obs
-from rl_sever.nn.layers import mlp
+from rl_sever.nn.layers import DenseStack
 
 tfd = tfp.distributions
 
@@ -47,14 +47,8 @@ class VAE(AuxiliaryModule):
             )
         else:
             dim = int(np.prod(self.obs_shape))
-            self.decoder = keras.Sequential(
-                [
-                    keras.Input((cfg.latent_dim,)),
-                    mlp(cfg.hidden_sizes, "relu", ortho=False, name="vae_dec"),
-                    keras.layers.Dense(dim, name="vae_dec_out"),
-                ],
-                name="vae_decoder",
-            )
+            self.decoder = DenseStack(cfg.latent_dim, cfg.hidden_sizes, dim, "relu", init="glorot",
+                                      name="vae_decoder")
 
     def modules(self):
         return {

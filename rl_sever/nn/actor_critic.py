@@ -11,7 +11,7 @@ from rl_sever.config.spaces import ActionSpec
 from rl_sever.isolation import sever
 from rl_sever.nn.distributions import ActionHead
 from rl_sever.nn.encoders import flat_obs, is_image, make_encoder
-from rl_sever.nn.layers import linear, mlp
+from rl_sever.nn.layers import DenseStack
 
 
 class ActorCritic(tf.Module):
@@ -32,18 +32,21 @@ class ActorCritic(tf.Module):
         self.head = ActionHead(action)
         ortho = cfg.ortho_init
         if cfg.shared_encoder or user_encoder is not None or is_image(obs_shape, obs_dtype):
-            # An MLP encoder is the hidden layers; heads read its last width.
+            # An MLP encoder is the hidden layers; the heads (one linear layer each) read its
+            # last width.
             self.encoder = make_encoder(obs_shape, obs_dtype, cfg.encoder, user=user_encoder,
                                         sizes=cfg.hidden_sizes, activation=cfg.activation,
                                         channels=cfg.cnn_channels, feature_dim=cfg.feature_dim,
                                         ortho=ortho, name="encoder")
-            self.pi_body = self.vf_body = None
+            in_dim, hidden = self.encoder.out_dim, []
         else:
             self.encoder = None
-            self.pi_body = mlp(cfg.hidden_sizes, cfg.activation, ortho=ortho, name="pi")
-            self.vf_body = mlp(cfg.hidden_sizes, cfg.activation, ortho=ortho, name="vf")
-        self.pi_head = linear(self.head.param_dim, 0.01, ortho=ortho, name="pi_head")
-        self.vf_head = linear(1, 1.0, ortho=ortho, name="vf_head")
+            in_dim, hidden = int(np.prod(obs_shape)), cfg.hidden_sizes
+        init = "orthogonal" if ortho else "glorot"
+        # The policy and the value network: one MLP each (rl_sever.nn.layers.DenseStack).
+        self.pi = DenseStack(in_dim, hidden, self.head.param_dim, cfg.activation, init=init,
+                             out_gain=0.01, name="pi")
+        self.vf = DenseStack(in_dim, hidden, 1, cfg.activation, init=init, out_gain=1.0, name="vf")
         self.log_std = None
         if action.kind == "box":
             self.log_std = tf.Variable(np.full(action.shape, cfg.log_std_init, np.float32), name="log_std")
@@ -55,7 +58,7 @@ class ActorCritic(tf.Module):
     def _features(self, obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         if self.encoder is None:
             x = flat_obs(obs)
-            return self.pi_body(x), self.vf_body(x)
+            return x, x
         feat = self.encoder(obs)
         # The head whose loss must not train the shared encoder reads it severed.
         pi_in = feat if self.actor_trains_encoder else sever(feat)
@@ -65,28 +68,21 @@ class ActorCritic(tf.Module):
     def __call__(self, obs: tf.Tensor):
         """Returns (action distribution, value [batch])."""
         pi_in, vf_in = self._features(obs)
-        return self.distribution_from(pi_in), tf.squeeze(self.vf_head(vf_in), -1)
+        return self.distribution_from(pi_in), tf.squeeze(self.vf(vf_in), -1)
 
     def distribution_from(self, pi_features: tf.Tensor):
-        return self.head.distribution(self.pi_head(pi_features), self.log_std)
+        return self.head.distribution(self.pi(pi_features), self.log_std)
 
     def distribution(self, obs: tf.Tensor):
-        if self.encoder is None:  # the act step computes the policy branch alone
-            return self.distribution_from(self.pi_body(flat_obs(obs)))
         return self.distribution_from(self._features(obs)[0])
 
     def value(self, obs: tf.Tensor) -> tf.Tensor:
-        return tf.squeeze(self.vf_head(self._features(obs)[1]), -1)
+        return tf.squeeze(self.vf(self._features(obs)[1]), -1)
 
     def modules(self) -> dict[str, list]:
         """Named variable groups: what the optimizer, freezing and the flow audit act on."""
-        actor = [] if self.pi_body is None else list(self.pi_body.trainable_variables)
-        actor += list(self.pi_head.trainable_variables)
-        if self.log_std is not None:
-            actor.append(self.log_std)
-        critic = [] if self.vf_body is None else list(self.vf_body.trainable_variables)
-        critic += list(self.vf_head.trainable_variables)
-        out = {"actor": actor, "critic": critic}
+        actor = list(self.pi.weights) + ([self.log_std] if self.log_std is not None else [])
+        out = {"actor": actor, "critic": list(self.vf.weights)}
         if self.encoder is not None:
             out["encoder"] = self.encoder.weights
         return out

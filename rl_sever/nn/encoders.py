@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from rl_sever.config.run import ENCODER_KINDS
 from rl_sever.errors import ConfigError
-from rl_sever.nn.layers import initializer, mlp
+from rl_sever.nn.layers import DenseStack, initializer
 
 NATURE_MIN_SIDE = 80  # encoder "auto": the Nature CNN for images this large (Atari's 84x84)
 
@@ -101,7 +101,8 @@ class Encoder(tf.Module):
         elif kind == "nature":
             self.net, self.out_dim = nature_cnn(self.obs_shape, name=name), 512
         else:
-            self.net = mlp(list(sizes), activation, ortho=ortho, name=name)
+            self.net = DenseStack(int(np.prod(self.obs_shape)), list(sizes), None, activation,
+                                  init="orthogonal" if ortho else "glorot", name=name)
             self.out_dim = int(sizes[-1])
         self(tf.zeros((1, *self.obs_shape), tf.float32))  # build
 

@@ -1,5 +1,6 @@
-"""Keras building blocks of every network: MLPs (`mlp`, and `DenseStack` for ensembles and
-severed reads), initialised linear layers, and the tf.Variables behind Keras variables.
+"""Keras building blocks of every network: the one MLP (`DenseStack`: bodies, heads, critic
+ensembles, severed reads, and its NumPy twin for acting on the host), initialised linear
+layers, and the tf.Variables behind Keras variables.
 
 `DenseStack` is one Keras layer holding an MLP, or with `members` > 0 an ensemble of that many
 independent MLPs (the off-policy critics). It can be evaluated with its weights read through
@@ -24,16 +25,6 @@ def initializer(gain: float, ortho: bool):
     return keras.initializers.Orthogonal(gain=gain) if ortho else "glorot_uniform"
 
 
-def mlp(sizes: list[int], activation: str, *, ortho: bool = True, name: str = "mlp") -> keras.Sequential:
-    """Dense layers of the given widths, each followed by `activation`."""
-    layers = [
-        keras.layers.Dense(h, activation=activation, kernel_initializer=initializer(math.sqrt(2), ortho),
-                           bias_initializer="zeros", name=f"{name}_{i}")
-        for i, h in enumerate(sizes)
-    ]
-    return keras.Sequential(layers, name=name)
-
-
 def linear(units: int, gain: float, *, ortho: bool = True, name: str) -> keras.layers.Dense:
     return keras.layers.Dense(units, kernel_initializer=initializer(gain, ortho),
                               bias_initializer="zeros", name=name)
@@ -44,17 +35,58 @@ def tf_variables(variables) -> list[tf.Variable]:
     return [v if isinstance(v, tf.Variable) else v.value for v in variables]
 
 
+def _elu(x):
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+NUMPY_ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0), "elu": _elu,
+                     "silu": lambda x: x / (1.0 + np.exp(-x))}
+INITS = ("torch", "orthogonal", "glorot")
+
+
+def _kernel(rng, init: str, fan_in: int, fan_out: int, gain: float, lead: tuple) -> np.ndarray:
+    if init == "torch":  # PyTorch's nn.Linear default, U(+-1/sqrt(fan_in))
+        bound = 1.0 / math.sqrt(fan_in)
+        return rng.uniform(-bound, bound, (*lead, fan_in, fan_out))
+    if init == "glorot":
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-bound, bound, (*lead, fan_in, fan_out))
+    # Orthogonal (Saxe et al.): the Q of a Gaussian matrix's QR, signs fixed by R's diagonal.
+    big, small = max(fan_in, fan_out), min(fan_in, fan_out)
+    out = []
+    for _ in range(int(np.prod(lead, dtype=int))):
+        q, r = np.linalg.qr(rng.standard_normal((big, small)))
+        q = q * np.sign(np.diag(r))
+        out.append(gain * (q if fan_in >= fan_out else q.T))
+    return np.reshape(out, (*lead, fan_in, fan_out))
+
+
+def mlp_forward(x, layers, activation, *, activate_last: bool = False, matmul=None):
+    """The MLP written once: `layers` [(kernel, bias)], `activation` between them (and after
+    the last with `activate_last`). TensorFlow or NumPy alike: `matmul` defaults to `@`."""
+    last = len(layers) - 1
+    for i, (k, b) in enumerate(layers):
+        x = (x @ k if matmul is None else matmul(i, x, k)) + b
+        if i < last or activate_last:
+            x = activation(x)
+    return x
+
+
 class DenseStack(keras.layers.Layer):
     """An MLP `in_dim -> sizes... -> out_dim`; with `members` > 0 an ensemble of that many.
+    Without `out_dim` the last of `sizes` is the output, activated too (an encoder body).
 
-    Weights start as PyTorch's nn.Linear default, U(+-1/sqrt(fan_in)), the initialisation the
-    SB3 reference figures were obtained with, drawn from NumPy with `seed`. Input [batch, in]
+    `init`: "torch", PyTorch's nn.Linear default U(+-1/sqrt(fan_in)) for kernels and biases
+    (the SB3 off-policy reference figures were obtained with it); "orthogonal", gain sqrt(2)
+    and `out_gain` on the output layer, zero biases (SB3 / CleanRL on-policy practice);
+    "glorot", Glorot uniform, zero biases. Drawn from NumPy with `seed`. Input [batch, in]
     (shared by every member) or, for an ensemble, [members, batch, in]; output [batch, out] or
     [members, batch, out]. `weights` lists kernel and bias layer by layer. `hidden_dtype`
     bfloat16 computes the hidden-to-hidden matmuls in bfloat16 (fast on CPUs with AMX).
     """
 
-    def __init__(self, in_dim: int, sizes: list[int], out_dim: int, activation: str = "relu", *,
+    def __init__(self, in_dim: int, sizes: list[int], out_dim: int | None = None,
+                 activation: str = "relu", *, init: str = "torch", out_gain: float = 1.0,
                  members: int = 0, seed: int | None = None, hidden_dtype: str = "float32",
                  name: str = "mlp"):
         super().__init__(name=name)
@@ -62,16 +94,23 @@ class DenseStack(keras.layers.Layer):
             raise ValueError(f"unknown activation '{activation}'")
         if hidden_dtype not in ("float32", "bfloat16"):
             raise ValueError(f"hidden_dtype must be float32 or bfloat16, got '{hidden_dtype}'")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got '{init}'")
         self.members, self.activation, self.hidden_dtype = members, activation, hidden_dtype
-        self.dims = [int(in_dim), *map(int, sizes), int(out_dim)]
+        self.init, self.out_gain, self.activate_last = init, float(out_gain), out_dim is None
+        self.dims = [int(in_dim), *map(int, sizes), *([] if out_dim is None else [int(out_dim)])]
         # Without a seed, draw one from NumPy's global state (seeded by keras.utils.set_random_seed).
         rng = np.random.default_rng(np.random.randint(2**31) if seed is None else seed)
         lead = (members,) if members else ()
         self.kernels, self.biases = [], []
+        n_layers = len(self.dims) - 1
         for i, (fan_in, fan_out) in enumerate(zip(self.dims[:-1], self.dims[1:])):
+            last = i == n_layers - 1 and not self.activate_last
+            gain = self.out_gain if last else math.sqrt(2)
+            k = _kernel(rng, init, fan_in, fan_out, gain, lead).astype(np.float32)
+            b_shape = (*lead, 1, fan_out) if members else (fan_out,)
             bound = 1.0 / math.sqrt(fan_in)
-            k = rng.uniform(-bound, bound, (*lead, fan_in, fan_out)).astype(np.float32)
-            b = rng.uniform(-bound, bound, (*lead, 1, fan_out) if members else (fan_out,))
+            b = rng.uniform(-bound, bound, b_shape) if init == "torch" else np.zeros(b_shape)
             for kind, value, out in (("kernel", k, self.kernels),
                                      ("bias", b.astype(np.float32), self.biases)):
                 out.append(self.add_weight(value.shape, name=f"dense{i}_{kind}",
@@ -99,23 +138,29 @@ class DenseStack(keras.layers.Layer):
         return tf.stack([self._mlp(h, list(w)) for h, w in zip(inputs, per_member)])
 
     def _mlp(self, x, weights):
-        act = keras.activations.get(self.activation)
         last = len(weights) - 1
-        for i, (k, b) in enumerate(weights):
+
+        def matmul(i, x, k):
             if 0 < i < last and self.hidden_dtype == "bfloat16":
                 # Hidden-to-hidden products in bfloat16 (where the FLOPs are), float32 weights,
                 # biases, activations and gradients; first and last layers stay float32.
-                x = tf.cast(tf.matmul(tf.cast(x, tf.bfloat16), tf.cast(k, tf.bfloat16)), x.dtype)
-            else:
-                x = tf.matmul(x, k)
-            x = x + b
-            if i < last:
-                x = act(x)
-        return x
+                return tf.cast(tf.matmul(tf.cast(x, tf.bfloat16), tf.cast(k, tf.bfloat16)), x.dtype)
+            return tf.matmul(x, k)
+
+        return mlp_forward(x, weights, keras.activations.get(self.activation),
+                           activate_last=self.activate_last, matmul=matmul)
+
+    def numpy_forward(self, x: np.ndarray, weights, *, hidden: bool = False) -> np.ndarray:
+        """This MLP in NumPy on `weights` ([(kernel, bias)] as arrays, e.g. read once per
+        rollout; the layers from any one on), the host copy acting uses
+        (rl_sever.onpolicy.host_policy); `hidden`: the last of `weights` is activated too."""
+        return mlp_forward(x, weights, NUMPY_ACTIVATIONS[self.activation],
+                           activate_last=hidden or self.activate_last)
 
     def copy(self, name: str) -> DenseStack:
         """A new stack with the same shape and (copied) weights: a target network."""
-        twin = DenseStack(self.dims[0], self.dims[1:-1], self.dims[-1], self.activation,
+        sizes, out = (self.dims[1:], None) if self.activate_last else (self.dims[1:-1], self.dims[-1])
+        twin = DenseStack(self.dims[0], sizes, out, self.activation, init=self.init,
                           members=self.members, hidden_dtype=self.hidden_dtype, name=name)
         for t, s in zip(twin.weights, self.weights):
             t.assign(s)
