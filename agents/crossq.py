@@ -1,18 +1,13 @@
 """CrossQ (Bhatt et al. 2024, "CrossQ: Batch Normalization in Deep Reinforcement Learning for
-Greater Sample Efficiency and Simplicity"), on SAC's page.
+Greater Sample Efficiency and Simplicity"), on SAC's page: SAC without target networks.
 
-CrossQ is SAC without target networks. Its critics normalise their inputs and hidden layers
-with Batch Renormalization, and the current pairs (s, a) and the next pairs (s', a' ~ pi) go
-through them as ONE batch, so both halves are normalised with the same statistics; the
-next-state half of that joint forward pass is the TD target, severed. Losses:
-  critic: 1/2 sum over critics of (Q(s, a) - y)^2, y = r + gamma (1 - terminated)
-          (min Q(s', a') - alpha log pi(a'|s')) from the joint pass, severed;
-  actor:  alpha log pi(a|s) - min Q(s, a ~ pi), the critics in evaluation mode (running
-          statistics), every `policy_delay` critic updates;
-  alpha:  SAC's entropy-coefficient loss, with the actor (sb3-contrib's order).
-Defaults are sb3-contrib's: critics [1024, 1024], actor [256, 256], learning rate 1e-3, Adam
-beta1 0.5 for actor and critic, policy delay 3, renormalisation after 100k warm-up steps.
-The actor here is SAC's plain MLP (sb3-contrib also renormalises the actor's layers).
+Its critics normalise inputs and hidden layers with Batch Renormalization, and see (s, a) and
+(s', a' ~ pi) as ONE batch (both halves normalised with the same statistics). Losses:
+  critic: SAC's, against y = r + gamma (1 - terminated) (min Q(s', a') - alpha log pi(a'|s'))
+          from the next half of that joint pass, severed;
+  actor and alpha: SAC's (critics in evaluation mode), every `policy_delay` critic updates.
+Defaults are sb3-contrib's (below; the actor keeps [256, 256]); unlike sb3-contrib, the actor is
+SAC's plain MLP (sb3-contrib also renormalises the actor's layers). See docs/offpolicy.md.
 """
 
 from __future__ import annotations
@@ -75,8 +70,7 @@ class RenormCritics(tf.Module):
         self.hidden_dtype = hidden_dtype  # bfloat16: hidden-to-hidden matmuls, as DenseStack
         rng, dims = np.random.default_rng(seed), [in_dim, *sizes, 1]
         self.momentum, self.eps = cfg.batch_norm_momentum, cfg.batch_norm_eps
-        self.warmup = cfg.renorm_warmup_steps
-        self.members = members
+        self.warmup, self.members = cfg.renorm_warmup_steps, members
         def v(value, name, trainable=True):
             return tf.Variable(np.asarray(value, np.float32), trainable=trainable, name=name)
 
@@ -112,10 +106,8 @@ class RenormCritics(tf.Module):
     def _member(self, h, layers, training, severed, update):
         read = sever if severed else (lambda w: w)
         for i, (scale, shift, mean, var, kernel, bias) in enumerate(layers):
-            if training:
-                h = self._renorm(h, mean, var, update)
-            else:
-                h = (h - mean) / tf.sqrt(var + self.eps)
+            h = (self._renorm(h, mean, var, update) if training
+                 else (h - mean) / tf.sqrt(var + self.eps))
             h = h * read(scale) + read(shift)
             if 0 < i < len(layers) - 1 and self.hidden_dtype == "bfloat16":  # where the FLOPs are
                 h = tf.cast(tf.matmul(tf.cast(h, tf.bfloat16), tf.cast(read(kernel), tf.bfloat16)),
@@ -170,8 +162,7 @@ class CrossQ(SAC):
     def auto_intra_op_threads(self) -> int:
         # Wide critics (the MuJoCo preset's 2048 units) are one large matmul each: they want
         # every core, where SAC's 256-unit networks run fastest on one intra-op thread.
-        wide = max(self.config.critic_hidden_sizes) > 512
-        return 0 if wide else super().auto_intra_op_threads()
+        return 0 if max(self.config.critic_hidden_sizes) > 512 else super().auto_intra_op_threads()
 
     def make_optimizer(self, modules, name):
         opt = super().make_optimizer(modules, name)

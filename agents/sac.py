@@ -69,12 +69,10 @@ class SAC(OffPolicyAgent):
 
     # -- the objective: actor, critic, alpha ----------------------------------------------------
     def default_objective(self) -> Objective:
-        terms = [
-            LossTerm("actor", lambda b, o: tf.reduce_mean(o["alpha"] * o["logp"] - o["q"]),
-                     trains=lambda a: a.group_modules("actor", {"actor"}),
-                     description="alpha * log pi(a|s) - min Q(s, a), a ~ pi (reparameterised)"),
-            self.critic_term(),
-        ]
+        actor = LossTerm("actor", lambda b, o: tf.reduce_mean(o["alpha"] * o["logp"] - o["q"]),
+                         trains=lambda a: a.group_modules("actor", {"actor"}),
+                         description="alpha * log pi(a|s) - min Q(s, a), a ~ pi (reparameterised)")
+        terms = [actor, self.critic_term()]
         if self.config.learn_ent_coef:
             # log pi is severed: the entropy-coefficient loss trains log_alpha and nothing else.
             terms.append(LossTerm(
@@ -102,8 +100,7 @@ class SAC(OffPolicyAgent):
         mean, log_std = self._policy(sever(next_features()))
         next_actions, next_logp = squashed_gaussian_sample(mean, log_std, seed)
         q_next = self.target_critic(
-            tf.concat([self.target_features(mb["next_obs"]), next_actions], -1)
-        )
+            tf.concat([self.target_features(mb["next_obs"]), next_actions], -1))
         soft_value = tf.reduce_min(q_next, axis=0)[:, 0] - tf.exp(self.log_alpha) * next_logp
         # TD target: a constant for the critic loss, so no gradient reaches the targets, the
         # actor or alpha. Bootstrap unless terminated (truncation bootstraps from the final obs).
@@ -111,6 +108,10 @@ class SAC(OffPolicyAgent):
 
     def critic_loss(self, q, y):
         return 0.5 * super().critic_loss(q, y)  # SB3's scaling, so train/critic_loss compares
+
+    def actor_q(self, q):
+        """The Q the actor maximises, from the critics' outputs: the minimum over the critics."""
+        return tf.reduce_min(q, axis=0)[:, 0]
 
     def actor_outputs(self, mb, seed):
         """Actor-side outputs: features (as the actor sees them), mean, log_std, actions (unit,
@@ -124,8 +125,7 @@ class SAC(OffPolicyAgent):
         # back into the actor. Its weights are read through sever, and the state features
         # enter severed, so the actor loss has no path into the critic (or into the encoder
         # through Q); the actor optimizer does not list the critic either.
-        q = self.critic(tf.concat([sever(feat), actions], -1), severed=True)
-        min_q = tf.reduce_min(q, axis=0)[:, 0]
+        min_q = self.actor_q(self.critic(tf.concat([sever(feat), actions], -1), severed=True))
         alpha = sever(tf.exp(self.log_alpha))  # the actor loss must not move alpha
         thunks = {"features": lambda: actor_feat, "mean": lambda: mean,
                   "log_std": lambda: log_std, "actions": lambda: actions, "logp": lambda: logp,

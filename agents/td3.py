@@ -37,8 +37,7 @@ class TD3Config(OffPolicyConfig):
     n_critics: int = 2
     """Number of Q-functions; the TD target uses their minimum, the actor the first."""
     network: OffPolicyNetworkConfig = field(
-        default_factory=lambda: OffPolicyNetworkConfig(hidden_sizes=[400, 300])
-    )
+        default_factory=lambda: OffPolicyNetworkConfig(hidden_sizes=[400, 300]))
     """Network architecture."""
 
     def validate(self) -> None:
@@ -57,8 +56,7 @@ class TD3(OffPolicyAgent):
     config_cls = TD3Config
 
     def _build_policy(self, feature_dim: int) -> None:
-        cfg, dim = self.config, self.action_dim
-        self.actor = self.mlp(feature_dim, dim, seed=cfg.seed, name="actor")
+        self.actor = self.mlp(feature_dim, self.action_dim, seed=self.config.seed, name="actor")
         self.target_actor = self.actor.copy("target_actor")
 
     def trackables(self) -> dict:
@@ -73,12 +71,10 @@ class TD3(OffPolicyAgent):
 
     # -- the objective: actor, critic -----------------------------------------------------------
     def default_objective(self) -> Objective:
-        return Objective([
-            LossTerm("actor", lambda b, o: -tf.reduce_mean(o["q1"]),
-                     trains=lambda a: a.group_modules("actor", {"actor"}),
-                     description="-Q1(s, pi(s))"),
-            self.critic_term(),
-        ])
+        return Objective([LossTerm("actor", lambda b, o: -tf.reduce_mean(o["q1"]),
+                                   trains=lambda a: a.group_modules("actor", {"actor"}),
+                                   description="-Q1(s, pi(s))"),
+                          self.critic_term()])
 
     # -- acting -----------------------------------------------------------------------------
     def _act_unit(self, obs, seed):

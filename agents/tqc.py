@@ -1,17 +1,12 @@
 """Truncated Quantile Critics (Kuznetsov et al. 2020, "Controlling Overestimation Bias with
 Truncated Mixture of Continuous Distributional Quantile Critics"), on SAC's page.
 
-TQC is SAC with distributional critics. Each of the n_critics critics predicts n_quantiles
-quantiles of the return Z(s, a). The TD target pools the target critics' quantiles at the next
-state, sorts them and drops the largest `top_quantiles_to_drop_per_net` per critic: cutting
-the top of the mixture controls the overestimation that SAC's min over two critics controls.
-Losses:
-  critic: the quantile Huber loss (kappa = 1, averaged, as sb3-contrib) of every critic's
-          quantiles against every kept target atom y_k = r + gamma * (1 - terminated) * (z_k(s', a') - alpha log pi(a'|s')),
-          the whole target severed;
-  actor:  alpha log pi(a|s) - mean of all quantiles of all critics at (s, a ~ pi);
-  alpha:  SAC's entropy-coefficient loss.
-Defaults are sb3-contrib's (2 critics, 25 quantiles, drop 2 per critic); flow contract SAC's.
+SAC with distributional critics: each of the n_critics critics predicts n_quantiles quantiles
+of the return. The TD target pools the target critics' quantiles at the next state, sorts them
+and drops the largest `top_quantiles_to_drop_per_net` per critic (cutting the top of the mixture
+controls overestimation, as SAC's min over critics does), severed. Critic loss: quantile Huber
+(kappa = 1); actor: alpha log pi(a|s) - mean of all quantiles; alpha: SAC's. Defaults are
+sb3-contrib's (2 critics, 25 quantiles, drop 2 per critic); flow contract SAC's.
 """
 
 from __future__ import annotations
@@ -83,18 +78,6 @@ class TQC(SAC):
         weight = tf.abs(tau[:, None] - tf.cast(delta < 0.0, tf.float32))
         return tf.reduce_mean(weight * huber)
 
-    def actor_outputs(self, mb, seed):
-        """SAC's actor-side outputs, with q the mean of all quantiles of all critics."""
-        feat = self.features(mb["obs"])
-        actor_feat = self.features_for("actor", feat)
-        mean, log_std = self._policy(actor_feat)
-        actions, logp = squashed_gaussian_sample(mean, log_std, seed)
-        # dQ/da flows into the actor; the critic's weights are read through sever and the
-        # state features enter severed: no path from the actor loss into the critic.
-        z = self.critic(tf.concat([sever(feat), actions], -1), severed=True)
-        q = tf.reduce_mean(z, axis=[0, 2])
-        alpha = sever(tf.exp(self.log_alpha))  # the actor loss must not move alpha
-        thunks = {"features": lambda: actor_feat, "mean": lambda: mean,
-                  "log_std": lambda: log_std, "actions": lambda: actions, "logp": lambda: logp,
-                  "q": lambda: q, "alpha": lambda: alpha, "log_alpha": lambda: self.log_alpha}
-        return thunks, {"ent_coef": tf.exp(self.log_alpha)}
+    def actor_q(self, z):
+        """The mean of all quantiles of all critics."""
+        return tf.reduce_mean(z, axis=[0, 2])

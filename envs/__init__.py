@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {
-    "EpisodeStats": "envs.episodes",
-    "PixelObservation": "envs.pixels",
-    "VecNormalize": "envs.normalize",
-    "episode_stats": "envs.factory",
-    "find_normalizer": "envs.factory",
-    "make_env": "envs.factory",
-    "make_vec_env": "envs.factory",
-    "preprocess_observation": "envs.factory",
-}
+_EXPORTS = {"EpisodeStats": "envs.episodes", "PixelObservation": "envs.pixels",
+            "VecNormalize": "envs.normalize", "episode_stats": "envs.factory",
+            "find_normalizer": "envs.factory", "make_env": "envs.factory",
+            "make_vec_env": "envs.factory", "preprocess_observation": "envs.factory"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -51,11 +51,9 @@ class AtariSettings:
     """Press FIRE after every reset (and, in evaluation, every lost life) in games that have it."""
 
     def validate(self) -> None:
-        for key in ("frame_skip", "screen_size", "frame_stack"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"atari.{key} must be >= 1, got {getattr(self, key)}")
-        if self.noop_max < 0:
-            raise ConfigError(f"atari.noop_max must be >= 0, got {self.noop_max}")
+        for key, least in dict(frame_skip=1, screen_size=1, frame_stack=1, noop_max=0).items():
+            if getattr(self, key) < least:
+                raise ConfigError(f"atari.{key} must be >= {least}, got {getattr(self, key)}")
 
 
 def register() -> None:
@@ -73,8 +71,7 @@ def is_atari(env_id: str) -> bool:
         return False
     if env_id.startswith("ALE/") or "NoFrameskip" in env_id:
         register()
-    spec = gym.registry.get(env_id)
-    return spec is not None and spec.entry_point == ENTRY_POINT
+    return getattr(gym.registry.get(env_id), "entry_point", None) == ENTRY_POINT
 
 
 def base_kwargs(env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -2,13 +2,9 @@
 (`vectorization="ale"`): the games step in C++ threads, which also skip, max-pool, resize,
 grayscale, stack frames, take the no-ops and press FIRE.
 
-The C++ env runs without its episodic life and reward clipping, so that this wrapper sees raw
-rewards and true game ends: it applies the training-only parts itself (a lost life ends the
-learner's episode while the game goes on; rewards become their sign), reports whole games at
-their raw score in `info["final_info"]["game"]` as `envs.atari.GameScore` does, and turns the
-frames into the HWC layout of the Python wrappers. Same observations, actions and statistics
-as `vectorization="sync"` with `envs.atari.preprocess`; not the same pixels bit for bit (the
-resize is ale-py's own).
+Episodic life and reward clipping (training only) happen here, not in C++, so raw rewards and
+true game ends are seen: whole games go to `info["final_info"]["game"]` as in envs.atari.GameScore.
+Frames are HWC as from `envs.atari.preprocess`, not bit-identical (ale-py resizes its own way).
 """
 
 from __future__ import annotations

@@ -41,9 +41,8 @@ class EpisodeStats(VectorWrapper):
         # Under NEXT_STEP, envs whose episode ended last step spend this step resetting.
         self._resetting = np.zeros(self.num_envs, bool)
 
-    def reset(
-        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[Any, dict[str, Any]]:
+    def reset(self, *, seed: int | list[int | None] | None = None,
+              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset the wrapped env; episodes in progress are dropped, not recorded."""
         obs, info = self.env.reset(seed=seed, options=options)
         mask = (options or {}).get("reset_mask")
@@ -57,32 +56,25 @@ class EpisodeStats(VectorWrapper):
         """Step the wrapped env and record the episodes that end at this step."""
         obs, rewards, terminated, truncated, info = self.env.step(actions)
         if self.games:
-            self._record_games(info.get("final_info", {}))
+            final_info = info.get("final_info", {})
+            if (game := final_info.get("game")) is not None:
+                ended = np.flatnonzero(final_info.get("_game"))
+                self.record_episodes(np.asarray(game["r"])[ended], np.asarray(game["l"])[ended])
             return obs, rewards, terminated, truncated, info
         live = ~self._resetting
         self._returns[live] += np.asarray(rewards, np.float64)[live]
         self._lengths[live] += 1
         done = (np.asarray(terminated) | np.asarray(truncated)) & live
-        for i in np.flatnonzero(done):
-            episode = (float(self._returns[i]), int(self._lengths[i]))
-            self._finished.append(episode)
-            self._recent.append(episode)
-        self.total_episodes += int(done.sum())
+        self.record_episodes(self._returns[done], self._lengths[done])
         self._returns[done] = 0.0
         self._lengths[done] = 0
         if self._next_step_mode:
             self._resetting = done
         return obs, rewards, terminated, truncated, info
 
-    def _record_games(self, final_info: dict[str, Any]) -> None:
-        game, mask = final_info.get("game"), final_info.get("_game")
-        if game is not None:
-            ended = np.flatnonzero(mask)
-            self.record_episodes(np.asarray(game["r"])[ended], np.asarray(game["l"])[ended])
-
     def record_episodes(self, returns: Any, lengths: Any) -> None:
-        """Record episodes that ended outside `step` (e.g. inside an in-graph rollout, see
-        rl_sever.onpolicy.ingraph), given as equal-length sequences of returns and lengths, in order."""
+        """Record finished episodes (also ones that ended outside `step`, e.g. in an in-graph
+        rollout: rl_sever.onpolicy.ingraph) from equal-length returns and lengths, in order."""
         for r, n in zip(np.asarray(returns, np.float64), np.asarray(lengths, np.int64), strict=True):
             episode = (float(r), int(n))
             self._finished.append(episode)

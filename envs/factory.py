@@ -15,6 +15,7 @@ import contextlib
 import copy
 import functools
 import importlib
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -64,20 +65,16 @@ def make_vec_env(env_id: str, n_envs: int = 1, *, seed: int | None = None,
     `reset(seed=...)` always wins. Later resets without a seed continue each sub-env's
     random stream, as in Gymnasium.
 
-    `vectorization="async"` runs the envs in worker processes: one per env (Gymnasium's
-    AsyncVectorEnv) when `n_workers` is 0, else `n_workers` processes each stepping its
-    share of the envs (`envs.worker_pool`, docs/scaling.md). `vectorization="ale"` steps
-    Atari games in ale-py's C++ vector env (`envs.atari_vector`).
+    `vectorization="async"`: one process per env, or `n_workers` processes (docs/scaling.md);
+    `"ale"`: Atari games in ale-py's C++ vector env (`envs.atari_vector`).
     """
     if not isinstance(env_id, str) or not env_id:
         raise UnknownNameError(f"environment id must be a non-empty string, got {env_id!r}")
     if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
         raise ConfigError(f"n_envs must be a positive integer, got {n_envs!r}")
     if vectorization not in VECTORIZATION_MODES:
-        raise ConfigError(
-            f"vectorization must be one of {', '.join(VECTORIZATION_MODES)}, got "
-            f"{vectorization!r}.{suggest(str(vectorization), VECTORIZATION_MODES)}"
-        )
+        raise ConfigError(f"vectorization must be one of {', '.join(VECTORIZATION_MODES)}, got "
+                          f"{vectorization!r}.{suggest(str(vectorization), VECTORIZATION_MODES)}")
     check_n_workers(n_workers, int(n_envs), vectorization)
     if not 0.0 <= gamma <= 1.0:
         raise ConfigError(f"gamma must be in [0, 1], got {gamma}")
@@ -184,25 +181,16 @@ def preprocess_observation(env: gym.Env) -> gym.Env:
     space = env.observation_space
     if is_image_space(space):
         return env
-    if isinstance(space, (spaces.Dict, spaces.Tuple)) or (
-        isinstance(space, spaces.Box) and len(space.shape) != 1
-    ):
-        env = FlattenObservation(env)
+    box = isinstance(space, spaces.Box)
+    if isinstance(space, (spaces.Dict, spaces.Tuple)) or (box and len(space.shape) != 1):
         # Flattened Discrete parts are one-hot integers; networks want float32 either way.
-        if env.observation_space.dtype != np.float32:
-            env = _as_float32(env)
-    elif (
-        isinstance(space, spaces.Box)
-        and np.issubdtype(space.dtype, np.floating)
-        and space.dtype != np.float32
-    ):
-        env = _as_float32(env)
-    return env
-
-
-def _as_float32(env: gym.Env) -> gym.Env:
+        env = FlattenObservation(env)
+        space = env.observation_space
+    elif not (box and np.issubdtype(space.dtype, np.floating)):
+        return env
+    if space.dtype == np.float32:
+        return env
     # Cast the bounds ourselves: gymnasium's DtypeObservation warns on every float64 Box.
-    space = env.observation_space
     low, high = space.low.astype(np.float32), space.high.astype(np.float32)
     return TransformObservation(env, lambda obs: np.asarray(obs, np.float32),
                                 spaces.Box(low, high, space.shape, np.float32))
@@ -218,44 +206,32 @@ def episode_stats(env: VectorEnv) -> EpisodeStats:
 
 def find_normalizer(env: VectorEnv) -> VecNormalize | None:
     """The VecNormalize wrapper inside `env`, or None when nothing is normalised."""
-    import sys
-
     normalize = sys.modules.get("envs.normalize")  # never imported: nothing is normalised
     return None if normalize is None else _find_wrapper(env, normalize.VecNormalize)
 
 
-class SeedOnFirstReset(VectorWrapper):
-    """Passes `seed` to the first `reset()` that is called without one."""
+class _SeedOnce:
+    """Mixin for a wrapper: passes `seed` to the first `reset()` called without one."""
 
-    def __init__(self, env: VectorEnv, seed: int) -> None:
+    def __init__(self, env: VectorEnv | gym.Env, seed: int) -> None:
         super().__init__(env)
         self.initial_seed = int(seed)
         self._pending = True
 
-    def reset(
-        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[Any, dict[str, Any]]:
+    def reset(self, *, seed: int | list[int | None] | None = None,
+              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         if self._pending and seed is None:
             seed = self.initial_seed
         self._pending = False
         return self.env.reset(seed=seed, options=options)
 
 
-class _SeedOnFirstResetEnv(gym.Wrapper):
+class SeedOnFirstReset(_SeedOnce, VectorWrapper):
+    """Passes `seed` to the first `reset()` that is called without one."""
+
+
+class _SeedOnFirstResetEnv(_SeedOnce, gym.Wrapper):
     """Single-env twin of SeedOnFirstReset."""
-
-    def __init__(self, env: gym.Env, seed: int) -> None:
-        super().__init__(env)
-        self._seed = int(seed)
-        self._pending = True
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[Any, dict[str, Any]]:
-        if self._pending and seed is None:
-            seed = self._seed
-        self._pending = False
-        return self.env.reset(seed=seed, options=options)
 
 
 def _find_wrapper(env: VectorEnv, cls: type[_W]) -> _W | None:
@@ -277,9 +253,8 @@ def _check_env_id(env_id: str) -> None:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:
-            raise UnknownNameError(
-                f"cannot import module {module!r} named in env id {env_id!r}: {e}"
-            ) from None
+            raise UnknownNameError(f"cannot import module {module!r} named in env id "
+                                   f"{env_id!r}: {e}") from None
     if name in gym.registry:
         return
     try:
@@ -288,16 +263,12 @@ def _check_env_id(env_id: str) -> None:
         ns, base, version = None, name, None
     if version is None and find_highest_version(ns, base) is not None:
         return  # an unversioned id: gymnasium picks the latest version
-    versions = [s for s in gym.registry.values() if s.namespace == ns and s.name == base]
-    if versions:
-        versions.sort(key=lambda s: -1 if s.version is None else s.version, reverse=True)
-        hint = f" Did you mean: {', '.join(s.id for s in versions[:3])}?"
-    else:
-        hint = suggest(name, gym.registry.keys())
-    raise UnknownNameError(
-        f"unknown environment id {env_id!r}.{hint} "
-        "(gymnasium.pprint_registry() lists the registered ids)"
-    )
+    versions = sorted((s for s in gym.registry.values() if s.namespace == ns and s.name == base),
+                      key=lambda s: -1 if s.version is None else s.version, reverse=True)
+    hint = (f" Did you mean: {', '.join(s.id for s in versions[:3])}?" if versions
+            else suggest(name, gym.registry.keys()))
+    raise UnknownNameError(f"unknown environment id {env_id!r}.{hint} "
+                           "(gymnasium.pprint_registry() lists the registered ids)")
 
 
 @contextlib.contextmanager
@@ -309,11 +280,8 @@ def _dependency_errors(env_id: str) -> Iterator[None]:
         entry_point = str(getattr(gym.registry.get(env_id.split(":")[-1]), "entry_point", ""))
         haystack = f"{entry_point} {e}".lower()
         extra = next((x for key, x in _EXTRAS.items() if key in haystack), None)
-        fix = (
-            f"install it with: pip install 'rl_sever[{extra}]'"
-            if extra
-            else "install the missing package named above"
-        )
+        fix = (f"install it with: pip install 'rl_sever[{extra}]'" if extra
+               else "install the missing package named above")
         raise ConfigError(f"{env_id!r} needs an optional dependency ({e}); {fix}") from e
 
 
@@ -323,15 +291,8 @@ def _make_tfnative(name: str, n_envs: int, seed: int | None) -> VectorEnv:
     except ModuleNotFoundError as e:
         if e.name != "envs.tfnative":
             raise
-        raise UnknownNameError(
-            f"TF-native environments are unavailable (no envs.tfnative module), "
-            f"so {TF_PREFIX}{name} cannot be made"
-        ) from None
-    if not hasattr(tfnative, "make_vec_env"):
-        raise UnknownNameError(
-            f"TF-native environments are unavailable (envs.tfnative has no make_vec_env), "
-            f"so {TF_PREFIX}{name} cannot be made"
-        )
+        raise UnknownNameError(f"TF-native environments are unavailable (no envs.tfnative "
+                               f"module), so {TF_PREFIX}{name} cannot be made") from None
     return tfnative.make_vec_env(name, n_envs, seed=seed)
 
 
@@ -340,12 +301,8 @@ def check_n_workers(n_workers: Any, n_envs: int, vectorization: str) -> None:
     if isinstance(n_workers, bool) or not isinstance(n_workers, (int, np.integer)) or n_workers < 0:
         raise ConfigError(f"n_workers must be a non-negative integer, got {n_workers!r}")
     if n_workers and vectorization != "async":
-        raise ConfigError(
-            f"n_workers={n_workers} needs vectorization=async (sync steps every env in the "
-            "training process); set vectorization=async or n_workers=0"
-        )
+        raise ConfigError(f"n_workers={n_workers} needs vectorization=async (sync steps every "
+                          "env in the training process); set vectorization=async or n_workers=0")
     if n_workers > n_envs:
-        raise ConfigError(
-            f"n_workers={n_workers} is more than n_envs={n_envs}; each worker needs at least "
-            "one env (best: a divisor of n_envs, so the shares are equal)"
-        )
+        raise ConfigError(f"n_workers={n_workers} is more than n_envs={n_envs}; each worker needs "
+                          "at least one env (best: a divisor of n_envs, so the shares are equal)")

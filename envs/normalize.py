@@ -54,10 +54,9 @@ class VecNormalize(VectorWrapper):
         if normalize_obs:
             space = env.single_observation_space
             if not isinstance(space, spaces.Box) or is_image_space(space):
-                raise UnsupportedSpaceError(
-                    f"normalize_obs needs a flat Box observation space, got {space}; "
-                    "image observations are scaled inside the network instead"
-                )
+                raise UnsupportedSpaceError(f"normalize_obs needs a flat Box observation space, "
+                                            f"got {space}; image observations are scaled inside "
+                                            "the network instead")
             self.obs_rms = RunningMeanStd(space.shape, name="obs_rms")
             self._state.obs_rms = self.obs_rms
             # Normalised values live in [-clip_obs, clip_obs]; say so to the agent.
@@ -68,9 +67,8 @@ class VecNormalize(VectorWrapper):
             self.ret_rms = RunningMeanStd((), name="ret_rms")
             self._state.ret_rms = self.ret_rms
 
-    def reset(
-        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[Any, dict[str, Any]]:
+    def reset(self, *, seed: int | list[int | None] | None = None,
+              options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset the wrapped env and the discounted returns; normalise the first obs."""
         obs, info = self.env.reset(seed=seed, options=options)
         mask = (options or {}).get("reset_mask")
@@ -91,9 +89,8 @@ class VecNormalize(VectorWrapper):
                 self.obs_rms.update(obs)
             obs = self.normalize_obs(obs)
             if "final_obs" in info:
-                info = dict(info)
                 mask = info.get("_final_obs", np.ones(self.num_envs, bool))
-                info["final_obs"] = self._normalize_final_obs(info["final_obs"], mask)
+                info = {**info, "final_obs": self._normalize_final_obs(info["final_obs"], mask)}
         if self.ret_rms is not None:
             if self.training:
                 self.returns = self.returns * self.gamma + rewards

@@ -22,13 +22,8 @@ from gymnasium import spaces
 from envs.errors import ConfigError
 
 PIXEL_NAMESPACE = "Pixels"
-CLASSIC_CONTROL = (
-    "Pendulum-v1",
-    "MountainCarContinuous-v0",
-    "CartPole-v1",
-    "Acrobot-v1",
-    "MountainCar-v0",
-)
+CLASSIC_CONTROL = ("Pendulum-v1", "MountainCarContinuous-v0", "CartPole-v1", "Acrobot-v1",
+                   "MountainCar-v0")
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
 
 
@@ -53,9 +48,8 @@ class PixelObservation(gym.Wrapper):
     def __init__(self, env: gym.Env, size: int = 64, frame_stack: int = 3, grayscale: bool = False):
         super().__init__(env)
         if env.render_mode != "rgb_array":
-            raise ConfigError(
-                f"PixelObservation needs render_mode='rgb_array', got {env.render_mode!r}"
-            )
+            raise ConfigError(f"PixelObservation needs render_mode='rgb_array', "
+                              f"got {env.render_mode!r}")
         if size < 8 or frame_stack < 1:
             raise ConfigError(f"size must be >= 8 and frame_stack >= 1, got {size}, {frame_stack}")
         self.size, self.frame_stack, self.grayscale = int(size), int(frame_stack), bool(grayscale)
@@ -80,9 +74,7 @@ class PixelObservation(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         _, info = self.env.reset(seed=seed, options=options)
-        frame = self._frame()
-        for _ in range(self.frame_stack):
-            self._frames.append(frame)
+        self._frames.extend([self._frame()] * self.frame_stack)
         return self._observation(), info
 
     def step(self, action):
@@ -95,9 +87,8 @@ def make_pixel_env(env_id: str, size: int = 64, frame_stack: int = 3, grayscale:
                    render_mode: str | None = None, **kwargs: Any) -> gym.Env:
     """`env_id` rendered to pixels (see PixelObservation); extra kwargs go to gym.make."""
     if render_mode not in (None, "rgb_array"):
-        raise ConfigError(
-            f"pixel envs render to rgb_array themselves; got render_mode={render_mode!r}"
-        )
+        raise ConfigError(f"pixel envs render to rgb_array themselves; "
+                          f"got render_mode={render_mode!r}")
     env = gym.make(env_id, render_mode="rgb_array", **kwargs)
     return PixelObservation(env, size=size, frame_stack=frame_stack, grayscale=grayscale)
 

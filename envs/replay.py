@@ -1,16 +1,6 @@
-"""Record evaluation episodes as videos by replaying their actions in a separate process.
-
-`rl-sever eval --video` runs the policy as usual and keeps each episode's actions; this
-module then rebuilds the env with the same seed in a fresh Python process that never imports
-TensorFlow, replays the actions under Gymnasium's `RecordVideo` and writes one MP4 per
-episode. Rendering happens away from TensorFlow because TensorFlow's LLVM symbols break
-Mesa's OpenGL (llvmpipe) in the same process: MuJoCo's off-screen rendering segfaults there
-(tensorflow/tensorflow#109933). Replaying is exact for envs that are deterministic given the
-seed and the actions (classic control, Box2D, MuJoCo, ale-py with its seeded sticky actions);
-each episode's replayed return is reported so the caller can check it.
-
-    python -m envs.replay SPEC.json   # SPEC: see `record_videos`; prints {"returns": [...]}
-"""
+"""Record evaluation episodes as MP4s by replaying their actions in a child process without
+TensorFlow, whose LLVM symbols break Mesa's OpenGL (tensorflow/tensorflow#109933; docs/cli.md).
+Child: `python -m envs.replay SPEC.json` (SPEC: see `record_videos`) prints {"returns": [...]}."""
 
 from __future__ import annotations
 

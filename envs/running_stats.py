@@ -23,33 +23,25 @@ class RunningMeanStd(tf.Module):
     restoring.
     """
 
-    def __init__(
-        self, shape: tuple[int, ...] = (), epsilon: float = 1e-4, name: str | None = None
-    ) -> None:
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4,
+                 name: str | None = None) -> None:
         super().__init__(name=name)
         self.shape = tuple(int(d) for d in shape)
         self.mean = np.zeros(self.shape, np.float64)
         self.var = np.ones(self.shape, np.float64)
         self.count = float(epsilon)
-        self.mean_variable = tf.Variable(tf.zeros(self.shape, tf.float64), trainable=False,
-                                         name="mean")
-        self.var_variable = tf.Variable(tf.ones(self.shape, tf.float64), trainable=False,
-                                        name="var")
-        self.count_variable = tf.Variable(tf.constant(self.count, tf.float64), trainable=False,
-                                          name="count")
+        self.mean_variable = tf.Variable(self.mean, trainable=False, name="mean")
+        self.var_variable = tf.Variable(self.var, trainable=False, name="var")
+        self.count_variable = tf.Variable(np.float64(self.count), trainable=False, name="count")
 
     def update(self, batch: np.ndarray) -> None:
         """Merge a batch of samples, shaped `(batch_size, *shape)`, into the statistics."""
         batch = np.asarray(batch, np.float64)
         if batch.shape[1:] != self.shape:
-            raise ValueError(
-                f"RunningMeanStd of shape {self.shape} got a batch of shape {batch.shape}; "
-                f"expected (batch_size, *{self.shape})"
-            )
-        n = batch.shape[0]
-        if n == 0:
-            return
-        self.update_from_moments(batch.mean(axis=0), batch.var(axis=0), n)
+            raise ValueError(f"RunningMeanStd of shape {self.shape} got a batch of shape "
+                             f"{batch.shape}; expected (batch_size, *{self.shape})")
+        if batch.shape[0]:
+            self.update_from_moments(batch.mean(axis=0), batch.var(axis=0), batch.shape[0])
 
     def update_from_moments(self, batch_mean: np.ndarray, batch_var: np.ndarray, n: int) -> None:
         """Merge a batch given by its mean, population variance and size."""
@@ -66,9 +58,8 @@ class RunningMeanStd(tf.Module):
         y = (np.asarray(x, np.float64) - self.mean) / np.sqrt(self.var + eps)
         return np.clip(y, -clip, clip).astype(np.float32)
 
-    def normalize_tf(
-        self, x: tf.Tensor, clip: float = 10.0, eps: float = 1e-8, dtype: tf.DType = tf.float32
-    ) -> tf.Tensor:
+    def normalize_tf(self, x: tf.Tensor, clip: float = 10.0, eps: float = 1e-8,
+                     dtype: tf.DType = tf.float32) -> tf.Tensor:
         """TF version of `normalize` reading the variables; traceable, float32 out.
 
         `dtype=tf.float64` computes as `normalize` does, so both give identical bits once

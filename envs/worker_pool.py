@@ -68,9 +68,8 @@ class WorkerPoolVectorEnv(VectorEnv):
         # The spaces come from a throw-away env in the parent, as in AsyncVectorEnv: the
         # shared memory must exist before the workers start.
         dummy = env_fns[0]()
-        self.env_name = (
-            env_name or getattr(dummy.spec, "id", None) or type(dummy.unwrapped).__name__
-        )
+        self.env_name = (env_name or getattr(dummy.spec, "id", None)
+                         or type(dummy.unwrapped).__name__)
         self.metadata = {**dummy.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}
         self.render_mode = dummy.render_mode
         self.single_observation_space = dummy.observation_space
@@ -94,12 +93,9 @@ class WorkerPoolVectorEnv(VectorEnv):
         for w, share in enumerate(self.shares):
             parent, child = ctx.Pipe()
             fns = CloudpickleWrapper([env_fns[i] for i in share])
-            process = ctx.Process(
-                target=_worker,
-                name=f"rl_sever-env-worker-{w}",
-                args=(share.start, fns, child, parent, shm, shm_steps, spaces),
-                daemon=True,  # dies with the parent even if close() is never called
-            )
+            # daemon: the worker dies with the parent even if close() is never called.
+            process = ctx.Process(target=_worker, name=f"rl_sever-env-worker-{w}", daemon=True,
+                                  args=(share.start, fns, child, parent, shm, shm_steps, spaces))
             process.start()
             child.close()  # so recv() sees EOF if the worker dies
             self.pipes.append(parent)
@@ -121,36 +117,21 @@ class WorkerPoolVectorEnv(VectorEnv):
         options = None if options is None else dict(options)
         mask = options.pop("reset_mask", None) if options else None
         mask = np.ones(self.num_envs, bool) if mask is None else np.asarray(mask, bool)
-        self._terminated[mask] = False
-        self._truncated[mask] = False
+        self._terminated[mask] = self._truncated[mask] = False
         todo = [[(i, seed[i]) for i in share if mask[i]] for share in self.shares]
-        infos: dict[str, Any] = {}
-        for entries in self._round_trip("reset", [("reset", (t, options)) for t in todo]):
-            for i, info in entries:
-                infos = self._add_info(infos, info, i)
+        infos = self._gather_infos("reset", [("reset", (t, options)) for t in todo])
         return self._obs.copy(), infos
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every sub-env; an episode's end resets that env in the same step."""
         self._check_open()
         # Slicing an array batch is cheaper than splitting it per env.
-        per_env = (
-            actions
-            if isinstance(actions, np.ndarray)
-            else list(iterate(self.action_space, actions))
-        )
+        per_env = (actions if isinstance(actions, np.ndarray)
+                   else list(iterate(self.action_space, actions)))
         messages = [("step", per_env[share.start : share.stop]) for share in self.shares]
-        infos: dict[str, Any] = {}
-        for entries in self._round_trip("step", messages):
-            for i, info in entries:
-                infos = self._add_info(infos, info, i)
-        return (
-            self._obs.copy(),
-            self._rewards.copy(),
-            self._terminated.copy(),
-            self._truncated.copy(),
-            infos,
-        )
+        infos = self._gather_infos("step", messages)
+        return (self._obs.copy(), self._rewards.copy(), self._terminated.copy(),
+                self._truncated.copy(), infos)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """Call method `name` (or read attribute `name`) of every sub-env."""
@@ -194,6 +175,14 @@ class WorkerPoolVectorEnv(VectorEnv):
                 process.terminate()
                 process.join()
 
+    def _gather_infos(self, what: str, messages: list[Any]) -> dict[str, Any]:
+        """`_round_trip`, then the workers' (env index, info) entries merged into one info."""
+        infos: dict[str, Any] = {}
+        for entries in self._round_trip(what, messages):
+            for i, info in entries:
+                infos = self._add_info(infos, info, i)
+        return infos
+
     def _round_trip(self, what: str, messages: list[Any]) -> list[Any]:
         """Send worker w `messages[w]` (None: only wait) and return every reply in worker
         order. The first error or dead worker closes the pool and raises EnvWorkerError."""
@@ -216,27 +205,22 @@ class WorkerPoolVectorEnv(VectorEnv):
                 replies.append(payload)
             else:
                 failures[w] = (status, payload)
-        if failures:
-            # Name a raised error rather than a worker that died of it or after it.
-            w = min(failures, key=lambda k: (failures[k][0] != "error", k))
-            failure = self._describe_failure(w, *failures[w], what)
-            self.close(terminate=True)
-            raise EnvWorkerError(failure)
-        return replies
-
-    def _describe_failure(self, w: int, status: str, payload: Any, what: str) -> str:
-        share = self.shares[w]
+        if not failures:
+            return replies
+        # Name a raised error rather than a worker that died of it or after it.
+        w = min(failures, key=lambda k: (failures[k][0] != "error", k))
+        status, payload = failures[w]
         if status == "died":
             self.processes[w].join(1.0)  # so its exit code is known
-            return (
-                f"worker {w} (envs {share.start}-{share.stop - 1} of {self.env_name}) died "
-                f"during {what} (exit code {self.processes[w].exitcode})"
-            )
-        index, error, trace = payload
-        return (
-            f"env {index} ({self.env_name}) in worker {w} raised {error} during {what}\n"
-            f"--- worker traceback ---\n{trace}"
-        )
+            share = self.shares[w]
+            failure = (f"worker {w} (envs {share.start}-{share.stop - 1} of {self.env_name}) "
+                       f"died during {what} (exit code {self.processes[w].exitcode})")
+        else:
+            index, error, trace = payload
+            failure = (f"env {index} ({self.env_name}) in worker {w} raised {error} during "
+                       f"{what}\n--- worker traceback ---\n{trace}")
+        self.close(terminate=True)
+        raise EnvWorkerError(failure)
 
     def _check_open(self) -> None:
         if self.closed:
@@ -252,12 +236,7 @@ class WorkerPoolVectorEnv(VectorEnv):
 
 def _step_arrays(shm_steps: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """NumPy views of the shared rewards (float64) and terminated / truncated flags."""
-    rewards, terminated, truncated = shm_steps
-    return (
-        np.frombuffer(rewards, np.float64),
-        np.frombuffer(terminated, np.bool_),
-        np.frombuffer(truncated, np.bool_),
-    )
+    return tuple(np.frombuffer(a, t) for a, t in zip(shm_steps, (np.float64, np.bool_, np.bool_)))
 
 
 def _worker(first: int, env_fns: CloudpickleWrapper, pipe: Connection, parent_pipe: Connection,
@@ -268,69 +247,59 @@ def _worker(first: int, env_fns: CloudpickleWrapper, pipe: Connection, parent_pi
     parent_pipe.close()
     obs_space, action_space = spaces
     rewards, terminated, truncated = _step_arrays(shm_steps)
-    envs: list[Env] = []
-    current = first  # the env being built or stepped, named in errors
+    envs: dict[int, Env] = {}  # by env index
+    i = first  # the env being built or stepped, named in errors
     try:
-        for k, fn in enumerate(env_fns.fn):
-            current = first + k
-            envs.append(fn())
-            if envs[-1].observation_space != obs_space or envs[-1].action_space != action_space:
-                raise RuntimeError(
-                    f"spaces {envs[-1].observation_space}, {envs[-1].action_space} differ from "
-                    f"the first env's {obs_space}, {action_space}"
-                )
+        for i, fn in enumerate(env_fns.fn, first):
+            envs[i] = fn()
+            if envs[i].observation_space != obs_space or envs[i].action_space != action_space:
+                raise RuntimeError(f"spaces {envs[i].observation_space}, {envs[i].action_space} "
+                                   f"differ from the first env's {obs_space}, {action_space}")
         pipe.send(("ok", None))
         while True:
             command, data = pipe.recv()
+            reply = None
             if command == "step":
-                entries = []
-                for k, (env, action) in enumerate(zip(envs, data)):
-                    current = i = first + k
+                reply = []
+                for (i, env), action in zip(envs.items(), data):
                     obs, rewards[i], terminated[i], truncated[i], info = env.step(action)
                     if terminated[i] or truncated[i]:
                         # As SyncVectorEnv under SAME_STEP: final obs/info, then the reset's.
-                        entries.append((i, {"final_obs": obs, "final_info": info}))
+                        reply.append((i, {"final_obs": obs, "final_info": info}))
                         obs, info = env.reset()
                     if info:
-                        entries.append((i, info))
+                        reply.append((i, info))
                     write_to_shared_memory(obs_space, i, obs, shm)
-                pipe.send(("ok", entries))
             elif command == "reset":
                 todo, options = data
-                entries = []
-                for index, seed in todo:
-                    current = index
-                    obs, info = envs[index - first].reset(seed=seed, options=options)
-                    write_to_shared_memory(obs_space, index, obs, shm)
+                reply = []
+                for i, seed in todo:
+                    obs, info = envs[i].reset(seed=seed, options=options)
+                    write_to_shared_memory(obs_space, i, obs, shm)
                     if info:
-                        entries.append((index, info))
-                pipe.send(("ok", entries))
+                        reply.append((i, info))
             elif command == "call":
                 name, args, kwargs = data
-                results = []
-                for k, env in enumerate(envs):
-                    current = first + k
-                    attr = env.get_wrapper_attr(name)
-                    results.append(attr(*args, **kwargs) if callable(attr) else attr)
-                pipe.send(("ok", results))
+                reply = []
+                for i in envs:
+                    attr = envs[i].get_wrapper_attr(name)
+                    reply.append(attr(*args, **kwargs) if callable(attr) else attr)
             elif command == "set_attr":
                 name, values = data
-                for k, (env, value) in enumerate(zip(envs, values)):
-                    current = first + k
-                    env.set_wrapper_attr(name, value)
-                pipe.send(("ok", None))
-            elif command == "close":
-                pipe.send(("ok", None))
-                break
-            else:
+                for i, value in zip(envs, values):
+                    envs[i].set_wrapper_attr(name, value)
+            elif command != "close":
                 raise RuntimeError(f"unknown command {command!r}")
+            pipe.send(("ok", reply))
+            if command == "close":
+                break
     except EOFError:
         pass  # the parent is gone
     except Exception as e:
         try:
-            pipe.send(("error", (current, f"{type(e).__name__}: {e}", traceback.format_exc())))
+            pipe.send(("error", (i, f"{type(e).__name__}: {e}", traceback.format_exc())))
         except OSError:
             pass
     finally:
-        for env in envs:
+        for env in envs.values():
             env.close()

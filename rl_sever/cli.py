@@ -27,25 +27,16 @@ def build_config(algo: str, env_id: str | None, args: argparse.Namespace):
     return commands.build_config(algo, env_id, args)
 
 
-# -- parser -----------------------------------------------------------------------------------
 def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.yaml",
                    help="YAML file of config values (over the preset)")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        default=[],
-        help="override one config key, e.g. --set n_steps=128 --set network.hidden_sizes=[32,32]",
-    )
-    p.add_argument(
-        "--loss",
-        action="append",
-        metavar="SPEC",
-        default=[],
-        help="edit the objective (repeatable, after config key losses): -NAME removes a term, "
-        "+PKG.MOD:ATTR[@W] adds one, NAME=PKG.MOD:ATTR[@W] replaces one, NAME@W reweights one",
-    )
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override one config key, e.g. --set n_steps=128 "
+                   "--set network.hidden_sizes=[32,32]")
+    p.add_argument("--loss", action="append", metavar="SPEC", default=[],
+                   help="edit the objective (repeatable, after config key losses): -NAME "
+                   "removes a term, +PKG.MOD:ATTR[@W] adds one, NAME=PKG.MOD:ATTR[@W] "
+                   "replaces one, NAME@W reweights one")
     p.add_argument("--seed", type=int, help="random seed (config key seed)")
     p.add_argument("--no-preset", action="store_true", help="ignore rl_sever's tuned preset")
 
@@ -55,17 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rl-sever",
         description="Train, evaluate, export and audit actor-critic agents on "
         "Gymnasium environments.",
-        epilog="Details: rl-sever COMMAND --help; config keys: rl-sever config ALGO.",
-    )
+        epilog="Details: rl-sever COMMAND --help; config keys: rl-sever config ALGO.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     algos = "a name from `rl-sever list`, or a class path my_module:MyAgent"
 
     p = sub.add_parser(
-        "train",
-        help="train an agent (or resume a run)",
+        "train", help="train an agent (or resume a run)",
         description="Train ALGO on ENV_ID. Config precedence: defaults < preset < "
-        "--config < --set < --seed/--n-envs/--steps.",
-    )
+        "--config < --set < --seed/--n-envs/--steps.")
     p.add_argument("algo", nargs="?", metavar="ALGO", help=f"algorithm: {algos}")
     p.add_argument("env_id", nargs="?", metavar="ENV_ID", help="Gymnasium environment id")
     _add_overrides(p)
@@ -111,11 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(command_fn="export")
 
     p = sub.add_parser(
-        "audit",
-        help="print the gradient-flow matrix and contract verdict",
+        "audit", help="print the gradient-flow matrix and contract verdict",
         description="Build ALGO on ENV_ID, collect one batch and audit every loss "
-        "against the agent's flow contract. Exit 0 if it holds, 1 on a violation.",
-    )
+        "against the agent's flow contract. Exit 0 if it holds, 1 on a violation.")
     p.add_argument("algo", metavar="ALGO", help=f"algorithm: {algos}")
     p.add_argument("env_id", metavar="ENV_ID")
     _add_overrides(p)
@@ -134,14 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _join_loss_values(argv: list[str]) -> list[str]:
     """`--loss -entropy` -> `--loss=-entropy`: argparse would take `-entropy` for an option."""
-    out, i = [], 0
-    while i < len(argv):
-        if argv[i] == "--loss" and i + 1 < len(argv):
-            out.append(f"--loss={argv[i + 1]}")
-            i += 2
-        else:
-            out.append(argv[i])
-            i += 1
+    out, rest = [], iter(argv)
+    for arg in rest:
+        value = next(rest, None) if arg == "--loss" else None
+        out.append(arg if value is None else f"--loss={value}")
     return out
 
 

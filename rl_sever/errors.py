@@ -6,23 +6,10 @@ does not import rl_sever); this module is the one place the library imports them
 
 from __future__ import annotations
 
-from envs.errors import (
-    ConfigError,
-    RLSeverError,
-    UnknownNameError,
-    UnsupportedSpaceError,
-    suggest,
-)
+from envs.errors import ConfigError, RLSeverError, UnknownNameError, UnsupportedSpaceError, suggest
 
-__all__ = [
-    "CheckpointError",
-    "ConfigError",
-    "FlowContractError",
-    "RLSeverError",
-    "UnknownNameError",
-    "UnsupportedSpaceError",
-    "suggest",
-]
+__all__ = ["CheckpointError", "ConfigError", "FlowContractError", "RLSeverError",
+           "UnknownNameError", "UnsupportedSpaceError", "suggest"]
 
 
 class CheckpointError(RLSeverError, OSError):

@@ -37,19 +37,14 @@ def get(name: str, **kwargs) -> TFEnv:
     versions = [key for key in _REGISTRY if key.rsplit("-v", 1)[0] == name]
     if name not in _REGISTRY and len(versions) == 1:
         name = versions[0]
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"No TF-native environment {name!r}.{suggest(name, _REGISTRY)}"
-            f" Available: {', '.join(names())}."
-        ) from None
-    return cls(**kwargs)
+    if name not in _REGISTRY:
+        raise UnknownNameError(f"No TF-native environment {name!r}.{suggest(name, _REGISTRY)}"
+                               f" Available: {', '.join(names())}.")
+    return _REGISTRY[name](**kwargs)
 
 
-def make_vec_env(
-    name: str, n_envs: int, seed: int | None = None, *, jit_compile: bool = False
-) -> TFNativeVectorEnv:
+def make_vec_env(name: str, n_envs: int, seed: int | None = None, *,
+                 jit_compile: bool = False) -> TFNativeVectorEnv:
     """A Gymnasium VectorEnv (SAME_STEP autoreset) stepping n_envs copies of ``name`` in TF.
 
     ``seed`` seeds the first ``reset()`` called without a seed; ``jit_compile`` compiles the
@@ -58,17 +53,5 @@ def make_vec_env(
     return TFNativeVectorEnv(get(name), n_envs, seed=seed, jit_compile=jit_compile)
 
 
-__all__ = [
-    "Acrobot",
-    "CartPole",
-    "EnvState",
-    "MountainCar",
-    "MountainCarContinuous",
-    "Pendulum",
-    "TFEnv",
-    "TFNativeVectorEnv",
-    "as_key",
-    "get",
-    "make_vec_env",
-    "names",
-]
+__all__ = ["Acrobot", "CartPole", "EnvState", "MountainCar", "MountainCarContinuous", "Pendulum",
+           "TFEnv", "TFNativeVectorEnv", "as_key", "get", "make_vec_env", "names"]

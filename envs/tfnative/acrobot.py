@@ -37,15 +37,11 @@ def _dsdt(s: tf.Tensor, a: tf.Tensor) -> tf.Tensor:
     d1 = m1 * lc1**2 + m2 * (l1**2 + lc2**2 + 2 * l1 * lc2 * tf.cos(theta2)) + I1 + I2
     d2 = m2 * (lc2**2 + l1 * lc2 * tf.cos(theta2)) + I2
     phi2 = m2 * lc2 * g * tf.cos(theta1 + theta2 - pi / 2.0)
-    phi1 = (
-        -m2 * l1 * lc2 * tf.square(dtheta2) * sin_theta2
-        - 2 * m2 * l1 * lc2 * dtheta2 * dtheta1 * sin_theta2
-        + (m1 * lc1 + m2 * l1) * g * tf.cos(theta1 - pi / 2)
-        + phi2
-    )
+    phi1 = (-m2 * l1 * lc2 * tf.square(dtheta2) * sin_theta2
+            - 2 * m2 * l1 * lc2 * dtheta2 * dtheta1 * sin_theta2
+            + (m1 * lc1 + m2 * l1) * g * tf.cos(theta1 - pi / 2) + phi2)
     ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * tf.square(dtheta1) * sin_theta2 - phi2) / (
-        m2 * lc2**2 + I2 - tf.square(d2) / d1
-    )
+        m2 * lc2**2 + I2 - tf.square(d2) / d1)
     ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
     return tf.stack([dtheta1, dtheta2, ddtheta1, ddtheta2], axis=1)
 

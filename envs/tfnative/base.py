@@ -38,19 +38,18 @@ class EnvState(NamedTuple):
 def as_key(seed: SeedLike) -> tf.Tensor:
     """Turn a Python int or a [2] seed into the [2] int64 key the stateless RNG ops take."""
     if isinstance(seed, (int, np.integer)):
-        seed = int(seed)
         # Split into two 63-bit words so any Python int seed (also negative or > 2**63) maps to a key.
-        seed &= (1 << 126) - 1
+        seed = int(seed) & ((1 << 126) - 1)
         return tf.constant([seed & ((1 << 63) - 1), seed >> 63], dtype=tf.int64)
-    key = tf.convert_to_tensor(seed)
-    return tf.cast(key, tf.int64) if key.dtype != tf.int64 else key
+    return tf.cast(tf.convert_to_tensor(seed), tf.int64)  # a no-op on an int64 key
 
 
 class TFEnv:
     """Base class: static specs, plus reset/step/step_autoreset built on three physics hooks.
 
-    Subclasses implement ``_init_physics``, ``_dynamics`` and ``_observe`` and set the
-    class-level specs below to the values of the Gymnasium environment they mirror.
+    Subclasses implement ``_init_physics`` and ``_dynamics`` (and ``_observe`` unless the
+    observation is the physics cast to float32) and set the class-level specs below to the
+    values of the Gymnasium environment they mirror.
     """
 
     name: ClassVar[str]
@@ -71,18 +70,15 @@ class TFEnv:
 
     obs_dtype: ClassVar[tf.DType] = tf.float32
 
-    def __init__(
-        self, max_episode_steps: int | None = None, physics_dtype: tf.DType | None = None
-    ) -> None:
+    def __init__(self, max_episode_steps: int | None = None,
+                 physics_dtype: tf.DType | None = None) -> None:
         """``max_episode_steps`` overrides the TimeLimit; ``physics_dtype`` (e.g. tf.float32 for
         speed) overrides the precision of the state, giving up the 1e-5 parity with Gymnasium."""
-        self.max_episode_steps = int(
-            self.default_max_episode_steps if max_episode_steps is None else max_episode_steps
-        )
+        self.max_episode_steps = int(self.default_max_episode_steps if max_episode_steps is None
+                                     else max_episode_steps)
         if physics_dtype is not None:
             self.physics_dtype = tf.as_dtype(physics_dtype)
 
-    # ------------------------------------------------------------------ specs
     @property
     def is_discrete(self) -> bool:
         return self.n_actions is not None
@@ -120,7 +116,6 @@ class TFEnv:
         """TensorSpec of a batch of n actions."""
         return tf.TensorSpec([n, *self.action_shape], self.action_dtype)
 
-    # -------------------------------------------------------------- protocol
     def reset(self, key: SeedLike, n: int | tf.Tensor) -> EnvState:
         """Fresh episodes for n envs, drawn from Gymnasium's reset distribution."""
         key = as_key(key)
@@ -141,9 +136,8 @@ class TFEnv:
         """[n, *obs_shape] float32 observation of the current state."""
         return self._observe(state.physics)
 
-    def step(
-        self, state: EnvState, action: tf.Tensor
-    ) -> tuple[EnvState, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    def step(self, state: EnvState,
+             action: tf.Tensor) -> tuple[EnvState, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         """One step of all n envs: (state, obs, reward, terminated, truncated).
 
         reward is float32 [n]; terminated/truncated are bool [n], truncated meaning the
@@ -177,26 +171,24 @@ class TFEnv:
         obs = tf.where(done[:, None], self._observe(fresh.physics), final_obs)
         return EnvState(physics, t, fresh.key), obs, reward, terminated, truncated, final_obs
 
-    # ----------------------------------------------------------------- hooks
     def _init_physics(self, key: tf.Tensor, n: int | tf.Tensor) -> tf.Tensor:
         """[n, physics_dim] initial physics drawn with the stateless seed ``key``."""
         raise NotImplementedError
 
-    def _dynamics(
-        self, physics: tf.Tensor, action: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _dynamics(self, physics: tf.Tensor,
+                  action: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(next physics, float32 reward [n], bool terminated [n])."""
         raise NotImplementedError
 
     def _observe(self, physics: tf.Tensor) -> tf.Tensor:
-        raise NotImplementedError
+        """[n, *obs_shape] float32 observation of the physics (by default, the physics itself)."""
+        return tf.cast(physics, tf.float32)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name}, max_episode_steps={self.max_episode_steps})"
 
 
-def uniform(
-    key: tf.Tensor, n: int | tf.Tensor, dim: int, low: float, high: float, dtype: tf.DType
-) -> tf.Tensor:
+def uniform(key: tf.Tensor, n: int | tf.Tensor, dim: int, low: float, high: float,
+            dtype: tf.DType) -> tf.Tensor:
     """[n, dim] uniform in [low, high), like ``np_random.uniform(low, high, size)``."""
     return tf.random.stateless_uniform([n, dim], key, minval=low, maxval=high, dtype=dtype)

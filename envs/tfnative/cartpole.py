@@ -41,28 +41,19 @@ class CartPole(TFEnv):
 
     def _dynamics(self, physics, action):
         x, x_dot, theta, theta_dot = tf.unstack(physics, axis=1)
-        force = tf.where(tf.equal(action, 1), FORCE_MAG, -FORCE_MAG)
-        force = tf.cast(force, physics.dtype)
+        force = tf.cast(tf.where(tf.equal(action, 1), FORCE_MAG, -FORCE_MAG), physics.dtype)
         costheta = tf.cos(theta)
         sintheta = tf.sin(theta)
         # Same operation order as Gymnasium so float rounding stays close.
         temp = (force + POLEMASS_LENGTH * tf.square(theta_dot) * sintheta) / TOTAL_MASS
         thetaacc = (GRAVITY * sintheta - costheta * temp) / (
-            LENGTH * (4.0 / 3.0 - MASSPOLE * tf.square(costheta) / TOTAL_MASS)
-        )
+            LENGTH * (4.0 / 3.0 - MASSPOLE * tf.square(costheta) / TOTAL_MASS))
         xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS
         x = x + TAU * x_dot
         x_dot = x_dot + TAU * xacc
         theta = theta + TAU * theta_dot
         theta_dot = theta_dot + TAU * thetaacc
-        terminated = (
-            (x < -X_THRESHOLD)
-            | (x > X_THRESHOLD)
-            | (theta < -THETA_THRESHOLD)
-            | (theta > THETA_THRESHOLD)
-        )
+        terminated = ((x < -X_THRESHOLD) | (x > X_THRESHOLD) | (theta < -THETA_THRESHOLD)
+                      | (theta > THETA_THRESHOLD))
         reward = tf.ones_like(x, dtype=tf.float32)
         return tf.stack([x, x_dot, theta, theta_dot], axis=1), reward, terminated
-
-    def _observe(self, physics):
-        return tf.cast(physics, tf.float32)

@@ -46,6 +46,3 @@ class MountainCar(TFEnv):
         terminated = (position >= GOAL_POSITION) & (velocity >= GOAL_VELOCITY)
         reward = -tf.ones_like(position, dtype=tf.float32)
         return tf.stack([position, velocity], axis=1), reward, terminated
-
-    def _observe(self, physics):
-        return tf.cast(physics, tf.float32)

@@ -5,19 +5,16 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from envs.tfnative.base import TFEnv, uniform
+from envs.tfnative.mountain_car import MAX_POSITION, MAX_SPEED, MIN_POSITION, MountainCar
 
 MIN_ACTION = -1.0
 MAX_ACTION = 1.0
-MIN_POSITION = -1.2
-MAX_POSITION = 0.6
-MAX_SPEED = 0.07
 GOAL_POSITION = 0.45
 GOAL_VELOCITY = 0.0
 POWER = 0.0015
 
 
-class MountainCarContinuous(TFEnv):
+class MountainCarContinuous(MountainCar):
     """MountainCarContinuous-v0: physics [position, velocity] (float32), action force in [-1, 1].
 
     Reward -0.1 * action^2 per step, using the UNclipped action as Gymnasium does, plus 100
@@ -25,18 +22,12 @@ class MountainCarContinuous(TFEnv):
     """
 
     name = "MountainCarContinuous-v0"
-    obs_low = np.array([MIN_POSITION, -MAX_SPEED], dtype=np.float32)
-    obs_high = np.array([MAX_POSITION, MAX_SPEED], dtype=np.float32)
+    n_actions = None
     action_low = np.array([MIN_ACTION], dtype=np.float32)
     action_high = np.array([MAX_ACTION], dtype=np.float32)
-    physics_dim = 2
     physics_dtype = tf.float32  # Gymnasium stores this env's state as float32 after each step
     default_max_episode_steps = 999
     reward_threshold = 90.0
-
-    def _init_physics(self, key, n):
-        position = uniform(key, n, 1, -0.6, -0.4, self.physics_dtype)
-        return tf.concat([position, tf.zeros_like(position)], axis=1)
 
     def _dynamics(self, physics, action):
         position, velocity = tf.unstack(physics, axis=1)
@@ -53,6 +44,3 @@ class MountainCarContinuous(TFEnv):
         terminated = (position >= GOAL_POSITION) & (velocity >= GOAL_VELOCITY)
         reward = 100.0 * tf.cast(terminated, physics.dtype) - tf.square(a) * 0.1
         return tf.stack([position, velocity], axis=1), tf.cast(reward, tf.float32), terminated
-
-    def _observe(self, physics):
-        return tf.cast(physics, tf.float32)

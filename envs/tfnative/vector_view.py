@@ -29,9 +29,8 @@ class TFNativeVectorEnv(gym.vector.VectorEnv):
     Per-env seed lists and reset ``options`` are not supported.
     """
 
-    def __init__(
-        self, env: TFEnv, num_envs: int, seed: int | None = None, *, jit_compile: bool = False
-    ) -> None:
+    def __init__(self, env: TFEnv, num_envs: int, seed: int | None = None, *,
+                 jit_compile: bool = False) -> None:
         """``jit_compile`` compiles the step with XLA: lower call latency on CPU at small n, at
         the price of a compile on first use and FMA-level rounding differences (still within
         1e-5 of Gymnasium over random-action episodes)."""
@@ -47,7 +46,13 @@ class TFNativeVectorEnv(gym.vector.VectorEnv):
         self.single_action_space = env.action_space()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.spec = self._gym_spec(env)
+        # Gymnasium's registration of the mirrored id, so code reading .spec.id or
+        # .spec.max_episode_steps (run names, eval) works unchanged.
+        try:
+            self.spec = copy.deepcopy(gym.spec(env.name))
+            self.spec.max_episode_steps = env.max_episode_steps
+        except gym.error.Error:
+            self.spec = None
 
         if seed is None:
             seed = np.random.SeedSequence().entropy
@@ -70,20 +75,8 @@ class TFNativeVectorEnv(gym.vector.VectorEnv):
         self._reset_concrete = self._reset_fn.get_concrete_function()
         self._step_concrete = self._step_fn.get_concrete_function()
 
-    @staticmethod
-    def _gym_spec(env: TFEnv) -> gym.envs.registration.EnvSpec | None:
-        # Gymnasium's registration of the mirrored id, so code reading .spec.id or
-        # .spec.max_episode_steps (run names, eval) works unchanged.
-        try:
-            spec = copy.deepcopy(gym.spec(env.name))
-        except gym.error.Error:
-            return None
-        spec.max_episode_steps = env.max_episode_steps
-        return spec
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Start new episodes in all envs; returns (obs [n, *obs_shape] float32, {})."""
         if options:
             raise ValueError(f"reset options are not supported by {type(self).__name__}")
@@ -107,17 +100,14 @@ class TFNativeVectorEnv(gym.vector.VectorEnv):
             raise RuntimeError("Call reset() before step().")
         actions = np.asarray(actions)
         if actions.shape != self.action_space.shape:
-            raise ValueError(
-                f"actions must have shape {self.action_space.shape}, got {actions.shape}"
-            )
+            raise ValueError(f"actions must have shape {self.action_space.shape}, "
+                             f"got {actions.shape}")
         if self.env.is_discrete and not (
-            np.issubdtype(actions.dtype, np.integer)
-            and np.all((actions >= 0) & (actions < self.env.n_actions))
-        ):
+                np.issubdtype(actions.dtype, np.integer)
+                and np.all((actions >= 0) & (actions < self.env.n_actions))):
             raise ValueError(f"actions must be ints in [0, {self.env.n_actions}): {actions}")
         self._state, obs, reward, terminated, truncated, final_obs = self._step_concrete(
-            self._state, tf.convert_to_tensor(actions.astype(self._action_np_dtype, copy=False))
-        )
+            self._state, tf.convert_to_tensor(actions.astype(self._action_np_dtype, copy=False)))
         terminated, truncated = terminated.numpy(), truncated.numpy()
         done = terminated | truncated
         infos: dict[str, Any] = {}
@@ -126,12 +116,8 @@ class TFNativeVectorEnv(gym.vector.VectorEnv):
             final = np.full(self.num_envs, None, dtype=object)
             for i in np.flatnonzero(done):
                 final[i] = final_np[i]
-            infos = {
-                "final_obs": final,
-                "_final_obs": done.copy(),
-                "final_info": {},
-                "_final_info": done.copy(),
-            }
+            infos = {"final_obs": final, "_final_obs": done.copy(), "final_info": {},
+                     "_final_info": done.copy()}
         return obs.numpy(), reward.numpy().astype(np.float64), terminated, truncated, infos
 
     def render(self) -> None:

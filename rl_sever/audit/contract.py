@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 
 from rl_sever.audit.matrix import FLOW, NONE, FlowMatrix, Status
 from rl_sever.errors import FlowContractError, UnknownNameError, suggest
@@ -34,16 +35,14 @@ class Flow:
     must: frozenset[str]
     may: frozenset[str]
 
-    def __init__(
-        self, must: Iterable[str] | str = (), may: Iterable[str] | str | None = None
-    ) -> None:
+    def __init__(self, must: Iterable[str] | str = (),
+                 may: Iterable[str] | str | None = None) -> None:
         must_set = _names(must, "must")
         may_set = must_set if may is None else _names(may, "may")
         if not must_set <= may_set:
-            raise ValueError(
-                f"Flow(must={sorted(must_set)}, may={sorted(may_set)}): required modules "
-                f"{sorted(must_set - may_set)} must also be allowed (must ⊆ may)."
-            )
+            raise ValueError(f"Flow(must={sorted(must_set)}, may={sorted(may_set)}): required "
+                             f"modules {sorted(must_set - may_set)} must also be allowed "
+                             "(must ⊆ may).")
         object.__setattr__(self, "must", must_set)
         object.__setattr__(self, "may", may_set)
 
@@ -67,18 +66,6 @@ class Violation:
     def __str__(self) -> str:
         return self.message
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (for logs and config.json-style reports)."""
-        return {
-            "loss": self.loss,
-            "module": self.module,
-            "kind": self.kind,
-            "status": self.status,
-            "norm": self.norm,
-            "variables": [list(v) for v in self.variables],
-            "message": self.message,
-        }
-
 
 def _fmt_set(names: Iterable[str]) -> str:
     names = sorted(names)
@@ -89,47 +76,35 @@ def _leak(loss: str, module: str, flow: Flow, matrix: FlowMatrix) -> Violation:
     cell = matrix.cell(loss, module)
     leaking = tuple(cell.flowing())
     width = max(len(n) for n, _ in leaking)
-    head = (
-        f"leak: loss {loss!r} sends gradient into module {module!r} (|g| = {cell.norm:.1e}), "
-        f"which its contract forbids (may reach: {_fmt_set(flow.may)}). Leaking variables:"
-    )
-    fix = (
-        "  fix: sever(...) (rl_sever.isolation) the tensor this loss reads from "
-        f"{module!r}, or add {module!r} to the loss's `may` set if the flow is intended."
-    )
+    head = (f"leak: loss {loss!r} sends gradient into module {module!r} (|g| = {cell.norm:.1e}), "
+            f"which its contract forbids (may reach: {_fmt_set(flow.may)}). Leaking variables:")
+    fix = ("  fix: sever(...) (rl_sever.isolation) the tensor this loss reads from "
+           f"{module!r}, or add {module!r} to the loss's `may` set if the flow is intended.")
     lines = [head, *(f"    {n.ljust(width)}  |g| = {g:.1e}" for n, g in leaking), fix]
     return Violation(loss, module, "leak", "\n".join(lines), cell.status, cell.norm, leaking)
 
 
 def _missing(loss: str, module: str, matrix: FlowMatrix) -> Violation:
+    msg = f"missing: loss {loss!r} must train module {module!r}, but "
     if loss not in matrix.losses:
-        msg = (
-            f"missing: loss {loss!r} must train module {module!r}, but no loss {loss!r} was "
-            f"audited (audited losses: {_fmt_set(matrix.losses)}).{suggest(loss, matrix.losses)}"
-        )
+        msg += (f"no loss {loss!r} was audited (audited losses: {_fmt_set(matrix.losses)})."
+                f"{suggest(loss, matrix.losses)}")
         return Violation(loss, module, "missing", msg)
     if module not in matrix.modules:
-        msg = (
-            f"missing: loss {loss!r} must train module {module!r}, but the audit has no such "
-            f"module (modules: {_fmt_set(matrix.modules)}).{suggest(module, matrix.modules)}"
-        )
+        msg += (f"the audit has no such module (modules: {_fmt_set(matrix.modules)})."
+                f"{suggest(module, matrix.modules)}")
         return Violation(loss, module, "missing", msg)
     cell = matrix.cell(loss, module)
     how = "disconnected (None)" if cell.status == NONE else "exactly zero"
-    msg = (
-        f"missing: loss {loss!r} must train module {module!r}, but its gradient there is "
-        f"{how}.\n  fix: check that the loss reads this module's output without "
-        "sever/freeze/gate, and that the module lists the right variables."
-    )
+    msg += (f"its gradient there is {how}.\n  fix: check that the loss reads this module's "
+            "output without sever/freeze/gate, and that the module lists the right variables.")
     return Violation(loss, module, "missing", msg, cell.status, cell.norm)
 
 
 def _undeclared(loss: str, matrix: FlowMatrix) -> Violation:
     reached = [m for m in matrix.modules if matrix.status(loss, m) == FLOW]
-    msg = (
-        f"undeclared: loss {loss!r} is not in the flow contract (it reaches: "
-        f"{_fmt_set(reached)}); declare it with contract.with_loss({loss!r}, Flow(...))."
-    )
+    msg = (f"undeclared: loss {loss!r} is not in the flow contract (it reaches: "
+           f"{_fmt_set(reached)}); declare it with contract.with_loss({loss!r}, Flow(...)).")
     return Violation(loss, None, "undeclared", msg)
 
 
@@ -169,18 +144,15 @@ class FlowContract:
     def with_loss(self, name: str, flow: Flow, *, replace: bool = False) -> FlowContract:
         """New contract that also declares `name`; redeclaring needs replace=True."""
         if name in self._flows and not replace:
-            raise ValueError(
-                f"Loss {name!r} is already declared ({self._flows[name]!r}); "
-                "pass replace=True to override it."
-            )
+            raise ValueError(f"Loss {name!r} is already declared ({self._flows[name]!r}); "
+                             "pass replace=True to override it.")
         return FlowContract({**self._flows, name: flow}, default=self._default)
 
     def without_loss(self, name: str) -> FlowContract:
         """New contract without `name`."""
         if name not in self._flows:
-            raise UnknownNameError(
-                f"Loss {name!r} is not declared in the contract.{suggest(name, self._flows)}"
-            )
+            raise UnknownNameError(f"Loss {name!r} is not declared in the contract."
+                                   f"{suggest(name, self._flows)}")
         return FlowContract({k: v for k, v in self._flows.items() if k != name},
                             default=self._default)
 
@@ -226,27 +198,24 @@ class FlowContract:
 
 
 def _counts(violations: Sequence[Violation]) -> str:
-    kinds = [k for k in ("leak", "missing", "undeclared") if any(v.kind == k for v in violations)]
-    return ", ".join(f"{sum(v.kind == k for v in violations)} {k}" for k in kinds)
+    """'3 violations (2 leak, 1 missing)'."""
+    n, kinds = len(violations), Counter(v.kind for v in violations)
+    per_kind = ", ".join(f"{kinds[k]} {k}" for k in ("leak", "missing", "undeclared") if kinds[k])
+    return f"{n} violation{'s' * (n != 1)} ({per_kind})"
 
 
 def format_verdict(violations: Sequence[Violation]) -> str:
     """One line for the CLI / TensorBoard: OK, or FAIL with every offending (loss, module)."""
     if not violations:
         return "verdict: OK — every loss respects its gradient-flow contract"
-    where = ", ".join(
-        f"{v.kind} {v.loss}" + (f"→{v.module}" if v.module else "") for v in violations
-    )
-    n = len(violations)
-    return f"verdict: FAIL — {n} violation{'s' * (n != 1)} ({_counts(violations)}): {where}"
+    where = ", ".join(f"{v.kind} {v.loss}" + (f"→{v.module}" if v.module else "")
+                      for v in violations)
+    return f"verdict: FAIL — {_counts(violations)}: {where}"
 
 
 def format_violations(violations: Sequence[Violation], matrix: FlowMatrix | None = None) -> str:
     """Multi-line report of every violation (the FlowContractError message)."""
-    n = len(violations)
-    lines = [
-        f"Gradient-flow contract violated: {n} violation{'s' * (n != 1)} ({_counts(violations)})"
-    ]
+    lines = [f"Gradient-flow contract violated: {_counts(violations)}"]
     for v in violations:
         first, *rest = str(v).splitlines()
         lines += [f"  - {first}", *(f"    {line}" for line in rest)]

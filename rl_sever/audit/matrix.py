@@ -74,9 +74,8 @@ class FlowMatrix:
         if loss not in self.losses:
             raise UnknownNameError(f"No loss {loss!r} in the audit.{suggest(loss, self.losses)}")
         if module not in self.modules:
-            raise UnknownNameError(
-                f"No module {module!r} in the audit.{suggest(module, self.modules)}"
-            )
+            raise UnknownNameError(f"No module {module!r} in the audit."
+                                   f"{suggest(module, self.modules)}")
         return self._cells[(loss, module)]
 
     def status(self, loss: str, module: str) -> Status:
@@ -87,37 +86,28 @@ class FlowMatrix:
         """Global L2 norm of d loss / d module; None when disconnected, 0.0 when exactly zero."""
         return self.cell(loss, module).norm
 
-    def _rows(self, violations: Iterable[Violation]) -> list[list[str]]:
+    def _body(self, violations: Iterable[Violation]) -> tuple[list[list[str]], str]:
+        """Table rows (loss, then one formatted cell per module, '!' if flagged) and legend."""
         flagged = {(v.loss, v.module) for v in violations}
-        rows = []
-        for loss in self.losses:
-            row = [loss]
-            for module in self.modules:
-                text = format_norm(self._cells[(loss, module)])
-                row.append(text + ("!" if (loss, module) in flagged else ""))
-            rows.append(row)
-        return rows
+        rows = [[lo, *(format_norm(self._cells[(lo, m)]) + "!" * ((lo, m) in flagged)
+                       for m in self.modules)] for lo in self.losses]
+        return rows, LEGEND + (" · ! contract violation" if flagged else "")
 
     def to_table(self, violations: Iterable[Violation] = ()) -> str:
         """Aligned plain-text table; cells named in `violations` are marked with '!'."""
-        violations = list(violations)
-        rows = [["loss \\ module", *self.modules], *self._rows(violations)]
+        rows, legend = self._body(violations)
+        rows = [["loss \\ module", *self.modules], *rows]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        lines.append(LEGEND + (" · ! contract violation" if violations else ""))
-        return "\n".join(lines)
+        return "\n".join([*lines, legend])
 
     def to_markdown(self, violations: Iterable[Violation] = ()) -> str:
         """Markdown table (TensorBoard text plugin renders it); '!' marks violations."""
-        violations = list(violations)
-        lines = [
-            "| loss \\ module | " + " | ".join(self.modules) + " |",
-            "|:--|" + "--:|" * len(self.modules),
-        ]
-        lines += ["| " + " | ".join(r) + " |" for r in self._rows(violations)]
-        lines += ["", LEGEND + (" · ! contract violation" if violations else "")]
-        return "\n".join(lines)
+        rows, legend = self._body(violations)
+        lines = ["| loss \\ module | " + " | ".join(self.modules) + " |",
+                 "|:--|" + "--:|" * len(self.modules)]
+        return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows), "", legend])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable (even with allow_nan=False): non-finite norms become strings."""
@@ -125,24 +115,15 @@ class FlowMatrix:
         def num(x: float | None) -> float | str | None:
             return x if x is None or math.isfinite(x) else str(x)
 
-        cells: dict[str, Any] = {}
-        for loss in self.losses:
-            cells[loss] = {}
-            for module in self.modules:
-                c = self._cells[(loss, module)]
-                cells[loss][module] = {
-                    "status": c.status,
-                    "norm": num(c.norm),
-                    "variables": {
-                        n: {"status": v.status, "norm": num(v.norm)} for n, v in c.variables.items()
-                    },
-                }
-        return {
-            "losses": list(self.losses),
-            "modules": list(self.modules),
-            "loss_values": {k: num(v) for k, v in self.loss_values.items()},
-            "cells": cells,
-        }
+        def entry(c: ModuleFlow | VariableFlow) -> dict[str, Any]:
+            return {"status": c.status, "norm": num(c.norm)}
+
+        def module(c: ModuleFlow) -> dict[str, Any]:
+            return {**entry(c), "variables": {n: entry(v) for n, v in c.variables.items()}}
+
+        cells = {lo: {m: module(self._cells[(lo, m)]) for m in self.modules} for lo in self.losses}
+        return {"losses": list(self.losses), "modules": list(self.modules),
+                "loss_values": {k: num(v) for k, v in self.loss_values.items()}, "cells": cells}
 
     def write_summary(self, writer: tf.summary.SummaryWriter | None, step: int, *,
                       violations: Sequence[Violation] = (), verdict: str | None = None) -> None:
@@ -168,9 +149,6 @@ class FlowMatrix:
         return self.to_table()
 
 
-# --- audit ------------------------------------------------------------------------------------
-
-
 def _as_tf_variable(v: Any, module: str) -> tf.Variable:
     # tf.Variable first: its `.value` is a method, a Keras 3 Variable's `.value` is the backing
     # tf.Variable, which is what tape.watch accepts and what the layer's forward pass reads.
@@ -179,18 +157,8 @@ def _as_tf_variable(v: Any, module: str) -> tf.Variable:
     inner = getattr(v, "value", None)
     if isinstance(inner, tf.Variable):
         return inner
-    raise TypeError(
-        f"Module {module!r} holds {type(v).__name__} {v!r:.80}; expected tf.Variable or "
-        "keras.Variable."
-    )
-
-
-def _display_name(v: Any, inner: tf.Variable) -> str:
-    path = getattr(v, "path", None)  # Keras 3: 'model/layer/kernel'
-    if isinstance(path, str) and path:
-        return path
-    name = inner.name
-    return name.removesuffix(":0")
+    raise TypeError(f"Module {module!r} holds {type(v).__name__} {v!r:.80}; expected tf.Variable "
+                    "or keras.Variable.")
 
 
 def _collect(
@@ -211,28 +179,24 @@ def _collect(
             # A model is rejected rather than expanded: trainable_variables would hide
             # non-trainable targets from the audit, so the agent must say which list it means.
             hint = " (pass model.variables)" if is_model else ""
-            raise TypeError(
-                f"Module {module!r} must be a list of variables, got "
-                f"{type(variables).__name__}{hint}."
-            )
+            raise TypeError(f"Module {module!r} must be a list of variables, got "
+                            f"{type(variables).__name__}{hint}.")
         seen_names: dict[str, int] = {}
         out[module] = []
         for v in variables:
             inner = _as_tf_variable(v, module)
-            name = _display_name(v, inner)
+            path = getattr(v, "path", None)  # Keras 3: 'model/layer/kernel'
+            name = path if isinstance(path, str) and path else inner.name.removesuffix(":0")
             key = inner.ref()
             if key in owner:
                 first_module, first_name = owner[key]
-                where = "twice in module" if first_module == module else "in two modules:"
-                raise ValueError(
-                    f"Variable {first_name!r} is listed {where} {first_module!r}"
-                    + ("" if first_module == module else f" and {module!r}")
-                    + "; a variable may belong to only one module."
-                )
+                where = (f"twice in module {module!r}" if first_module == module
+                         else f"in two modules: {first_module!r} and {module!r}")
+                raise ValueError(f"Variable {first_name!r} is listed {where}; a variable may "
+                                 "belong to only one module.")
             # Same-named variables (e.g. two unnamed tf.Variables) must stay distinguishable
             # in violation messages.
-            count = seen_names.get(name, 0) + 1
-            seen_names[name] = count
+            seen_names[name] = count = seen_names.get(name, 0) + 1
             unique = name if count == 1 else f"{name}#{count}"
             owner[key] = (module, unique)
             out[module].append((unique, inner))
@@ -270,10 +234,8 @@ def _checked_loss(name: str, value: Any) -> tf.Tensor:
     except (TypeError, ValueError) as e:
         raise TypeError(f"Loss {name!r} returned {type(value).__name__}, not a tensor.") from e
     if value.shape.rank != 0:
-        raise ValueError(
-            f"Loss {name!r} must be a scalar, got shape {value.shape.as_list()}; "
-            "reduce it (e.g. tf.reduce_mean) inside the loss callable."
-        )
+        raise ValueError(f"Loss {name!r} must be a scalar, got shape {value.shape.as_list()}; "
+                         "reduce it (e.g. tf.reduce_mean) inside the loss callable.")
     if not (value.dtype.is_floating or value.dtype.is_complex):
         raise TypeError(f"Loss {name!r} has dtype {value.dtype.name}; it must be floating.")
     if not np.isfinite(value.numpy()):
@@ -296,12 +258,8 @@ def audit_flow(losses: Mapping[str, Callable[[], tf.Tensor]],
     if not losses:
         raise ValueError("audit_flow needs at least one loss; an empty audit proves nothing.")
     per_module = _collect(modules)
-    watched = [
-        (module, name, var)
-        for module, entries in per_module.items()
-        for name, var in entries
-        if var.dtype.is_floating or var.dtype.is_complex
-    ]
+    watched = [(module, name, var) for module, entries in per_module.items()
+               for name, var in entries if var.dtype.is_floating or var.dtype.is_complex]
     sources = [var for _, _, var in watched]
 
     cells: dict[tuple[str, str], ModuleFlow] = {}
@@ -323,6 +281,5 @@ def audit_flow(losses: Mapping[str, Callable[[], tf.Tensor]],
         detail: dict[str, dict[str, VariableFlow]] = {m: {} for m in per_module}
         for (module, name, _), grad in zip(watched, grads):
             detail[module][name] = _judge(grad)
-        for module in per_module:
-            cells[(loss_name, module)] = _aggregate(detail[module])
+        cells.update({(loss_name, m): _aggregate(d) for m, d in detail.items()})
     return FlowMatrix(cells, list(losses), list(per_module), loss_values)

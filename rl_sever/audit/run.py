@@ -37,16 +37,12 @@ def run_audit(agent: FlowAuditable, batch: Any, *, writer: tf.summary.SummaryWri
     """
     missing = [m for m in _METHODS if not callable(getattr(agent, m, None))]
     if missing:
-        raise TypeError(
-            f"{type(agent).__name__} cannot be audited: it does not implement "
-            f"{', '.join(m + '()' for m in missing)}."
-        )
+        raise TypeError(f"{type(agent).__name__} cannot be audited: it does not implement "
+                        f"{', '.join(m + '()' for m in missing)}.")
     contract = agent.flow_contract()
     if not isinstance(contract, FlowContract):
-        raise TypeError(
-            f"{type(agent).__name__}.flow_contract() returned {type(contract).__name__}, "
-            "expected FlowContract."
-        )
+        raise TypeError(f"{type(agent).__name__}.flow_contract() returned "
+                        f"{type(contract).__name__}, expected FlowContract.")
     matrix = audit_flow(agent.flow_losses(batch), agent.flow_modules())
     violations = contract.check(matrix)
     matrix.write_summary(writer, step, violations=violations, verdict=format_verdict(violations))

@@ -17,11 +17,5 @@ from rl_sever.auxiliary.base import (
     make_auxiliary,
 )
 
-__all__ = [
-    "AUXILIARY",
-    "AuxContext",
-    "AuxiliaryConfig",
-    "AuxiliaryModule",
-    "AuxiliarySet",
-    "make_auxiliary",
-]
+__all__ = ["AUXILIARY", "AuxContext", "AuxiliaryConfig", "AuxiliaryModule", "AuxiliarySet",
+           "make_auxiliary"]

@@ -75,9 +75,8 @@ def action_features(action: ActionSpec) -> int:
         return action.n
     if action.kind == "box":
         return int(np.prod(action.shape))
-    raise UnsupportedSpaceError(
-        f"auxiliary modules support Box and Discrete action spaces, not {action.kind}"
-    )
+    raise UnsupportedSpaceError(f"auxiliary modules support Box and Discrete action spaces, "
+                                f"not {action.kind}")
 
 
 def encode_action(action: ActionSpec, actions: tf.Tensor) -> tf.Tensor:
@@ -90,10 +89,8 @@ def encode_action(action: ActionSpec, actions: tf.Tensor) -> tf.Tensor:
 def auxiliary_class(name: str) -> type[AuxiliaryModule]:
     key = str(name).lower()
     if key not in AUXILIARY:
-        raise UnknownNameError(
-            f"unknown auxiliary module '{name}'; available: "
-            f"{', '.join(sorted(AUXILIARY))}." + suggest(key, AUXILIARY)
-        )
+        raise UnknownNameError(f"unknown auxiliary module '{name}'; available: "
+                               f"{', '.join(sorted(AUXILIARY))}." + suggest(key, AUXILIARY))
     module, _, attr = AUXILIARY[key].partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -137,16 +134,12 @@ class AuxiliarySet(tf.Module):
 
     def modules(self) -> dict[str, list]:
         """Every variable group the auxiliary modules own (optimizer and audit columns)."""
-        out: dict[str, list] = {}
-        for m in self.members.values():
-            out.update(m.modules())
-        return out
+        return {k: v for m in self.members.values() for k, v in m.modules().items()}
 
     def terms(self, trains_encoder: bool, weights: Mapping[str, float],
               encoder: str = "encoder") -> list:
         """One LossTerm per module, reading outputs["aux_context"] (an AuxContext): its flow
         contract is the module's own networks, plus the shared encoder if allowed."""
-
         out = []
         for name, m in self.members.items():
             mods = set(m.modules()) | ({encoder} if trains_encoder else set())

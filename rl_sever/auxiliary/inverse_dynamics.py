@@ -18,9 +18,8 @@ class InverseDynamics(AuxiliaryModule):
 
     def __init__(self, feature_dim, obs_shape, obs_dtype, action, cfg):
         super().__init__(feature_dim, obs_shape, obs_dtype, action, cfg)
-        out = action_features(action)
-        self.head = DenseStack(2 * feature_dim, cfg.hidden_sizes, out, "relu", init="glorot",
-                               name="inverse_head")
+        self.head = DenseStack(2 * feature_dim, cfg.hidden_sizes, action_features(action), "relu",
+                               init="glorot", name="inverse_head")
 
     def modules(self):
         return {"inverse_head": list(self.head.trainable_variables)}
@@ -28,10 +27,8 @@ class InverseDynamics(AuxiliaryModule):
     def loss(self, ctx: AuxContext):
         pred = self.head(tf.concat([ctx.features, ctx.next_features], axis=-1))
         if self.action.kind == "discrete":
-            labels = tf.cast(ctx.actions, tf.int32)
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=pred)
-            )
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.cast(ctx.actions, tf.int32), logits=pred))
         else:
             loss = tf.reduce_mean(tf.square(pred - encode_action(self.action, ctx.actions)))
         return loss, {}

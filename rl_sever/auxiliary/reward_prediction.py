@@ -26,5 +26,4 @@ class RewardPrediction(AuxiliaryModule):
     def loss(self, ctx: AuxContext):
         x = tf.concat([ctx.features, encode_action(self.action, ctx.actions)], axis=-1)
         pred = tf.squeeze(self.head(x), -1)
-        mse = tf.reduce_mean(tf.square(pred - tf.cast(ctx.rewards, tf.float32)))
-        return mse, {}
+        return tf.reduce_mean(tf.square(pred - tf.cast(ctx.rewards, tf.float32))), {}

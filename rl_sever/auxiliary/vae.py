@@ -33,28 +33,22 @@ class VAE(AuxiliaryModule):
         if self.image:
             h, w, c = self.obs_shape
             gh, gw = -(-h // 4), -(-w // 4)
-            self.decoder = keras.Sequential(
-                [
-                    keras.Input((cfg.latent_dim,)),
-                    keras.layers.Dense(gh * gw * 32, activation="relu", name="vae_dec_proj"),
-                    keras.layers.Reshape((gh, gw, 32)),
-                    keras.layers.Conv2DTranspose(32, 3, strides=2, padding="same",
-                                                 activation="relu", name="vae_dec_up0"),
-                    keras.layers.Conv2DTranspose(c, 3, strides=2, padding="same",
-                                                 activation="sigmoid", name="vae_dec_up1"),
-                ],
-                name="vae_decoder",
-            )
+            self.decoder = keras.Sequential([
+                keras.Input((cfg.latent_dim,)),
+                keras.layers.Dense(gh * gw * 32, activation="relu", name="vae_dec_proj"),
+                keras.layers.Reshape((gh, gw, 32)),
+                keras.layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu",
+                                             name="vae_dec_up0"),
+                keras.layers.Conv2DTranspose(c, 3, strides=2, padding="same", activation="sigmoid",
+                                             name="vae_dec_up1")], name="vae_decoder")
         else:
             dim = int(np.prod(self.obs_shape))
             self.decoder = DenseStack(cfg.latent_dim, cfg.hidden_sizes, dim, "relu", init="glorot",
                                       name="vae_decoder")
 
     def modules(self):
-        return {
-            "decoder": list(self.latent_head.trainable_variables)
-            + list(self.decoder.trainable_variables)
-        }
+        return {"decoder": list(self.latent_head.trainable_variables)
+                + list(self.decoder.trainable_variables)}
 
     def posterior(self, features: tf.Tensor) -> tfd.Normal:
         mean, log_std = tf.split(self.latent_head(features), 2, axis=-1)

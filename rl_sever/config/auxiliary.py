@@ -6,11 +6,9 @@ from dataclasses import dataclass, field
 
 from rl_sever.config.fields import check
 
-AUXILIARY: dict[str, str] = {
-    "vae": "rl_sever.auxiliary.vae:VAE",
-    "reward": "rl_sever.auxiliary.reward_prediction:RewardPrediction",
-    "inverse": "rl_sever.auxiliary.inverse_dynamics:InverseDynamics",
-}
+AUXILIARY: dict[str, str] = {"vae": "rl_sever.auxiliary.vae:VAE",
+                             "reward": "rl_sever.auxiliary.reward_prediction:RewardPrediction",
+                             "inverse": "rl_sever.auxiliary.inverse_dynamics:InverseDynamics"}
 
 
 @dataclass

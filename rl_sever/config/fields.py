@@ -8,14 +8,17 @@ Nested dataclasses (e.g. `network`) are addressed with dotted keys: `network.hid
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import functools
 import inspect
 import json
+import os
 import textwrap
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +44,9 @@ def _field_docs(cls: type) -> dict[str, str]:
             continue
         body = tree.body[0].body
         for node, nxt in zip(body, body[1:]):
-            if (
-                isinstance(node, ast.AnnAssign)
-                and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)
-            ):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
                 docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
 
@@ -83,9 +82,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        for arg in [a for a in args if a is not type(None)]:
             try:
                 return _coerce(value, arg, key)
             except ConfigError as e:
@@ -95,16 +92,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
         return value
-    if origin in (list, tuple):
+    if origin in (list, tuple, dict) or hint is dict:
         if isinstance(value, str):
             value = yaml.safe_load(value)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        inner = args[0] if args else Any
-        return [_coerce(v, inner, key) for v in value]
-    if origin is dict or hint is dict:
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
+        if origin in (list, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{key}: expected a list, got {value!r}")
+            return [_coerce(v, args[0] if args else Any, key) for v in value]
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return dict(value)
@@ -117,24 +111,17 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return value.lower() in ("true", "yes", "1", "on")
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if hint is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        if isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):
             return value
-        try:
-            f = float(str(value).replace("_", ""))
-        except ValueError:
-            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
-        if not f.is_integer():
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return int(f)
+        with contextlib.suppress(ValueError):  # a bool's str ("True") is no number either
+            if (f := float(str(value).replace("_", ""))).is_integer():
+                return int(f)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if hint is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        with contextlib.suppress(TypeError, ValueError):
+            if not isinstance(value, bool):
+                return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
     if hint is str:
         if not isinstance(value, (str, int, float)):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -160,10 +147,8 @@ def update(cfg: Any, values: Mapping[str, Any], prefix: str = "") -> Any:
         if head not in names:
             # Full dotted keys, each once, so a suggestion can be pasted back as it is.
             known = dict.fromkeys(prefix + k for k in [k for k, _ in flat_items(cfg)] + names)
-            raise ConfigError(
-                f"unknown config key '{prefix}{key}' for {type(cfg).__name__}."
-                + suggest(prefix + key, known)
-            )
+            raise ConfigError(f"unknown config key '{prefix}{key}' for {type(cfg).__name__}."
+                              + suggest(prefix + key, known))
         if rest:
             nested.setdefault(head, {})[rest] = value
         elif dataclasses.is_dataclass(hints[head]) and isinstance(value, Mapping):
@@ -189,17 +174,19 @@ def parse_set(pairs: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of config values, with clear errors for missing or malformed files."""
-    path = Path(path)
+def load_yaml(path: str | Path | Traversable, label: str = "config file",
+              contents: str = "key: value pairs", encoding: str | None = None) -> dict[str, Any]:
+    """Read a YAML mapping of config values, with clear errors for missing or malformed files;
+    `label` and `contents` word the errors (presets.find passes "preset", "config keys")."""
+    path = Path(path) if isinstance(path, (str, os.PathLike)) else path  # keep a Traversable
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{label} not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding=encoding)) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        raise ConfigError(f"{label} {path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of key: value pairs")
+        raise ConfigError(f"{label} {path} must hold a mapping of {contents}")
     return data
 
 

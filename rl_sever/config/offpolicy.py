@@ -39,7 +39,6 @@ class OffPolicyNetworkConfig(NetworkConfig):
 @dataclass
 class OffPolicyConfig(RunConfig):
     n_envs: int = 1
-    """Number of parallel environments in the vector env."""
     buffer_size: int = 1_000_000
     """Replay buffer capacity in transitions (over all sub-envs)."""
     learning_starts: int = 100
@@ -56,7 +55,6 @@ class OffPolicyConfig(RunConfig):
     n_step: int = 1
     """n-step returns from the replay buffer (1: one-step TD targets)."""
     max_grad_norm: float = 0.0
-    """Clip each optimizer's global gradient norm to this value (<= 0 disables clipping)."""
     adam_eps: float = 1e-8
     """Epsilon of the optimizer's denominator (1e-8: torch's Adam default, as SB3)."""
     save_replay: bool = True
@@ -72,15 +70,12 @@ class OffPolicyConfig(RunConfig):
     """Compile act and update steps with XLA (None: only the in-graph chunk of a tf: env; on
     Gymnasium envs the update runs faster without XLA, see bench/README.md)."""
     network: OffPolicyNetworkConfig = field(default_factory=OffPolicyNetworkConfig)
-    """Network architecture."""
 
     def validate(self) -> None:
         super().validate()
-        check(
-            not self.normalize_obs and not self.normalize_reward,
-            "normalize_obs / normalize_reward are not supported by off-policy agents (the replay "
-            "buffer would hold observations normalised with stale statistics)",
-        )
+        check(not self.normalize_obs and not self.normalize_reward,
+              "normalize_obs / normalize_reward are not supported by off-policy agents (the replay "
+              "buffer would hold observations normalised with stale statistics)")
         check(self.buffer_size > 0, f"buffer_size must be positive, got {self.buffer_size}")
         check(self.learning_starts >= 0, "learning_starts must be >= 0")
         check(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")

@@ -14,11 +14,8 @@ from importlib import resources
 from importlib.abc import Traversable
 from typing import Any
 
-import yaml
-
 from envs import atari
-from rl_sever.config.fields import update
-from rl_sever.errors import ConfigError
+from rl_sever.config.fields import load_yaml, update
 
 _SUFFIX = ".yaml"
 
@@ -32,16 +29,6 @@ def _file_name(env_id: str) -> str:
     return env_id.replace("/", "__") + _SUFFIX
 
 
-def _read(path: Traversable) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"preset {path} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"preset {path} must hold a mapping of config keys")
-    return data
-
-
 ATARI = "Atari"  # the preset file serving every Atari game (envs.atari)
 
 
@@ -51,22 +38,15 @@ def find(algo: str, env_id: str) -> dict[str, Any] | None:
     path = _root() / algo.lower() / _file_name(env_id)
     if not path.is_file() and env_id != ATARI and atari.is_atari(env_id):
         path = _root() / algo.lower() / _file_name(ATARI)
-    return _read(path) if path.is_file() else None
+    return load_yaml(path, "preset", "config keys", encoding="utf-8") if path.is_file() else None
 
 
 def available() -> list[tuple[str, str]]:
     """Every shipped preset as (algo, env id), sorted."""
     root = _root()
-    if not root.is_dir():
-        return []
-    out = []
-    for algo_dir in root.iterdir():
-        if not algo_dir.is_dir():
-            continue
-        for f in algo_dir.iterdir():
-            if f.name.endswith(_SUFFIX):
-                out.append((algo_dir.name, f.name[: -len(_SUFFIX)].replace("__", "/")))
-    return sorted(out)
+    algo_dirs = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    return sorted((d.name, f.name[: -len(_SUFFIX)].replace("__", "/"))
+                  for d in algo_dirs for f in d.iterdir() if f.name.endswith(_SUFFIX))
 
 
 def _flatten(cfg: Any, values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -228,7 +228,6 @@ class OnPolicyConfig(RunConfig):
     normalize_advantage: bool = True
     """Normalise advantages per minibatch (zero mean, unit std)."""
     network: OnPolicyNetworkConfig = field(default_factory=OnPolicyNetworkConfig)
-    """Network architecture."""
     host_act: str = "auto"
     """Act with a NumPy copy of the policy during Gymnasium rollouts: auto (MLP policies without
     a GPU, where it is the faster path), on (insist; an error where it cannot apply) or off

@@ -40,16 +40,13 @@ def action_spec(space: gym.Space) -> ActionSpec:
             raise UnsupportedSpaceError(f"Box action spaces must be 1-D, got shape {space.shape}")
         return ActionSpec("box", tuple(space.shape), low=space.low.astype(np.float32),
                           high=space.high.astype(np.float32))
-    raise UnsupportedSpaceError(
-        f"unsupported action space {space}; rl_sever supports Discrete, MultiDiscrete and 1-D Box"
-    )
+    raise UnsupportedSpaceError(f"unsupported action space {space}; rl_sever supports Discrete, "
+                                "MultiDiscrete and 1-D Box")
 
 
 def observation_shape(space: gym.Space) -> tuple[int, ...]:
     """Shape of one observation; the env factory has already flattened Dict/Tuple spaces."""
     if isinstance(space, gym.spaces.Box):
         return tuple(space.shape)
-    raise UnsupportedSpaceError(
-        f"unsupported observation space {space}; use Box, or Dict/Tuple of Box/Discrete spaces "
-        "(envs.make_vec_env flattens those)"
-    )
+    raise UnsupportedSpaceError(f"unsupported observation space {space}; use Box, or Dict/Tuple "
+                                "of Box/Discrete spaces (envs.make_vec_env flattens those)")

@@ -183,9 +183,12 @@ class Agent:
                 changed.update(FreezeSchedule(windows).apply(opt, step))
         return changed
 
+    collector_classes: tuple = ()  # (Gymnasium envs, TF-native envs): the family's collectors
+
     def make_collector(self):
         """A new object that steps the env for rl_sever.core.loop (see its docstring)."""
-        raise NotImplementedError
+        python, ingraph = self.collector_classes
+        return (python if getattr(self, "ingraph", None) is None else ingraph)(self)
 
     @property
     def collector(self):

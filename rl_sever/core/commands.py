@@ -10,6 +10,7 @@ import argparse
 import os
 import shlex
 import sys
+from contextlib import closing
 from pathlib import Path
 
 from rl_sever.audit import format_verdict
@@ -34,13 +35,9 @@ def build_config(algo: str, env_id: str | None, args: argparse.Namespace):
 
 
 def config(args: argparse.Namespace) -> int:
-    return config_help(args.algo, args.env_id, args)
-
-
-def config_help(algo: str, env_id: str | None, args: argparse.Namespace) -> int:
-    klass, cfg, used_preset = build_config(algo, env_id, args)
-    defaults = dict((k, v) for k, v, _ in describe_config(klass.config_cls()))
-    source = f" with the {klass.algo}/{env_id} preset" if used_preset else ""
+    klass, cfg, used_preset = build_config(args.algo, args.env_id, args)
+    defaults = {k: v for k, v, _ in describe_config(klass.config_cls())}
+    source = f" with the {klass.algo}/{args.env_id} preset" if used_preset else ""
     print(f"{klass.algo} config keys{source} (set with --set key=value or a --config YAML file):\n")
     for key, value, doc in describe_config(cfg):
         changed = "" if value == defaults.get(key) else f"   (default {defaults.get(key)!r})"
@@ -48,57 +45,41 @@ def config_help(algo: str, env_id: str | None, args: argparse.Namespace) -> int:
     return 0
 
 
-# -- commands ---------------------------------------------------------------------------------
 def train(args: argparse.Namespace) -> int:
     if args.help_config:
         if not args.algo:
             raise ConfigError("--help-config needs ALGO (e.g. rl-sever train ppo --help-config)")
-        return config_help(args.algo, args.env_id, args)
+        return config(args)
     if args.resume:
-        agent = _resume_agent(args)
+        if args.logdir is not None:
+            raise ConfigError("--logdir cannot be combined with --resume (the run keeps its folder)")
+        layers = override_layers(argparse.Namespace(**{**vars(args), "steps": None}))
+        agent = resume(args.resume, algo=args.algo, env_id=args.env_id, steps=args.steps,
+                       overrides={k: v for layer in layers for k, v in layer.items()})
     else:
         if not args.algo or not args.env_id:
             raise ConfigError("train needs ALGO and ENV_ID (or --resume RUN_DIR)")
         klass, cfg, used_preset = build_config(args.algo, args.env_id, args)
         if used_preset:
-            print(
-                f"using the {klass.algo}/{args.env_id} preset (tuned hyperparameters; "
-                "--no-preset to start from the defaults)"
-            )
+            print(f"using the {klass.algo}/{args.env_id} preset (tuned hyperparameters; "
+                  "--no-preset to start from the defaults)")
         # Builds the env and networks: an invalid env id or space fails here, before any
         # run folder exists (the agent creates it lazily in learn()).
         agent = klass(args.env_id, cfg, logdir=args.logdir or "runs")
-    try:
+    with closing(agent):
         start, target = int(agent.global_step.numpy()), int(agent.target_steps.numpy())
         progress = False if args.no_progress else None
         if args.resume and args.steps is None and start >= target:
-            print(
-                f"{agent.run_dir} already reached its target of {target:,} steps; "
-                "pass --steps N to train N more"
-            )
+            print(f"{agent.run_dir} already reached its target of {target:,} steps; "
+                  "pass --steps N to train N more")
             return 0
         if args.resume:
-            print(
-                f"resuming {agent.run_dir} at step {start:,} "
-                f"(target {int(agent.target_steps.numpy()):,})"
-            )
+            print(f"resuming {agent.run_dir} at step {start:,} (target {target:,})")
             agent.continue_learning(progress=progress)
         else:
             agent.learn(progress=progress)
         _report_training(agent)
-    finally:
-        agent.close()
     return 0
-
-
-def _resume_agent(args: argparse.Namespace):
-
-    if args.logdir is not None:
-        raise ConfigError("--logdir cannot be combined with --resume (the run keeps its folder)")
-    layers = override_layers(argparse.Namespace(**{**vars(args), "steps": None}))
-    overrides = {k: v for layer in layers for k, v in layer.items()}
-    return resume(args.resume, algo=args.algo, env_id=args.env_id, overrides=overrides,
-                  steps=args.steps)
 
 
 def _report_training(agent) -> None:
@@ -108,10 +89,8 @@ def _report_training(agent) -> None:
         print(f"run folder: {run_dir}")
     ev = getattr(agent, "last_eval", None)
     if ev:
-        print(
-            f"final evaluation: mean return {ev['mean_reward']:.2f} ± {ev['std_reward']:.2f} "
-            f"over {_plural(ev['episodes'], 'episode')} (mean length {ev['mean_ep_length']:.1f})"
-        )
+        print(f"final evaluation: mean return {ev['mean_reward']:.2f} ± {ev['std_reward']:.2f} "
+              f"over {_plural(ev['episodes'], 'episode')} (mean length {ev['mean_ep_length']:.1f})")
     if run_dir is not None:
         print(f"tensorboard --logdir {shlex.quote(str(Path(run_dir).parent))}")
 
@@ -120,43 +99,32 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
 
-def _check_display() -> None:
-    display_vars = ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")
-    if sys.platform.startswith(("linux", "freebsd")) and not any(map(os.environ.get, display_vars)):
-        raise RLSeverError(
-            "--render needs a display, and none is available (DISPLAY and "
-            "WAYLAND_DISPLAY are unset); run without --render, or set "
-            "SDL_VIDEODRIVER=dummy to render off-screen"
-        )
-
-
 def eval(args: argparse.Namespace) -> int:
     if args.episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {args.episodes}")
     if args.render and args.video:
         raise ConfigError("--render and --video exclude each other (a video renders off-screen)")
-    if args.render:
-        _check_display()
-    agent = Agent.load(args.run_dir)
-    seed = args.seed if args.seed is not None else agent.config.seed + 10_000
-    try:
-        render = {"render_mode": "human", "max_envs": 1} if args.render else {}
-        result = evaluate(agent, args.episodes, seed=seed, video_dir=args.video, **render)
-    except Exception as e:
-        # Window-system failures surface from pygame/glfw deep inside the env's render().
-        where = type(e).__module__
-        # (--video renders in envs.replay's own process, which reports its failures itself.)
-        if args.render and (
-            where.split(".")[0] in ("pygame", "glfw", "mujoco") or where == "gymnasium.error"
-        ):
-            raise RLSeverError(f"rendering failed: {e}") from None
-        raise
-    finally:
-        agent.close()
-    print(
-        f"{agent.algo} on {agent.env_id}, step {int(agent.global_step.numpy()):,}, "
-        f"{_plural(result['episodes'], 'episode')} (seed {seed})"
-    )
+    display_vars = ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")
+    if (args.render and sys.platform.startswith(("linux", "freebsd"))
+            and not any(map(os.environ.get, display_vars))):
+        raise RLSeverError("--render needs a display, and none is available (DISPLAY and "
+                           "WAYLAND_DISPLAY are unset); run without --render, or set "
+                           "SDL_VIDEODRIVER=dummy to render off-screen")
+    render = {"render_mode": "human", "max_envs": 1} if args.render else {}
+    with closing(Agent.load(args.run_dir)) as agent:
+        seed = args.seed if args.seed is not None else agent.config.seed + 10_000
+        try:
+            result = evaluate(agent, args.episodes, seed=seed, video_dir=args.video, **render)
+        except Exception as e:
+            # Window-system failures surface from pygame/glfw deep inside the env's render().
+            where = type(e).__module__
+            # (--video renders in envs.replay's own process, which reports its failures itself.)
+            if args.render and (where.split(".")[0] in ("pygame", "glfw", "mujoco")
+                                or where == "gymnasium.error"):
+                raise RLSeverError(f"rendering failed: {e}") from None
+            raise
+    print(f"{agent.algo} on {agent.env_id}, step {int(agent.global_step.numpy()):,}, "
+          f"{_plural(result['episodes'], 'episode')} (seed {seed})")
     print(f"mean return: {result['mean_reward']:.2f} ± {result['std_reward']:.2f}")
     print(f"mean length: {result['mean_ep_length']:.1f}")
     if args.video:
@@ -172,20 +140,16 @@ def eval(args: argparse.Namespace) -> int:
 
 
 def plot(args: argparse.Namespace) -> int:
-
     out, _ = plot_curves(args.run_dirs, args.out, metric=args.metric, per_run=args.per_run,
-                      smoothing=args.smooth, title=args.title)
+                         smoothing=args.smooth, title=args.title)
     print(f"wrote {out}: {args.metric} of {_plural(len(args.run_dirs), 'run')} "
           f"against environment steps")
     return 0
 
 
 def export(args: argparse.Namespace) -> int:
-    agent = Agent.load(args.run_dir)
-    try:
+    with closing(Agent.load(args.run_dir)) as agent:
         out = export_policy(agent, args.out_dir)
-    finally:
-        agent.close()
     step = int(agent.global_step.numpy())
     print(f"exported the greedy {agent.algo} policy for {agent.env_id} (step {step:,}) to {out}")
     print(f"metadata: {out / METADATA_FILE}")
@@ -195,15 +159,10 @@ def export(args: argparse.Namespace) -> int:
 
 def audit(args: argparse.Namespace) -> int:
     klass, cfg, _ = build_config(args.algo, args.env_id, args)
-    agent = klass(args.env_id, cfg, logdir=None)
-    try:
+    with closing(klass(args.env_id, cfg, logdir=None)) as agent:
         matrix, violations, steps = audit_first_batch(agent)
-    finally:
-        agent.close()
     print(f"gradient-flow audit: {agent.algo} on {agent.env_id} ({steps:,} env steps collected)\n")
-    print(matrix.to_table(violations))
-    print()
-    print(format_verdict(violations))
+    print(f"{matrix.to_table(violations)}\n\n{format_verdict(violations)}")
     return EXIT_VIOLATION if violations else 0
 
 

@@ -45,15 +45,13 @@ class FastCall:
     """`fn` traced once for `signature`; call it with positional arrays or tensors."""
 
     def __init__(self, fn, signature: list | None = None):
-        if signature is None:
-            signature = list(fn.input_signature or [])
-        self.signature = list(signature)  # may nest (e.g. a Transitions of TensorSpecs)
+        # May nest (e.g. a Transitions of TensorSpecs).
+        self.signature = list((fn.input_signature or []) if signature is None else signature)
         self.concrete = fn.get_concrete_function(*self.signature)
         self._dtypes = [spec.dtype for spec in tf.nest.flatten(self.signature)]
         self._nested = len(self._dtypes) != len(self.signature)
         self._atomic = getattr(self.concrete, "_inference_function", None)
-        graph = self.concrete.graph
-        deferred = getattr(graph, "deferred_external_captures", [])
+        deferred = getattr(self.concrete.graph, "deferred_external_captures", [])
         self._captures = None
         if self._atomic is not None and hasattr(self._atomic, "call_preflattened") and not deferred:
             self._captures = list(self.concrete.captured_inputs)

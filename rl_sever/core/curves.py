@@ -62,10 +62,9 @@ def load_curve(run_dir: str | Path, metric: str = DEFAULT_METRIC) -> Curve:
     if metric not in scalars:
         tags = ", ".join(sorted(scalars))
         raise ConfigError(f"{run_dir} has no scalar '{metric}'; it has: {tags}")
-    steps, values = (np.array(a) for a in zip(*scalars[metric]))
-    seed = record.get("config", {}).get("seed", 0)
-    return Curve(run_dir, record["algo"], record["env_id"], int(seed), steps.astype(np.int64),
-                 values.astype(np.float64))
+    steps, values = zip(*scalars[metric])
+    return Curve(run_dir, record["algo"], record["env_id"], int(record["config"].get("seed", 0)),
+                 np.array(steps, np.int64), np.array(values, np.float64))
 
 
 def smooth(values: np.ndarray, weight: float) -> np.ndarray:
@@ -81,23 +80,14 @@ def smooth(values: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
-def group_by_experiment(curves: list[Curve]) -> dict[tuple[str, str], list[Curve]]:
-    """(algo, env_id) -> its runs, in first-seen order."""
-    groups: dict[tuple[str, str], list[Curve]] = {}
-    for curve in curves:
-        groups.setdefault((curve.algo, curve.env_id), []).append(curve)
-    return groups
-
-
 def mean_band(curves: list[Curve], points: int = GRID_POINTS):
     """(steps, mean, std) of the runs interpolated on a common grid over the steps all of them
     reached (from the latest first point to the earliest last point)."""
     lo = max(int(c.steps[0]) for c in curves)
     hi = min(int(c.steps[-1]) for c in curves)
     if hi <= lo:
-        raise RLSeverError(
-            f"the runs of {curves[0].algo} on {curves[0].env_id} share no step range "
-            "to average over; plot them with --per-run")
+        raise RLSeverError(f"the runs of {curves[0].algo} on {curves[0].env_id} share no step "
+                           "range to average over; plot them with --per-run")
     grid = np.linspace(lo, hi, points)
     stacked = np.stack([np.interp(grid, c.steps, c.values) for c in curves])
     return grid, stacked.mean(axis=0), stacked.std(axis=0)
@@ -116,9 +106,11 @@ class Line:
 def lines_of(curves: list[Curve], *, per_run: bool = False) -> list[Line]:
     """What `plot_curves` draws: one line per run, or per (algo, env) with several runs their
     mean and std (unless `per_run`)."""
-    out = []
+    out, groups = [], {}  # (algo, env_id) -> its runs, in first-seen order
+    for c in curves:
+        groups.setdefault((c.algo, c.env_id), []).append(c)
     seeds = [(c.algo, c.env_id, c.seed) for c in curves]
-    for (algo, env_id), runs in group_by_experiment(curves).items():
+    for (algo, env_id), runs in groups.items():
         if per_run or len(runs) == 1:
             for c in runs:  # the run folder's name only where a seed repeats
                 same = seeds.count((algo, env_id, c.seed)) > 1
@@ -156,8 +148,8 @@ def plot_panels(panels: dict[str, list[Curve]], out: str | Path, *, per_run: boo
     n = len(panels)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(8 if n == 1 else 5.5 * cols, 5 if n == 1
-                                                  else 4 * rows), dpi=100, squeeze=False)
+    figsize = (8, 5) if n == 1 else (5.5 * cols, 4 * rows)
+    fig, axes = plt.subplots(rows, cols, figsize=figsize, dpi=100, squeeze=False)
     drawn_lines = []
     try:
         for ax, (title, curves) in zip(axes.flat, panels.items()):
@@ -168,9 +160,7 @@ def plot_panels(panels: dict[str, list[Curve]], out: str | Path, *, per_run: boo
                 if line.std is not None:
                     ax.fill_between(line.steps, line.values - line.std,
                                     line.values + line.std, color=drawn.get_color(), alpha=0.25)
-            ax.set_xlabel("environment steps")
-            ax.set_ylabel(ylabel)
-            ax.set_title(title)
+            ax.set(xlabel="environment steps", ylabel=ylabel, title=title)
             ax.grid(alpha=0.3)
             ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 4))
             ax.legend(fontsize="small", loc="best")

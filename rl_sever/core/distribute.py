@@ -1,12 +1,6 @@
-"""Multi-device and multi-host learners through tf.distribute (config `distribute`).
-
-`default` runs the update as before, on one device. `mirrored` (several devices of one host)
-and `multiworker` (several hosts, cluster from TF_CONFIG) keep one copy of every variable per
-replica: each minibatch is split evenly across the replicas, each replica differentiates the
-loss of its slice, the gradients are averaged across replicas (the mean of equal slices' mean
-losses is the minibatch's mean loss, so the math is the one-device update) and applied once,
-identically on every replica. Only the chief writes TensorBoard events and checkpoints; the
-other workers save into a scratch folder that is removed at the end of the run.
+"""Multi-device and multi-host learners through tf.distribute (config `distribute`): one copy
+of every variable per replica, the gradients of each replica's minibatch slice averaged and
+applied once; only the chief writes events and checkpoints. See docs/distribute.md.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
     there as MP4 files by replaying their actions (`envs.replay`; the `video` extra):
     `"videos"` lists the files.
     """
-
     atari = getattr(getattr(agent, "config", None), "atari", None)
     if video_dir is not None:
         max_envs, render_mode = 1, None

@@ -32,9 +32,8 @@ class ExportedPolicy(tf.Module):
     def __init__(self, agent: Any):
         super().__init__(name="policy")
         normalizer = agent.normalizer
-        raw_space = (
-            normalizer.env if normalizer is not None else agent.env
-        ).single_observation_space
+        raw_env = normalizer.env if normalizer is not None else agent.env
+        raw_space = raw_env.single_observation_space
         self._greedy = agent.greedy_fn
         self._obs_dtype = agent.obs_dtype
         # Track exactly the variables the greedy step reads (not optimizer slots), so any
@@ -76,11 +75,8 @@ def _jsonable(x: Any) -> Any:
 
 
 def _space_record(space: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "type": type(space).__name__,
-        "shape": list(space.shape or ()),
-        "dtype": str(np.dtype(space.dtype)) if space.dtype is not None else None,
-    }
+    record: dict[str, Any] = {"type": type(space).__name__, "shape": list(space.shape or ())}
+    record["dtype"] = str(np.dtype(space.dtype)) if space.dtype is not None else None
     for name in ("n", "start", "nvec"):
         if hasattr(space, name):
             record[name] = np.asarray(getattr(space, name)).tolist()
@@ -94,18 +90,14 @@ def metadata(agent: Any) -> dict[str, Any]:
     """What a consumer of the SavedModel needs to know besides the graph itself."""
     normalizer = agent.normalizer
     raw_env = normalizer.env if normalizer is not None else agent.env
-    return {
-        "format": "rl_sever policy SavedModel",
-        "rl_sever_version": __version__,
-        "algo": agent.algo,
-        "env_id": agent.env_id,
-        "global_step": int(agent.global_step.numpy()),
-        "signature": {"name": SIGNATURE, "input": "observation", "output": "action"},
-        "observation_space": _space_record(raw_env.single_observation_space),
-        "action_space": _space_record(agent.env.single_action_space),
-        "normalize_obs": bool(normalizer is not None and normalizer.obs_rms is not None),
-        "deterministic": True,
-    }
+    return {"format": "rl_sever policy SavedModel", "rl_sever_version": __version__,
+            "algo": agent.algo, "env_id": agent.env_id,
+            "global_step": int(agent.global_step.numpy()),
+            "signature": {"name": SIGNATURE, "input": "observation", "output": "action"},
+            "observation_space": _space_record(raw_env.single_observation_space),
+            "action_space": _space_record(agent.env.single_action_space),
+            "normalize_obs": bool(normalizer is not None and normalizer.obs_rms is not None),
+            "deterministic": True}
 
 
 def export_policy(agent: Any, out_dir: str | Path) -> Path:
@@ -114,10 +106,8 @@ def export_policy(agent: Any, out_dir: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"export target {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / "saved_model.pb").exists():
-        raise ConfigError(
-            f"export target {out} is a non-empty directory that holds no "
-            "SavedModel; choose a new or empty folder"
-        )
+        raise ConfigError(f"export target {out} is a non-empty directory that holds no "
+                          "SavedModel; choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
     policy = ExportedPolicy(agent)
     tf.saved_model.save(policy, str(out),

@@ -1,16 +1,8 @@
-"""NaN and inf guards at the boundaries of a run (config key `check_finite`).
+"""NaN and inf guards at the boundaries of a run (config key `check_finite`; docs/cli.md).
 
-- Env side (Gymnasium envs): every vector step, the policy's actions before they reach the env
-  and the env's observations and rewards after it (floating-point arrays only; integer frames
-  cannot hold NaN). A few microseconds a step.
-- Learner side: every update's losses and gradient norm (compiled `check_numerics` where the
-  update is not XLA-compiled, and the logged means on the host in every case), so a NaN that
-  appears after the first update stops the run before a checkpoint stores it.
-
-`stop` (default) ends the run with NonFiniteError naming what, which sub-env and which env
-step (exit 2 from the CLI; the last checkpoint, saved before the fault, is kept); `warn`
-warns once per kind and goes on (env side only: a non-finite loss always stops); `off` skips
-the env-side checks.
+Env side: actions, observations and rewards (float arrays only) every vector step. Learner
+side: every update's losses and gradient norm, by compiled `check_numerics` (not under XLA) and
+by the logged means on the host.
 """
 
 from __future__ import annotations
@@ -22,8 +14,6 @@ import warnings
 import numpy as np
 
 from rl_sever.errors import RLSeverError
-
-CHECK_MODES = ("stop", "warn", "off")
 
 
 class NonFiniteError(RLSeverError):

@@ -1,21 +1,13 @@
-"""Optimizer steps as TensorFlow's fused kernels: one op per variable.
-
-A Keras optimizer's `apply_gradients` builds its update from elementwise ops: about ten per
-variable (reads, squares, products, a division, assignments) plus its own bookkeeping. In a
-small network's update call each op costs its scheduling more than its arithmetic: the A2C
-CartPole update spent about a fifth of its call there. `ResourceApplyAdam`,
-`ResourceApplyRMSProp` and `ResourceApplyGradientDescent` compute the same formulas as Keras's
-Adam, RMSprop and SGD in one kernel per variable, on the Keras optimizer's own slot variables
-(checkpoints are unchanged; the iteration counter advances as Keras's does). Not bit for bit:
-the slots agree with Keras's to about 1e-5 relative, and a first Adam step is the exact
-lr * g / (|g| + eps') where Keras's float32 bias correction is off by ~7e-6 relative. Variables' constraints are applied after the
-kernels, as Keras applies them; under a tf.distribute strategy the kernel runs once per device
-copy, as Keras's update does. Measured (A2C CartPole-v1 update call, 40 samples, non-XLA): 0.90
--> 0.83 ms; under XLA nothing changes (SAC Pendulum update 4.4 ms either way), as XLA fuses the
-elementwise ops itself, so ModuleOptimizer uses the kernels only when asked (`fused=True`: every
-agent's update without jit_compile; the SAC Pendulum update without XLA 4.9 -> 4.5-4.7 ms). Optimizer settings the kernels do not cover (amsgrad,
-centered RMSprop, momentum, weight decay, EMA, clipping inside the optimizer, gradient
-accumulation, other dtypes) keep Keras's own update.
+"""Optimizer steps as TensorFlow's fused kernels (`ResourceApplyAdam`, `ResourceApplyRMSProp`,
+`ResourceApplyGradientDescent`): one op per variable where a Keras optimizer builds about ten,
+on the Keras optimizer's own slot variables (checkpoints unchanged; the iteration counter
+advances as Keras's does). The same formulas, not bit for bit: slots agree to ~1e-5 relative,
+and a first Adam step is the exact lr * g / (|g| + eps') where Keras's float32 bias correction
+is off by ~7e-6. Constraints apply after the kernels, as in Keras; under a tf.distribute
+strategy the kernel runs once per device copy. Used when asked (`fused=True`, every update
+without XLA, which fuses the elementwise ops itself); settings the kernels do not cover
+(amsgrad, centered RMSprop, momentum, weight decay, EMA, clipping inside the optimizer,
+accumulation, other dtypes) keep Keras's update. Figures: README.md and bench/README.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
 """The shared training loop: collect -> update -> log -> checkpoint, in plain Python around
-the agent's compiled act and update steps.
-
-Checkpoints (into the run folder) every `checkpoint_every` steps (default 10% of the run) and
-every `checkpoint_minutes`, at the end, and on Ctrl-C or SIGTERM (which then stop the run
-like Ctrl-C: a scheduler's SIGTERM before its SIGKILL loses nothing).
+the agent's compiled act and update steps (checkpoint schedule, Ctrl-C and SIGTERM: docs/cli.md).
 
 The agent supplies its collector (`agent.collector`, made once by `agent.make_collector()`): an
 object that owns the env's current observation between iterations and learn() calls, and whose
@@ -16,6 +12,7 @@ still filling its buffer).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -59,7 +56,11 @@ def run_training(agent, *, progress: bool | None = None, callback=None) -> None:
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
     try:
-        _train(agent, progress, callback)
+        run_dir = agent.ensure_run_dir(write_config=False)
+        # One writer per run folder (config.json, events, checkpoints): the chief's.
+        chief = run_dir is not None and agent.replicas.is_chief
+        with RunLock(run_dir) if chief else contextlib.nullcontext():
+            _train(agent, progress, callback)
     finally:
         if main:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
@@ -71,14 +72,6 @@ def checkpoint_interval(cfg, total: int) -> int:
 
 
 def _train(agent, progress: bool | None, callback) -> None:
-    run_dir = agent.ensure_run_dir(write_config=False)
-    if run_dir is None or not agent.replicas.is_chief:
-        return _train_in(agent, progress, callback)
-    with RunLock(run_dir):  # one writer per run folder: config.json, events, checkpoints
-        return _train_in(agent, progress, callback)
-
-
-def _train_in(agent, progress: bool | None, callback) -> None:
     cfg = agent.config
     run_dir = agent.ensure_run_dir()
     start_step = int(agent.global_step.numpy())

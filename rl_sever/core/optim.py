@@ -36,10 +36,8 @@ class ModuleOptimizer(tf.Module):
         super().__init__(name=name)
         if kind not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer '{kind}'; choose one of {sorted(OPTIMIZERS)}")
-        if isinstance(learning_rate, tf.Variable):
-            self.learning_rate = learning_rate
-        else:
-            self.learning_rate = tf.Variable(float(learning_rate), trainable=False, name="lr")
+        self.learning_rate = (learning_rate if isinstance(learning_rate, tf.Variable) else
+                              tf.Variable(float(learning_rate), trainable=False, name="lr"))
         self.max_grad_norm = max_grad_norm
         self.module_names = [n for n, v in modules.items() if len(v) > 0]
         self._vars = {n: list(modules[n]) for n in self.module_names}
@@ -72,11 +70,8 @@ class ModuleOptimizer(tf.Module):
         grads = list(grads)
         if len(grads) != len(self.all_variables):
             raise ValueError("one gradient per variable of all_variables is expected")
-        per_module, i = {}, 0
-        for n in self.module_names:
-            k = len(self._vars[n])
-            per_module[n] = grads[i : i + k]
-            i += k
+        it = iter(grads)
+        per_module = {n: [next(it) for _ in self._vars[n]] for n in self.module_names}
         sq = []
         for n in self.module_names:
             present = [g for g in per_module[n] if g is not None]
@@ -86,9 +81,8 @@ class ModuleOptimizer(tf.Module):
         global_norm = tf.sqrt(tf.add_n(sq)) if sq else tf.constant(0.0)
         # A NaN or inf gradient stops the step before any variable changes (rl_sever.core.finite).
         global_norm = tf.debugging.check_numerics(global_norm, "gradient norm")
-        scale = tf.constant(1.0)
-        if self.max_grad_norm is not None:
-            scale = tf.minimum(1.0, self.max_grad_norm / (global_norm + 1e-6))
+        scale = (tf.constant(1.0) if self.max_grad_norm is None else
+                 tf.minimum(1.0, self.max_grad_norm / (global_norm + 1e-6)))
         with tf.control_dependencies([global_norm]):  # the check runs before any update
             for n in self.module_names:
                 pairs = [(g * scale, v) for g, v in zip(per_module[n], self._vars[n])

@@ -32,8 +32,7 @@ class Progress:
         now = time.perf_counter()
         if self.lines and (now - self._last_line >= self.every_s or force):
             self._last_line = now
-            self.line_stream.write(self.line(step, ep_return, now) + "\n")
-            self.line_stream.flush()
+            print(self.line(step, ep_return, now), file=self.line_stream, flush=True)
         if not self.bar or (now - self._last < 0.2 and not force):
             return
         self._last = now
@@ -41,8 +40,8 @@ class Progress:
         fps = (step - self.start) / max(now - self.t0, 1e-9)
         bar = "#" * int(frac * 30)
         ret = "   n/a" if math.isnan(ep_return) else f"{ep_return:8.2f}"
-        self.stream.write(f"\r[{bar:<30}] {step:>9,}/{self.total:,} steps  {fps:7.0f} fps  return {ret}")
-        self.stream.flush()
+        print(f"\r[{bar:<30}] {step:>9,}/{self.total:,} steps  {fps:7.0f} fps  return {ret}",
+              end="", file=self.stream, flush=True)
 
     def line(self, step: int, ep_return: float, now: float | None = None) -> str:
         """`step 12,288/100,000 (12.3%) | 2,048 fps | return 23.50 | elapsed 0m06s | left 0m43s`"""
@@ -57,8 +56,6 @@ class Progress:
 
     def close(self, step: int | None = None, ep_return: float = math.nan) -> None:
         if self.lines and step is not None:
-            self.line_stream.write(self.line(step, ep_return) + "\n")
-            self.line_stream.flush()
+            print(self.line(step, ep_return), file=self.line_stream, flush=True)
         if self.bar:
-            self.stream.write("\n")
-            self.stream.flush()
+            print(file=self.stream, flush=True)

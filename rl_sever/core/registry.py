@@ -31,17 +31,13 @@ def class_path(klass: type) -> str:
     return f"{klass.__module__}:{klass.__qualname__}"
 
 
-def _load_packages() -> None:
+def registered() -> dict[str, type]:
+    """Name -> class of every registered algorithm (the shipped pages loaded first)."""
     global _loaded
     if not _loaded:
         _loaded = True
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             ep.load()
-
-
-def registered() -> dict[str, type]:
-    """Name -> class of every registered algorithm (the shipped pages loaded first)."""
-    _load_packages()
     return dict(sorted(_REGISTRY.items()))
 
 
@@ -53,8 +49,7 @@ def get_agent_class(name: str) -> type:
     """The agent class of a registered name (`ppo`) or of a class path (`my_module:MyAgent`)."""
     if ":" in name:
         return load_class_path(name)
-    algos = registered()
-    key = name.lower()
+    algos, key = registered(), name.lower()
     if key not in algos:
         raise UnknownNameError(f"unknown algorithm '{name}'; available: {', '.join(algos)} "
                                "(or a class path, my_module:MyAgent)." + suggest(key, algos))

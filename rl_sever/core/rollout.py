@@ -1,15 +1,13 @@
 """The rollout step, written once: act, step the env, recover the true final observation where
-an episode ended (SAME_STEP autoreset), count episodes, hand the transition to a store.
+an episode ended (SAME_STEP autoreset), count episodes, hand one `Step` record to a store (the
+rollout buffer, the replay buffers, a recorder of TensorArray rows). The record carries the
+behaviour policy's log-probability and value where the policy gives them, so an
+importance-weighted or bootstrapping algorithm reads them instead of recomputing them.
 
-Two drivers iterate it: the Python collectors over Gymnasium vector envs (rl_sever.onpolicy.
-collector, rl_sever.offpolicy.collector) call `python_step` once per vector step; the compiled
-loops over TF-native envs (rl_sever.onpolicy.ingraph, rl_sever.offpolicy.ingraph) call
-`graph_step` inside a tf.while_loop. Each vector step becomes one `Step` record, what every store
-takes (`store.add(step)`): the rollout buffer, the replay buffers, or a recorder of TensorArray
-rows. The record carries the behaviour policy's log-probability and value where the policy
-gives them (the on-policy act step does), so an importance-weighted or bootstrapping algorithm
-reads them from its batch instead of recomputing them. (Calling a Gymnasium env from a compiled loop through tf.numpy_function costs
-more per step than a compiled act call plus a Python step, so the drivers stay two.)
+`python_step` is driven by the collectors' Python loops over Gymnasium vector envs,
+`graph_step` by core.ingraph_env.drive's tf.while_loop over TF-native envs (calling a
+Gymnasium env from a compiled loop through tf.numpy_function costs more per step than a
+compiled act call plus a Python step, so the drivers stay two).
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from envs.autoreset import reached_observations
-from rl_sever.core.batch import Action, Bool, Float, Obs, typed_batch
+from rl_sever.core.batch import Action, Bool, Float, Layout, Obs, typed_batch
 
 
 @typed_batch
@@ -58,6 +56,32 @@ class Rollout(NamedTuple):
         """The Rollout row of one step."""
         return cls(step.obs, step.actions, step.rewards, step.terminated,
                    step.terminated | step.truncated, step.next_obs, step.log_prob, step.value)
+
+
+class RolloutBuffer:
+    """The Steps of one on-policy rollout, preallocated time-major [n_steps, n_envs, ...]: one
+    array per Rollout field, typed from its declaration."""
+
+    def __init__(self, n_steps: int, n_envs: int, layout: Layout):
+        self.n_steps, self.n_envs, self.pos = n_steps, n_envs, 0
+        self.data = Rollout.zeros(layout, (n_steps, n_envs))
+
+    def add(self, step: Step) -> None:
+        if self.pos >= self.n_steps:
+            raise IndexError("rollout buffer is full; call reset() after the update")
+        for array, value in zip(self.data, Rollout.row(step)):
+            array[self.pos] = value
+        self.pos += 1
+
+    @property
+    def full(self) -> bool:
+        return self.pos == self.n_steps
+
+    def reset(self) -> None:
+        self.pos = 0
+
+    def arrays(self) -> Rollout:
+        return self.data
 
 
 def python_step(env, obs: np.ndarray, actions: np.ndarray, env_actions: np.ndarray, store,

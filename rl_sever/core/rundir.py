@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,10 +68,6 @@ class RunLock:
         self._file = None
 
     def acquire(self) -> RunLock:
-        import os
-        import socket
-        import sys
-
         try:
             import fcntl
         except ImportError:  # no flock (Windows): no lock

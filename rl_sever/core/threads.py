@@ -4,12 +4,8 @@ TensorFlow fixes its thread pools when it runs its first op, so the setting appl
 agent is built in a process where TensorFlow has not run yet (the CLI's runs, a script that
 builds its agent first). `auto` asks the agent for its preference (`Agent.auto_intra_op_threads`)
 and keeps TensorFlow's pools as they are where they are already fixed; an explicit number that
-cannot apply is an error naming the remedy.
-
-Why it matters: the off-policy updates of small MLPs (256-wide layers, batch 256) are many
-independent matmuls. With intra-op threads each matmul also splits across the cores and the two
-pools oversubscribe them; with one intra-op thread the executor runs independent ops side by
-side instead (SAC update on 2 cores: 3.3 vs 4.0 ms; bench/README.md).
+cannot apply is an error naming the remedy. Why one thread suits small off-policy MLP updates:
+docs/offpolicy.md#speed.
 """
 
 from __future__ import annotations

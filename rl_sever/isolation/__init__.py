@@ -19,27 +19,7 @@ from rl_sever.isolation.masks import ActivationMask, GradientMask, MaskedConv2D,
 from rl_sever.isolation.sever import sever, sever_if
 from rl_sever.isolation.taps import Taps, tap_statistics, write_tap_summaries
 
-__all__ = [
-    "ActivationMask",
-    "EdgeCut",
-    "FreezeSchedule",
-    "FreezeTarget",
-    "Gate",
-    "GradientMask",
-    "MaskedConv2D",
-    "MaskedDense",
-    "ModuleRef",
-    "Taps",
-    "as_functional",
-    "find_operation",
-    "freeze",
-    "freeze_flag",
-    "frozen",
-    "is_frozen",
-    "sever",
-    "sever_edge",
-    "sever_if",
-    "tap_statistics",
-    "unfreeze",
-    "write_tap_summaries",
-]
+__all__ = ["ActivationMask", "EdgeCut", "FreezeSchedule", "FreezeTarget", "Gate", "GradientMask",
+           "MaskedConv2D", "MaskedDense", "ModuleRef", "Taps", "as_functional", "find_operation",
+           "freeze", "freeze_flag", "frozen", "is_frozen", "sever", "sever_edge", "sever_if",
+           "tap_statistics", "unfreeze", "write_tap_summaries"]

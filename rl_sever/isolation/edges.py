@@ -1,15 +1,7 @@
 """Edge severing: cut one connection of a Keras functional graph, sharing every layer and weight.
 
-`sever_edge(model, "a", "b")` rebuilds the graph with the same layer objects and puts an
-`EdgeCut` layer on every tensor that flows from layer "a" directly into layer "b":
-- mode="backward": stop-gradient on that edge (forward unchanged); "a" still gets gradient
-  through its other consumers.
-- mode="both": "b" receives a constant (zeros or `value`) instead; nothing crosses the edge.
-The cut layer is named `cut_<a>_<b>`. With switchable=True it owns a bool `active` variable
-(checkpointed with the model) so the cut can be lifted at run time without retracing.
-
-Audit: a static cut removes the edge ("—" if it was the only path); a switchable cut keeps it
-connected with an exact zero ("0") while active.
+`sever_edge(model, "a", "b")` replays the graph with the same layer objects and puts an `EdgeCut`
+on every tensor that flows from "a" directly into "b". Modes and audit: docs/isolation.md.
 """
 
 from __future__ import annotations
@@ -33,14 +25,12 @@ def as_functional(model: keras.Model) -> keras.Model:
         try:
             return keras.Model(model.inputs[0], model.outputs[0], name=model.name)
         except (AttributeError, ValueError) as e:
-            raise ConfigError(
-                f"Sequential model '{model.name}' has no graph yet; start it with keras.Input"
-            ) from e
+            raise ConfigError(f"Sequential model '{model.name}' has no graph yet; start it with "
+                              "keras.Input") from e
     if not hasattr(model, "inputs") or not hasattr(model, "operations"):
-        raise ConfigError(
-            f"model '{getattr(model, 'name', model)}' is not a Keras functional model; "
-            "graph surgery needs keras.Model(inputs, outputs) or a Sequential with an Input"
-        )
+        raise ConfigError(f"model '{getattr(model, 'name', model)}' is not a Keras functional "
+                          "model; graph surgery needs keras.Model(inputs, outputs) or a "
+                          "Sequential with an Input")
     return model
 
 
@@ -50,35 +40,29 @@ def find_operation(model: keras.Model, name: str) -> Any:
     for op in model.operations:
         if op.name == name:
             return op
-    raise UnknownNameError(
-        f"no layer named '{name}' in model '{model.name}'; layers are {names}."
-        + suggest(name, names)
-    )
+    raise UnknownNameError(f"no layer named '{name}' in model '{model.name}'; layers are {names}."
+                           + suggest(name, names))
 
 
 @keras.saving.register_keras_serializable(package="rl_sever")
 class EdgeCut(keras.layers.Layer):
     """Stands on one graph edge: stop-gradient ("backward") or a constant ("both")."""
 
-    def __init__(
-        self, mode: str = "backward", value: Any = 0.0, switchable: bool = False, **kwargs: Any
-    ):
+    def __init__(self, mode: str = "backward", value: Any = 0.0, switchable: bool = False,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ConfigError(f"unknown edge mode '{mode}'; use one of {list(MODES)}")
         self.mode, self.switchable = mode, switchable
         self.value = np.asarray(value)
-        self.active = None
-        if switchable:
-            self.active = self.add_weight(name="active", shape=(), dtype="bool", initializer="ones",
-                                          trainable=False)
+        self.active = self.add_weight(name="active", shape=(), dtype="bool", initializer="ones",
+                                      trainable=False) if switchable else None
 
     def build(self, input_shape: tuple) -> None:
         if self.mode == "both" and self.value.ndim and self.value.shape != tuple(input_shape[1:]):
-            raise ConfigError(
-                f"{self.name}: constant of shape {self.value.shape} does not match the edge's "
-                f"per-sample shape {tuple(input_shape[1:])}; pass a scalar or that shape"
-            )
+            raise ConfigError(f"{self.name}: constant of shape {self.value.shape} does not match "
+                              f"the edge's per-sample shape {tuple(input_shape[1:])}; pass a "
+                              "scalar or that shape")
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         if self.mode == "backward":
@@ -93,12 +77,8 @@ class EdgeCut(keras.layers.Layer):
         return input_shape
 
     def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "mode": self.mode,
-            "value": self.value.tolist(),
-            "switchable": self.switchable,
-        }
+        return {**super().get_config(), "mode": self.mode, "value": self.value.tolist(),
+                "switchable": self.switchable}
 
 
 def replay(
@@ -165,8 +145,6 @@ def sever_edge(model: keras.Model, source: str, destination: str, mode: str = "b
 
     new, _ = replay(model, rewrite)
     if n_cut == 0:
-        raise ConfigError(
-            f"'{source}' does not feed '{destination}' directly, so there is no edge to cut; "
-            f"'{source}' feeds {sorted(set(consumers)) or 'nothing'}"
-        )
+        raise ConfigError(f"'{source}' does not feed '{destination}' directly, so there is no "
+                          f"edge to cut; '{source}' feeds {sorted(set(consumers)) or 'nothing'}")
     return new

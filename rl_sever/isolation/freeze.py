@@ -1,19 +1,7 @@
 """Freezing: a module's variables receive no update at all, whatever the losses say.
 
-In rl_sever a module is frozen through the boolean flag `ModuleOptimizer.frozen[name]`: the
-compiled step skips that module's optimizer under tf.cond, so its variables and optimizer slots
-stay bit-identical, and flipping the flag never retraces. The flag is a tf.Variable, so it is
-saved with the optimizer in a tf.train.Checkpoint.
-
-Targets:
-- `(module_optimizer, "encoder")` (or `ModuleRef(module_optimizer, "encoder")`): the run-time
-  flag described above. Works eagerly and inside tf.function.
-- a plain Keras layer or model (outside agents): `layer.trainable = False`. This is Python state:
-  it is not checkpointed and a compiled step that captured `layer.trainable_variables` keeps
-  updating them, so build (trace) the step again after changing it.
-
-The audit does not see freezing: gradients still flow to a frozen module (a number in the
-matrix); only the update is dropped. Use sever/Gate to block the gradient itself.
+Targets are `(ModuleOptimizer, name)` pairs (the run-time flag `ModuleOptimizer.frozen[name]`) or
+plain Keras layers (`trainable`, Python state). Caveats and audit: docs/isolation.md.
 """
 
 from __future__ import annotations
@@ -55,10 +43,8 @@ def freeze_flag(target: ModuleRef | tuple[Freezable, str]) -> tf.Variable:
     if not isinstance(opt, Freezable):
         raise TypeError(f"expected a ModuleOptimizer first, got {type(opt).__name__}")
     if name not in opt.frozen:
-        raise ConfigError(
-            f"unknown module '{name}'; modules are {opt.module_names}."
-            + suggest(str(name), opt.module_names)
-        )
+        raise ConfigError(f"unknown module '{name}'; modules are {opt.module_names}."
+                          + suggest(str(name), opt.module_names))
     return opt.frozen[name]
 
 
@@ -66,10 +52,8 @@ def _set(target: FreezeTarget, value: bool) -> None:
     if isinstance(target, keras.layers.Layer):
         if tf.inside_function():
             # A Python attribute write would happen once at trace time, then never again.
-            raise RuntimeError(
-                "freezing a Keras layer inside tf.function has no run-time effect; "
-                "freeze a ModuleOptimizer module instead"
-            )
+            raise RuntimeError("freezing a Keras layer inside tf.function has no run-time "
+                               "effect; freeze a ModuleOptimizer module instead")
         target.trainable = not value
     else:
         freeze_flag(target).assign(value)
@@ -138,24 +122,20 @@ class FreezeSchedule:
         if config is None:
             return cls()
         if not isinstance(config, Mapping):
-            raise ConfigError(
-                f"freeze schedule must map module names to windows, got {type(config).__name__}"
-            )
+            raise ConfigError("freeze schedule must map module names to windows, got "
+                              f"{type(config).__name__}")
         windows = {}
         for module, spec in config.items():
             where = f"freeze schedule '{module}'"
             if not isinstance(module, str) or not module:
                 raise ConfigError(f"freeze schedule keys must be module names, got {module!r}")
             if not isinstance(spec, Mapping):
-                raise ConfigError(
-                    f"{where} must be a mapping like {{'until_step': 10000}}, got {spec!r}"
-                )
+                raise ConfigError(f"{where} must be a mapping like {{'until_step': 10000}}, "
+                                  f"got {spec!r}")
             for key in spec:
                 if key not in _SPEC_KEYS:
-                    raise ConfigError(
-                        f"{where}: unknown key '{key}'; use {list(_SPEC_KEYS)}."
-                        + suggest(str(key), _SPEC_KEYS)
-                    )
+                    raise ConfigError(f"{where}: unknown key '{key}'; use {list(_SPEC_KEYS)}."
+                                      + suggest(str(key), _SPEC_KEYS))
             start = _step(spec.get("from_step"), f"{where}.from_step") or 0
             end = _step(spec.get("until_step"), f"{where}.until_step")
             if end is not None and end <= start:
@@ -165,21 +145,14 @@ class FreezeSchedule:
 
     def to_config(self) -> dict[str, dict[str, int]]:
         """The JSON-ready config form (round-trips through from_config)."""
-        out = {}
-        for module, (start, end) in self.windows.items():
-            spec = {"from_step": start} if start else {}
-            if end is not None:
-                spec["until_step"] = end
-            out[module] = spec
-        return out
+        return {m: {k: v for k, v in (("from_step", start or None), ("until_step", end))
+                    if v is not None} for m, (start, end) in self.windows.items()}
 
     def frozen_at(self, env_step: int) -> dict[str, bool]:
         """Which scheduled modules are frozen at `env_step`."""
         step = int(env_step)
-        return {
-            m: start <= step and (end is None or step < end)
-            for m, (start, end) in self.windows.items()
-        }
+        return {m: start <= step and (end is None or step < end)
+                for m, (start, end) in self.windows.items()}
 
     def validate(self, module_optimizer: Freezable) -> None:
         """Fail early if the schedule names a module the optimizer does not have."""

@@ -1,14 +1,7 @@
 """Gate: switch a layer out of the network at run time (forward and backward).
 
-Open: output = layer(x). Closed: output = alternative(x) (identity by default); the wrapped layer
-contributes nothing forward and its variables get no gradient. The switch is a bool variable read
-by tf.cond, so flipping it never retraces a compiled step and it is saved in checkpoints.
-
-Audit: a closed gate's layer shows "—" when gradients are taken eagerly (only the taken branch
-runs) and "0" inside tf.function (tf.cond differentiates both branches and returns exact zeros).
-Either way nothing flows. With a momentum optimizer (Adam) exact zeros still let previously
-accumulated momentum move the weights, so freeze the layer's module as well when it must stay
-bit-identical while closed.
+The switch is a bool variable read by tf.cond (no retrace, checkpointed). Audit and the
+Adam-momentum caveat: docs/isolation.md.
 """
 
 from __future__ import annotations
@@ -66,41 +59,31 @@ class Gate(keras.layers.Layer):
         around = spec if self.alternative is None else self.alternative.compute_output_spec(spec)
         if not _compatible(tuple(through.shape), tuple(around.shape)):
             alt = "identity" if self.alternative is None else self.alternative.name
-            raise ConfigError(
-                f"Gate '{self.name}': layer '{self.layer.name}' maps {tuple(input_shape)} -> "
-                f"{tuple(through.shape)} but the alternative ({alt}) gives "
-                f"{tuple(around.shape)}; pass an alternative with the layer's output shape"
-            )
+            raise ConfigError(f"Gate '{self.name}': layer '{self.layer.name}' maps "
+                              f"{tuple(input_shape)} -> {tuple(through.shape)} but the alternative "
+                              f"({alt}) gives {tuple(around.shape)}; pass an alternative with the "
+                              "layer's output shape")
 
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        def through():
-            return self.layer(inputs, training=training)
-
         def around():
             if self.alternative is None:
                 return tf.identity(inputs)
             return self.alternative(inputs, training=training)
 
-        return tf.cond(tf.convert_to_tensor(self.is_open), through, around)
+        return tf.cond(tf.convert_to_tensor(self.is_open),
+                       lambda: self.layer(inputs, training=training), around)
 
     def compute_output_spec(self, inputs: Any, training: bool | None = None) -> Any:
         return self.layer.compute_output_spec(inputs)
 
     def get_config(self) -> dict:
-        config = super().get_config()
-        config["layer"] = keras.saving.serialize_keras_object(self.layer)
-        config["alternative"] = (
-            None
-            if self.alternative is None
-            else keras.saving.serialize_keras_object(self.alternative)
-        )
-        config["is_open"] = bool(keras.ops.convert_to_numpy(self.is_open))
-        return config
+        # serialize_keras_object / deserialize_keras_object map None (no alternative) to None.
+        return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer),
+                "alternative": keras.saving.serialize_keras_object(self.alternative),
+                "is_open": bool(keras.ops.convert_to_numpy(self.is_open))}
 
     @classmethod
     def from_config(cls, config: dict) -> Gate:
-        config = dict(config)
-        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
-        if config.get("alternative") is not None:
-            config["alternative"] = keras.saving.deserialize_keras_object(config["alternative"])
-        return cls(**config)
+        load = keras.saving.deserialize_keras_object
+        return cls(**{**config, "layer": load(config["layer"]),
+                      "alternative": load(config.get("alternative"))})

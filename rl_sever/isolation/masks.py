@@ -169,11 +169,9 @@ class GradientMask(tf.Module):
         super().__init__(name=name)
         self.per_variable = per_variable
         self._lookup = _VariableIndex(variables)
-        self.masks = [
-            tf.Variable(tf.ones([] if per_variable else v.shape, tf.bool), trainable=False,
-                        name=f"grad_mask_{i}")
-            for i, v in enumerate(variables)
-        ]
+        self.masks = [tf.Variable(tf.ones([] if per_variable else v.shape, tf.bool),
+                                  trainable=False, name=f"grad_mask_{i}")
+                      for i, v in enumerate(variables)]
 
     def mask_of(self, variable: tf.Variable) -> tf.Variable:
         """The bool mask variable of `variable` (True = gradient passes)."""
@@ -189,26 +187,18 @@ class GradientMask(tf.Module):
 
     def block(self, variable: tf.Variable) -> None:
         """Zero the whole gradient of `variable`."""
-        target = self.mask_of(variable)
-        target.assign(tf.zeros(target.shape, tf.bool))
+        self.mask_of(variable).assign(tf.zeros_like(self.mask_of(variable)))
 
     def allow(self, variable: tf.Variable) -> None:
         """Let the whole gradient of `variable` through."""
-        target = self.mask_of(variable)
-        target.assign(tf.ones(target.shape, tf.bool))
+        self.mask_of(variable).assign(tf.ones_like(self.mask_of(variable)))
 
-    def __call__(
-        self, grads: Sequence[tf.Tensor | None], variables: Sequence[tf.Variable]
-    ) -> list[tf.Tensor | None]:
+    def __call__(self, grads: Sequence[tf.Tensor | None],
+                 variables: Sequence[tf.Variable]) -> list[tf.Tensor | None]:
         """Return `grads` with masked entries set to exactly zero."""
         grads, variables = list(grads), list(variables)
         if len(grads) != len(variables):
             raise ValueError(f"{len(grads)} gradients for {len(variables)} variables")
-        out = []
-        for g, v in zip(grads, variables):
-            i = self._lookup.get(v)
-            if g is None or i is None:
-                out.append(g)
-            else:
-                out.append(_select(self.masks[i], tf.convert_to_tensor(g)))
-        return out
+        indices = [self._lookup.get(v) for v in variables]
+        return [g if g is None or i is None else _select(self.masks[i], g)
+                for g, i in zip(grads, indices)]

@@ -36,13 +36,10 @@ def sever_if(pred: bool | tf.Tensor | tf.Variable, x: Any) -> Any:
     Arithmetic select, not tf.cond: both cases share one graph, so flipping a `pred` variable
     never retraces, and the gradient is exactly zero (not None) while severed.
     """
-    if isinstance(pred, keras.KerasTensor) or any(
-        isinstance(t, keras.KerasTensor) for t in tf.nest.flatten(x)
-    ):
-        raise TypeError(
-            "sever_if needs concrete tensors; inside a functional model use "
-            "rl_sever.isolation.sever_edge(..., switchable=True) or a Gate"
-        )
+    if isinstance(pred, keras.KerasTensor) or any(isinstance(t, keras.KerasTensor)
+                                                  for t in tf.nest.flatten(x)):
+        raise TypeError("sever_if needs concrete tensors; inside a functional model use "
+                        "rl_sever.isolation.sever_edge(..., switchable=True) or a Gate")
     pred = tf.convert_to_tensor(pred, dtype=tf.bool)
     if pred.shape.rank not in (None, 0):
         raise ValueError(f"sever_if: pred must be a scalar bool, got shape {pred.shape}")

@@ -1,10 +1,6 @@
 """Taps: read named intermediate activations from the same forward pass as the outputs.
 
-`layer.output` is a symbolic graph tensor: using it in eager code or a tf.function raises
-symbolic-tensor / disconnected-graph errors. `Taps` instead builds one functional model over the
-same layers whose outputs are (model outputs, {name: activation}), so a compiled train step gets
-both from one call, and gradients of losses on tapped activations reach the upstream layers.
-Taps block nothing and add no columns to the audit matrix.
+Why not `layer.output`, and how taps show in the audit: docs/isolation.md.
 """
 
 from __future__ import annotations
@@ -34,10 +30,8 @@ class Taps:
             if not calls:
                 raise ConfigError(f"'{name}' is a model input; tap the layer it feeds instead")
             if len(calls) > 1:
-                raise ConfigError(
-                    f"layer '{name}' is called {len(calls)} times in the graph; tap a layer "
-                    "that is called once"
-                )
+                raise ConfigError(f"layer '{name}' is called {len(calls)} times in the graph; "
+                                  "tap a layer that is called once")
             activations[name] = calls[0]
         self.names = list(names)
         self.model = keras.Model(graph.input, [graph.output, activations],

@@ -59,12 +59,10 @@ class ActionHead:
         return tfd.MultivariateNormalDiag(loc=params, scale_diag=scale)
 
     def sample(self, dist, seed: tf.Tensor) -> tf.Tensor:
-        out = dist.sample(seed=seed)
-        return tf.cast(out, tf.float32 if self.spec.kind == "box" else tf.int32)
+        return tf.cast(dist.sample(seed=seed), tf.float32 if self.spec.kind == "box" else tf.int32)
 
     def mode(self, dist) -> tf.Tensor:
-        out = dist.mode()
-        return tf.cast(out, tf.float32 if self.spec.kind == "box" else tf.int32)
+        return tf.cast(dist.mode(), tf.float32 if self.spec.kind == "box" else tf.int32)
 
 
 def squashed_gaussian_sample(mean: tf.Tensor, log_std: tf.Tensor, seed: tf.Tensor):

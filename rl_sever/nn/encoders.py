@@ -39,25 +39,19 @@ def flat_obs(obs: tf.Tensor) -> tf.Tensor:
     return tf.reshape(x, [tf.shape(x)[0], int(np.prod(x.shape[1:]))])
 
 
-def cnn(
-    obs_shape: tuple[int, ...], channels: list[int], feature_dim: int, *, name: str = "cnn"
-) -> keras.Sequential:
+def cnn(obs_shape: tuple[int, ...], channels: list[int], feature_dim: int, *,
+        name: str = "cnn") -> keras.Sequential:
     """3x3 convolutions (stride 2 for the first two, then 1), ReLU, a linear projection to
     `feature_dim`, LayerNorm and tanh (bounded features, as in pixel SAC practice)."""
     if len(obs_shape) != 3:
         raise ConfigError(f"the CNN encoder needs HWC image observations, got shape {obs_shape}")
     layers: list[keras.layers.Layer] = [keras.Input(obs_shape)]
-    for i, c in enumerate(channels):
-        layers.append(
-            keras.layers.Conv2D(c, 3, strides=2 if i < 2 else 1, activation="relu",
-                                name=f"{name}_conv{i}")
-        )
-    layers += [
-        keras.layers.Flatten(name=f"{name}_flatten"),
-        keras.layers.Dense(feature_dim, name=f"{name}_proj"),
-        keras.layers.LayerNormalization(name=f"{name}_norm"),
-        keras.layers.Activation("tanh", name=f"{name}_tanh"),
-    ]
+    layers += [keras.layers.Conv2D(c, 3, strides=2 if i < 2 else 1, activation="relu",
+                                   name=f"{name}_conv{i}") for i, c in enumerate(channels)]
+    layers += [keras.layers.Flatten(name=f"{name}_flatten"),
+               keras.layers.Dense(feature_dim, name=f"{name}_proj"),
+               keras.layers.LayerNormalization(name=f"{name}_norm"),
+               keras.layers.Activation("tanh", name=f"{name}_tanh")]
     return keras.Sequential(layers, name=name)
 
 
@@ -88,13 +82,8 @@ class Encoder(tf.Module):
         if kind not in ("mlp", "cnn", "nature"):
             raise ConfigError(f"encoder kind must be mlp, cnn or nature, got '{kind}'")
         self.obs_shape, self.kind = tuple(obs_shape), kind
-        self._spec = {
-            "sizes": list(sizes),
-            "activation": activation,
-            "channels": list(channels),
-            "feature_dim": feature_dim,
-            "ortho": ortho,
-        }
+        self._spec = {"sizes": list(sizes), "activation": activation, "channels": list(channels),
+                      "feature_dim": feature_dim, "ortho": ortho}
         if kind == "cnn":
             self.net = cnn(self.obs_shape, list(channels), feature_dim, name=name)
             self.out_dim = int(feature_dim)

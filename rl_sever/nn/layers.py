@@ -45,11 +45,8 @@ INITS = ("torch", "orthogonal", "glorot")
 
 
 def _kernel(rng, init: str, fan_in: int, fan_out: int, gain: float, lead: tuple) -> np.ndarray:
-    if init == "torch":  # PyTorch's nn.Linear default, U(+-1/sqrt(fan_in))
-        bound = 1.0 / math.sqrt(fan_in)
-        return rng.uniform(-bound, bound, (*lead, fan_in, fan_out))
-    if init == "glorot":
-        bound = math.sqrt(6.0 / (fan_in + fan_out))
+    if init in ("torch", "glorot"):  # torch: PyTorch's nn.Linear default, U(+-1/sqrt(fan_in))
+        bound = 1.0 / math.sqrt(fan_in) if init == "torch" else math.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-bound, bound, (*lead, fan_in, fan_out))
     # Orthogonal (Saxe et al.): the Q of a Gaussian matrix's QR, signs fixed by R's diagonal.
     big, small = max(fan_in, fan_out), min(fan_in, fan_out)
@@ -103,9 +100,8 @@ class DenseStack(keras.layers.Layer):
         rng = np.random.default_rng(np.random.randint(2**31) if seed is None else seed)
         lead = (members,) if members else ()
         self.kernels, self.biases = [], []
-        n_layers = len(self.dims) - 1
         for i, (fan_in, fan_out) in enumerate(zip(self.dims[:-1], self.dims[1:])):
-            last = i == n_layers - 1 and not self.activate_last
+            last = i == len(self.dims) - 2 and not self.activate_last
             gain = self.out_gain if last else math.sqrt(2)
             k = _kernel(rng, init, fan_in, fan_out, gain, lead).astype(np.float32)
             b_shape = (*lead, 1, fan_out) if members else (fan_out,)

@@ -21,10 +21,7 @@ def gae(rewards: tf.Tensor, values: tf.Tensor, next_values: tf.Tensor, terminate
     not_done = 1.0 - tf.cast(dones, tf.float32)
     deltas = rewards + gamma * next_values * not_term - values
     decay = gamma * lam * not_done
-
-    def back(carry, inputs):
-        delta, d = inputs
-        return delta + d * carry
-
-    advantages = tf.scan(back, (deltas, decay), initializer=tf.zeros_like(deltas[0]), reverse=True)
+    # Backwards in time: A[t] = deltas[t] + decay[t] * A[t + 1].
+    advantages = tf.scan(lambda carry, x: x[0] + x[1] * carry, (deltas, decay),
+                         initializer=tf.zeros_like(deltas[0]), reverse=True)
     return advantages, advantages + values

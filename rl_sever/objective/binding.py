@@ -7,11 +7,8 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import tensorflow as tf
-
 from rl_sever.config.schedules import Scheduled
-from rl_sever.errors import ConfigError, RLSeverError
-from rl_sever.objective.evaluate import evaluate_term
+from rl_sever.errors import ConfigError
 from rl_sever.objective.term import LossTerm
 
 # The one map from default term names to Stable-Baselines3's TensorBoard keys, for every
@@ -28,8 +25,7 @@ def build_term_modules(agent: Any, objective, taken: Mapping[str, list],
     out: dict[str, list] = {}
     for term in objective:
         if id(term) not in built:
-            mods = dict(term.build(agent) or {})
-            built[id(term)] = (term, mods)
+            built[id(term)] = (term, dict(term.build(agent) or {}))
         for name, variables in built[id(term)][1].items():
             if name in taken or name in out:
                 raise ConfigError(f"loss term '{term.name}' names its module '{name}', which "
@@ -52,22 +48,6 @@ def rng_kept(agent: Any) -> Iterator[None]:
         yield
     finally:
         agent.seed_counter.assign(count)
-
-
-def probe_terms(objective, batch: Mapping[str, tf.Tensor], out) -> dict[str, list[str]]:
-    """Evaluate every term once, eagerly, on a probe minibatch: ConfigError naming the term if
-    it fails or does not return a scalar; returns each term's metric names."""
-    metrics: dict[str, list[str]] = {}
-    for term in objective:
-        try:
-            _, m = evaluate_term(term, batch, out)
-        except RLSeverError:
-            raise
-        except Exception as e:  # the user's code: name the term, keep the cause
-            raise ConfigError(f"loss term '{term.name}' failed on a probe minibatch: "
-                              f"{type(e).__name__}: {e}") from e
-        metrics[term.name] = metric_names(term, m)
-    return metrics
 
 
 def metric_names(term, metrics: Mapping[str, Any]) -> list[str]:
@@ -108,7 +88,6 @@ def run_hooks(agent: Any, objective, term_metrics: Mapping[str, list[str]],
               out: Mapping[str, float]) -> None:
     """Call each term's `on_update` (plain Python, between compiled updates) with its value and
     metrics, when the update computed the term."""
-
     for term in objective:
         if type(term).on_update is LossTerm.on_update or term.name not in out:
             continue

@@ -37,7 +37,6 @@ def _with_autograph(term):
     """The term's compute with AutoGraph. The update steps are traced without it
     (rl_sever.core.compiled.plain_graph); a user's term keeps it, so Python `if`/`for` on tensors
     work in it as in any tf.function."""
-
     try:
         if type(term).compute is LossTerm.compute and inspect.isfunction(term.fn):
             return tf.autograph.to_graph(term.fn)
@@ -57,10 +56,9 @@ def _builtin(term) -> bool:
 
 
 def _scalar(name: str, what: str, x: Any) -> tf.Tensor:
-    if x is None or isinstance(x, (str, bytes, Mapping)):
-        raise ConfigError(f"loss term '{name}' returned {type(x).__name__} as its {what}; "
-                          "expected a scalar tensor")
     try:
+        if x is None or isinstance(x, (str, bytes, Mapping)):
+            raise TypeError
         t = tf.convert_to_tensor(x)
     except (TypeError, ValueError):
         raise ConfigError(f"loss term '{name}' returned {type(x).__name__} as its {what}; "
@@ -71,7 +69,7 @@ def _scalar(name: str, what: str, x: Any) -> tf.Tensor:
     if t.shape.rank != 0:
         raise ConfigError(f"loss term '{name}' returned a tensor of shape {t.shape} as its "
                           f"{what}; expected a scalar (reduce it, e.g. tf.reduce_mean)")
-    return tf.cast(t, tf.float32) if t.dtype != tf.float32 else t
+    return tf.cast(t, tf.float32)  # a float32 tensor is returned as it is
 
 
 def check_finite(values: Mapping[str, tf.Tensor]) -> None:

@@ -23,9 +23,8 @@ def policy_gradient_loss(logp: tf.Tensor, advantages: tf.Tensor) -> tf.Tensor:
     return -tf.reduce_mean(sever(advantages) * logp)
 
 
-def ppo_clip_loss(
-    logp: tf.Tensor, logp_old: tf.Tensor, advantages: tf.Tensor, clip_range: tf.Tensor | float
-) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+def ppo_clip_loss(logp: tf.Tensor, logp_old: tf.Tensor, advantages: tf.Tensor,
+                  clip_range: tf.Tensor | float) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """PPO clipped surrogate (Schulman et al. 2017, eq. 7), negated for minimisation.
 
     Also returns clip_fraction and approx_kl, the low-variance estimator

@@ -1,11 +1,5 @@
-"""LossTerm and Objective: named, weighted, contract-carrying loss terms that compose.
-
-A term is a name, a function ``fn(batch, out) -> scalar`` (or ``(scalar, {metric: tensor})``),
-a weight held in a non-trainable tf.Variable (assign or schedule it between iterations; the
-compiled update never retraces) and its gradient-flow contract: the modules it ``trains``
-(must reach) and ``may`` reach. ``batch`` is one minibatch (a dict of tensors) and ``out`` the
-agent's forward outputs on it (see rl_sever.objective.outputs). Terms compose with ``+`` and
-scalar ``*`` into an Objective:
+"""LossTerm and Objective: named, weighted, contract-carrying loss terms that compose with
+``+`` and scalar ``*`` (docs/custom_losses.md, "A term"; forward outputs: objective.outputs):
 
     objective = ppo_clip(clip) + 0.5 * value_mse() + 0.01 * entropy_bonus() + 0.1 * my_term
 """
@@ -34,9 +28,7 @@ def _module_set(value: Modules | None, agent: Any) -> frozenset[str]:
         return frozenset()
     if callable(value):
         value = value(agent)
-    if isinstance(value, str):  # trains="actor" means {"actor"}
-        return frozenset([value])
-    return frozenset(value)
+    return frozenset([value] if isinstance(value, str) else value)  # trains="actor": {"actor"}
 
 
 class LossTerm:
@@ -102,7 +94,7 @@ class LossTerm:
 
     def flow(self, agent: Any):
         trains = _module_set(self.trains, agent)
-        may = trains if self.may is None else _module_set(self.may, agent) | trains
+        may = _module_set(self.may, agent) | trains  # may=None: just trains
         return Flow(must=trains, may=may)
 
     # -- copies and arithmetic -----------------------------------------------------------------
@@ -129,9 +121,7 @@ class LossTerm:
         return Objective([self]) + other
 
     def __radd__(self, other: Any) -> Objective:
-        if other == 0:  # sum([...]) starts from 0
-            return Objective([self])
-        return NotImplemented
+        return Objective([self]) if other == 0 else NotImplemented  # sum([...]) starts from 0
 
     def __repr__(self) -> str:
         w = f"{self.initial_weight:g}" if self.weight_given else "unset"
@@ -146,7 +136,6 @@ def loss_term(fn: Callable | None = None, *, name: str | None = None, weight: fl
         @loss_term(trains={"critic"})
         def huber_value(batch, out): ...
     """
-
     def wrap(f: Callable) -> LossTerm:
         return LossTerm(name or f.__name__, f, weight, trains=trains, may=may, schedule=schedule,
                         metric_namespace=metric_namespace, needs_transitions=needs_transitions)
@@ -197,8 +186,7 @@ class Objective:
         return name in self._terms
 
     def __getitem__(self, name: str) -> LossTerm:
-        self._require(name)
-        return self._terms[name]
+        return self._require(name)
 
     def weights(self) -> dict[str, float]:
         return {n: float(t.weight.numpy()) for n, t in self._terms.items()}
@@ -207,20 +195,17 @@ class Objective:
     def needs_transitions(self) -> bool:
         return any(t.needs_transitions for t in self._terms.values())
 
-    def _require(self, name: str) -> None:
+    def _require(self, name: str) -> LossTerm:
         if name not in self._terms:
             raise ConfigError(f"no loss term '{name}' in the objective (terms: "
                               f"{', '.join(self._terms) or 'none'})." + suggest(name, self._terms))
+        return self._terms[name]
 
     # -- arithmetic -------------------------------------------------------------------------------
     def __add__(self, other: Any) -> Objective:
-        if isinstance(other, LossTerm):
-            other = [other]
-        elif isinstance(other, Objective):
-            other = list(other)
-        else:
+        if not isinstance(other, (LossTerm, Objective)):
             return NotImplemented
-        return Objective([*self, *other])
+        return Objective([*self, *([other] if isinstance(other, LossTerm) else other)])
 
     def __radd__(self, other: Any) -> Objective:
         return Objective(list(self)) if other == 0 else NotImplemented
@@ -252,9 +237,8 @@ class Objective:
     def replace(self, name: str, term: LossTerm, weight: float | None = None) -> LossTerm:
         """Put `term` in the place of term `name`, under that name (so its log keys stay).
         Weight: `weight`, else the new term's own if it set one, else the replaced term's."""
-        self._require(name)
+        old = self._require(name)
         self._notify("check")
-        old = self._terms[name]
         if weight is None and not term.weight_given:
             weight = float(old.weight.numpy())
         new = term.copy(name=name, weight=weight) if (term.name != name or weight is not None) else term
@@ -264,8 +248,7 @@ class Objective:
 
     def set_weight(self, name: str, weight: float, schedule: str | None = None) -> None:
         """Assign a term's weight (and optionally its schedule); no retrace."""
-        self._require(name)
-        term = self._terms[name]
+        term = self._require(name)
         term.initial_weight, term.weight_given = float(weight), True
         term.weight.assign(float(weight))
         if schedule is not None:

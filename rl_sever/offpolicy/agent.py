@@ -1,18 +1,8 @@
 """Shared off-policy actor-critic: encoder, critics, targets, replay, the compiled update, the
-flow contract. SAC and TD3 (agents/) supply the actor, the TD target and their terms.
-
-One gradient step, top to bottom:
-  critic side: critic loss (+ weighted auxiliary losses) -> critic optimizer over the critics,
-               the auxiliary modules' own networks, and the encoder if critic/aux may train it;
-  actor side:  actor loss (SAC: + entropy-coefficient loss) -> actor optimizer over the actor,
-               and the encoder if the actor may train it;
-  targets:     Polyak averaging, outside every optimizer and every tape.
-Each loss has its own tape that watches exactly the variables its optimizer updates
-(isolation by construction), and every cut the audit can see goes through `sever`.
-
-All gradient steps of an update, and the next action, run in one compiled call; the
-collector (rl_sever.offpolicy.collector) gathers the sampled batches in NumPy. The objective's
-grouping lives in rl_sever.offpolicy.objective, the compiled steps in rl_sever.offpolicy.update.
+flow contract; the pages (agents/) supply the actor, the TD target and their terms. One
+gradient step (critic group, actor group, Polyak targets outside every tape) is laid out in
+docs/offpolicy.md; the grouping is rl_sever.offpolicy.objective, the compiled steps
+rl_sever.offpolicy.update.
 """
 
 from __future__ import annotations
@@ -22,7 +12,6 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from rl_sever.audit import Flow, FlowContract
 from rl_sever.auxiliary import AuxContext, AuxiliarySet
 from rl_sever.config.offpolicy import OffPolicyConfig
 from rl_sever.config.schedules import Scheduled
@@ -40,10 +29,7 @@ from rl_sever.objective.outputs import Outputs
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.collector import OffPolicyCollector
 from rl_sever.offpolicy.ingraph import InGraphOffPolicyCollector, InGraphOffPolicyTrainer
-from rl_sever.offpolicy.objective import (
-    OffPolicyObjective,
-    probe_seed,
-)
+from rl_sever.offpolicy.objective import OffPolicyObjective, probe_seed
 from rl_sever.offpolicy.replay import (
     ReplayBuffer,
     Transitions,
@@ -68,6 +54,7 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
 
     config_cls = OffPolicyConfig
     mode = "off_policy"
+    collector_classes = (OffPolicyCollector, InGraphOffPolicyCollector)
 
     # -- subclass hooks ---------------------------------------------------------------------
     def _build_policy(self, feature_dim: int) -> None:
@@ -259,38 +246,21 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         return mods
 
     def trackables(self) -> dict:
-        out = {
-            "actor": self.actor,
-            "critic": self.critic,
-            "target_critic": self.target_critic,
-            "optimizers": self.optimizers,
-            "loss_weights": self.loss_weights,
-            "learning_rate": self.learning_rate,
-            "n_updates": self.n_updates,
-        }
+        out = {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic,
+               "optimizers": self.optimizers, "learning_rate": self.learning_rate,
+               "n_updates": self.n_updates, **self.terms_trackables()}
         if self.encoder is not None:
             out.update(encoder=self.encoder, target_encoder=self.target_encoder)
-        if self.aux:
-            out["aux"] = self.aux
-        terms = binding.term_trackables(self._objective, self._built_terms)
-        if terms:
-            out["loss_terms"] = terms
         if self.ingraph is not None:  # env state, update phase and (save_replay) the buffer
             out.update(self.ingraph.trackables())
         return out
 
-    def make_collector(self):
-        if self.ingraph is not None:
-            return InGraphOffPolicyCollector(self)
-
-        return OffPolicyCollector(self)
-
     # -- helpers used inside the compiled steps ------------------------------------------------
-    def _to_env(self, unit_actions: tf.Tensor) -> tf.Tensor:
+    def to_env(self, unit_actions):
+        """Unit actions ([-1, 1], NumPy or tensors) in env units."""
         return self.action_mid + self.action_half * unit_actions
 
-    def to_env(self, unit_actions: np.ndarray) -> np.ndarray:
-        return self.action_mid + self.action_half * unit_actions
+    _to_env = to_env
 
     def features(self, obs: tf.Tensor) -> tf.Tensor:
         """Encoder output (live), or the flattened observation when there is no encoder."""
@@ -371,10 +341,6 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
     def flow_losses(self, batch) -> dict:
         mb = Transitions.of(batch).map(lambda v: tf.convert_to_tensor(np.asarray(v)[0]))
         return {name: (lambda name=name: self.loss_terms(mb)[name]) for name in self._objective.names}
-
-    def flow_contract(self) -> FlowContract:
-        flows: dict[str, Flow] = {t.name: t.flow(self) for t in self._objective}
-        return FlowContract(flows)  # "targets" is in no `may` set: nothing may reach them
 
     # -- checkpoints with the replay buffer -------------------------------------------------------
     def save(self) -> str:

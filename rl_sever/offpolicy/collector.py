@@ -51,9 +51,8 @@ class OffPolicyCollector:
         stats, steps = None, 0
         for _ in range(n_vec):
             if step < self.warmup_until:
-                unit = replay.rng.uniform(-1.0, 1.0, (self.n_envs, agent.action_dim)).astype(
-                    np.float32
-                )
+                unit = replay.rng.uniform(-1.0, 1.0,
+                                          (self.n_envs, agent.action_dim)).astype(np.float32)
             elif self.next_actions is not None:
                 unit = self.next_actions  # computed for `obs` by the update that just ran
             else:

@@ -1,28 +1,9 @@
-"""In-graph off-policy training (SAC, TD3) on TF-native environments (``tf:<id>`` env ids).
-
-When an off-policy agent's vector env is a TF-native one (see rl_sever.core.ingraph_env.tfnative_env),
-one compiled call runs a chunk of up to `chunk` vector-env steps without returning to Python:
-
-    act (uniformly random before learning_starts, else agent._act_unit)
-    -> env.step_autoreset (SAME_STEP: the true final obs is kept where an episode ended)
-    -> store in the replay buffer held in tf.Variables (rl_sever.offpolicy.replay_tf)
-    -> every train_freq steps, once the buffer holds learning_starts transitions: one update
-       of gradient_steps gradient steps, i.e. agent._update on a batch sampled in-graph
-
-with the same schedule as the Gymnasium path (rl_sever.offpolicy.collector) and the agent's own
-compiled update code, so losses and gradient isolation are the agent's, not a copy.
-
-The shared training loop drives it through `InGraphOffPolicyCollector`: each `collect()` is one
-chunk (sized like the Gymnasium path's iteration, clamped to the steps left), returning an
-`Collected` with the summed metrics of the updates that ran. The first update of a fresh run is the exception when
-the audit is on: the chunk stops just before it and the collector returns a batch sampled from
-the buffer, so the loop audits the gradient flow on it, then `agent.train` runs the ordinary
-compiled update on it. Episode returns and lengths are accumulated in-graph and pushed into the
-env's EpisodeStats, so rollout/ep_rew_mean is computed as on the Gymnasium path.
-
-Every input of the chunk is a tf.Variable (parameters, optimizer state, learning rate, loss
-weights, freeze flags, seed counter, global step, env state, buffer) or a call argument
-(steps in this chunk, stop-before-the-first-update): it traces once per agent.
+"""In-graph off-policy training on TF-native environments (``tf:<id>`` env ids): chunks of
+vector steps (act, step, store in the tf.Variable replay buffer, update every train_freq steps
+once learning_starts transitions are held) as one compiled call through core.ingraph_env.drive,
+on the Gymnasium path's schedule and with the agent's own update. A fresh run's chunk stops
+before the first update, whose batch the loop audits. Every input is a tf.Variable or a call
+argument, so it traces once per agent. Details: docs/ingraph.md#off-policy-sac-td3.
 """
 
 from __future__ import annotations
@@ -43,19 +24,17 @@ class InGraphOffPolicyTrainer:
     """The agent's compiled in-graph chunk and its state (env, replay buffer, update phase).
 
     ``chunk_fn(n_vec, stop_before_update)`` runs up to `n_vec` (<= `chunk`) vector steps and
-    returns (raw metrics of its updates (rl_sever.core.metrics), episodes {dones, returns, lengths} of shape
-    [chunk, n_envs], env steps taken, stopped). With `stop_before_update` it stops at the first
-    step where an update is due, without running it (`stopped` is then true).
+    returns (raw metrics of its updates (rl_sever.core.metrics), episodes {dones, returns,
+    lengths} of shape [chunk, n_envs], env steps taken, stopped). With `stop_before_update` it
+    stops at the first step where an update is due, without running it (`stopped` is then true).
     ``sample_fn()`` samples one update's batch ([gradient_steps, batch_size, ...]) in-graph.
     """
 
     def __init__(self, agent, env):
         cfg = agent.config
         if is_image(agent.obs_shape, agent.obs_dtype) or env.is_discrete:
-            raise UnsupportedSpaceError(
-                f"in-graph {agent.algo.upper()} needs a continuous TF-native env with vector "
-                f"observations, got {env.name}"
-            )
+            raise UnsupportedSpaceError(f"in-graph {agent.algo.upper()} needs a continuous "
+                                        f"TF-native env with vector observations, got {env.name}")
         self.agent, self.env = agent, env
         self.n_envs, self.train_freq = cfg.n_envs, cfg.train_freq
         # Whole updates per chunk, as the Gymnasium collector's iteration.
@@ -70,9 +49,9 @@ class InGraphOffPolicyTrainer:
         self.jit_compile = agent.jit_compile
         # Traced as written (explicit tf.while_loop / tf.cond): AutoGraph converting the whole
         # agent would dominate the trace time (rl_sever.core.compiled.plain_graph).
-        self.chunk_fn = tf.function(plain_graph(self._chunk),
-                                    input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.bool)],
-                                    jit_compile=self.jit_compile)
+        self.chunk_fn = tf.function(plain_graph(self._chunk), jit_compile=self.jit_compile,
+                                    input_signature=[tf.TensorSpec([], tf.int32),
+                                                     tf.TensorSpec([], tf.bool)])
         self.sample_fn = tf.function(plain_graph(lambda: self._sample(self.agent.next_seed())),
                                      input_signature=[])
         # The agent's update as its own compiled step converts it (it may loop over tf.range).
@@ -95,16 +74,13 @@ class InGraphOffPolicyTrainer:
     def _act(self, obs: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
         """Unit actions in [-1, 1]: uniformly random before learning_starts (as SB3)."""
         agent = self.agent
-        return tf.cond(
-            step < agent.config.learning_starts,
-            lambda: tf.random.stateless_uniform([self.n_envs, agent.action_dim], agent.next_seed(),
-                                                -1.0, 1.0),
-            lambda: agent._act_unit(obs, agent.next_seed()),
-        )
+        return tf.cond(step < agent.config.learning_starts,
+                       lambda: tf.random.stateless_uniform([self.n_envs, agent.action_dim],
+                                                           agent.next_seed(), -1.0, 1.0),
+                       lambda: agent._act_unit(obs, agent.next_seed()))
 
     def _update(self) -> dict[str, tf.Tensor]:
-        agent = self.agent
-        return self._agent_update(agent, self._sample(agent.next_seed()))
+        return self._agent_update(self.agent, self._sample(self.agent.next_seed()))
 
     def _chunk(self, n_vec: tf.Tensor, stop_before_update: tf.Tensor):
         agent, replay, n = self.agent, self.replay, self.n_envs

@@ -1,11 +1,6 @@
-"""The objective of the off-policy agents: named loss terms sorted into optimizer groups.
-
-Every term of an off-policy objective (rl_sever.objective) trains exactly one optimizer group
-(critic, actor, or SAC's alpha), picked by the group module in its `trains` set; the group's
-optimizer updates only its own modules, so a term can never reach another group's variables.
-`OffPolicyObjective` is the part of OffPolicyAgent (rl_sever.offpolicy.agent) that builds the
-groups from config.losses and the `losses` argument, checks them and probes every term once at
-construction.
+"""The off-policy objective (rl_sever.core.terms) sorted into optimizer groups: each term
+trains exactly one of critic, actor or SAC's alpha, whose optimizer updates only its own
+modules, so no term reaches another group's variables; every term is probed at construction.
 """
 
 from __future__ import annotations
@@ -13,24 +8,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 from rl_sever.core.agent import SEEDS_PER_STEP
+from rl_sever.core.terms import TermsOwner
 from rl_sever.errors import ConfigError
 from rl_sever.objective import binding
-from rl_sever.objective.evaluate import evaluate_term
-from rl_sever.objective.term import LossTerm, Objective
+from rl_sever.objective.term import LossTerm
 from rl_sever.offpolicy.replay import Transitions
 
 GROUPS = ("critic", "actor", "alpha")  # optimizer groups; a term trains exactly one of them
-
-
-def evaluate(term: LossTerm, mb, out) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
-    """A term's value and its extra metrics (keys already namespaced by the term)."""
-    try:
-        value, metrics = evaluate_term(term, mb, out)
-    except ConfigError:
-        raise
-    except Exception as e:  # the user's code: name the term, keep the cause
-        raise ConfigError(f"loss term '{term.name}' failed: {type(e).__name__}: {e}") from e
-    return tf.debugging.check_numerics(value, f"loss term '{term.name}'"), metrics
 
 
 def probe_seed(config_seed: int) -> tf.Tensor:
@@ -38,17 +22,16 @@ def probe_seed(config_seed: int) -> tf.Tensor:
     return tf.constant([config_seed % 2**31, 2**31 - SEEDS_PER_STEP], tf.int32)
 
 
-class OffPolicyObjective:
+class OffPolicyObjective(TermsOwner):
     """Objective construction and term grouping, mixed into OffPolicyAgent."""
+
+    def _aux_trains(self) -> bool:
+        return self.trains_encoder("aux")
 
     def _build_objective(self) -> None:
         """The agent's terms, one per auxiliary module, then config.losses and `losses`; each
         term's own networks are built and the term is sorted into its optimizer group."""
-        cfg = self.config
-        objective = self.default_objective() + Objective(
-            self.aux.terms(self.trains_encoder("aux"), cfg.aux_weights))
-        for edit in [*cfg.losses, *self._loss_edits]:
-            objective.apply(edit)
+        objective = self._assemble_objective()
         self._built_terms: dict = {}
         self.term_modules = binding.build_term_modules(
             self, objective, {**self.flow_modules(), "targets": []}, self._built_terms)
@@ -61,26 +44,17 @@ class OffPolicyObjective:
                                   f"'{g}' group (terms: {', '.join(objective.names) or 'none'})")
         self._objective, self._groups = objective, groups
         self._term_metrics: dict[str, list[str]] = {}  # term name -> its metrics (_probe_terms)
-        self._recording: dict[str, list[str]] | None = None  # set while _probe_terms runs
-        objective._listener = self._objective_changed
 
     def own_modules(self, group: str) -> dict[str, list]:
         """The networks owned by the terms of `group` (its optimizer updates them)."""
         return {name: variables for t in self._groups[group]
                 for name, variables in self._built_terms[id(t)][1].items()}
 
-    def _objective_changed(self, kind: str) -> None:
-        if kind == "check":
-            raise ConfigError("the off-policy agents build their optimizers and compiled update "
-                              "for their terms: add, remove or replace terms with the `losses` "
-                              "constructor argument or config key; weights can change any time "
-                              "(objective.set_weight)")
-        self.schedules.update(binding.weight_schedules(self._objective))
-
-    @property
-    def objective(self) -> Objective:
-        """The named, weighted loss terms (rl_sever.objective); weights editable any time."""
-        return self._objective
+    def _check_edit(self) -> None:
+        raise ConfigError("the off-policy agents build their optimizers and compiled update "
+                          "for their terms: add, remove or replace terms with the `losses` "
+                          "constructor argument or config key; weights can change any time "
+                          "(objective.set_weight)")
 
     def group_available(self, group: str) -> bool:
         return group in ("critic", "actor") or group in self.policy_modules()
@@ -127,24 +101,12 @@ class OffPolicyObjective:
         seed = probe_seed(self.config.seed)
         # Evaluates every group's terms and records the metric names they return, which the
         # compiled update reports as raw keys (see metric_keys).
-        self._recording = {}
-        try:
-            self.critic_terms(zeros, seed)
-            self.actor_terms(zeros, seed)
-            self._term_metrics = self._recording
-        finally:
-            self._recording = None
+        self._term_metrics = self._record_metric_names(
+            lambda: (self.critic_terms(zeros, seed), self.actor_terms(zeros, seed)))
 
     def evaluate_group(self, group: str, mb, out) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
         """({term name: value}, {metric key: value}) of the terms of `group` on one batch."""
-        values: dict[str, tf.Tensor] = {}
-        metrics: dict[str, tf.Tensor] = {}
-        for term in self.terms_of(group):
-            values[term.name], m = evaluate(term, mb, out)
-            metrics.update(m)
-            if self._recording is not None:
-                self._recording[term.name] = binding.metric_names(term, m)
-        return values, metrics
+        return self.evaluate_terms(self.terms_of(group), mb, out)
 
     def metric_keys(self, *groups: str) -> list[str]:
         """Raw metric keys of the terms of `groups`: each term's name, then its metrics."""

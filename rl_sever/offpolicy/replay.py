@@ -1,21 +1,14 @@
-"""Replay buffer for off-policy agents: preallocated NumPy storage, uniform sampling, n-step returns.
+"""Replay buffer for off-policy agents: preallocated NumPy storage, uniform sampling, n-step returns
+(docs/offpolicy.md#replay-buffer-checkpoints-resume).
 
-Storage is row-major in time, one column per sub-env: `[rows, n_envs, ...]`, so a vector-env
-step is one row write and n-step windows follow one sub-env's own time line.
-`next_obs` is the observation actually reached (the true final observation at an episode end,
-taken from `info["final_obs"]` under SAME_STEP autoreset), so every stored transition is a real
-one and truncated episodes bootstrap from their true last state.
-
-With `share_frames` (image observations), each observation is stored once: the next
-observation of row t is the observation of row t + 1 of the same sub-env, except where they
-differ (an episode's true final observation; a break such as a resume) -- those are kept
-explicitly, checked on every `add` -- and for the newest row, whose next observation is kept
-aside. Sampled batches are identical to the full layout's at half the observation memory.
-
-Saving: `save(directory)` writes one `.npy` file per array (only the filled rows) plus a
-`meta.json` (write position, fill state, sampler RNG state) into `directory`; `load` reads them
-back with `allow_pickle=False`. No pickle anywhere. OffPolicyAgent keys these directories by
-checkpoint number (`checkpoints/replay-<step>/`), next to TensorFlow's `ckpt-<step>` files.
+Storage is `[rows, n_envs, ...]`, one row per vector-env step, so n-step windows follow one
+sub-env's own time line. `next_obs` is the observation actually reached (`info["final_obs"]` at
+an episode end under SAME_STEP autoreset), so truncated episodes bootstrap from their true last
+state. With `share_frames` (image observations) each observation is stored once: row t's next
+observation is row t + 1's of the same sub-env, except where they differ (an episode's true final
+observation; a break such as a resume: kept explicitly, checked on every `add`) and for the
+newest row (kept aside). Batches equal the full layout's at half the observation memory.
+`save` / `load`: one `.npy` per array (filled rows) plus `meta.json`, never pickle.
 """
 
 from __future__ import annotations
@@ -109,8 +102,7 @@ class ReplayBuffer:
         self.rewards = np.zeros((r, n), np.float32)
         self.terminated = np.zeros((r, n), bool)
         self.dones = np.zeros((r, n), bool)  # terminated or truncated: where n-step windows stop
-        self.pos = 0
-        self.full = False
+        self.pos, self.full = 0, False
         self.rng = np.random.default_rng(seed)
 
     # -- writing ---------------------------------------------------------------------------
@@ -171,10 +163,7 @@ class ReplayBuffer:
         rows = self.filled_rows
         if rows == 0:
             raise ValueError("cannot sample from an empty replay buffer")
-        return (
-            self.rng.integers(0, rows, batch_size),
-            self.rng.integers(0, self.n_envs, batch_size),
-        )
+        return self.rng.integers(0, rows, batch_size), self.rng.integers(0, self.n_envs, batch_size)
 
     def sample(self, batch_size: int, *, one_step: bool = False) -> Transitions:
         """A uniform batch (Transitions; `terminated` as float 0/1).
@@ -195,10 +184,8 @@ class ReplayBuffer:
                                np.full(t.shape, self.gamma, np.float32))
         # Later steps available in each sample's row: t itself up to the newest row (pos - 1).
         ahead = (self.pos - 1 - t) % self.rows
-        ret = np.zeros(t.shape, np.float64)
-        last = t.copy()
-        alive = np.ones(t.shape, bool)
-        span = np.zeros(t.shape, np.int64)
+        ret, alive = np.zeros(t.shape, np.float64), np.ones(t.shape, bool)
+        last, span = t.copy(), np.zeros(t.shape, np.int64)
         for k in range(self.n_step):
             idx = (t + k) % self.rows
             ret += np.where(alive, self.gamma**k * self.rewards[idx, e], 0.0)
@@ -234,16 +221,9 @@ class ReplayBuffer:
         for name, data in self._arrays().items():
             np.save(tmp / f"{name}.npy", data[:rows] if name in _FIELDS else data,
                     allow_pickle=False)
-        meta = {
-            "rows": self.rows,
-            "n_envs": self.n_envs,
-            "pos": self.pos,
-            "full": self.full,
-            "filled_rows": rows,
-            "n_step": self.n_step,
-            "share_frames": self.share_frames,
-            "rng_state": _jsonable_rng_state(self.rng),
-        }
+        meta = {"rows": self.rows, "n_envs": self.n_envs, "pos": self.pos, "full": self.full,
+                "filled_rows": rows, "n_step": self.n_step, "share_frames": self.share_frames,
+                "rng_state": _jsonable_rng_state(self.rng)}
         (tmp / META_FILE).write_text(json.dumps(meta))  # written last: marks a complete save
         if directory.exists():
             _remove_tree(directory)
@@ -258,10 +238,9 @@ class ReplayBuffer:
             raise CheckpointError(f"{directory} holds no complete replay buffer (no {META_FILE})")
         meta = json.loads(meta_path.read_text())
         if meta["rows"] != self.rows or meta["n_envs"] != self.n_envs:
-            raise CheckpointError(
-                f"saved replay buffer has {meta['rows']} rows x {meta['n_envs']} envs, this one "
-                f"{self.rows} x {self.n_envs}: buffer_size or n_envs changed"
-            )
+            raise CheckpointError(f"saved replay buffer has {meta['rows']} rows x {meta['n_envs']} "
+                                  f"envs, this one {self.rows} x {self.n_envs}: buffer_size or "
+                                  "n_envs changed")
         if bool(meta.get("share_frames", False)) != self.share_frames:
             raise CheckpointError(f"saved replay buffer has share_frames="
                                   f"{meta.get('share_frames', False)}, this one "
@@ -274,10 +253,8 @@ class ReplayBuffer:
                 loaded[name] = data
                 continue
             if data.shape[1:] != target.shape[1:] or data.shape[0] != rows:
-                raise CheckpointError(
-                    f"saved replay array {name} has shape {data.shape}, "
-                    f"expected ({rows}, {', '.join(map(str, target.shape[1:]))})"
-                )
+                raise CheckpointError(f"saved replay array {name} has shape {data.shape}, expected "
+                                      f"({rows}, {', '.join(map(str, target.shape[1:]))})")
             target[:rows] = data
         if self.share_frames:
             self.latest_next[:] = loaded["latest_next"]

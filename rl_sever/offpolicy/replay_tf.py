@@ -1,22 +1,14 @@
-"""Replay buffer held in tf.Variables, written and sampled inside compiled steps.
-
-The in-graph off-policy trainer (rl_sever.offpolicy.ingraph) keeps its transitions here so an
-act -> env.step -> store -> update chunk never leaves the graph. Layout and semantics follow
-the NumPy `rl_sever.offpolicy.replay.ReplayBuffer`: one row per vector-env step holding every sub-env's
-transition (so n-step windows follow one sub-env's time line), a ring write head, `next_obs` the
-observation actually reached (the true final one at an episode end), uniform sampling with
-replacement, and `sample` returning the same `Transitions` (fields and dtypes), so the agent's
-`_update` consumes either unchanged.
+"""Replay buffer held in tf.Variables, written and sampled inside compiled steps, so the in-graph
+trainer's act -> step -> store -> update chunk never leaves the graph
+(docs/ingraph.md#off-policy-sac-td3). Layout, semantics and `sample`'s Transitions are the NumPy
+`rl_sever.offpolicy.replay.ReplayBuffer`'s, so the agent's `_update` consumes either unchanged.
 
 Randomness is a stateless seed passed in (the agent's `next_seed()`), never a stateful RNG:
 XLA-friendly, checkpoint-exact and reproducible. Only sparse ops (scatter, gather) touch the
 storage, which TensorFlow runs in place on the variables (a dense read would copy them). The
 storage is flat, `[rows * n_envs, ...]` with transition (row t, env e) at `t * n_envs + e`,
 because XLA compiles gathers from a variable along its first axis only (no ResourceGatherNd).
-
-Checkpointing: the buffer is a tf.Module, so its variables (storage, write head, fill) go into
-a tf.train.Checkpoint as they are, unfilled rows included: capacity x bytes per transition on
-disk per checkpoint (Pendulum, 1M transitions: about 34 MB).
+As a tf.Module, its variables go into the TF checkpoint whole, unfilled rows included.
 """
 
 from __future__ import annotations
@@ -116,9 +108,8 @@ class TFReplayBuffer(tf.Module):
         # n-step windows stop at an episode end (terminated or truncated: a truncated window
         # bootstraps from the true final obs) and at the newest stored row (pos - 1).
         ahead = tf.math.floormod(self.pos - 1 - t, self.rows)
-        ret = tf.zeros(tf.shape(t), tf.float64)
+        ret, alive = tf.zeros(tf.shape(t), tf.float64), tf.ones(tf.shape(t), tf.bool)
         last, span = t, tf.zeros(tf.shape(t), tf.int32)
-        alive = tf.ones(tf.shape(t), tf.bool)
         for k in range(self.n_step):
             row = (t + k) % self.rows
             reward = tf.cast(tf.gather(self.rewards, row * n + e), tf.float64)

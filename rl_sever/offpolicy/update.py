@@ -1,11 +1,6 @@
 """The compiled steps of the off-policy agents: act, update (all gradient steps of one
-update), update-and-act, and the training API the loop and the collectors call.
-
-One gradient step is the learner's (rl_sever.core.learner): the critic phase (critic and
-auxiliary losses, one tape watching exactly the critic optimizer's variables), then the actor
-phase (the actor and alpha groups, one tape each) and the Polyak target update, every
-`policy_delay` critic steps.
-`OffPolicyUpdate` is mixed into OffPolicyAgent (rl_sever.offpolicy.agent).
+update; one gradient step is `phases()` run by rl_sever.core.learner), update-and-act, and the
+training API the loop and the collectors call. Mixed into OffPolicyAgent (rl_sever.offpolicy.agent).
 """
 
 from __future__ import annotations
@@ -39,13 +34,12 @@ class OffPolicyUpdate:
         # Internal, for the collector: unit actions ([-1, 1]) as stored in the replay buffer.
         # Fixed input signatures: these never retrace; they are traced on first use.
         jit = self.jit_compile  # resolved with the optimizers (rl_sever.offpolicy.agent)
-        self.compiled = {
-            "act": tf.function(lambda o: self._act_unit(o, self.next_seed()), jit_compile=jit,
-                               input_signature=[env_obs]),
-            "update": tf.function(self._update, jit_compile=jit, input_signature=[batch_spec]),
-            "update_act": tf.function(self._update_and_act, jit_compile=jit,
-                                      input_signature=[batch_spec, env_obs]),
-        }
+        self.compiled = {"act": tf.function(lambda o: self._act_unit(o, self.next_seed()),
+                                            jit_compile=jit, input_signature=[env_obs]),
+                         "update": tf.function(self._update, jit_compile=jit,
+                                               input_signature=[batch_spec]),
+                         "update_act": tf.function(self._update_and_act, jit_compile=jit,
+                                                   input_signature=[batch_spec, env_obs])}
         self._concrete: dict = {}
 
     def _fn(self, name: str):
@@ -64,12 +58,10 @@ class OffPolicyUpdate:
         target update, every `policy_delay` critic steps. Read when the step is traced (the
         terms' metric keys are known by then)."""
         groups = tuple(g for g in ("actor", "alpha") if self.group_available(g))
-        return [
-            Phase(("critic",), self.critic_terms),
-            Phase(groups, self.actor_terms,
-                  keys=(*self.metric_keys(*groups), *self.train_metric_keys),
-                  every=self.policy_delay, after=self.update_targets),
-        ]
+        return [Phase(("critic",), self.critic_terms),
+                Phase(groups, self.actor_terms,
+                      keys=(*self.metric_keys(*groups), *self.train_metric_keys),
+                      every=self.policy_delay, after=self.update_targets)]
 
     def update_targets(self) -> None:
         for online, target in self.target_pairs():
@@ -109,10 +101,9 @@ class OffPolicyUpdate:
     # -- training API used by the loop and the collector ---------------------------------------
     def sample_batch(self) -> Transitions:
         """[updates_per_call, batch_size, ...] arrays sampled uniformly from the replay buffer."""
-        cfg = self.config
         if self.ingraph is not None:
             return self.ingraph.sample_fn().map(lambda v: v.numpy())
-        G, B = cfg.updates_per_call(), cfg.batch_size
+        G, B = self.config.updates_per_call(), self.config.batch_size
         flat = self.replay.sample(G * B, one_step=self._one_step)
         return flat.map(lambda v: v.reshape(G, B, *v.shape[1:]))
 

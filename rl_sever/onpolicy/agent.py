@@ -1,11 +1,7 @@
-"""Shared on-policy actor-critic: networks, compiled act and update, flow contract.
-
-PPO and A2C differ only in their policy term and in how many epochs/minibatches an update
-makes; everything else (GAE on the rollout, the objective's terms, the optimizer, metrics)
-lives here, inside one compiled call per update. The objective (`agent.objective`) is a list of
-named, weighted loss terms (rl_sever.objective): the defaults, the auxiliary modules' terms,
-then the edits of config.losses and of the `losses` argument; binding it to the agent
-(optimizer, weights, compiled steps, checks) is rl_sever.onpolicy.objective.
+"""Shared on-policy actor-critic: networks, compiled act and update, flow contract. PPO and
+A2C differ only in their policy term and in how many epochs and minibatches an update makes;
+GAE, the objective's terms (rl_sever.core.terms, bound in rl_sever.onpolicy.objective), the
+optimizer and metrics live here, inside one compiled call per update.
 """
 
 from __future__ import annotations
@@ -13,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from rl_sever.audit import FlowContract
 from rl_sever.auxiliary import AuxContext, AuxiliarySet
 from rl_sever.config.run import OnPolicyConfig, parse_grad_from
 from rl_sever.core import metrics
@@ -30,12 +25,10 @@ from rl_sever.objective import (
     Outputs,
     binding,
     entropy_bonus,
-    evaluate_term,
     losses,
     value_mse,
 )
 from rl_sever.objective.advantages import gae
-from rl_sever.objective.evaluate import check_finite
 from rl_sever.onpolicy.collector import OnPolicyCollector
 from rl_sever.onpolicy.ingraph import InGraphCollector, InGraphTrainer
 from rl_sever.onpolicy.objective import OnPolicyObjective
@@ -50,6 +43,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
 
     config_cls = OnPolicyConfig
     mode = "on_policy"
+    collector_classes = (OnPolicyCollector, InGraphCollector)
 
     # -- subclass hooks ---------------------------------------------------------------------
     def policy_term(self) -> LossTerm:
@@ -81,10 +75,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
                                 self.obs_dtype, self.action, cfg.auxiliary)
         if len(self.aux) and self.model.encoder is None:
             raise ConfigError("auxiliary losses need network.shared_encoder: true")
-        objective = self.default_objective() + Objective(self._aux_terms())
-        for edit in [*cfg.losses, *self._loss_edits]:
-            objective.apply(edit)
-        self._objective = objective
+        self._objective = self._assemble_objective()
         obs_spec = tf.TensorSpec([None, *self.obs_shape], self.obs_dtype)
         self._rollout_signature = list(Rollout.spec(self.layout, (None, None)))
         # Straight-line code: traced without AutoGraph (rl_sever.core.compiled.plain_graph).
@@ -101,19 +92,8 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         self.replicas.check_divisible(self.minibatch_size(), "the minibatch size")
         self.ingraph = InGraphTrainer(self, tf_env) if tf_env is not None else None
 
-    def make_collector(self):
-        if self.ingraph is not None:
-            return InGraphCollector(self)
-
-        return OnPolicyCollector(self)
-
     def trackables(self) -> dict:
-        out = {"model": self.model, "optimizer": self.optimizer, "loss_weights": self.loss_weights}
-        terms = binding.term_trackables(self._objective, self._built_terms)
-        if terms:
-            out["loss_terms"] = terms
-        if len(self.aux):
-            out["aux"] = self.aux
+        out = {"model": self.model, "optimizer": self.optimizer, **self.terms_trackables()}
         if self.ingraph is not None:  # the TF-native envs' state, so a resume continues them
             out["ingraph_env"] = self.ingraph.state
         return out
@@ -178,13 +158,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
     def loss_terms(self, mb, check: bool = True) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
         """Named loss terms of one minibatch, and their metrics. The update minimises their
         weighted sum; the flow audit differentiates each on its own."""
-        out = self.forward(mb)
-        terms, extras = {}, {}
-        for term in self._objective:
-            value, metrics = evaluate_term(term, mb, out)
-            terms[term.name] = tf.debugging.check_numerics(value, f"loss term '{term.name}'") if check else value
-            extras.update(metrics)
-        return terms, extras
+        return self.evaluate_terms(self._objective, mb, self.forward(mb), check)
 
     def aux_context(self, mb) -> AuxContext:
         """What the auxiliary modules read: the shared encoder's features of the minibatch."""
@@ -265,8 +239,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
 
     def _host_policy(self):
         """The collector's host policy (rl_sever.onpolicy.host_policy), if it acts on the host."""
-        collector = self._collector
-        return getattr(collector, "host", None)
+        return getattr(self._collector, "host", None)
 
     def _train_call(self) -> tuple[FastCall, object]:
         """The update as one call, and the host policy it returns the new weights to (or None).
@@ -316,7 +289,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         returns metrics with SB3-compatible names."""
         rollout = Rollout.of(batch)
         if not self._preflight_done:
-            self._preflight(rollout)
+            self._preflight(self._first_minibatch(rollout))
         call, host = self._train_call()
         out = call(*rollout)
         if host is not None:
@@ -336,18 +309,8 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         return dict(self._modules)
 
     def flow_losses(self, batch: dict[str, np.ndarray]) -> dict:
-        data = self.prepare_fn(*Rollout.of(batch))
-        mb = self._minibatch(data, tf.range(min(self.minibatch_size(), int(data["returns"].shape[0]))))
-        if not self._preflight_done:  # a NaN term fails by name, not as a NaN in the matrix
-            with binding.rng_kept(self):
-                check_finite(self.loss_terms(mb, check=False)[0])
-            self._preflight_done = True
+        mb = self._first_minibatch(batch)
+        if not self._preflight_done:
+            self._preflight(mb)
+        return {name: (lambda name=name: self.loss_terms(mb)[0][name]) for name in self._objective.names}
 
-        def term(name):
-            return lambda: self.loss_terms(mb)[0][name]
-
-        return {name: term(name) for name in self._objective.names}
-
-    def flow_contract(self) -> FlowContract:
-        """Each term's declared contract (defaults, auxiliary and custom terms alike)."""
-        return FlowContract({t.name: t.flow(self) for t in self._objective})

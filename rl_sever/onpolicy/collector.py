@@ -7,9 +7,8 @@ import numpy as np
 from rl_sever.core.compiled import FastCall
 from rl_sever.core.finite import FiniteGuard
 from rl_sever.core.loop import Collected
-from rl_sever.core.rollout import python_step
+from rl_sever.core.rollout import RolloutBuffer, python_step
 from rl_sever.onpolicy.host_policy import make_host_policy
-from rl_sever.onpolicy.rollout_buffer import RolloutBuffer
 
 
 class OnPolicyCollector:

@@ -1,19 +1,10 @@
-"""Acting on the host: the on-policy actor's MLP and action distribution in NumPy, for small
-policies on CPU (config `host_act`).
-
-Per vector step of 8 CartPoles on the development CPU, a compiled act call costs about 136 µs
-and the same 2x64 MLP plus sampling in NumPy about 10 µs, against a 75 µs env step: acting, not
-the env, dominated the rollout. The host copy takes the network's weights at the start of every
-rollout: the update call returns them with its metrics, and a separate read follows anything
-else that may change them (a new learn() call, a training callback). It computes exactly the
-compiled policy's function: the same layers, activation, head and distribution. Sampling uses a
-NumPy generator reseeded from (seed, env step) at every rollout, so runs stay reproducible and
-resumable. What the rollout stores of acting (the actions' log-probabilities, the values) is
-computed here too. Both networks are DenseStacks (rl_sever.nn.layers), whose one MLP
-definition also runs in NumPy (`DenseStack.numpy_forward`); the training steps stay compiled.
-Used only where it applies: no encoder (flat observations, the policy body an MLP), an
-activation NumPy has, and no GPU (there the compiled call is the faster one); `host_act: on` insists (an error where it cannot apply),
-`off` never uses it.
+"""Acting on the host (config `host_act`): the on-policy policy and value MLPs in NumPy
+(`DenseStack.numpy_forward`, the one MLP definition) and the head's distribution, for small
+policies on CPU, where a compiled act call costs more than the env step (README, "Acting on
+the host"). Weights are read once per rollout (the update call returns them; anything else
+that may change them marks them stale); the sampler is reseeded from (seed, env step) every
+rollout, so runs stay reproducible and resumable. Used only without an encoder, with an
+activation NumPy has and no GPU; `host_act: on` insists, `off` never uses it.
 """
 
 from __future__ import annotations
@@ -26,9 +17,6 @@ import tensorflow as tf
 from rl_sever.core.compiled import FastCall
 from rl_sever.errors import ConfigError
 from rl_sever.nn.layers import NUMPY_ACTIVATIONS, tf_variables
-
-HOST_ACT_MODES = ("auto", "on", "off")
-
 
 
 def host_act_reason(model, mode: str) -> str | None:

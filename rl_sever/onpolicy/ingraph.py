@@ -1,24 +1,7 @@
-"""In-graph on-policy training on TF-native environments (``tf:<id>`` env ids).
-
-When an on-policy agent's vector env is a TF-native one (envs.tfnative), a whole training
-iteration runs as ONE compiled call: the rollout of n_steps over all N envs (policy sampling
-and ``env.step_autoreset`` in a ``tf.while_loop`` writing TensorArrays), then GAE and every
-epoch and minibatch of the update (``agent._train``) on the collected [T, N] tensors. Nothing
-returns to Python between env steps; the shared training loop (rl_sever.core.loop) only
-schedules, logs and checkpoints around it.
-
-How the loop stays shared: ``InGraphCollector.collect`` runs the fused call and returns a
-``Collected`` with the metrics of the update that already happened, which
-``OnPolicyAgent.logged_metrics`` maps to TensorBoard names. The first iteration of a fresh run is the exception:
-when the audit is on (config.audit, the default) it is rollout-only and returns the ordinary
-rollout dict, so the loop's gradient-flow audit runs on a real batch before the ordinary
-compiled update (``agent.train_fn``) trains on it.
-
-The env state (an EnvState) and the per-env running episode return/length live in
-tf.Variables (``InGraphEnvState``), part of the agent's checkpoint, so a resumed run continues
-the same episodes. Finished episodes come back per iteration and are pushed into the env's
-EpisodeStats wrapper, so rollout/ep_rew_mean and ep_len_mean are computed as on the Gymnasium
-path.
+"""In-graph on-policy training on TF-native environments (``tf:<id>`` env ids): a whole
+iteration (the rollout through core.ingraph_env.drive, then GAE and every epoch of
+``agent._train``) as one compiled call; the first iteration of a fresh run is rollout-only, so
+the loop audits a real batch. What is compiled and why: docs/ingraph.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""The objective of the on-policy agents (PPO, A2C): binding its named loss terms to the agent.
-
-`OnPolicyObjective` is the part of OnPolicyAgent (rl_sever.onpolicy.agent) that turns the
-objective (rl_sever.objective: the defaults, the auxiliary modules' terms, config.losses and
-the `losses` argument) into what the compiled update needs: each term's own networks, one
-optimizer over every module, the weights and their schedules, the compiled steps; rebuilds them
-after a structural edit before the first update; and checks every term at construction (a
-synthetic rollout) and on the first real minibatch (finite values) before anything trains.
+"""Binding the on-policy objective (rl_sever.core.terms) to OnPolicyAgent: the terms' own
+networks, one optimizer over every module, weights and schedules, the compiled steps (rebuilt
+after a structural edit before the first update); every term checked at construction on a
+synthetic rollout and finite on the first real minibatch before anything trains.
 """
 
 from __future__ import annotations
@@ -17,33 +13,19 @@ from rl_sever.config.schedules import Scheduled
 from rl_sever.core.learner import Learner, Phase
 from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.core.rollout import Rollout
-from rl_sever.objective import LossTerm, Objective, binding
+from rl_sever.core.terms import TermsOwner
+from rl_sever.objective import binding
 from rl_sever.objective.evaluate import check_finite
 from rl_sever.onpolicy.ingraph import InGraphTrainer
 
 
-class OnPolicyObjective:
+class OnPolicyObjective(TermsOwner):
     """Objective binding and checks, mixed into OnPolicyAgent."""
 
-    @property
-    def objective(self) -> Objective:
-        """The named loss terms the update minimises (edit before the first update; weights
-        any time)."""
-        return self._objective
-
-    @objective.setter
-    def objective(self, objective: Objective) -> None:
-        binding.guard_structure(self._updated, "agent.objective = ...")
-        self._objective._listener = None
-        self._objective = objective
-        self._rebind()
-
-    def _aux_terms(self) -> list[LossTerm]:
-        """One term per auxiliary module, with the module's own flow contract."""
-        cfg = self.config
-        trains = (self.model.encoder is not None
-                  and "aux" in parse_grad_from(cfg.network.encoder_grad_from))
-        return self.aux.terms(trains, cfg.aux_weights)
+    def _aux_trains(self) -> bool:
+        """Whether the auxiliary terms may train the shared encoder."""
+        return (self.model.encoder is not None
+                and "aux" in parse_grad_from(self.config.network.encoder_grad_from))
 
     def _bind_objective(self) -> None:
         """Build the terms' networks, the optimizer over every module, the weights and the
@@ -81,16 +63,6 @@ class OnPolicyObjective:
         return tf.function(self._train, input_signature=self._rollout_signature,
                            jit_compile=jit_compile, autograph=False)
 
-    def _objective_changed(self, kind: str) -> None:
-        if kind == "check":
-            binding.guard_structure(self._updated, "objective edit")
-        elif kind == "structure":
-            self._rebind()
-        else:  # weights: the variables are the terms' own; refresh the schedules
-            self.loss_weights = {t.name: t.weight for t in self._objective}
-            self.schedules = {k: v for k, v in self.schedules.items() if not k.startswith("w_")}
-            self.schedules.update(binding.weight_schedules(self._objective))
-
     def _rebind(self) -> None:
         """After a structural edit (before the first update): rebuild what depends on the terms."""
         with self.replicas.scope():  # the new optimizer's slots: one copy per replica
@@ -113,14 +85,15 @@ class OnPolicyObjective:
         with binding.rng_kept(self):
             data = self._prepare(*zeros)
             mb = self._minibatch(data, tf.range(T * N))
-            return binding.probe_terms(self._objective, mb, self.forward(mb))
+            return self._record_metric_names(lambda: self.loss_terms(mb, check=False))
 
-    def _preflight(self, batch) -> None:
-        """Every term finite on the first real minibatch, before anything is updated."""
+    def _first_minibatch(self, batch):
+        data = self.prepare_fn(*Rollout.of(batch))
+        return self._minibatch(data, tf.range(min(self.minibatch_size(), int(data["returns"].shape[0]))))
+
+    def _preflight(self, mb) -> None:
+        """Every term finite on the first real minibatch, before anything is updated (a NaN
+        term fails by name, not as a NaN in the update or the audit's matrix)."""
         with binding.rng_kept(self):
-            data = self.prepare_fn(*Rollout.of(batch))
-            n = int(data["returns"].shape[0])
-            terms, _ = self.loss_terms(self._minibatch(data, tf.range(min(self.minibatch_size(), n))),
-                                       check=False)
-            check_finite(terms)
+            check_finite(self.loss_terms(mb, check=False)[0])
         self._preflight_done = True
