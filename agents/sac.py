@@ -115,7 +115,7 @@ class SAC(OffPolicyAgent):
 
     def actor_outputs(self, mb, seed):
         """Actor-side outputs: features (as the actor sees them), mean, log_std, actions (unit,
-        reparameterised), logp, q (min over the critics of Q(s, actions); critic weights and
+        reparameterised), logp, q (actor_q of the critics' Q(s, actions); critic weights and
         state features severed, dQ/da live), alpha (severed exp(log_alpha)), log_alpha (live)."""
         feat = self.features(mb["obs"])
         actor_feat = self.features_for("actor", feat)
@@ -125,9 +125,9 @@ class SAC(OffPolicyAgent):
         # back into the actor. Its weights are read through sever, and the state features
         # enter severed, so the actor loss has no path into the critic (or into the encoder
         # through Q); the actor optimizer does not list the critic either.
-        min_q = self.actor_q(self.critic(tf.concat([sever(feat), actions], -1), severed=True))
+        q = self.actor_q(self.critic(tf.concat([sever(feat), actions], -1), severed=True))
         alpha = sever(tf.exp(self.log_alpha))  # the actor loss must not move alpha
         thunks = {"features": lambda: actor_feat, "mean": lambda: mean,
                   "log_std": lambda: log_std, "actions": lambda: actions, "logp": lambda: logp,
-                  "q": lambda: min_q, "alpha": lambda: alpha, "log_alpha": lambda: self.log_alpha}
+                  "q": lambda: q, "alpha": lambda: alpha, "log_alpha": lambda: self.log_alpha}
         return thunks, {"ent_coef": tf.exp(self.log_alpha)}

@@ -176,6 +176,18 @@ def test_structural_edits_after_construction_are_refused():
     agent = tiny_agent("td3", fill=0)
     with pytest.raises(ConfigError, match="constructor argument or config key"):
         agent.objective.remove("actor")
+    with pytest.raises(ConfigError, match="constructor argument or config key"):
+        agent.objective = agent.objective  # replacing the whole objective is an edit too
+
+
+def test_a_weight_schedule_set_from_python_starts_and_stops():
+    agent = tiny_agent("sac", fill=0)
+    agent.objective.set_weight("actor", 1.0, schedule="linear")
+    assert "w_actor" in agent.schedules
+    agent.objective.set_weight("actor", 0.5, schedule="constant")
+    assert "w_actor" not in agent.schedules  # no stale schedule overwrites the new weight
+    assert agent.loss_weights["actor"] is agent.objective["actor"].weight
+    assert float(agent.loss_weights["actor"].numpy()) == 0.5
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from rl_sever.audit.matrix import FLOW, NONE, FlowMatrix, Status
 from rl_sever.errors import FlowContractError, UnknownNameError, suggest
@@ -65,6 +65,12 @@ class Violation:
 
     def __str__(self) -> str:
         return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (for logs and config.json-style reports)."""
+        return {"loss": self.loss, "module": self.module, "kind": self.kind,
+                "status": self.status, "norm": self.norm,
+                "variables": [list(v) for v in self.variables], "message": self.message}
 
 
 def _fmt_set(names: Iterable[str]) -> str:

@@ -89,8 +89,9 @@ class FlowMatrix:
     def _body(self, violations: Iterable[Violation]) -> tuple[list[list[str]], str]:
         """Table rows (loss, then one formatted cell per module, '!' if flagged) and legend."""
         flagged = {(v.loss, v.module) for v in violations}
-        rows = [[lo, *(format_norm(self._cells[(lo, m)]) + "!" * ((lo, m) in flagged)
-                       for m in self.modules)] for lo in self.losses]
+        mark = lambda lo, m: "!" if (lo, m) in flagged else ""  # noqa: E731
+        rows = [[lo, *(format_norm(self._cells[(lo, m)]) + mark(lo, m) for m in self.modules)]
+                for lo in self.losses]
         return rows, LEGEND + (" · ! contract violation" if flagged else "")
 
     def to_table(self, violations: Iterable[Violation] = ()) -> str:

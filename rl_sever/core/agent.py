@@ -187,6 +187,8 @@ class Agent:
 
     def make_collector(self):
         """A new object that steps the env for rl_sever.core.loop (see its docstring)."""
+        if not self.collector_classes:
+            raise NotImplementedError(f"{type(self).__name__} sets no collector_classes")
         python, ingraph = self.collector_classes
         return (python if getattr(self, "ingraph", None) is None else ingraph)(self)
 

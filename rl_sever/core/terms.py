@@ -37,7 +37,7 @@ class TermsOwner:
 
     @objective.setter
     def objective(self, objective: Objective) -> None:
-        self._objective_changed("check")
+        self._check_edit("agent.objective = ...")
         self._objective._listener = None
         self._objective = objective
         objective._listener = self._objective_changed
@@ -53,9 +53,9 @@ class TermsOwner:
             self.schedules = {k: v for k, v in self.schedules.items() if not k.startswith("w_")}
             self.schedules.update(binding.weight_schedules(self._objective))
 
-    def _check_edit(self) -> None:
+    def _check_edit(self, what: str = "objective edit") -> None:
         """Before a structural edit (a term added, removed or replaced)."""
-        binding.guard_structure(self._updated, "objective edit")
+        binding.guard_structure(self._updated, what)
 
     def evaluate_terms(self, terms, mb, out, check: bool = True):
         """({term name: value}, {metric key: value}) of `terms` on one batch; with `check`,
@@ -67,8 +67,12 @@ class TermsOwner:
             except ConfigError:
                 raise
             except Exception as e:  # the user's code: name the term, keep the cause
-                raise ConfigError(f"loss term '{term.name}' failed: {type(e).__name__}: {e}") from e
-            values[term.name] = tf.debugging.check_numerics(value, f"loss term '{term.name}'") if check else value
+                where = " on a probe minibatch" if self._recording is not None else ""
+                raise ConfigError(f"loss term '{term.name}' failed{where}: "
+                                  f"{type(e).__name__}: {e}") from e
+            if check:
+                value = tf.debugging.check_numerics(value, f"loss term '{term.name}'")
+            values[term.name] = value
             metrics.update(m)
             if self._recording is not None:
                 self._recording[term.name] = binding.metric_names(term, m)

@@ -145,8 +145,12 @@ class FreezeSchedule:
 
     def to_config(self) -> dict[str, dict[str, int]]:
         """The JSON-ready config form (round-trips through from_config)."""
-        return {m: {k: v for k, v in (("from_step", start or None), ("until_step", end))
-                    if v is not None} for m, (start, end) in self.windows.items()}
+        out = {}
+        for module, (start, end) in self.windows.items():
+            out[module] = {"from_step": start} if start else {}
+            if end is not None:
+                out[module]["until_step"] = end
+        return out
 
     def frozen_at(self, env_step: int) -> dict[str, bool]:
         """Which scheduled modules are frozen at `env_step`."""

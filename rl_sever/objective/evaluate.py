@@ -56,9 +56,10 @@ def _builtin(term) -> bool:
 
 
 def _scalar(name: str, what: str, x: Any) -> tf.Tensor:
+    if x is None or isinstance(x, (str, bytes, Mapping)):
+        raise ConfigError(f"loss term '{name}' returned {type(x).__name__} as its {what}; "
+                          "expected a scalar tensor")
     try:
-        if x is None or isinstance(x, (str, bytes, Mapping)):
-            raise TypeError
         t = tf.convert_to_tensor(x)
     except (TypeError, ValueError):
         raise ConfigError(f"loss term '{name}' returned {type(x).__name__} as its {what}; "

@@ -50,7 +50,7 @@ class OffPolicyObjective(TermsOwner):
         return {name: variables for t in self._groups[group]
                 for name, variables in self._built_terms[id(t)][1].items()}
 
-    def _check_edit(self) -> None:
+    def _check_edit(self, what: str = "") -> None:
         raise ConfigError("the off-policy agents build their optimizers and compiled update "
                           "for their terms: add, remove or replace terms with the `losses` "
                           "constructor argument or config key; weights can change any time "
