@@ -12,7 +12,7 @@ from gymnasium.vector import VectorEnv, VectorWrapper
 
 from envs import EpisodeStats, VecNormalize, episode_stats
 from envs.tfnative import EnvState, TFNativeVectorEnv
-from rl_sever.core.rollout import GraphStep, graph_step
+from rl_sever.core.rollout import env_step
 from rl_sever.errors import ConfigError
 
 
@@ -74,12 +74,13 @@ class InGraphEnvState(tf.Module):
 
 
 def drive(env, s: InGraphEnvState, n_vec, max_steps: int, act, after, carry, store=None):
-    """Up to `n_vec` (<= `max_steps`) vector steps of `graph_step` in one tf.while_loop, from and
-    back into the checkpointed env state `s`: the in-graph twin of a collector's Python loop.
+    """Up to `n_vec` (<= `max_steps`) vector steps of `env_step` in one tf.while_loop, from and
+    back into the checkpointed env state `s`: the in-graph twin of a collector's Python loop,
+    counting each env's episode return and length as EpisodeStats does on the Gymnasium path.
 
     Per step, `act(i, obs)` gives (actions, env_actions, behaviour: dict of the Step's optional
-    fields); the Step goes to `store` (if any); `after(i, GraphStep, carry)` returns the new
-    carry and whether to stop after this step. One step at a time (parallel_iterations=1):
+    fields); the Step goes to `store` (if any); `after(i, Step, carry)` returns the new carry
+    and whether to stop after this step. One step at a time (parallel_iterations=1):
     each acts with the parameters an update in the previous one left. Returns (vector steps
     run, carry, episodes {dones, returns, lengths} [max_steps, n_envs]) for `record_episodes`.
     """
@@ -87,12 +88,15 @@ def drive(env, s: InGraphEnvState, n_vec, max_steps: int, act, after, carry, sto
 
     def body(i, state, obs, ep_ret, ep_len, ended, carry, stop):
         actions, env_actions, behaviour = act(i, obs)
-        st: GraphStep = graph_step(env, state, obs, actions, env_actions, ep_ret, ep_len, store,
-                                   **behaviour)
-        ended = tuple(tf.tensor_scatter_nd_update(b, [[i]], x[None]) for b, x in
-                      zip(ended, (st.done, st.ended_return, st.ended_length)))
-        carry, stop = after(i, st, carry)
-        return i + 1, st.state, st.next_obs, st.ep_return, st.ep_length, ended, carry, stop
+        state, next_obs, step = env_step(env, state, obs, actions, env_actions, store,
+                                         **behaviour)
+        done = step.terminated | step.truncated
+        ep_ret, ep_len = ep_ret + tf.cast(step.rewards, tf.float64), ep_len + 1
+        ended = tuple(tf.tensor_scatter_nd_update(b, [[i]], x[None]) for b, x in zip(
+            ended, (done, tf.where(done, ep_ret, 0.0), tf.where(done, ep_len, 0))))
+        carry, stop = after(i, step, carry)
+        ep_ret = tf.where(done, tf.zeros_like(ep_ret), ep_ret)
+        return i + 1, state, next_obs, ep_ret, tf.where(done, 0, ep_len), ended, carry, stop
 
     state = s.read()
     init = (tf.constant(0), state, env.observe(state), s.ep_return.read_value(),

@@ -17,7 +17,7 @@ import numpy as np
 from rl_sever.core import metrics
 from rl_sever.core.finite import FiniteGuard
 from rl_sever.core.loop import Collected
-from rl_sever.core.rollout import python_step
+from rl_sever.core.rollout import GymnasiumStepper, env_step
 
 
 class OffPolicyCollector:
@@ -34,6 +34,7 @@ class OffPolicyCollector:
         self.obs: np.ndarray | None = None  # the env's current observation between calls
         self.next_actions: np.ndarray | None = None  # for self.obs, from the last update call
         self.guard = FiniteGuard(cfg.check_finite)
+        self.stepper = GymnasiumStepper(agent.env, self.guard)  # the env behind env_step
 
     def _ready(self) -> bool:
         replay = self.agent.replay
@@ -58,7 +59,7 @@ class OffPolicyCollector:
             else:
                 unit = agent.act_unit(obs)
             self.next_actions = None
-            obs = python_step(env, obs, unit, agent.to_env(unit), replay, self.guard, step)
+            _, obs, _ = env_step(self.stepper, step, obs, unit, agent.to_env(unit), replay)
             step += self.n_envs
             steps += self.n_envs
             self.since_update += 1

@@ -7,7 +7,7 @@ import numpy as np
 from rl_sever.core.compiled import FastCall
 from rl_sever.core.finite import FiniteGuard
 from rl_sever.core.loop import Collected
-from rl_sever.core.rollout import RolloutBuffer, python_step
+from rl_sever.core.rollout import GymnasiumStepper, RolloutBuffer, env_step
 from rl_sever.onpolicy.host_policy import make_host_policy
 
 
@@ -24,6 +24,7 @@ class OnPolicyCollector:
         self.act = FastCall(agent.behave_fn)
         self.obs: np.ndarray | None = None  # the env's current observation between calls
         self.guard = FiniteGuard(cfg.check_finite)
+        self.stepper = GymnasiumStepper(agent.env, self.guard)  # the env behind env_step
 
     def collect(self) -> Collected:
         agent, buf, guard = self.agent, self.buffer, self.guard
@@ -40,8 +41,8 @@ class OnPolicyCollector:
                 actions, log_prob, value = self.host.behave(obs)
             else:
                 actions, log_prob, value = (x.numpy() for x in self.act(obs))
-            obs = python_step(agent.env, obs, actions, agent.env_actions(actions), buf, guard,
-                              step, log_prob=log_prob, value=value)
+            _, obs, _ = env_step(self.stepper, step, obs, actions, agent.env_actions(actions), buf,
+                                 log_prob=log_prob, value=value)
             step += buf.n_envs
         self.obs = obs
         return Collected(buf.n_steps * buf.n_envs, batch=buf.arrays())

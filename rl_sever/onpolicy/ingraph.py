@@ -47,8 +47,8 @@ class InGraphTrainer:
             actions, log_prob, value = agent._behave(obs)
             return actions, self._env_action(actions), {"log_prob": log_prob, "value": value}
 
-        def record(i, st, rows):
-            return Rollout(*(r.write(i, x) for r, x in zip(rows, Rollout.row(st.record)))), False
+        def record(i, step, rows):
+            return Rollout(*(r.write(i, x) for r, x in zip(rows, Rollout.row(step)))), False
 
         _, rows, episodes = drive(self.env, self.state, T, T, act, record, rows)
         return rows.map(lambda r: r.stack()), episodes
