@@ -47,11 +47,15 @@ def test_stored_log_probs_and_values_equal_the_compiled_networks(algo, env_id):
     """What a host rollout stores of acting (log pi(a), V(s)) is the compiled model's."""
     agent = tiny_agent(algo, env_id, **{"network.hidden_sizes": [64, 64]})
     obs = random_obs(agent, 256)
-    actions, log_prob, value = host_of(agent).behave(obs)
+    host = host_of(agent)
+    actions = host.sample(obs)
+    log_prob, value = host.behaviour(obs.reshape(32, 8, *obs.shape[1:]),
+                                     actions.reshape(32, 8, *actions.shape[1:]))
     dist, v = agent.model(tf.constant(obs))
-    np.testing.assert_allclose(log_prob, dist.log_prob(actions).numpy(), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(value, v.numpy(), rtol=1e-5, atol=1e-5)
-    assert log_prob.shape == value.shape == (256,)
+    np.testing.assert_allclose(log_prob.ravel(), dist.log_prob(actions).numpy(), rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(value.ravel(), v.numpy(), rtol=1e-5, atol=1e-5)
+    assert log_prob.shape == value.shape == (32, 8)
     agent.close()
 
 
@@ -126,14 +130,14 @@ def test_every_host_action_uses_the_current_weights_after_updates_callbacks_and_
     agent = tiny_agent("a2c", "CartPole-v1")
     host, kernel = agent.collector.host, agent.model.pi.kernels[0]
     checked, reads = [], []
-    behave, read = host.behave, host._read
+    sample, read = host.sample, host._read
 
-    def checking_behave(obs):
+    def checking_sample(obs):
         np.testing.assert_array_equal(host.weights[0][0], kernel.numpy())
         checked.append(1)
-        return behave(obs)
+        return sample(obs)
 
-    host.behave = checking_behave
+    host.sample = checking_sample
     host._read = lambda: reads.append(1) or read()
 
     def halve(agent, _metrics):

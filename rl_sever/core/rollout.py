@@ -69,7 +69,8 @@ class RolloutBuffer:
         if self.pos >= self.n_steps:
             raise IndexError("rollout buffer is full; call reset() after the update")
         for array, value in zip(self.data, Rollout.row(step)):
-            array[self.pos] = value
+            if not isinstance(value, tuple):  # an absent field (): filled by the collector
+                array[self.pos] = value
         self.pos += 1
 
     @property

@@ -146,12 +146,12 @@ class DenseStack(keras.layers.Layer):
         return mlp_forward(x, weights, keras.activations.get(self.activation),
                            activate_last=self.activate_last, matmul=matmul)
 
-    def numpy_forward(self, x: np.ndarray, weights, *, hidden: bool = False) -> np.ndarray:
+    def numpy_forward(self, x: np.ndarray, weights) -> np.ndarray:
         """This MLP in NumPy on `weights` ([(kernel, bias)] as arrays, e.g. read once per
         rollout; the layers from any one on), the host copy acting uses
-        (rl_sever.onpolicy.host_policy); `hidden`: the last of `weights` is activated too."""
+        (rl_sever.onpolicy.host_policy)."""
         return mlp_forward(x, weights, NUMPY_ACTIVATIONS[self.activation],
-                           activate_last=hidden or self.activate_last)
+                           activate_last=self.activate_last)
 
     def copy(self, name: str) -> DenseStack:
         """A new stack with the same shape and (copied) weights: a target network."""

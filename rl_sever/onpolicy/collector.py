@@ -37,12 +37,16 @@ class OnPolicyCollector:
         if self.host is not None:
             self.host.sync(step)  # the weights of the last update; the sampler reseeded
         while not buf.full:
-            if self.host is not None:
-                actions, log_prob, value = self.host.behave(obs)
+            if self.host is not None:  # log-probs and values: batched after the rollout
+                actions, behaviour = self.host.sample(obs), {}
             else:
                 actions, log_prob, value = (x.numpy() for x in self.act(obs))
+                behaviour = {"log_prob": log_prob, "value": value}
             _, obs, _ = env_step(self.stepper, step, obs, actions, agent.env_actions(actions), buf,
-                                 log_prob=log_prob, value=value)
+                                 **behaviour)
             step += buf.n_envs
+        if self.host is not None:
+            data = buf.arrays()
+            data.log_prob[:], data.value[:] = self.host.behaviour(data.obs, data.actions)
         self.obs = obs
         return Collected(buf.n_steps * buf.n_envs, batch=buf.arrays())

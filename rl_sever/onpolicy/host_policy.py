@@ -3,7 +3,9 @@
 policies on CPU, where a compiled act call costs more than the env step (README, "Acting on
 the host"). Weights are read once per rollout (the update call returns them; anything else
 that may change them marks them stale); the sampler is reseeded from (seed, env step) every
-rollout, so runs stay reproducible and resumable. Used only without an encoder, with an
+rollout, so runs stay reproducible and resumable. What the rollout stores of acting (the
+actions' log-probabilities, the values) is computed once per rollout in one batched pass
+(`behaviour`): per step it cost more than the acting. Used only without an encoder, with an
 activation NumPy has and no GPU; `host_act: on` insists, `off` never uses it.
 """
 
@@ -75,10 +77,6 @@ class HostPolicy:
             self.std = np.exp(values.pop()).astype(np.float32)
         layers = list(zip(values[0::2], values[1::2]))
         self.weights, self.value_weights = layers[:self.n_pi], layers[self.n_pi:]
-        # Acting runs both first layers as one matmul (their columns side by side): fewer NumPy
-        # calls per step, and no weight of one network touches the other's outputs.
-        (kp, bp), (kv, bv) = self.weights[0], self.value_weights[0]
-        self.first = [(np.concatenate([kp, kv], 1), np.concatenate([bp, bv]))]
         self.stale = False
 
     def invalidate(self) -> None:
@@ -92,37 +90,32 @@ class HostPolicy:
             self.load(self._read())
         self.rng = np.random.default_rng([self.seed % 2**32, int(step)])
 
-    def forward(self, obs: np.ndarray, weights, hidden: bool = False) -> np.ndarray:
-        """The policy's MLP on `weights` (`hidden`: its first layers, activated)."""
+    def forward(self, obs: np.ndarray, net, weights) -> np.ndarray:
+        """The MLP `net` (the model's pi or vf) on its NumPy `weights`."""
         x = np.asarray(obs)
         x = (x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32))
-        return self.model.pi.numpy_forward(x.reshape(x.shape[0], -1), weights, hidden=hidden)
+        return net.numpy_forward(x.reshape(x.shape[0], -1), weights)
 
     def params(self, obs: np.ndarray) -> np.ndarray:
         """The head's parameters (logits or Gaussian mean) for a batch of observations."""
-        return self.forward(obs, self.weights)
+        return self.forward(obs, self.model.pi, self.weights)
 
     def sample(self, obs: np.ndarray) -> np.ndarray:
-        return self._sample(self.params(obs))
-
-    def _sample(self, p: np.ndarray) -> np.ndarray:
+        p = self.params(obs)
         if self.spec.kind == "box":
             noise = self.rng.standard_normal(p.shape, dtype=np.float32)
             return (p + self.std * noise).astype(np.float32)
         g = p - np.log(-np.log(self.rng.random(p.shape, dtype=np.float32).clip(1e-20, 1.0)))
         return self._argmax(g)  # Gumbel-max: a draw from softmax(logits)
 
-    def behave(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sampled actions, their log-probabilities and the values: what the rollout stores."""
-        if len(self.weights) > 1:
-            h = self.forward(obs, self.first, hidden=True)
-            width = self.weights[0][0].shape[1]
-            p = self.model.pi.numpy_forward(h[:, :width], self.weights[1:])
-            value = self.model.vf.numpy_forward(h[:, width:], self.value_weights[1:])[:, 0]
-        else:  # no hidden layer
-            p, value = self.params(obs), self.forward(obs, self.value_weights)[:, 0]
-        actions = self._sample(p)
-        return actions, self.log_prob(p, actions), value
+    def behaviour(self, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log pi(actions | obs) and V(obs) of a whole rollout ([T, N, ...]) in one batched pass,
+        with the weights it was collected with (per step, they cost more than the acting)."""
+        lead = actions.shape[:2]
+        obs, actions = obs.reshape(-1, *obs.shape[2:]), actions.reshape(-1, *actions.shape[2:])
+        log_prob = self.log_prob(self.params(obs), actions)
+        value = self.forward(obs, self.model.vf, self.value_weights)[:, 0]
+        return log_prob.reshape(lead), value.reshape(lead)
 
     def log_prob(self, p: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """log pi(actions) under the head's parameters `p` (the compiled distribution's)."""
