@@ -64,6 +64,19 @@ def test_agents_exports_every_registered_page():
     assert agents.DDPG.__module__ == "agents.ddpg"
 
 
+def test_the_readme_lists_every_shipped_page_the_registry_holds():
+    """The README's algorithm list and its layout line follow the registry: a page added
+    without them fails here."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = " ".join(text.split("\n\n- ", 1)[1].split("`agents/`", 1)[0].split())
+    layout = next(line for line in text.splitlines() if line.startswith("agents/"))
+    shipped = {a: k for a, k in registered().items() if k.__module__.startswith("agents.")}
+    assert len(shipped) >= 7
+    for algo, klass in shipped.items():
+        assert klass.__name__ in listed.replace(",", " ").split(), algo
+        assert algo in layout.replace(",", " ").replace(";", " ").split(), algo
+
+
 @pytest.mark.parametrize("old,new,name", [
     ("rl_sever.loss_terms", "rl_sever.objective", "loss_term"),
     ("rl_sever.core.spaces", "rl_sever.config.spaces", "ActionSpec"),
