@@ -1,6 +1,6 @@
 """Keras building blocks of every network: the one MLP (`DenseStack`: bodies, heads, critic
-ensembles, severed reads, and its NumPy twin for acting on the host), initialised linear
-layers, and the tf.Variables behind Keras variables.
+ensembles, severed reads, and its NumPy twin for acting on the host), the initialisers of the
+CNN layers, and the tf.Variables behind Keras variables.
 
 `DenseStack` is one Keras layer holding an MLP, or with `members` > 0 an ensemble of that many
 independent MLPs (the off-policy critics). It can be evaluated with its weights read through
@@ -23,11 +23,6 @@ from rl_sever.isolation import sever
 def initializer(gain: float, ortho: bool):
     """Orthogonal with `gain` (SB3 / CleanRL practice), or Glorot uniform."""
     return keras.initializers.Orthogonal(gain=gain) if ortho else "glorot_uniform"
-
-
-def linear(units: int, gain: float, *, ortho: bool = True, name: str) -> keras.layers.Dense:
-    return keras.layers.Dense(units, kernel_initializer=initializer(gain, ortho),
-                              bias_initializer="zeros", name=name)
 
 
 def tf_variables(variables) -> list[tf.Variable]:
