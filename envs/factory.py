@@ -27,7 +27,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.wrappers import FlattenObservation, TransformObservation
 
 from envs import atari as atari_ids
-from envs import pixels  # noqa: F401  (registers the "Pixels/<EnvId>" ids)
+from envs import bit_flipping, masked, partial, pixels  # noqa: F401  (register their env ids)
 from envs.atari import AtariSettings
 from envs.episodes import EpisodeStats
 from envs.errors import ConfigError, UnknownNameError, suggest

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from envs.errors import ConfigError, RLSeverError, UnknownNameError, UnsupportedSpaceError, suggest
 
-__all__ = ["CheckpointError", "ConfigError", "FlowContractError", "RLSeverError",
+__all__ = ["CheckpointError", "ConfigError", "EnvError", "FlowContractError", "RLSeverError",
            "UnknownNameError", "UnsupportedSpaceError", "suggest"]
 
 
@@ -18,3 +18,8 @@ class CheckpointError(RLSeverError, OSError):
 
 class FlowContractError(RLSeverError, RuntimeError):
     """A loss sends gradient where its flow contract forbids (or none where it requires)."""
+
+
+class EnvError(RLSeverError, RuntimeError):
+    """An environment gives what its protocol does not allow (e.g. an action mask of the wrong
+    shape, or one that allows no action)."""

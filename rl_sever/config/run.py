@@ -82,6 +82,18 @@ class OnPolicyNetworkConfig(NetworkConfig):
     """Orthogonal initialisation (gain sqrt(2) hidden, 0.01 policy head, 1 value head)."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (Box action spaces)."""
+    recurrent: str = "none"
+    """A policy with memory (docs/recurrent.md): lstm or gru, one layer between the encoder (or
+    the flat observation) and the policy and value MLPs; none for a feed-forward policy."""
+    recurrent_size: int = 64
+    """Width of the recurrent layer's output (its state: twice that for an LSTM)."""
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.recurrent in ("none", "lstm", "gru"),
+              f"network.recurrent must be none, lstm or gru, got '{self.recurrent}'")
+        check(self.recurrent_size > 0,
+              f"network.recurrent_size must be positive, got {self.recurrent_size}")
 
 
 @dataclass
@@ -232,9 +244,20 @@ class OnPolicyConfig(RunConfig):
     """Act with a NumPy copy of the policy during Gymnasium rollouts: auto (MLP policies without
     a GPU, where it is the faster path), on (insist; an error where it cannot apply) or off
     (always the compiled act step). Updates stay compiled (rl_sever.onpolicy.host_policy)."""
+    bptt_length: int = 0
+    """Recurrent policies: the length of the sequences an update unrolls (truncated
+    back-propagation through time); each env's n_steps are cut into sequences of this many steps
+    (0: the longest that divides both n_steps and the minibatch size). Must divide both."""
+    action_masks: str = "auto"
+    """Action masks from the env (Discrete and MultiDiscrete actions; docs/spaces.md): auto (when
+    the env has an action_masks() method), on (also from info["action_mask"]; an error where the
+    env gives none) or off. Forbidden actions get probability zero in acting, loss and entropy."""
 
     def validate(self) -> None:
         super().validate()
+        check(self.action_masks in ("auto", "on", "off"),
+              f"action_masks must be auto, on or off, got '{self.action_masks}'")
+        check(self.bptt_length >= 0, f"bptt_length must be >= 0, got {self.bptt_length}")
         check(self.host_act in ("auto", "on", "off"),
               f"host_act must be auto, on or off, got '{self.host_act}'")
         check(self.n_steps > 0, f"n_steps must be positive, got {self.n_steps}")

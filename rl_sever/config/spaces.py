@@ -25,6 +25,11 @@ class ActionSpec:
     def dtype(self) -> str:
         return "float32" if self.kind == "box" else "int32"
 
+    @property
+    def mask_dim(self) -> int:
+        """Width of an action mask: one bool per choice (0 for Box actions, which have none)."""
+        return self.n if self.kind == "discrete" else int(sum(self.nvec))
+
 
 def action_spec(space: gym.Space) -> ActionSpec:
     if isinstance(space, gym.spaces.Discrete):

@@ -22,9 +22,11 @@ from rl_sever.config.changes import check_resume_changes, config_changes, histor
 from rl_sever.config.fields import flat_items, to_dict, update
 from rl_sever.config.spaces import action_spec, observation_shape
 from rl_sever.core import metrics, registry, rundir
+from rl_sever.core.action_masks import check_masks, uses_action_masks
 from rl_sever.core.batch import Layout
 from rl_sever.core.checkpoint import Checkpointer
 from rl_sever.core.distribute import ReplicaSet
+from rl_sever.core.ingraph_env import tfnative_env
 from rl_sever.core.loop import run_training
 from rl_sever.core.threads import apply_intra_op_threads
 from rl_sever.errors import ConfigError, suggest
@@ -110,7 +112,11 @@ class Agent:
         self.obs_shape = observation_shape(env.single_observation_space)
         self.obs_dtype = tf.as_dtype(env.single_observation_space.dtype)
         self.action = action_spec(env.single_action_space)
-        self.layout = Layout(self.obs_shape, self.obs_dtype, self.action.shape, self.action.dtype)
+        # Action masks (rl_sever.core.action_masks): stored with the batch, read by the policy.
+        self.masked = uses_action_masks(env, self.action, getattr(config, "action_masks", "off"),
+                                        tf_native=tfnative_env(env) is not None)
+        self.layout = Layout(self.obs_shape, self.obs_dtype, self.action.shape, self.action.dtype,
+                             self.action.mask_dim if self.masked else 0)
 
         self.normalizer = find_normalizer(env)
         self.user_encoder = encoder
@@ -298,8 +304,19 @@ class Agent:
             return self.normalizer.normalize_obs(obs)
         return obs
 
-    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions for a batch of raw observations (a single observation also works)."""
+    def predict(self, obs: np.ndarray, state: np.ndarray | None = None,
+                episode_start: np.ndarray | None = None, deterministic: bool = True, *,
+                action_masks: np.ndarray | None = None):
+        """Actions for a batch of raw observations (a single observation also works).
+
+        sb3-contrib's signature. A recurrent policy (network.recurrent) returns (actions, next
+        state): pass the state back with the next observations, and `episode_start` (bool per
+        observation) where a new episode begins; `state` None starts every episode. The state is
+        [batch, state_dim] floats ([h, c] for an LSTM). `action_masks` (bool [batch, mask_dim]):
+        the allowed actions, for an agent trained with masks (None: every action allowed).
+        `predict(obs, False)` still means deterministic=False."""
+        if isinstance(state, (bool, np.bool_)):  # the positional `deterministic` of before
+            state, deterministic = None, bool(state)
         obs = np.asarray(obs)
         single = obs.shape == self.obs_shape
         batch = obs[None] if single else obs
@@ -307,8 +324,34 @@ class Agent:
             raise ConfigError(f"observation shape {obs.shape} does not match the env's {self.obs_shape}")
         batch = self.normalize_obs(batch).astype(self.obs_dtype.as_numpy_dtype)
         fn = self.greedy_fn if deterministic else self.act_fn
-        actions = self.env_actions(fn(batch).numpy())
-        return actions[0] if single else actions
+        args, n = [batch], len(batch)
+        if self.layout.state_dim:
+            args.append(self._predict_state(state, episode_start, n))
+        if self.masked:
+            dim = self.layout.mask_dim
+            masks = np.ones((n, dim), bool) if action_masks is None else np.asarray(action_masks)
+            args.append(check_masks(masks.reshape(n, -1) if masks.size == n * dim else masks, n, dim))
+        elif action_masks is not None:
+            raise ConfigError("action_masks given, but this agent was trained without masks "
+                              "(config action_masks)")
+        out = fn(*args)
+        if not self.layout.state_dim:
+            actions = self.env_actions(out.numpy())
+            return actions[0] if single else actions
+        actions, state = self.env_actions(out[0].numpy()), out[1].numpy()
+        return (actions[0], state[0]) if single else (actions, state)
+
+    def _predict_state(self, state, episode_start, n: int) -> np.ndarray:
+        """The recurrent state `predict` acts from: zeros for None, zeroed at episode starts."""
+        dim = self.layout.state_dim
+        state = np.zeros((n, dim), np.float32) if state is None else np.asarray(state, np.float32)
+        if state.size != n * dim:
+            raise ConfigError(f"recurrent state of shape {state.shape}; this policy needs "
+                              f"({n}, {dim}): what predict returned for these observations")
+        state = state.reshape(n, dim)
+        if episode_start is not None:
+            state = np.where(np.asarray(episode_start, bool).reshape(n, 1), 0.0, state)
+        return state.astype(np.float32)
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
         """Clip Gaussian actions to the action bounds (only when stepping, never in log-probs)."""

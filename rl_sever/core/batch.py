@@ -1,8 +1,10 @@
 """Typed batches: a NamedTuple whose annotations declare what each field holds.
 
 A field is an observation (`Obs`, the env's shape and dtype), an action (`Action`, the
-policy's), or one scalar per transition (`Float`, `Bool`); a field with the default `()` is
-optional (absent unless filled). From that declaration `typed_batch` derives the tensor spec of
+policy's), an action mask (`Mask`: one bool per discrete choice, present exactly when the
+layout's env gives masks), a recurrent policy's state (`State`, present exactly when the
+layout's policy has memory), or one scalar per transition (`Float`, `Bool`); a field with the
+default `()` is optional (absent unless filled). From that declaration `typed_batch` derives the tensor spec of
 any leading shape (the compiled steps' input signatures, the TensorArrays of the in-graph
 rollout), NumPy storage, and a read-only mapping view (`batch["obs"]`, `"obs" in batch`), so a
 new field is one line in one class.
@@ -24,6 +26,14 @@ class Action:
     """An action field: the shape and dtype the policy acts in."""
 
 
+class Mask:
+    """The valid actions of the observation: one bool per choice (docs/spaces.md)."""
+
+
+class State:
+    """A recurrent policy's state when it acted on the observation (rl_sever.nn.recurrent)."""
+
+
 class Float:
     """One float32 per transition."""
 
@@ -39,9 +49,19 @@ class Layout(typing.NamedTuple):
     obs_dtype: object
     action_shape: tuple
     action_dtype: object
+    mask_dim: int = 0  # action-mask width (0: the env gives no masks)
+    state_dim: int = 0  # recurrent-state width (0: a feed-forward policy)
+
+    def present(self) -> set:
+        """The optional kinds this layout always has (masks, recurrent states)."""
+        return {kind for kind, dim in ((Mask, self.mask_dim), (State, self.state_dim)) if dim}
 
     def field(self, kind) -> tuple[tuple, tf.DType]:
         """(shape, dtype) of one transition's value of a field kind."""
+        if kind is Mask:
+            return (int(self.mask_dim),), tf.bool
+        if kind is State:
+            return (int(self.state_dim),), tf.float32
         if kind is Obs:
             return tuple(self.obs_shape), tf.as_dtype(self.obs_dtype)
         if kind is Action:
@@ -65,8 +85,10 @@ def typed_batch(cls):
     cls.optional = frozenset(cls._field_defaults)
 
     def spec(klass, layout: Layout, lead=(None,), fields=None):
-        """TensorSpecs of the fields (all required ones, plus the optional `fields`)."""
+        """TensorSpecs of the fields (all required ones, the optional `fields`, and those of
+        the kinds the layout has: masks, recurrent states)."""
         present = set(fields or ()) | (set(klass._fields) - klass.optional)
+        present |= {name for name, kind in klass.kinds.items() if kind in layout.present()}
         return klass(**{name: tf.TensorSpec([*lead, *shape], dtype)
                         for name in klass._fields if name in present
                         for shape, dtype in [layout.field(klass.kinds[name])]})

@@ -11,6 +11,7 @@ import numpy as np
 
 from envs import make_vec_env
 from envs.replay import record_videos
+from rl_sever.core.action_masks import MaskReader
 
 
 def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bool = True,
@@ -37,10 +38,19 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
         counts = np.zeros(n, int)
         returns, lengths = [], []
         ep_ret, ep_len = np.zeros(n), np.zeros(n, int)
-        obs, _ = env.reset(seed=seed)
+        # An agent trained with action masks acts on the eval env's masks too.
+        masks = MaskReader(env, n, agent.layout.mask_dim) if getattr(agent, "masked", False) else None
+        recurrent = bool(getattr(getattr(agent, "layout", None), "state_dim", 0))
+        state, starts = None, np.ones(n, bool)  # a recurrent policy's memory, per sub-env
+        obs, info = env.reset(seed=seed)
         while (counts < targets).any():
-            action = agent.predict(obs, deterministic)
-            obs, reward, terminated, truncated, _ = env.step(action)
+            kwargs = {} if masks is None else {"action_masks": masks(info)}
+            if recurrent:
+                action, state = agent.predict(obs, state, starts, deterministic, **kwargs)
+            else:
+                action = agent.predict(obs, deterministic=deterministic, **kwargs)
+            obs, reward, terminated, truncated, info = env.step(action)
+            starts = np.logical_or(terminated, truncated)
             if video_dir is not None:  # one env: its actions, replayed for the videos
                 taken[-1].append(np.asarray(action)[0])
             ep_ret += reward

@@ -50,19 +50,31 @@ class ExportedPolicy(tf.Module):
         if agent.action.kind == "box":
             self._low = tf.constant(agent.action.low, tf.float32)
             self._high = tf.constant(agent.action.high, tf.float32)
-        spec = tf.TensorSpec([None, *agent.obs_shape], tf.as_dtype(raw_space.dtype),
-                             name="observation")
-        self.serve = tf.function(self._serve, input_signature=[spec])
+        self._state_dim = agent.layout.state_dim
+        spec = [tf.TensorSpec([None, *agent.obs_shape], tf.as_dtype(raw_space.dtype),
+                              name="observation")]
+        if self._state_dim:  # a recurrent policy takes its state and returns the next one
+            spec += [tf.TensorSpec([None, self._state_dim], tf.float32, name="state"),
+                     tf.TensorSpec([None], tf.bool, name="episode_start")]
+        if getattr(agent, "masked", False):  # the allowed actions of each observation
+            spec.append(tf.TensorSpec([None, agent.layout.mask_dim], tf.bool, name="action_mask"))
+        self.serve = tf.function(self._serve, input_signature=spec)
 
-    def _serve(self, observation: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _serve(self, observation: tf.Tensor, *extra: tf.Tensor) -> dict[str, tf.Tensor]:
         x = observation
         if self._rms is not None:
             # float64, like the NumPy path of agent.predict, so both give identical bits.
             x = self._rms.normalize_tf(x, self._clip, self._eps, dtype=tf.float64)
-        action = self._greedy(tf.cast(x, self._obs_dtype))
+        out = {}
+        if self._state_dim:  # the state zeroed where an episode starts
+            state, start, *extra = extra
+            extra = [tf.where(start[:, None], tf.zeros_like(state), state), *extra]
+        action = self._greedy(tf.cast(x, self._obs_dtype), *extra)
+        if self._state_dim:
+            action, out["state"] = action
         if self._low is not None:
             action = tf.clip_by_value(action, self._low, self._high)
-        return {"action": action}
+        return {"action": action, **out}
 
 
 def _jsonable(x: Any) -> Any:
@@ -93,7 +105,14 @@ def metadata(agent: Any) -> dict[str, Any]:
     return {"format": "rl_sever policy SavedModel", "rl_sever_version": __version__,
             "algo": agent.algo, "env_id": agent.env_id,
             "global_step": int(agent.global_step.numpy()),
-            "signature": {"name": SIGNATURE, "input": "observation", "output": "action"},
+            "signature": {"name": SIGNATURE, "input": "observation", "output": "action",
+                          **({"state": {"inputs": ["state", "episode_start"], "output": "state",
+                                        "shape": [None, agent.layout.state_dim],
+                                        "dtype": "float32", "initial": "zeros"}}
+                             if agent.layout.state_dim else {}),
+                          **({"action_mask": {"input": "action_mask", "dtype": "bool",
+                                              "shape": [None, agent.layout.mask_dim]}}
+                             if getattr(agent, "masked", False) else {})},
             "observation_space": _space_record(raw_env.single_observation_space),
             "action_space": _space_record(agent.env.single_action_space),
             "normalize_obs": bool(normalizer is not None and normalizer.obs_rms is not None),

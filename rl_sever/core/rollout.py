@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from envs.autoreset import reached_observations
-from rl_sever.core.batch import Action, Bool, Float, Layout, Obs, typed_batch
+from rl_sever.core.batch import Action, Bool, Float, Layout, Mask, Obs, State, typed_batch
 
 
 @typed_batch
@@ -33,6 +33,8 @@ class Step(NamedTuple):
     next_obs: Obs
     log_prob: Float = ()
     value: Float = ()
+    action_mask: Mask = ()  # the actions `obs` allowed (an env that gives masks)
+    state: State = ()  # a recurrent policy's state when it acted on `obs`
 
 
 @typed_batch
@@ -49,12 +51,15 @@ class Rollout(NamedTuple):
     next_obs: Obs
     log_prob: Float
     value: Float
+    action_mask: Mask = ()
+    state: State = ()
 
     @classmethod
     def row(cls, step: Step) -> Rollout:
         """The Rollout row of one step."""
         return cls(step.obs, step.actions, step.rewards, step.terminated,
-                   step.terminated | step.truncated, step.next_obs, step.log_prob, step.value)
+                   step.terminated | step.truncated, step.next_obs, step.log_prob, step.value,
+                   step.action_mask, step.state)
 
 
 class RolloutBuffer:
@@ -87,10 +92,22 @@ class RolloutBuffer:
 class GymnasiumStepper:
     """A Gymnasium vector env behind the TF-native envs' `step_autoreset(state, actions)`, so
     one `env_step` serves both: the state is the env step count (for the messages of `guard`,
-    a rl_sever.core.finite.FiniteGuard checking what crosses the env boundary)."""
+    a rl_sever.core.finite.FiniteGuard checking what crosses the env boundary). With `masks`
+    (a rl_sever.core.action_masks.MaskReader), `mask` holds the action masks of the current
+    observations after each step."""
 
-    def __init__(self, env, guard=None):
-        self.env, self.guard = env, guard
+    def __init__(self, env, guard=None, masks=None):
+        self.env, self.guard, self.masks = env, guard, masks
+        self.mask = None
+
+    def reset(self, seed: int, step: int = 0):
+        """Reset the env with `seed` (at env step `step`); returns the first observations (and
+        reads their masks)."""
+        obs, info = self.env.reset(seed=seed)
+        self.check("observation", obs, step)
+        if self.masks is not None:
+            self.mask = self.masks(info)
+        return obs
 
     def check(self, what: str, values, step: int) -> None:
         if self.guard is not None:
@@ -102,6 +119,8 @@ class GymnasiumStepper:
         # `reached` is the true last obs where an episode ended (truncation bootstraps from it);
         # `next_obs` already starts the next episode there.
         reached = reached_observations(next_obs, info)
+        if self.masks is not None:  # the masks of next_obs (a new episode's where one ended)
+            self.mask = self.masks(info)
         self.check("reward", reward, step)
         self.check("observation", next_obs, step)
         if reached is not next_obs:  # an episode ended: its true last observation too
@@ -109,13 +128,14 @@ class GymnasiumStepper:
         return step, next_obs, reward, terminated, truncated, reached
 
 
-def env_step(env, state, obs, actions, env_actions, store=None, **behaviour):
+def env_step(env, env_state, obs, actions, env_actions, store=None, **behaviour):
     """The rollout step, for both drivers: step `env` (a TF-native env, or a Gymnasium one
-    through GymnasiumStepper) from `state` with `env_actions` (the policy's `actions` in env
+    through GymnasiumStepper) from `env_state` with `env_actions` (the policy's `actions` in env
     units) and hand the Step, with the policy's own actions and `behaviour` (log_prob, value),
-    to `store`. Returns (state, next observation, the Step)."""
-    state, next_obs, reward, terminated, truncated, reached = env.step_autoreset(state, env_actions)
+    to `store`. Returns (env state, next observation, the Step)."""
+    env_state, next_obs, reward, terminated, truncated, reached = env.step_autoreset(env_state,
+                                                                                    env_actions)
     record = Step(obs, actions, reward, terminated, truncated, reached, **behaviour)
     if store is not None:
         store.add(record)
-    return state, next_obs, record
+    return env_state, next_obs, record

@@ -12,6 +12,7 @@ from rl_sever.isolation import sever
 from rl_sever.nn.distributions import ActionHead
 from rl_sever.nn.encoders import flat_obs, is_image, make_encoder
 from rl_sever.nn.layers import DenseStack
+from rl_sever.nn.recurrent import RecurrentCore
 
 
 class ActorCritic(tf.Module):
@@ -42,6 +43,12 @@ class ActorCritic(tf.Module):
         else:
             self.encoder = None
             in_dim, hidden = int(np.prod(obs_shape)), cfg.hidden_sizes
+        # A policy with memory: one LSTM/GRU layer on the features, shared by both heads (its
+        # state: rl_sever.nn.recurrent); without an encoder the heads keep their hidden layers.
+        self.core = None
+        if getattr(cfg, "recurrent", "none") != "none":
+            self.core = RecurrentCore(in_dim, cfg.recurrent_size, cfg.recurrent, name="recurrent")
+            in_dim = cfg.recurrent_size
         init = "orthogonal" if ortho else "glorot"
         # The policy and the value network: one MLP each (rl_sever.nn.layers.DenseStack).
         self.pi = DenseStack(in_dim, hidden, self.head.param_dim, cfg.activation, init=init,
@@ -53,28 +60,79 @@ class ActorCritic(tf.Module):
         grad_from = parse_grad_from(cfg.encoder_grad_from)
         self.actor_trains_encoder = "actor" in grad_from
         self.critic_trains_encoder = "critic" in grad_from
-        self(tf.zeros((1, *obs_shape), obs_dtype))  # build every layer
+        zeros = tf.zeros((1, *obs_shape), obs_dtype)
+        if self.core is None:  # build every layer
+            self(zeros)
+        else:
+            self.step(zeros, self.initial_state(1))
 
-    def _features(self, obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        if self.encoder is None:
-            x = flat_obs(obs)
-            return x, x
-        feat = self.encoder(obs)
-        # The head whose loss must not train the shared encoder reads it severed.
+    @property
+    def state_dim(self) -> int:
+        """Width of the recurrent state (0: a feed-forward policy)."""
+        return 0 if self.core is None else self.core.state_dim
+
+    def initial_state(self, n: int) -> tf.Tensor:
+        """The state that starts an episode, for `n` envs."""
+        return tf.zeros([n, self.state_dim])
+
+    def _trunk(self, obs: tf.Tensor) -> tf.Tensor:
+        """What the recurrent core or the heads read: encoder features or the flat obs."""
+        return flat_obs(obs) if self.encoder is None else self.encoder(obs)
+
+    def _heads_in(self, feat: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The policy's and the value head's inputs from the shared trunk's output."""
+        if self.encoder is None and self.core is None:
+            return feat, feat
+        # The head whose loss must not train the shared encoder (and core) reads it severed.
         pi_in = feat if self.actor_trains_encoder else sever(feat)
         vf_in = feat if self.critic_trains_encoder else sever(feat)
         return pi_in, vf_in
 
-    def __call__(self, obs: tf.Tensor):
-        """Returns (action distribution, value [batch])."""
-        pi_in, vf_in = self._features(obs)
-        return self.distribution_from(pi_in), tf.squeeze(self.vf(vf_in), -1)
+    def _features(self, obs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return self._heads_in(self._trunk(obs))
 
-    def distribution_from(self, pi_features: tf.Tensor):
-        return self.head.distribution(self.pi(pi_features), self.log_std)
+    def _outputs(self, feat: tf.Tensor, mask):
+        pi_in, vf_in = self._heads_in(feat)
+        return self.distribution_from(pi_in, mask), tf.squeeze(self.vf(vf_in), -1)
 
-    def distribution(self, obs: tf.Tensor):
-        return self.distribution_from(self._features(obs)[0])
+    def step(self, obs: tf.Tensor, state: tf.Tensor, mask: tf.Tensor | None = None):
+        """One time step of a recurrent policy: (distribution, value [B], new state)."""
+        out, state = self.core.step(self._trunk(obs), state)
+        return (*self._outputs(out, mask), state)
+
+    def sequence(self, obs: tf.Tensor, state0: tf.Tensor, starts: tf.Tensor,
+                 mask: tf.Tensor | None = None):
+        """Sequences of a recurrent policy: `obs` [C * L, ...] (sequence-major), `state0`
+        [C, state_dim], `starts` [C, L] (the state is zeroed before those steps). Returns
+        (distribution, value [C * L]), back-propagating through time within each sequence."""
+        feat = self._trunk(obs)
+        seq = tf.reshape(feat, [-1, starts.shape[1] or tf.shape(starts)[1], feat.shape[-1]])
+        out = self.core.sequence(seq, state0, starts)
+        return self._outputs(tf.reshape(out, [-1, self.core.size]), mask)
+
+    def next_values(self, obs: tf.Tensor, next_obs: tf.Tensor, state0: tf.Tensor,
+                    starts: tf.Tensor) -> tf.Tensor:
+        """V of each reached observation `next_obs` [N, T, ...] given the state after `obs`
+        (the memory its episode had when it got there; a true final observation included),
+        replaying the rollout [N, T, ...] from `state0` [N, state_dim]. Returns [N, T]."""
+        shape = tf.shape(starts)
+        flat = lambda x: tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))  # noqa: E731
+        feat = self._trunk(flat(obs))
+        seq = tf.reshape(feat, [-1, starts.shape[1] or shape[1], feat.shape[-1]])
+        _, states = self.core.sequence(seq, state0, starts, return_states=True)
+        out, _ = self.core.step(self._trunk(flat(next_obs)), tf.reshape(states, [-1, self.state_dim]))
+        return tf.reshape(tf.squeeze(self.vf(self._heads_in(out)[1]), -1), shape)
+
+    def __call__(self, obs: tf.Tensor, mask: tf.Tensor | None = None):
+        """Returns (action distribution, value [batch]); `mask` (bool [batch, mask_dim]) gives
+        the forbidden actions probability zero."""
+        return self._outputs(self._trunk(obs), mask)
+
+    def distribution_from(self, pi_features: tf.Tensor, mask: tf.Tensor | None = None):
+        return self.head.distribution(self.pi(pi_features), self.log_std, mask)
+
+    def distribution(self, obs: tf.Tensor, mask: tf.Tensor | None = None):
+        return self.distribution_from(self._features(obs)[0], mask)
 
     def value(self, obs: tf.Tensor) -> tf.Tensor:
         return tf.squeeze(self.vf(self._features(obs)[1]), -1)
@@ -85,4 +143,6 @@ class ActorCritic(tf.Module):
         out = {"actor": actor, "critic": list(self.vf.weights)}
         if self.encoder is not None:
             out["encoder"] = self.encoder.weights
+        if self.core is not None:
+            out["recurrent"] = list(self.core.weights)
         return out

@@ -12,6 +12,9 @@ from rl_sever.config.spaces import ActionSpec
 
 tfd = tfp.distributions
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # squashed Gaussian: as in SB3 and the SAC reference code
+# The logit of a masked-out action: finite, so entropies stay 0 * MASKED_LOGIT = 0 (not NaN),
+# and far enough below any real logit that its probability is exactly zero in float32.
+MASKED_LOGIT = -1e8
 _LOG2 = math.log(2.0)
 
 
@@ -49,7 +52,12 @@ class ActionHead:
             return int(sum(self.spec.nvec))
         return int(self.spec.shape[0])
 
-    def distribution(self, params: tf.Tensor, log_std: tf.Tensor | None = None):
+    def distribution(self, params: tf.Tensor, log_std: tf.Tensor | None = None,
+                     mask: tf.Tensor | None = None):
+        """`mask` (bool, [batch, mask_dim], discrete kinds): the allowed actions; the others get
+        probability zero, in sampling, log-probabilities, entropy and the mode alike."""
+        if mask is not None:
+            params = masked_logits(params, mask)
         if self.spec.kind == "discrete":
             return tfd.Categorical(logits=params)
         if self.spec.kind == "multidiscrete":
@@ -63,6 +71,11 @@ class ActionHead:
 
     def mode(self, dist) -> tf.Tensor:
         return tf.cast(dist.mode(), tf.float32 if self.spec.kind == "box" else tf.int32)
+
+
+def masked_logits(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """`logits` with the actions `mask` forbids set to MASKED_LOGIT (no gradient reaches them)."""
+    return tf.where(mask, logits, tf.constant(MASKED_LOGIT, logits.dtype))
 
 
 def squashed_gaussian_sample(mean: tf.Tensor, log_std: tf.Tensor, seed: tf.Tensor):

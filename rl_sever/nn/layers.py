@@ -39,7 +39,8 @@ NUMPY_ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0), "elu":
 INITS = ("torch", "orthogonal", "glorot")
 
 
-def _kernel(rng, init: str, fan_in: int, fan_out: int, gain: float, lead: tuple) -> np.ndarray:
+def draw_kernel(rng, init: str, fan_in: int, fan_out: int, gain: float, lead: tuple) -> np.ndarray:
+    """A kernel [*lead, fan_in, fan_out] drawn from `rng` by `init` (one of INITS)."""
     if init in ("torch", "glorot"):  # torch: PyTorch's nn.Linear default, U(+-1/sqrt(fan_in))
         bound = 1.0 / math.sqrt(fan_in) if init == "torch" else math.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-bound, bound, (*lead, fan_in, fan_out))
@@ -98,7 +99,7 @@ class DenseStack(keras.layers.Layer):
         for i, (fan_in, fan_out) in enumerate(zip(self.dims[:-1], self.dims[1:])):
             last = i == len(self.dims) - 2 and not self.activate_last
             gain = self.out_gain if last else math.sqrt(2)
-            k = _kernel(rng, init, fan_in, fan_out, gain, lead).astype(np.float32)
+            k = draw_kernel(rng, init, fan_in, fan_out, gain, lead).astype(np.float32)
             b_shape = (*lead, 1, fan_out) if members else (fan_out,)
             bound = 1.0 / math.sqrt(fan_in)
             b = rng.uniform(-bound, bound, b_shape) if init == "torch" else np.zeros(b_shape)

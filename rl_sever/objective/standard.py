@@ -13,16 +13,22 @@ from rl_sever.objective import losses
 from rl_sever.objective.term import LossTerm
 
 
+def _trunk(m) -> set[str]:
+    """The shared modules in front of both heads: the encoder and the recurrent core."""
+    return ({"encoder"} if m.encoder is not None else set()) | (
+        {"recurrent"} if getattr(m, "core", None) is not None else set())
+
+
 def actor_modules(agent) -> set[str]:
-    """The actor, plus the shared encoder when the policy loss trains it."""
+    """The actor, plus the shared encoder and recurrent core when the policy loss trains them."""
     m = agent.model
-    return {"actor"} | ({"encoder"} if m.encoder is not None and m.actor_trains_encoder else set())
+    return {"actor"} | (_trunk(m) if m.actor_trains_encoder else set())
 
 
 def critic_modules(agent) -> set[str]:
-    """The critic, plus the shared encoder when the value loss trains it."""
+    """The critic, plus the shared encoder and recurrent core when the value loss trains them."""
     m = agent.model
-    return {"critic"} | ({"encoder"} if m.encoder is not None and m.critic_trains_encoder else set())
+    return {"critic"} | (_trunk(m) if m.critic_trains_encoder else set())
 
 
 def ppo_clip(clip_range: tf.Variable | float, weight: float | None = None) -> LossTerm:

@@ -6,6 +6,8 @@ optimizer and metrics live here, inside one compiled call per update.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -29,6 +31,7 @@ from rl_sever.objective import (
     value_mse,
 )
 from rl_sever.objective.advantages import gae
+from rl_sever.onpolicy import sequences
 from rl_sever.onpolicy.collector import OnPolicyCollector
 from rl_sever.onpolicy.ingraph import InGraphCollector, InGraphTrainer
 from rl_sever.onpolicy.objective import OnPolicyObjective
@@ -69,6 +72,13 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         self.rollout_size = cfg.n_steps * cfg.n_envs
         self.model = ActorCritic(self.obs_shape, self.action, cfg.network,
                                  obs_dtype=self.obs_dtype, user_encoder=self.user_encoder)
+        # A recurrent policy: rollouts store its states, updates unroll sequences of seq_len
+        # steps (rl_sever.onpolicy.sequences).
+        self.recurrent = self.model.core is not None
+        self.layout = self.layout._replace(state_dim=self.model.state_dim)
+        self.seq_len = ((cfg.bptt_length or math.gcd(cfg.n_steps, self.minibatch_size()))
+                        if self.recurrent else 1)
+        self._check_sequences()
         # Auxiliary losses (config `aux`) are terms reading the shared encoder (aux_context).
         feature_dim = self.model.encoder.out_dim if self.model.encoder is not None else 0
         self.aux = AuxiliarySet(cfg.aux, feature_dim, self.obs_shape,
@@ -76,12 +86,17 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         if len(self.aux) and self.model.encoder is None:
             raise ConfigError("auxiliary losses need network.shared_encoder: true")
         self._objective = self._assemble_objective()
-        obs_spec = tf.TensorSpec([None, *self.obs_shape], self.obs_dtype)
+        # The act steps take the observations, and their action masks where the env gives them.
+        act_signature = [tf.TensorSpec([None, *self.obs_shape], self.obs_dtype)]
+        if self.recurrent:  # ... and the recurrent state they act from
+            act_signature.append(tf.TensorSpec([None, self.layout.state_dim], tf.float32))
+        if self.masked:
+            act_signature.append(tf.TensorSpec([None, self.layout.mask_dim], tf.bool))
         self._rollout_signature = list(Rollout.spec(self.layout, (None, None)))
         # Straight-line code: traced without AutoGraph (rl_sever.core.compiled.plain_graph).
-        self.act_fn = tf.function(self._act, input_signature=[obs_spec], autograph=False)
-        self.behave_fn = tf.function(self._behave, input_signature=[obs_spec], autograph=False)
-        self.greedy_fn = tf.function(self._greedy, input_signature=[obs_spec], autograph=False)
+        self.act_fn = tf.function(self._act, input_signature=act_signature, autograph=False)
+        self.behave_fn = tf.function(self._behave, input_signature=act_signature, autograph=False)
+        self.greedy_fn = tf.function(self._greedy, input_signature=act_signature, autograph=False)
         self._built_terms: dict = {}
         self._bind_objective()
         # TF-native env: rollout and update run as one compiled call (rl_sever.onpolicy.ingraph).
@@ -92,45 +107,86 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         self.replicas.check_divisible(self.minibatch_size(), "the minibatch size")
         self.ingraph = InGraphTrainer(self, tf_env) if tf_env is not None else None
 
+    def _check_sequences(self) -> None:
+        cfg = self.config
+        if not self.recurrent:
+            return
+        if cfg.n_steps % self.seq_len or self.minibatch_size() % self.seq_len:
+            raise ConfigError(f"bptt_length ({self.seq_len}) must divide n_steps ({cfg.n_steps}) "
+                              f"and the minibatch size ({self.minibatch_size()})")
+        if self.replicas.distributed:
+            raise ConfigError(f"recurrent policies do not support distribute={cfg.distribute} "
+                              "yet; use distribute=default")
+
     def trackables(self) -> dict:
         out = {"model": self.model, "optimizer": self.optimizer, **self.terms_trackables()}
         if self.ingraph is not None:  # the TF-native envs' state, so a resume continues them
             out["ingraph_env"] = self.ingraph.state
+            if self.recurrent:
+                out["ingraph_memory"] = self.ingraph.memory
         return out
 
     # -- acting -----------------------------------------------------------------------------
-    def _act(self, obs):
-        dist = self.model.distribution(obs)
-        return self.model.head.sample(dist, self.next_seed())
+    def _policy(self, obs, extra):
+        """(distribution, value, (new state,) or ()) from the act steps' inputs: observations,
+        then the recurrent state and the action masks where the agent has them."""
+        extra = list(extra)
+        state = extra.pop(0) if self.recurrent else None
+        mask = extra.pop(0) if extra else None
+        if state is None:
+            return (*self.model(obs, mask), ())
+        dist, value, state = self.model.step(obs, state, mask)
+        return dist, value, (state,)
 
-    def _behave(self, obs):
-        """What the rollout stores of acting: sampled actions, their log-probabilities, values."""
-        dist, value = self.model(obs)
+    def _act(self, obs, *extra):
+        dist, _, state = self._policy(obs, extra)
         actions = self.model.head.sample(dist, self.next_seed())
-        return actions, dist.log_prob(actions), value
+        return (actions, *state) if state else actions
 
-    def _greedy(self, obs):
-        return self.model.head.mode(self.model.distribution(obs))
+    def _behave(self, obs, *extra):
+        """What the rollout stores of acting: sampled actions, their log-probabilities, values
+        (and a recurrent policy's next state)."""
+        dist, value, state = self._policy(obs, extra)
+        actions = self.model.head.sample(dist, self.next_seed())
+        return (actions, dist.log_prob(actions), value, *state)
+
+    def _greedy(self, obs, *extra):
+        dist, _, state = self._policy(obs, extra)
+        actions = self.model.head.mode(dist)
+        return (actions, *state) if state else actions
 
     # -- the update -------------------------------------------------------------------------
     def _prepare(self, *rollout):
         """Everything the epochs need, from the rollout (the fields of a Rollout, in order),
         with the pre-update parameters: the behaviour log-probabilities and values the rollout
         stored, the values of the observations reached, GAE."""
-        obs, actions, rewards, terminated, dones, next_obs, logp_old, values = Rollout(*rollout)
+        obs, actions, rewards, terminated, dones, next_obs, logp_old, values, mask, state = \
+            Rollout(*rollout)
         cfg = self.config
         shape = tf.shape(rewards)
         T, N = shape[0], shape[1]
         flat = lambda x: tf.reshape(x, tf.concat([[T * N], tf.shape(x)[2:]], 0))  # noqa: E731
-        next_values = self.model.value(flat(next_obs))
-        adv, ret = gae(rewards, values, tf.reshape(next_values, [T, N]), terminated, dones,
-                       cfg.gamma, cfg.gae_lambda)
-        data = {"obs": flat(obs), "actions": flat(actions), "logp_old": flat(logp_old),
-                "advantages": tf.reshape(adv, [-1]), "returns": tf.reshape(ret, [-1]),
-                "old_values": flat(values)}
+        if self.recurrent:  # V(next obs) given the memory its episode had when it got there
+            starts = sequences.episode_starts(sequences.env_major(dones))
+            next_values = tf.transpose(self.model.next_values(
+                sequences.env_major(obs), sequences.env_major(next_obs), state[0], starts))
+        else:
+            next_values = tf.reshape(self.model.value(flat(next_obs)), [T, N])
+        adv, ret = gae(rewards, values, next_values, terminated, dones, cfg.gamma, cfg.gae_lambda)
+        steps = {"obs": obs, "actions": actions, "logp_old": logp_old, "advantages": adv,
+                 "returns": ret, "old_values": values}
+        if self.masked:
+            steps["action_mask"] = mask
         if self.aux.needs_transitions or self._objective.needs_transitions:
-            data.update(rewards=tf.reshape(rewards, [-1]), next_obs=flat(next_obs))
-        return data
+            steps.update(rewards=rewards, next_obs=next_obs)
+        if not self.recurrent:
+            return {k: flat(v) for k, v in steps.items()}
+        # Whole sequences per env, of a length known when tracing (the construction probe's
+        # synthetic rollout, shorter than seq_len, is one sequence per env).
+        short = rewards.shape[0] is not None and rewards.shape[0] < self.seq_len
+        return sequences.sequence_data({k: sequences.env_major(v) for k, v in steps.items()},
+                                       sequences.env_major(state), starts,
+                                       rewards.shape[0] if short else self.seq_len)
 
     def forward(self, mb) -> Outputs:
         """The forward outputs loss terms read (rl_sever.objective.outputs), computed lazily
@@ -139,7 +195,9 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
 
         def model():
             if not model_out:
-                model_out.append(self.model(mb["obs"]))
+                model_out.append(self.model.sequence(mb["obs"], mb["state0"], mb["starts"],
+                                                     mb.get("action_mask")) if self.recurrent
+                                 else self.model(mb["obs"], mb.get("action_mask")))
             return model_out[0]
 
         thunks = {
@@ -172,8 +230,11 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         return AuxContext(mb, encode(mb["obs"]), encode, self.next_seed())
 
     def _minibatch(self, data, idx):
-        """The rows `idx` of the prepared rollout (None: all of them, in order)."""
+        """The rows `idx` of the prepared rollout (None: all of them, in order); a recurrent
+        policy's rows are sequences, flattened here for the loss terms."""
         mb = dict(data) if idx is None else {k: tf.gather(v, idx) for k, v in data.items()}
+        if self.recurrent:
+            mb = sequences.flatten(mb)
         if self.config.normalize_advantage and self.minibatch_size() > 1:
             mb["advantages"] = losses.normalize(mb["advantages"])
         return mb
@@ -184,8 +245,9 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         helpers was half of the first update call's time (A2C CartPole: 0.75 s of 1.4 s).
         Users' loss terms are still converted (rl_sever.objective.evaluate)."""
         data = self._prepare(*rollout)
-        size = tf.shape(data["returns"])[0]
+        size = tf.shape(data["returns"])[0]  # rows: transitions, or a recurrent policy's sequences
         mb_size, n_epochs = self.minibatch_size(), self.n_epochs()
+        mb_rows = mb_size // self.seq_len
         names = [*self._objective.names, "loss", "grad_norm",
                  *binding.metric_keys(self._objective, self._term_metrics)]
         ev = losses.explained_variance(data["old_values"], data["returns"])
@@ -196,12 +258,12 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
             step = self._gradient_step(self._minibatch(data, None))
             out = {k: tf.stack([tf.cast(step[k], tf.float32), 1.0]) for k in names}
             return {**out, **metrics.tally({"n_updates": tf.constant(1.0), "explained_variance": ev})}
-        n_mb = size // mb_size
+        n_mb = size // mb_rows
         shuffle = not (isinstance(n_epochs, int) and n_epochs == 1) or mb_size < self.rollout_size
 
         def minibatch_steps(shuffled, sums, count):
             def body(i, sums, count):
-                mb = self._minibatch(shuffled, i * mb_size + tf.range(mb_size))
+                mb = self._minibatch(shuffled, i * mb_rows + tf.range(mb_rows))
                 step = self._gradient_step(mb)
                 return i + 1, {k: sums[k] + tf.cast(step[k], tf.float32) for k in names}, count + 1.0
 

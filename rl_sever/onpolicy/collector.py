@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rl_sever.core.action_masks import MaskReader
 from rl_sever.core.compiled import FastCall
 from rl_sever.core.finite import FiniteGuard
 from rl_sever.core.loop import Collected
@@ -23,30 +24,44 @@ class OnPolicyCollector:
         self.host = make_host_policy(agent.model, cfg.host_act, cfg.seed)
         self.act = FastCall(agent.behave_fn)
         self.obs: np.ndarray | None = None  # the env's current observation between calls
+        self.state: np.ndarray | None = None  # a recurrent policy's state, zero at episode starts
         self.guard = FiniteGuard(cfg.check_finite)
-        self.stepper = GymnasiumStepper(agent.env, self.guard)  # the env behind env_step
+        masks = MaskReader(agent.env, cfg.n_envs, agent.layout.mask_dim) if agent.masked else None
+        self.stepper = GymnasiumStepper(agent.env, self.guard, masks)  # the env behind env_step
 
     def collect(self) -> Collected:
-        agent, buf, guard = self.agent, self.buffer, self.guard
+        agent, buf = self.agent, self.buffer
         step = int(agent.global_step.numpy())
         if self.obs is None:  # a fresh run, or a loaded agent: seeded like the run's step
-            self.obs, _ = agent.env.reset(seed=agent.config.seed + step)
-            guard.check("observation", self.obs, step)
-        obs = self.obs
+            self.obs = self.stepper.reset(agent.config.seed + step, step)
+            self.state = np.zeros((buf.n_envs, agent.layout.state_dim), np.float32)
+        obs, stepper = self.obs, self.stepper
         buf.reset()
         if self.host is not None:
             self.host.sync(step)  # the weights of the last update; the sampler reseeded
         while not buf.full:
+            mask = stepper.mask  # None without masks
+            inputs = (obs, *([self.state] if agent.recurrent else []),
+                      *([] if mask is None else [mask]))
             if self.host is not None:  # log-probs and values: batched after the rollout
-                actions, behaviour = self.host.sample(obs), {}
+                out, behaviour = self.host.sample(*inputs), {}
+                actions, *state = out if agent.recurrent else (out,)
             else:
-                actions, log_prob, value = (x.numpy() for x in self.act(obs))
+                actions, log_prob, value, *state = (x.numpy() for x in self.act(*inputs))
                 behaviour = {"log_prob": log_prob, "value": value}
-            _, obs, _ = env_step(self.stepper, step, obs, actions, agent.env_actions(actions), buf,
-                                 **behaviour)
+            if mask is not None:
+                behaviour["action_mask"] = mask
+            if agent.recurrent:
+                behaviour["state"] = self.state
+            _, obs, record = env_step(stepper, step, obs, actions, agent.env_actions(actions), buf,
+                                      **behaviour)
+            if agent.recurrent:  # the next state; zero where an episode ended
+                self.state = np.where((record.terminated | record.truncated)[:, None], 0.0,
+                                      state[0]).astype(np.float32)
             step += buf.n_envs
         if self.host is not None:
             data = buf.arrays()
-            data.log_prob[:], data.value[:] = self.host.behaviour(data.obs, data.actions)
+            data.log_prob[:], data.value[:] = self.host.behaviour(data.obs, data.actions,
+                                                                  data.get("action_mask"))
         self.obs = obs
         return Collected(buf.n_steps * buf.n_envs, batch=buf.arrays())

@@ -20,6 +20,7 @@ from threadpoolctl import ThreadpoolController
 
 from rl_sever.core.compiled import FastCall
 from rl_sever.errors import ConfigError
+from rl_sever.nn.distributions import MASKED_LOGIT
 from rl_sever.nn.layers import NUMPY_ACTIVATIONS, tf_variables
 
 
@@ -60,7 +61,9 @@ class HostPolicy:
         self.model, self.seed = model, int(seed)
         self.spec = model.head.spec
         self.n_pi = len(model.pi.kernels)
-        variables = [*model.pi.weights, *model.vf.weights]
+        self.core = model.core  # a recurrent policy's LSTM/GRU (rl_sever.nn.recurrent), or None
+        variables = [*(self.core.weights if self.core is not None else []),
+                     *model.pi.weights, *model.vf.weights]
         if model.log_std is not None:
             variables.append(model.log_std)
         self.variables = tf_variables(variables)
@@ -69,6 +72,8 @@ class HostPolicy:
         self.weights: list[tuple[np.ndarray, np.ndarray]] = []  # the policy's layers
         self.value_weights: list[tuple[np.ndarray, np.ndarray]] = []
         self.std: np.ndarray | None = None
+        self.core_weights: list[np.ndarray] = []
+        self.outputs: list[np.ndarray] = []  # the core's outputs of the rollout, step by step
         self.stale = True  # the weights must be read before the next rollout
         self.rng = np.random.default_rng(self.seed)
         if self.spec.kind == "multidiscrete":
@@ -83,6 +88,8 @@ class HostPolicy:
         values = [np.asarray(v) for v in values]
         if self.model.log_std is not None:
             self.std = np.exp(values.pop()).astype(np.float32)
+        if self.core is not None:
+            self.core_weights, values = values[:3], values[3:]
         layers = list(zip(values[0::2], values[1::2]))
         self.weights, self.value_weights = layers[:self.n_pi], layers[self.n_pi:]
         self.stale = False
@@ -97,36 +104,59 @@ class HostPolicy:
         if self.stale:
             self.load(self._read())
         self.rng = np.random.default_rng([self.seed % 2**32, int(step)])
+        self.outputs = []
 
-    def forward(self, obs: np.ndarray, net, weights) -> np.ndarray:
-        """The MLP `net` (the model's pi or vf) on its NumPy `weights`."""
+    def _heads_input(self, obs: np.ndarray, extra) -> tuple[np.ndarray, tuple, np.ndarray | None]:
+        """What the heads read, the new recurrent state ((state,) or ()) and the mask, from the
+        compiled act step's inputs (obs, then the state and the mask where the agent has them)."""
         x = np.asarray(obs)
         x = (x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32))
-        return net.numpy_forward(x.reshape(x.shape[0], -1), weights)
+        x, extra = x.reshape(x.shape[0], -1), list(extra)
+        if self.core is None:
+            return x, (), (extra[0] if extra else None)
+        x, state = self.core.numpy_step(x, extra.pop(0), self.core_weights)
+        return x, (state.astype(np.float32),), (extra[0] if extra else None)
 
-    def params(self, obs: np.ndarray) -> np.ndarray:
-        """The head's parameters (logits or Gaussian mean) for a batch of observations."""
-        return self.forward(obs, self.model.pi, self.weights)
+    def params(self, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """The head's parameters (logits or Gaussian mean) from the heads' input `x`; with a
+        `mask`, forbidden actions' logits are the compiled head's MASKED_LOGIT."""
+        p = self.model.pi.numpy_forward(x, self.weights)
+        return p if mask is None else np.where(mask, p, np.float32(MASKED_LOGIT))
 
-    def sample(self, obs: np.ndarray) -> np.ndarray:
-        p = self.params(obs)
+    def sample(self, obs: np.ndarray, *extra):
+        """Sampled actions for the act step's inputs (and a recurrent policy's next state)."""
+        x, state, mask = self._heads_input(obs, extra)
+        if state:
+            self.outputs.append(x)  # for `behaviour`, batched after the rollout
+        p = self.params(x, mask)
         if self.spec.kind == "box":
             noise = self.rng.standard_normal(p.shape, dtype=np.float32)
-            return (p + self.std * noise).astype(np.float32)
-        g = p - np.log(-np.log(self.rng.random(p.shape, dtype=np.float32).clip(1e-20, 1.0)))
-        return self._argmax(g)  # Gumbel-max: a draw from softmax(logits)
+            actions = (p + self.std * noise).astype(np.float32)
+        else:
+            g = p - np.log(-np.log(self.rng.random(p.shape, dtype=np.float32).clip(1e-20, 1.0)))
+            if mask is not None:  # a Gumbel draw cannot lift a masked logit past an allowed one
+                g = np.where(mask, g, -np.inf)
+            actions = self._argmax(g)  # Gumbel-max: a draw from softmax(logits)
+        return (actions, *state) if state else actions
 
-    def behaviour(self, obs: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def behaviour(self, obs: np.ndarray, actions: np.ndarray,
+                  masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """log pi(actions | obs) and V(obs) of a whole rollout ([T, N, ...]) in one batched pass,
         with the weights it was collected with (per step, they cost more than the acting)."""
         lead = actions.shape[:2]
-        obs, actions = obs.reshape(-1, *obs.shape[2:]), actions.reshape(-1, *actions.shape[2:])
+        actions = actions.reshape(-1, *actions.shape[2:])
+        if self.core is not None:  # the recurrent core's outputs, kept while sampling
+            x, self.outputs = np.concatenate(self.outputs), []
+        else:
+            x = self._heads_input(obs.reshape(-1, *obs.shape[2:]), ())[0]
+        if masks is not None:
+            masks = masks.reshape(-1, masks.shape[-1])
         # One BLAS thread: on a whole rollout OpenBLAS goes multi-threaded, and its workers
         # spin after each call, taking the cores from TensorFlow's update (PPO CartPole: 30
         # -> 40 ms per iteration, 1.5x the process's CPU time).
         with blas_controller().limit(limits=1, user_api="blas"):
-            log_prob = self.log_prob(self.params(obs), actions)
-            value = self.forward(obs, self.model.vf, self.value_weights)[:, 0]
+            log_prob = self.log_prob(self.params(x, masks), actions)
+            value = self.model.vf.numpy_forward(x, self.value_weights)[:, 0]
         return log_prob.reshape(lead), value.reshape(lead)
 
     def log_prob(self, p: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -144,9 +174,12 @@ class HostPolicy:
             out = out + logits[rows, cols[:, i]] - logz
         return out
 
-    def mode(self, obs: np.ndarray) -> np.ndarray:
-        p = self.params(obs)
-        return p.astype(np.float32) if self.spec.kind == "box" else self._argmax(p)
+    def mode(self, obs: np.ndarray, *extra):
+        """The greedy actions for the act step's inputs (and a recurrent policy's next state)."""
+        x, state, mask = self._heads_input(obs, extra)
+        p = self.params(x, mask)
+        actions = p.astype(np.float32) if self.spec.kind == "box" else self._argmax(p)
+        return (actions, *state) if state else actions
 
     def _argmax(self, x: np.ndarray) -> np.ndarray:
         if self.spec.kind == "discrete":

@@ -27,6 +27,10 @@ class InGraphTrainer:
         self.agent, self.env = agent, env
         self.n_envs, self.n_steps = cfg.n_envs, cfg.n_steps
         self.state = InGraphEnvState(env, self.n_envs)
+        # A recurrent policy's state between vector steps and iterations (checkpointed with the
+        # env state: a resume continues the episodes with their memory).
+        self.memory = tf.Variable(tf.zeros([self.n_envs, agent.layout.state_dim]),
+                                  trainable=False, name="memory")
         self.rollout_fn = tf.function(self._rollout, input_signature=[])
         self.iteration_fn = tf.function(self._iteration, input_signature=[],
                                         jit_compile=bool(getattr(cfg, "jit_compile", False)))
@@ -44,11 +48,20 @@ class InGraphTrainer:
             lambda s: tf.TensorArray(s.dtype, size=T, element_shape=[n, *s.shape]))
 
         def act(i, obs):
-            actions, log_prob, value = agent._behave(obs)
-            return actions, self._env_action(actions), {"log_prob": log_prob, "value": value}
+            if not agent.recurrent:
+                actions, log_prob, value = agent._behave(obs)
+                return actions, self._env_action(actions), {"log_prob": log_prob, "value": value}
+            state = self.memory.read_value()
+            actions, log_prob, value, new_state = agent._behave(obs, state)
+            self.memory.assign(new_state)
+            return actions, self._env_action(actions), {"log_prob": log_prob, "value": value,
+                                                         "state": state}
 
         def record(i, step, rows):
-            return Rollout(*(r.write(i, x) for r, x in zip(rows, Rollout.row(step)))), False
+            if agent.recurrent:  # an episode that ended starts the next one without memory
+                done = (step.terminated | step.truncated)[:, None]
+                self.memory.assign(tf.where(done, tf.zeros_like(self.memory), self.memory))
+            return tf.nest.map_structure(lambda r, x: r.write(i, x), rows, Rollout.row(step)), False
 
         _, rows, episodes = drive(self.env, self.state, T, T, act, record, rows)
         return rows.map(lambda r: r.stack()), episodes

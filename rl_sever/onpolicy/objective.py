@@ -84,12 +84,13 @@ class OnPolicyObjective(TermsOwner):
         zeros = Rollout.spec(self.layout, (T, N)).map(lambda s: tf.zeros(s.shape, s.dtype))
         with binding.rng_kept(self):
             data = self._prepare(*zeros)
-            mb = self._minibatch(data, tf.range(T * N))
+            mb = self._minibatch(data, None)
             return self._record_metric_names(lambda: self.loss_terms(mb, check=False))
 
     def _first_minibatch(self, batch):
         data = self.prepare_fn(*Rollout.of(batch))
-        return self._minibatch(data, tf.range(min(self.minibatch_size(), int(data["returns"].shape[0]))))
+        rows = self.minibatch_size() // self.seq_len  # transitions, or sequences
+        return self._minibatch(data, tf.range(min(rows, int(data["returns"].shape[0]))))
 
     def _preflight(self, mb) -> None:
         """Every term finite on the first real minibatch, before anything is updated (a NaN
