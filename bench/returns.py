@@ -14,6 +14,10 @@ steps). A case passes when its mean reaches the reference mean minus one referen
 resolved settings, in the same invocation, and evaluates it the same way: MlpPolicy on the
 vector cases; on Atari, CnnPolicy on SB3's own AtariWrapper and 4-frame stack (its evaluation
 counts whole games at the raw score, through the Monitor below the wrappers, as ours does).
+A recurrent policy (network.recurrent: lstm) runs as sb3-contrib's RecurrentPPO, an agent
+trained with action masks as sb3-contrib's MaskablePPO (masks from the env's action_masks());
+the table names them. Cases without a preset (CASE_CONFIG) get their settings here, on both
+sides; masked cases also count the actions outside the masks during evaluation (0 expected).
 
 `--steps` overrides every selected case's budget (for the cases whose published budget does not
 fit a 2-core machine); the JSON records the budget run and the published one. Each case's run
@@ -34,6 +38,11 @@ import time
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# sb3-contrib's counterparts of recurrent and masked PPO, and the count of masked actions.
+from bench.returns_contrib import MaskAudit, action_nvec, contrib_ppo, evaluate_masked, sb3_kind  # noqa: E402
+
 EVAL_EPISODES = 20
 
 # (algo, env id, published budget, reference mean, reference std); zoo figures were measured
@@ -54,17 +63,31 @@ CASES = {
     "crossq_halfcheetah": ("crossq", "HalfCheetah-v5", 5_000_000, None, None),
     "ppo_breakout": ("ppo", "ALE/Breakout-v5", 10_000_000, 398.0, 33.0),
     "ppo_pong": ("ppo", "ALE/Pong-v5", 10_000_000, 21.0, 0.0),
+    # Memory (presets ppo/CartPoleNoVel-v1, PendulumNoVel-v1: the zoo's RecurrentPPO values) and
+    # action masks; no published figures for these.
+    "ppo_lstm_cartpolenovel": ("ppo", "CartPoleNoVel-v1", 100_000, None, None),
+    "ppo_lstm_pendulumnovel": ("ppo", "PendulumNoVel-v1", 100_000, None, None),
+    "ppo_mask_invalidaction": ("ppo", "Masked/InvalidActionPenalty-v0", 100_000, None, None),
+}
+# Config layers of a case, on top of its preset (both sides get them). Masked/InvalidActionPenalty
+# has no preset: the target action is in the observation, every step pays 1 for it, 0.1 for
+# another allowed action (100 steps: at most 100), and an invalid action ends the episode at -100
+# (never taken with the masks). Small PPO settings learn it well within the budget.
+CASE_CONFIG: dict[str, dict] = {
+    "ppo_mask_invalidaction": {"n_envs": 8, "n_steps": 128, "batch_size": 256, "n_epochs": 4,
+                               "learning_rate": 3e-4, "gamma": 0.99, "gae_lambda": 0.95,
+                               "ent_coef": 0.01, "clip_range": 0.2, "action_masks": "on"},
 }
 FITS_HERE = ["ppo_cartpole", "ppo_acrobot", "ppo_lunarlander", "a2c_lunarlander",
              "sac_pendulum", "td3_pendulum"]
 
 
-def resolved_config(algo: str, env_id: str, seed: int, steps: int):
+def resolved_config(algo: str, env_id: str, seed: int, steps: int, overrides: dict | None = None):
     from rl_sever.config import presets
     from rl_sever.core.registry import get_agent_class
 
     klass = get_agent_class(algo)
-    layers = [presets.find(algo, env_id) or {},
+    layers = [presets.find(algo, env_id) or {}, overrides or {},
               {"seed": seed, "total_steps": steps, "eval_episodes": 0}]
     return klass, presets.resolve(klass.config_cls, layers)
 
@@ -75,19 +98,26 @@ def run_case(name: str, seed: int, steps: int | None, sb3: bool = False,
 
     algo, env_id, budget, ref_mean, ref_std = CASES[name]
     steps = steps or budget
-    klass, cfg = resolved_config(algo, env_id, seed, steps)
+    klass, cfg = resolved_config(algo, env_id, seed, steps, CASE_CONFIG.get(name))
     agent = klass(env_id, cfg, logdir=logdir)
+    masked = bool(getattr(agent, "masked", False))
+    if sb3:  # before training: a setting SB3 has no counterpart for stops the case at once
+        sb3_kind(algo, cfg, masked)
     t0 = time.perf_counter()
     agent.learn(steps, progress=False)
     wall = time.perf_counter() - t0
-    ev = evaluate(agent, EVAL_EPISODES, seed=seed + 10_000)
+    audit = MaskAudit(agent, action_nvec(agent.action)) if masked else agent
+    ev = evaluate(audit, EVAL_EPISODES, seed=seed + 10_000)
     agent.close()
-    sb3_row = run_sb3(algo, env_id, cfg, seed, steps, torch_threads) if sb3 else None
+    sb3_row = run_sb3(algo, env_id, cfg, seed, steps, torch_threads, masked) if sb3 else None
     threshold = None if ref_mean is None else ref_mean - ref_std
     return {"case": name, "algo": algo, "env_id": env_id, "seed": seed, "steps": steps,
             "published_budget": budget, "wall_time_s": round(wall, 1),
             "eval_mean": round(ev["mean_reward"], 2), "eval_std": round(ev["std_reward"], 2),
-            "eval_episodes": ev["episodes"], "reference_mean": ref_mean, "reference_std": ref_std,
+            "eval_episodes": ev["episodes"],
+            "eval_invalid_actions": audit.invalid if masked else None,
+            "config_overrides": CASE_CONFIG.get(name),
+            "reference_mean": ref_mean, "reference_std": ref_std,
             "threshold": threshold, "full_budget": steps == budget,
             "reached": (bool(ev["mean_reward"] >= threshold)
                         if steps == budget and threshold is not None else None),
@@ -98,8 +128,9 @@ def run_case(name: str, seed: int, steps: int | None, sb3: bool = False,
             "run_dir": None if agent.run_dir is None else str(agent.run_dir)}
 
 
-def sb3_model(algo: str, env, cfg, seed: int, policy: str = "MlpPolicy"):
-    """An SB3 model with rl_sever's resolved settings `cfg` (the same values, SB3's names)."""
+def sb3_model(algo: str, env, cfg, seed: int, policy: str = "MlpPolicy", masked: bool = False):
+    """An SB3 model with rl_sever's resolved settings `cfg` (the same values, SB3's names);
+    `masked`: rl_sever trains with action masks (sb3-contrib MaskablePPO)."""
     import torch
     from stable_baselines3 import A2C, PPO, SAC, TD3
 
@@ -116,11 +147,16 @@ def sb3_model(algo: str, env, cfg, seed: int, policy: str = "MlpPolicy"):
                   vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
                   normalize_advantage=cfg.normalize_advantage, policy_kwargs=policy_kwargs)
         if algo == "a2c":
+            sb3_kind(algo, cfg, masked)  # a recurrent or masked A2C: an error
             policy_kwargs.update(optimizer_class=torch.optim.RMSprop,
                                  optimizer_kwargs=dict(alpha=0.99, eps=cfg.adam_eps))
             return A2C(policy, env, **kw)
         clip = cfg.clip_range
         clip = (lambda left: left * cfg.clip_range) if cfg.clip_schedule == "linear" else clip
+        kind = sb3_kind(algo, cfg, masked)
+        if kind != "plain":
+            return contrib_ppo(kind, env, cfg, dict(kw, batch_size=cfg.batch_size,
+                                                    n_epochs=cfg.n_epochs, clip_range=clip))
         return PPO(policy, env, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
                    clip_range=clip, **kw)
     kw = dict(common, buffer_size=cfg.buffer_size, learning_starts=cfg.learning_starts,
@@ -154,12 +190,15 @@ def sb3_model(algo: str, env, cfg, seed: int, policy: str = "MlpPolicy"):
                target_noise_clip=cfg.target_noise_clip, **kw)
 
 
-def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int, threads: int = 1) -> dict:
+def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int, threads: int = 1,
+            masked: bool = False) -> dict:
     import torch
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
 
+    import envs.masked  # noqa: F401  (registers Masked/*, NoVel/* and the *NoVel aliases)
+    import envs.partial  # noqa: F401
     from envs.atari import is_atari
 
     # One thread: its fastest setting on a 2-core machine for the small networks; SAC's
@@ -167,22 +206,32 @@ def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int, threads: int = 1
     torch.set_num_threads(threads)
     if is_atari(env_id):
         return run_sb3_atari(algo, env_id, cfg, seed, steps)
-    env = make_vec_env(env_id, n_envs=cfg.n_envs, seed=seed)
+    # render_mode None, as rl_sever makes its envs: SB3's make_vec_env asks for rgb_array by
+    # default, which envs that do not render (Masked/*) refuse.
+    no_render = {"render_mode": None}
+    env = make_vec_env(env_id, n_envs=cfg.n_envs, seed=seed, env_kwargs=no_render)
     normalize = getattr(cfg, "normalize_obs", False) or getattr(cfg, "normalize_reward", False)
     if normalize:
         env = VecNormalize(env, norm_obs=cfg.normalize_obs, norm_reward=cfg.normalize_reward,
                            gamma=cfg.gamma)
-    model = sb3_model(algo, env, cfg, seed)
+    model = sb3_model(algo, env, cfg, seed, masked=masked)
     t0 = time.perf_counter()
     model.learn(steps)
     wall = time.perf_counter() - t0
-    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000)
+    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000, env_kwargs=no_render)
     if normalize:
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
         eval_env.obs_rms = env.obs_rms
-    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
+    invalid = None
+    if masked:  # MaskablePPO acts on the eval env's action_masks() (use_masking)
+        mean, std, invalid = evaluate_masked(model, eval_env, EVAL_EPISODES)
+    else:  # SB3's evaluate_policy carries a recurrent policy's state (episode_start resets it)
+        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES,
+                                    deterministic=True)
     return {"wall_time_s": round(wall, 1), "eval_mean": round(float(mean), 2),
-            "eval_std": round(float(std), 2), "torch_threads": threads}
+            "eval_std": round(float(std), 2), "torch_threads": threads,
+            "algorithm": type(model).__name__, "library": type(model).__module__.split(".")[0],
+            "eval_invalid_actions": invalid}
 
 
 def run_sb3_atari(algo: str, env_id: str, cfg, seed: int, steps: int) -> dict:
@@ -209,19 +258,35 @@ def run_sb3_atari(algo: str, env_id: str, cfg, seed: int, steps: int) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| case | env steps (published) | rl_sever eval (20 ep.) | wall s | SB3 eval, "
-             "wall s | reference (zoo) | reached ref. mean - std |",
-             "|---|---|---|---:|---|---|---|"]
+    """The table: both sides' eval and learn() wall time, their ratio (rl_sever / SB3: above 1,
+    rl_sever is slower), the sb3-contrib algorithm where one stands in for SB3, and on masked
+    cases the actions outside the masks during evaluation."""
+    lines = ["| case | env steps (published) | rl_sever eval (20 ep.) | wall s | SB3 eval (20 ep.) "
+             "| SB3 wall s | wall rl_sever / SB3 | reference (zoo) | reached ref. mean - std |",
+             "|---|---|---|---:|---|---:|---:|---|---|"]
     for r in rows:
         reached = {True: "yes", False: "**no**", None: "budget cut"}[r["reached"]]
         if r["reference_mean"] is None:
             reached = "no reference"
-        sb3 = r.get("sb3")
-        sb3 = f"{sb3['eval_mean']:.1f} ± {sb3['eval_std']:.1f}, {sb3['wall_time_s']:.0f}" if sb3 else "-"
+        sb3, sb3_eval, sb3_wall, ratio = r.get("sb3"), "-", "-", "-"
+        if sb3:
+            sb3_eval = eval_cell(sb3)
+            if sb3.get("library") == "sb3_contrib":
+                sb3_eval += f" ({sb3['algorithm']}, sb3-contrib)"
+            sb3_wall = f"{sb3['wall_time_s']:.0f}"
+            if sb3["wall_time_s"] > 0:
+                ratio = f"{r['wall_time_s'] / sb3['wall_time_s']:.2f}"
         lines.append(f"| {r['case']} (seed {r['seed']}) | {r['steps']:,} ({r['published_budget']:,}) "
-                     f"| {r['eval_mean']:.1f} ± {r['eval_std']:.1f} | {r['wall_time_s']:.0f} | "
-                     f"{sb3} | {reference(r)} | {reached} |")
+                     f"| {eval_cell(r)} | {r['wall_time_s']:.0f} | {sb3_eval} | {sb3_wall} | "
+                     f"{ratio} | {reference(r)} | {reached} |")
     return "\n".join(lines) + "\n"
+
+
+def eval_cell(r: dict) -> str:
+    cell = f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f}"
+    if r.get("eval_invalid_actions") is not None:
+        cell += f", {r['eval_invalid_actions']} invalid actions"
+    return cell
 
 
 def reference(r: dict) -> str:

@@ -13,7 +13,8 @@ Observations follow the goal-env convention: a Dict of "observation", "achieved_
 achieved goal). `compute_reward(achieved_goal, desired_goal, info)` recomputes rewards for
 relabelled goals, batched over leading axes, equal to the rewards `step` returns.
 
-Registered id: "BitFlipping-v0" (kwargs n_bits, continuous, max_steps), e.g.
+Registered ids: "BitFlippingContinuous-v0" (15 bits, Box actions) and "BitFlipping-v0" (kwargs
+n_bits, continuous, max_steps), e.g.
 `gym.make("BitFlipping-v0", n_bits=15, continuous=True)`. The episode limit is the env's own
 `max_steps` (it follows n_bits), so the id registers no TimeLimit.
 """
@@ -29,6 +30,7 @@ from gymnasium import spaces
 from envs.errors import ConfigError
 
 BIT_FLIPPING_ID = "BitFlipping-v0"
+CONTINUOUS_ID = "BitFlippingContinuous-v0"
 GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
 
 
@@ -109,9 +111,13 @@ class BitFlippingEnv(gym.Env):
 
 
 def register_bit_flipping() -> None:
-    """Register "BitFlipping-v0" (idempotent)."""
+    """Register "BitFlipping-v0" and "BitFlippingContinuous-v0" (15 bits, Box actions: the
+    setting of the HER paper where learning without HER fails) (idempotent)."""
     if BIT_FLIPPING_ID not in gym.registry:
         gym.register(BIT_FLIPPING_ID, entry_point=BitFlippingEnv)
+    if CONTINUOUS_ID not in gym.registry:
+        gym.register(CONTINUOUS_ID, entry_point=BitFlippingEnv,
+                     kwargs={"n_bits": 15, "continuous": True})
 
 
 register_bit_flipping()

@@ -36,6 +36,27 @@ class OffPolicyNetworkConfig(NetworkConfig):
               f"network.encoder_sizes must be positive widths, got {self.encoder_sizes}")
 
 
+HER_STRATEGIES = ("none", "future", "final", "episode")
+
+
+@dataclass
+class HerConfig:
+    """Hindsight experience replay (Andrychowicz et al. 2017) on goal-conditioned envs
+    (docs/spaces.md#goals-and-her)."""
+
+    strategy: str = "none"
+    """How relabelled goals are chosen: future (an achieved goal later in the same episode),
+    final (the episode's last), episode (any of the episode's), or none (no relabelling)."""
+    n_sampled_goal: int = 4
+    """Relabelled transitions per real one: a sampled transition gets a new goal with
+    probability n_sampled_goal / (n_sampled_goal + 1)."""
+
+    def validate(self) -> None:
+        check(self.strategy in HER_STRATEGIES,
+              f"her.strategy must be one of {', '.join(HER_STRATEGIES)}, got '{self.strategy}'")
+        check(self.n_sampled_goal >= 0, f"her.n_sampled_goal must be >= 0, got {self.n_sampled_goal}")
+
+
 @dataclass
 class OffPolicyConfig(RunConfig):
     n_envs: int = 1
@@ -70,9 +91,16 @@ class OffPolicyConfig(RunConfig):
     """Compile act and update steps with XLA (None: only the in-graph chunk of a tf: env; on
     Gymnasium envs the update runs faster without XLA, see bench/README.md)."""
     network: OffPolicyNetworkConfig = field(default_factory=OffPolicyNetworkConfig)
+    her: HerConfig = field(default_factory=HerConfig)
+    """Hindsight experience replay: relabelled goals for envs with observation, achieved_goal,
+    desired_goal and compute_reward (off by default)."""
 
     def validate(self) -> None:
         super().validate()
+        self.her.validate()
+        check(self.her.strategy == "none" or self.n_step == 1,
+              f"her needs one-step returns (n_step 1, got {self.n_step}): a relabelled goal "
+              "changes every reward of an n-step window")
         check(not self.normalize_obs and not self.normalize_reward,
               "normalize_obs / normalize_reward are not supported by off-policy agents (the replay "
               "buffer would hold observations normalised with stale statistics)")

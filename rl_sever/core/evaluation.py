@@ -36,7 +36,7 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
     try:
         targets = np.array([(episodes + i) // n for i in range(n)])
         counts = np.zeros(n, int)
-        returns, lengths = [], []
+        returns, lengths, successes = [], [], []
         ep_ret, ep_len = np.zeros(n), np.zeros(n, int)
         # An agent trained with action masks acts on the eval env's masks too.
         masks = MaskReader(env, n, agent.layout.mask_dim) if getattr(agent, "masked", False) else None
@@ -60,12 +60,17 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
                     returns.append(float(ep_ret[i]))
                     lengths.append(int(ep_len[i]))
                     counts[i] += 1
+                    success = _success(info, i)
+                    if success is not None:
+                        successes.append(success)
                 ep_ret[i], ep_len[i] = 0.0, 0
                 taken.append([])
     finally:
         env.close()
     result = {"mean_reward": float(np.mean(returns)), "std_reward": float(np.std(returns)),
               "mean_ep_length": float(np.mean(lengths)), "episodes": len(returns)}
+    if successes:  # goal envs report info["is_success"] at an episode's end
+        result["success_rate"] = float(np.mean(successes))
     if video_dir is not None:
         result.update(_record(agent, seed, [np.stack(a) for a in taken[:episodes]], returns,
                               video_dir, atari))
@@ -81,3 +86,12 @@ def _record(agent, seed: int, actions: list[np.ndarray], returns: list[float], v
     # and the actions would film other episodes than the ones evaluated.
     out["replay_matches"] = bool(np.allclose(out["returns"], returns, rtol=1e-5, atol=1e-6))
     return out
+
+
+def _success(info: dict, i: int) -> bool | None:
+    """info["is_success"] of sub-env `i`'s episode that just ended (its final info under
+    SAME_STEP autoreset), or None when the env does not report it."""
+    final = info.get("final_info", {})
+    if "is_success" not in final or not np.asarray(final.get("_is_success", [True] * (i + 1)))[i]:
+        return None
+    return bool(np.asarray(final["is_success"])[i])

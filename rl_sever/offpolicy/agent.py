@@ -28,10 +28,10 @@ from rl_sever.objective import binding
 from rl_sever.objective.outputs import Outputs
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.collector import OffPolicyCollector
+from rl_sever.offpolicy.her import make_replay
 from rl_sever.offpolicy.ingraph import InGraphOffPolicyCollector, InGraphOffPolicyTrainer
 from rl_sever.offpolicy.objective import OffPolicyObjective, probe_seed
 from rl_sever.offpolicy.replay import (
-    ReplayBuffer,
     Transitions,
     load_replay_for,
     prune_replays,
@@ -206,11 +206,11 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         self._one_step = cfg.n_step > 1 and self.aux.needs_transitions
         # A TF-native env: act, step, store and update run in compiled chunks with the replay
         # buffer in tf.Variables (rl_sever.offpolicy.ingraph); otherwise a NumPy buffer.
-        if tf_env is None:
-            self.replay = ReplayBuffer(cfg.buffer_size, cfg.n_envs, self.obs_shape,
-                                       self.obs_dtype.as_numpy_dtype, act.shape, np.float32,
-                                       n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed,
-                                       share_frames=is_image(self.obs_shape, self.obs_dtype))
+        if tf_env is None:  # with hindsight goals where config her asks (offpolicy.her)
+            self.replay = make_replay(self, share_frames=is_image(self.obs_shape, self.obs_dtype))
+        elif cfg.her.strategy != "none":
+            raise ConfigError("her: TF-native (tf:) envs have no goals; use a goal-conditioned "
+                              "Gymnasium env")
         self._build_learner()
         self._compile()
         self.ingraph = None

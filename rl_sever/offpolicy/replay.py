@@ -75,6 +75,8 @@ class ReplayBuffer:
     `n_step > 1` each sample is folded into an n-step transition (see `sample`).
     """
 
+    row_fields = _FIELDS  # the arrays with one row per vector step (saved by filled rows)
+
     def __init__(self, capacity: int, n_envs: int, obs_shape: tuple[int, ...], obs_dtype,
                  action_shape: tuple[int, ...], action_dtype=np.float32, *, n_step: int = 1,
                  gamma: float = 0.99, seed: int | None = 0, share_frames: bool = False):
@@ -202,10 +204,10 @@ class ReplayBuffer:
         """What a save holds: the row arrays in use and, with share_frames, the next
         observations kept aside (saved whole, not by rows)."""
         if not self.share_frames:
-            return {name: getattr(self, name) for name in _FIELDS}
+            return {name: getattr(self, name) for name in self.row_fields}
         keys = sorted(self.explicit)
         kept = [self.explicit[k] for k in keys]
-        return {**{name: getattr(self, name) for name in _FIELDS if name != "next_obs"},
+        return {**{name: getattr(self, name) for name in self.row_fields if name != "next_obs"},
                 "latest_next": self.latest_next,
                 "explicit_rows": np.array([t for t, _ in keys], np.int64),
                 "explicit_envs": np.array([e for _, e in keys], np.int64),
@@ -219,7 +221,7 @@ class ReplayBuffer:
         tmp.mkdir(parents=True, exist_ok=True)
         rows = self.filled_rows
         for name, data in self._arrays().items():
-            np.save(tmp / f"{name}.npy", data[:rows] if name in _FIELDS else data,
+            np.save(tmp / f"{name}.npy", data[:rows] if name in self.row_fields else data,
                     allow_pickle=False)
         meta = {"rows": self.rows, "n_envs": self.n_envs, "pos": self.pos, "full": self.full,
                 "filled_rows": rows, "n_step": self.n_step, "share_frames": self.share_frames,
@@ -249,7 +251,7 @@ class ReplayBuffer:
         loaded = {}
         for name, target in self._arrays().items():
             data = np.load(directory / f"{name}.npy", allow_pickle=False)
-            if name not in _FIELDS:
+            if name not in self.row_fields:
                 loaded[name] = data
                 continue
             if data.shape[1:] != target.shape[1:] or data.shape[0] != rows:
