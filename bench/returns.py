@@ -18,6 +18,10 @@ A recurrent policy (network.recurrent: lstm) runs as sb3-contrib's RecurrentPPO,
 trained with action masks as sb3-contrib's MaskablePPO (masks from the env's action_masks());
 the table names them. Cases without a preset (CASE_CONFIG) get their settings here, on both
 sides; masked cases also count the actions outside the masks during evaluation (0 expected).
+On a goal env (a Dict observation: SB3's MultiInputPolicy, whose CombinedExtractor concatenates
+the keys in the Dict's sorted order, the order rl_sever flattens them in), config `her` becomes
+SB3's HerReplayBuffer with the same strategy and n_sampled_goal; envs that report
+info["is_success"] get the success rate of the evaluation episodes on both sides.
 
 `--steps` overrides every selected case's budget (for the cases whose published budget does not
 fit a 2-core machine); the JSON records the budget run and the published one. Each case's run
@@ -68,6 +72,11 @@ CASES = {
     "ppo_lstm_cartpolenovel": ("ppo", "CartPoleNoVel-v1", 100_000, None, None),
     "ppo_lstm_pendulumnovel": ("ppo", "PendulumNoVel-v1", 100_000, None, None),
     "ppo_mask_invalidaction": ("ppo", "Masked/InvalidActionPenalty-v0", 100_000, None, None),
+    # Hindsight experience replay on 15-bit flipping (envs/bit_flipping.py), and the same without
+    # it, which the HER paper's bit flipping shows failing (a random walk almost never meets
+    # its goal, so every reward is -1); the success rate is their measure.
+    "sac_her_bitflip": ("sac", "BitFlippingContinuous-v0", 30_000, None, None),
+    "sac_noher_bitflip": ("sac", "BitFlippingContinuous-v0", 30_000, None, None),
 }
 # Config layers of a case, on top of its preset (both sides get them). Masked/InvalidActionPenalty
 # has no preset: the target action is in the observation, every step pays 1 for it, 0.1 for
@@ -78,6 +87,13 @@ CASE_CONFIG: dict[str, dict] = {
                                "learning_rate": 3e-4, "gamma": 0.99, "gae_lambda": 0.95,
                                "ent_coef": 0.01, "clip_range": 0.2, "action_masks": "on"},
 }
+# BitFlippingContinuous-v0 has no preset: SB3's HER settings for its bit-flipping env (one env,
+# 1000 random steps first, gamma 0.95, lr 1e-3, [64, 64] ReLU; tau, train_freq, gradient_steps
+# and the learned entropy coefficient at the SAC defaults, the same on both sides).
+BITFLIP = {"n_envs": 1, "learning_starts": 1000, "batch_size": 256, "gamma": 0.95,
+           "learning_rate": 1e-3, "buffer_size": 1_000_000, "network": {"hidden_sizes": [64, 64]}}
+CASE_CONFIG["sac_her_bitflip"] = {**BITFLIP, "her": {"strategy": "future", "n_sampled_goal": 4}}
+CASE_CONFIG["sac_noher_bitflip"] = {**BITFLIP, "her": {"strategy": "none"}}
 FITS_HERE = ["ppo_cartpole", "ppo_acrobot", "ppo_lunarlander", "a2c_lunarlander",
              "sac_pendulum", "td3_pendulum"]
 
@@ -115,6 +131,7 @@ def run_case(name: str, seed: int, steps: int | None, sb3: bool = False,
             "published_budget": budget, "wall_time_s": round(wall, 1),
             "eval_mean": round(ev["mean_reward"], 2), "eval_std": round(ev["std_reward"], 2),
             "eval_episodes": ev["episodes"],
+            "eval_success_rate": ev.get("success_rate"),  # None: the env reports no is_success
             "eval_invalid_actions": audit.invalid if masked else None,
             "config_overrides": CASE_CONFIG.get(name),
             "reference_mean": ref_mean, "reference_std": ref_std,
@@ -130,18 +147,22 @@ def run_case(name: str, seed: int, steps: int | None, sb3: bool = False,
 
 def sb3_model(algo: str, env, cfg, seed: int, policy: str = "MlpPolicy", masked: bool = False):
     """An SB3 model with rl_sever's resolved settings `cfg` (the same values, SB3's names);
-    `masked`: rl_sever trains with action masks (sb3-contrib MaskablePPO)."""
+    `masked`: rl_sever trains with action masks (sb3-contrib MaskablePPO); a Dict observation
+    takes MultiInputPolicy, and config `her` SB3's HerReplayBuffer."""
     import torch
-    from stable_baselines3 import A2C, PPO, SAC, TD3
+    from gymnasium import spaces
+    from stable_baselines3 import A2C, PPO, SAC, TD3, HerReplayBuffer
 
     net = cfg.network
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}[net.activation]
     lr = cfg.learning_rate
     lr = (lambda left: left * cfg.learning_rate) if cfg.lr_schedule == "linear" else lr
     common = dict(learning_rate=lr, gamma=cfg.gamma, seed=seed, device="cpu", verbose=0)
+    if isinstance(env.observation_space, spaces.Dict):  # rl_sever flattens it; so does this
+        policy = "MultiInputPolicy"
     if algo in ("ppo", "a2c"):
         policy_kwargs = dict(activation_fn=act, ortho_init=net.ortho_init)
-        if policy == "MlpPolicy":  # CnnPolicy: linear heads on the shared Nature CNN, as here
+        if policy != "CnnPolicy":  # CnnPolicy: linear heads on the shared Nature CNN, as here
             policy_kwargs.update(net_arch=list(net.hidden_sizes), log_std_init=net.log_std_init)
         kw = dict(common, n_steps=cfg.n_steps, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,
                   vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
@@ -163,13 +184,17 @@ def sb3_model(algo: str, env, cfg, seed: int, policy: str = "MlpPolicy", masked:
               batch_size=cfg.batch_size, tau=cfg.tau, train_freq=cfg.train_freq,
               gradient_steps=cfg.gradient_steps,
               policy_kwargs=dict(net_arch=list(net.hidden_sizes), activation_fn=act))
+    if cfg.her.strategy != "none":  # future / final / episode: SB3's goal_selection_strategy too
+        kw.update(replay_buffer_class=HerReplayBuffer,
+                  replay_buffer_kwargs=dict(n_sampled_goal=cfg.her.n_sampled_goal,
+                                            goal_selection_strategy=cfg.her.strategy))
     if algo == "sac":
-        return SAC("MlpPolicy", env, **kw)
+        return SAC(policy, env, **kw)
     if algo == "tqc":
         from sb3_contrib import TQC
 
         kw["policy_kwargs"].update(n_critics=cfg.n_critics, n_quantiles=cfg.n_quantiles)
-        return TQC("MlpPolicy", env, top_quantiles_to_drop_per_net=cfg.top_quantiles_to_drop_per_net,
+        return TQC(policy, env, top_quantiles_to_drop_per_net=cfg.top_quantiles_to_drop_per_net,
                    **kw)
     if algo == "crossq":
         from sb3_contrib import CrossQ
@@ -180,12 +205,12 @@ def sb3_model(algo: str, env, cfg, seed: int, policy: str = "MlpPolicy", masked:
                                    batch_norm_momentum=cfg.batch_norm_momentum,
                                    batch_norm_eps=cfg.batch_norm_eps,
                                    renorm_warmup_steps=cfg.renorm_warmup_steps)
-        return CrossQ("MlpPolicy", env, policy_delay=cfg.policy_delay, **kw)
+        return CrossQ(policy, env, policy_delay=cfg.policy_delay, **kw)  # no MultiInputPolicy
     from stable_baselines3.common.noise import NormalActionNoise
 
     dim = env.action_space.shape[0]
     noise = NormalActionNoise(np.zeros(dim), cfg.action_noise * np.ones(dim))
-    return TD3("MlpPolicy", env, action_noise=noise, policy_delay=cfg.policy_delay,
+    return TD3(policy, env, action_noise=noise, policy_delay=cfg.policy_delay,
                target_policy_noise=cfg.target_policy_noise,
                target_noise_clip=cfg.target_noise_clip, **kw)
 
@@ -194,9 +219,9 @@ def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int, threads: int = 1
             masked: bool = False) -> dict:
     import torch
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
 
+    import envs.bit_flipping  # noqa: F401  (registers BitFlipping-v0, BitFlippingContinuous-v0)
     import envs.masked  # noqa: F401  (registers Masked/*, NoVel/* and the *NoVel aliases)
     import envs.partial  # noqa: F401
     from envs.atari import is_atari
@@ -222,16 +247,34 @@ def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int, threads: int = 1
     if normalize:
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
         eval_env.obs_rms = env.obs_rms
-    invalid = None
+    invalid, success = None, None
     if masked:  # MaskablePPO acts on the eval env's action_masks() (use_masking)
         mean, std, invalid = evaluate_masked(model, eval_env, EVAL_EPISODES)
     else:  # SB3's evaluate_policy carries a recurrent policy's state (episode_start resets it)
-        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES,
-                                    deterministic=True)
+        mean, std, success = evaluate_success(model, eval_env, EVAL_EPISODES)
     return {"wall_time_s": round(wall, 1), "eval_mean": round(float(mean), 2),
             "eval_std": round(float(std), 2), "torch_threads": threads,
             "algorithm": type(model).__name__, "library": type(model).__module__.split(".")[0],
-            "eval_invalid_actions": invalid}
+            "eval_success_rate": success, "eval_invalid_actions": invalid}
+
+
+def evaluate_success(model, eval_env, episodes: int) -> tuple[float, float, float | None]:
+    """SB3's evaluate_policy (deterministic): (mean, std of the episode returns, success rate:
+    the share of the episodes whose last info has is_success true; None when the env reports
+    none)."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    successes: list[bool] = []
+
+    def count(local: dict, _globals: dict) -> None:  # called per sub-env and step
+        info = local["info"]
+        # The episodes evaluate_policy counts: a done with the Monitor's "episode" summary.
+        if local["done"] and "episode" in info and "is_success" in info:
+            successes.append(bool(info["is_success"]))
+
+    mean, std = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True,
+                                callback=count)
+    return float(mean), float(std), (float(np.mean(successes)) if successes else None)
 
 
 def run_sb3_atari(algo: str, env_id: str, cfg, seed: int, steps: int) -> dict:
@@ -259,10 +302,11 @@ def run_sb3_atari(algo: str, env_id: str, cfg, seed: int, steps: int) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     """The table: both sides' eval and learn() wall time, their ratio (rl_sever / SB3: above 1,
-    rl_sever is slower), the sb3-contrib algorithm where one stands in for SB3, and on masked
-    cases the actions outside the masks during evaluation."""
-    lines = ["| case | env steps (published) | rl_sever eval (20 ep.) | wall s | SB3 eval (20 ep.) "
-             "| SB3 wall s | wall rl_sever / SB3 | reference (zoo) | reached ref. mean - std |",
+    rl_sever is slower), the sb3-contrib algorithm where one stands in for SB3, on goal envs the
+    success rate and on masked cases the actions outside the masks during evaluation."""
+    lines = [f"| case | env steps (published) | rl_sever eval ({EVAL_EPISODES} ep.) | wall s "
+             f"| SB3 eval ({EVAL_EPISODES} ep.) | SB3 wall s | wall rl_sever / SB3 "
+             "| reference (zoo) | reached ref. mean - std |",
              "|---|---|---|---:|---|---:|---:|---|---|"]
     for r in rows:
         reached = {True: "yes", False: "**no**", None: "budget cut"}[r["reached"]]
@@ -284,6 +328,8 @@ def markdown(rows: list[dict]) -> str:
 
 def eval_cell(r: dict) -> str:
     cell = f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f}"
+    if r.get("eval_success_rate") is not None:
+        cell += f", success {r['eval_success_rate']:.2f}"
     if r.get("eval_invalid_actions") is not None:
         cell += f", {r['eval_invalid_actions']} invalid actions"
     return cell
