@@ -15,6 +15,12 @@ def reached_observations(next_obs: np.ndarray, info: dict) -> np.ndarray:
     final = info.get("_final_obs")
     if final is None or not final.any():
         return next_obs
+    if isinstance(next_obs, dict):  # a Dict observation: each key from the final dicts
+        rows = np.flatnonzero(final)
+        reached = {k: v.copy() for k, v in next_obs.items()}
+        for k, v in reached.items():
+            v[rows] = np.stack([info["final_obs"][i][k] for i in rows])
+        return reached
     reached = next_obs.copy()
     reached[final] = np.stack(info["final_obs"][final])
     return reached

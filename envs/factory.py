@@ -29,6 +29,7 @@ from gymnasium.wrappers import FlattenObservation, TransformObservation
 from envs import atari as atari_ids
 from envs import bit_flipping, masked, partial, pixels  # noqa: F401  (register their env ids)
 from envs.atari import AtariSettings
+from envs.dict_obs import DictObservation, has_image_key
 from envs.episodes import EpisodeStats
 from envs.errors import ConfigError, UnknownNameError, suggest
 from envs.pixels import is_image_space
@@ -174,13 +175,16 @@ def preprocess_observation(env: gym.Env) -> gym.Env:
     """Make a single env's observations agent-ready.
 
     Dict / Tuple observations and Box observations of rank != 1 are flattened to a 1-D
-    float32 Box, except uint8 images (rank-3 HWC Box), which are left as they are. Other
+    float32 Box, except uint8 images (rank-3 HWC Box), which are left as they are, and Dicts
+    holding such images, which stay Dicts (envs.dict_obs: images kept, other keys flattened). Other
     float Box observations (float64, float16) are cast to float32. Discrete, MultiDiscrete
     and MultiBinary observations are left for the agent to encode.
     """
     space = env.observation_space
     if is_image_space(space):
         return env
+    if has_image_key(space):  # images and vectors: kept as a Dict (envs.dict_obs)
+        return DictObservation(env)
     box = isinstance(space, spaces.Box)
     if isinstance(space, (spaces.Dict, spaces.Tuple)) or (box and len(space.shape) != 1):
         # Flattened Discrete parts are one-hot integers; networks want float32 either way.

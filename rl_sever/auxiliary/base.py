@@ -58,7 +58,8 @@ class AuxiliaryModule(tf.Module):
     def __init__(self, feature_dim: int, obs_shape: tuple[int, ...], obs_dtype, action: ActionSpec,
                  cfg: AuxiliaryConfig):
         super().__init__(name=self.name)
-        self.feature_dim, self.obs_shape, self.obs_dtype = feature_dim, tuple(obs_shape), obs_dtype
+        self.feature_dim, self.obs_dtype = feature_dim, obs_dtype
+        self.obs_shape = obs_shape if isinstance(obs_shape, dict) else tuple(obs_shape)
         self.action, self.cfg = action, cfg
 
     def modules(self) -> dict[str, list]:

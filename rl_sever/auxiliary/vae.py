@@ -15,6 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from rl_sever.auxiliary.base import AuxContext, AuxiliaryModule
+from rl_sever.errors import ConfigError
 from rl_sever.nn.encoders import scale_obs
 from rl_sever.nn.layers import DenseStack
 
@@ -27,6 +28,9 @@ class VAE(AuxiliaryModule):
 
     def __init__(self, feature_dim, obs_shape, obs_dtype, action, cfg):
         super().__init__(feature_dim, obs_shape, obs_dtype, action, cfg)
+        if isinstance(self.obs_shape, dict):
+            raise ConfigError("the vae auxiliary reconstructs one observation array; Dict "
+                              "observations are not supported (use reward or inverse)")
         self.image = len(self.obs_shape) == 3
         self.latent_head = keras.layers.Dense(2 * cfg.latent_dim, name="vae_latent")
         self.latent_head.build((None, feature_dim))

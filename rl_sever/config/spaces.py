@@ -49,9 +49,20 @@ def action_spec(space: gym.Space) -> ActionSpec:
                                 "MultiDiscrete and 1-D Box")
 
 
-def observation_shape(space: gym.Space) -> tuple[int, ...]:
-    """Shape of one observation; the env factory has already flattened Dict/Tuple spaces."""
+def observation_shape(space: gym.Space) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
+    """Shape of one observation (a Dict's: key -> shape); the env factory has already
+    flattened Tuple spaces and Dicts without images (envs.dict_obs)."""
     if isinstance(space, gym.spaces.Box):
         return tuple(space.shape)
+    if isinstance(space, gym.spaces.Dict) and all(
+            isinstance(s, gym.spaces.Box) for s in space.spaces.values()):
+        return {k: tuple(s.shape) for k, s in space.spaces.items()}
     raise UnsupportedSpaceError(f"unsupported observation space {space}; use Box, or Dict/Tuple "
                                 "of Box/Discrete spaces (envs.make_vec_env flattens those)")
+
+
+def observation_dtype(space: gym.Space):
+    """NumPy dtype of one observation (a Dict's: key -> dtype)."""
+    if isinstance(space, gym.spaces.Dict):
+        return {k: np.dtype(s.dtype) for k, s in space.spaces.items()}
+    return np.dtype(space.dtype)

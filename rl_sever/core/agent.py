@@ -20,14 +20,15 @@ from envs import EpisodeStats, episode_stats, find_normalizer, make_vec_env
 from rl_sever import __version__
 from rl_sever.config.changes import check_resume_changes, config_changes, history_entry
 from rl_sever.config.fields import flat_items, to_dict, update
-from rl_sever.config.spaces import action_spec, observation_shape
+from rl_sever.config.spaces import action_spec, observation_dtype, observation_shape
 from rl_sever.core import metrics, registry, rundir
-from rl_sever.core.action_masks import check_masks, uses_action_masks
+from rl_sever.core.action_masks import uses_action_masks
 from rl_sever.core.batch import Layout
 from rl_sever.core.checkpoint import Checkpointer
 from rl_sever.core.distribute import ReplicaSet
 from rl_sever.core.ingraph_env import tfnative_env
 from rl_sever.core.loop import run_training
+from rl_sever.core.policy_inputs import act_inputs
 from rl_sever.core.threads import apply_intra_op_threads
 from rl_sever.errors import ConfigError, suggest
 from rl_sever.isolation.freeze import FreezeSchedule
@@ -109,8 +110,10 @@ class Agent:
             except ValueError:  # the training loop logs episode returns from this wrapper
                 env = EpisodeStats(env)
         self.env = env
+        # A Dict observation (images with vectors, envs.dict_obs): key -> shape, key -> dtype.
         self.obs_shape = observation_shape(env.single_observation_space)
-        self.obs_dtype = tf.as_dtype(env.single_observation_space.dtype)
+        self.obs_dtype = tf.nest.map_structure(tf.as_dtype,
+                                               observation_dtype(env.single_observation_space))
         self.action = action_spec(env.single_action_space)
         # Action masks (rl_sever.core.action_masks): stored with the batch, read by the policy.
         self.masked = uses_action_masks(env, self.action, getattr(config, "action_masks", "off"),
@@ -248,7 +251,10 @@ class Agent:
                   "env_id": self.env_id, "config": to_dict(self.config),
                   "rl_sever_version": __version__}
         if self.user_encoder is not None:  # its architecture is code: load() must be given it
-            record["user_encoder"] = f"{type(self.user_encoder).__name__} {self.user_encoder.name!r}"
+            models = (self.user_encoder if isinstance(self.user_encoder, dict)  # one per key
+                      else {"": self.user_encoder})
+            record["user_encoder"] = ", ".join(f"{k + ': ' if k else ''}{type(m).__name__} "
+                                               f"{m.name!r}" for k, m in models.items())
         if self.config_history:
             record["history"] = self.config_history
         return record
@@ -317,41 +323,13 @@ class Agent:
         `predict(obs, False)` still means deterministic=False."""
         if isinstance(state, (bool, np.bool_)):  # the positional `deterministic` of before
             state, deterministic = None, bool(state)
-        obs = np.asarray(obs)
-        single = obs.shape == self.obs_shape
-        batch = obs[None] if single else obs
-        if batch.shape[1:] != self.obs_shape:
-            raise ConfigError(f"observation shape {obs.shape} does not match the env's {self.obs_shape}")
-        batch = self.normalize_obs(batch).astype(self.obs_dtype.as_numpy_dtype)
-        fn = self.greedy_fn if deterministic else self.act_fn
-        args, n = [batch], len(batch)
-        if self.layout.state_dim:
-            args.append(self._predict_state(state, episode_start, n))
-        if self.masked:
-            dim = self.layout.mask_dim
-            masks = np.ones((n, dim), bool) if action_masks is None else np.asarray(action_masks)
-            args.append(check_masks(masks.reshape(n, -1) if masks.size == n * dim else masks, n, dim))
-        elif action_masks is not None:
-            raise ConfigError("action_masks given, but this agent was trained without masks "
-                              "(config action_masks)")
-        out = fn(*args)
+        args, single = act_inputs(self, obs, state, episode_start, action_masks)
+        out = (self.greedy_fn if deterministic else self.act_fn)(*args)
         if not self.layout.state_dim:
             actions = self.env_actions(out.numpy())
             return actions[0] if single else actions
         actions, state = self.env_actions(out[0].numpy()), out[1].numpy()
         return (actions[0], state[0]) if single else (actions, state)
-
-    def _predict_state(self, state, episode_start, n: int) -> np.ndarray:
-        """The recurrent state `predict` acts from: zeros for None, zeroed at episode starts."""
-        dim = self.layout.state_dim
-        state = np.zeros((n, dim), np.float32) if state is None else np.asarray(state, np.float32)
-        if state.size != n * dim:
-            raise ConfigError(f"recurrent state of shape {state.shape}; this policy needs "
-                              f"({n}, {dim}): what predict returned for these observations")
-        state = state.reshape(n, dim)
-        if episode_start is not None:
-            state = np.where(np.asarray(episode_start, bool).reshape(n, 1), 0.0, state)
-        return state.astype(np.float32)
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
         """Clip Gaussian actions to the action bounds (only when stepping, never in log-probs)."""

@@ -52,6 +52,14 @@ class Layout(typing.NamedTuple):
     mask_dim: int = 0  # action-mask width (0: the env gives no masks)
     state_dim: int = 0  # recurrent-state width (0: a feed-forward policy)
 
+    def obs_spec(self, lead=(None,)):
+        """TensorSpec of observations with leading dims `lead` (a Dict observation's: key ->
+        TensorSpec)."""
+        if isinstance(self.obs_shape, dict):
+            return {k: tf.TensorSpec([*lead, *shape], tf.as_dtype(self.obs_dtype[k]))
+                    for k, shape in self.obs_shape.items()}
+        return tf.TensorSpec([*lead, *self.obs_shape], tf.as_dtype(self.obs_dtype))
+
     def present(self) -> set:
         """The optional kinds this layout always has (masks, recurrent states)."""
         return {kind for kind, dim in ((Mask, self.mask_dim), (State, self.state_dim)) if dim}
@@ -89,9 +97,13 @@ def typed_batch(cls):
         the kinds the layout has: masks, recurrent states)."""
         present = set(fields or ()) | (set(klass._fields) - klass.optional)
         present |= {name for name, kind in klass.kinds.items() if kind in layout.present()}
-        return klass(**{name: tf.TensorSpec([*lead, *shape], dtype)
-                        for name in klass._fields if name in present
-                        for shape, dtype in [layout.field(klass.kinds[name])]})
+        def one(kind):
+            if kind is Obs:
+                return layout.obs_spec(lead)
+            shape, dtype = layout.field(kind)
+            return tf.TensorSpec([*lead, *shape], dtype)
+
+        return klass(**{name: one(klass.kinds[name]) for name in klass._fields if name in present})
 
     def zeros(klass, layout: Layout, lead, fields=None):
         """NumPy storage of `lead` rows, shaped and typed as `spec`."""

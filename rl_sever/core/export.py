@@ -51,8 +51,14 @@ class ExportedPolicy(tf.Module):
             self._low = tf.constant(agent.action.low, tf.float32)
             self._high = tf.constant(agent.action.high, tf.float32)
         self._state_dim = agent.layout.state_dim
-        spec = [tf.TensorSpec([None, *agent.obs_shape], tf.as_dtype(raw_space.dtype),
-                              name="observation")]
+        # A Dict observation: one input per key, observation_<key> (signatures take flat inputs).
+        self._keys = list(agent.obs_shape) if isinstance(agent.obs_shape, dict) else None
+        if self._keys is None:
+            spec = [tf.TensorSpec([None, *agent.obs_shape], tf.as_dtype(raw_space.dtype),
+                                  name="observation")]
+        else:
+            spec = [tf.TensorSpec([None, *agent.obs_shape[k]], agent.obs_dtype[k],
+                                  name=f"observation_{k}") for k in self._keys]
         if self._state_dim:  # a recurrent policy takes its state and returns the next one
             spec += [tf.TensorSpec([None, self._state_dim], tf.float32, name="state"),
                      tf.TensorSpec([None], tf.bool, name="episode_start")]
@@ -61,15 +67,24 @@ class ExportedPolicy(tf.Module):
         self.serve = tf.function(self._serve, input_signature=spec)
 
     def _serve(self, observation: tf.Tensor, *extra: tf.Tensor) -> dict[str, tf.Tensor]:
+        if self._keys is not None:  # the Dict observation's keys, then the other inputs
+            parts = [observation, *extra[:len(self._keys) - 1]]
+            extra = extra[len(self._keys) - 1:]
+            action = self._act({k: tf.cast(v, self._obs_dtype[k])
+                                for k, v in zip(self._keys, parts)}, extra)
+            return action
         x = observation
         if self._rms is not None:
             # float64, like the NumPy path of agent.predict, so both give identical bits.
             x = self._rms.normalize_tf(x, self._clip, self._eps, dtype=tf.float64)
+        return self._act(tf.cast(x, self._obs_dtype), extra)
+
+    def _act(self, x, extra) -> dict[str, tf.Tensor]:
         out = {}
         if self._state_dim:  # the state zeroed where an episode starts
             state, start, *extra = extra
             extra = [tf.where(start[:, None], tf.zeros_like(state), state), *extra]
-        action = self._greedy(tf.cast(x, self._obs_dtype), *extra)
+        action = self._greedy(x, *extra)
         if self._state_dim:
             action, out["state"] = action
         if self._low is not None:
@@ -105,7 +120,9 @@ def metadata(agent: Any) -> dict[str, Any]:
     return {"format": "rl_sever policy SavedModel", "rl_sever_version": __version__,
             "algo": agent.algo, "env_id": agent.env_id,
             "global_step": int(agent.global_step.numpy()),
-            "signature": {"name": SIGNATURE, "input": "observation", "output": "action",
+            "signature": {"name": SIGNATURE, "output": "action",
+                          "input": ("observation" if not isinstance(agent.obs_shape, dict)
+                                    else [f"observation_{k}" for k in agent.obs_shape]),
                           **({"state": {"inputs": ["state", "episode_start"], "output": "state",
                                         "shape": [None, agent.layout.state_dim],
                                         "dtype": "float32", "initial": "zeros"}}

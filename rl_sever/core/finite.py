@@ -32,6 +32,10 @@ class FiniteGuard:
         `step` is the env step of the vector step being checked."""
         if self.mode == "off":
             return
+        if isinstance(values, dict):  # a Dict observation: each key
+            for key, part in values.items():
+                self.check(f"{what} '{key}'", part, step)
+            return
         arr = values if isinstance(values, np.ndarray) else np.asarray(values)
         if arr.dtype.kind not in "fc" or np.isfinite(arr).all():  # ~1 us: the common case
             return

@@ -74,7 +74,10 @@ class RolloutBuffer:
         if self.pos >= self.n_steps:
             raise IndexError("rollout buffer is full; call reset() after the update")
         for array, value in zip(self.data, Rollout.row(step)):
-            if not isinstance(value, tuple):  # an absent field (): filled by the collector
+            if isinstance(array, dict):  # a Dict observation: one array per key
+                for key, part in array.items():
+                    part[self.pos] = value[key]
+            elif not isinstance(value, tuple):  # an absent field (): filled by the collector
                 array[self.pos] = value
         self.pos += 1
 

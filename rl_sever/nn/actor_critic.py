@@ -10,7 +10,7 @@ from rl_sever.config.run import NetworkConfig, parse_grad_from
 from rl_sever.config.spaces import ActionSpec
 from rl_sever.isolation import sever
 from rl_sever.nn.distributions import ActionHead
-from rl_sever.nn.encoders import flat_obs, is_image, make_encoder
+from rl_sever.nn.encoders import flat_obs, is_image, make_encoder, zero_obs
 from rl_sever.nn.layers import DenseStack
 from rl_sever.nn.recurrent import RecurrentCore
 
@@ -32,7 +32,8 @@ class ActorCritic(tf.Module):
         self.cfg = cfg
         self.head = ActionHead(action)
         ortho = cfg.ortho_init
-        if cfg.shared_encoder or user_encoder is not None or is_image(obs_shape, obs_dtype):
+        if (cfg.shared_encoder or user_encoder is not None or is_image(obs_shape, obs_dtype)
+                or isinstance(obs_shape, dict)):  # a Dict observation: one encoder per key
             # An MLP encoder is the hidden layers; the heads (one linear layer each) read its
             # last width.
             self.encoder = make_encoder(obs_shape, obs_dtype, cfg.encoder, user=user_encoder,
@@ -60,7 +61,7 @@ class ActorCritic(tf.Module):
         grad_from = parse_grad_from(cfg.encoder_grad_from)
         self.actor_trains_encoder = "actor" in grad_from
         self.critic_trains_encoder = "critic" in grad_from
-        zeros = tf.zeros((1, *obs_shape), obs_dtype)
+        zeros = zero_obs(obs_shape, obs_dtype)
         if self.core is None:  # build every layer
             self(zeros)
         else:

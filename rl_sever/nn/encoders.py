@@ -10,6 +10,7 @@ features through `sever`.
 from __future__ import annotations
 
 import math
+import re
 
 import keras
 import numpy as np
@@ -23,8 +24,16 @@ NATURE_MIN_SIDE = 80  # encoder "auto": the Nature CNN for images this large (At
 
 
 def is_image(obs_shape: tuple[int, ...], obs_dtype) -> bool:
-    """HWC uint8 observations (what envs.pixels produces) are images."""
-    return len(obs_shape) == 3 and tf.as_dtype(obs_dtype) == tf.uint8
+    """HWC uint8 observations (what envs.pixels produces) are images (a Dict is not)."""
+    return (not isinstance(obs_shape, dict) and len(obs_shape) == 3
+            and tf.as_dtype(obs_dtype) == tf.uint8)
+
+
+def zero_obs(obs_shape, obs_dtype, n: int = 1):
+    """`n` zero observations (a Dict observation's: key -> zeros)."""
+    if isinstance(obs_shape, dict):
+        return {k: tf.zeros((n, *shape), obs_dtype[k]) for k, shape in obs_shape.items()}
+    return tf.zeros((n, *obs_shape), obs_dtype)
 
 
 def scale_obs(obs: tf.Tensor) -> tf.Tensor:
@@ -172,11 +181,75 @@ class UserEncoder(tf.Module):
         return twin
 
 
-def make_encoder(obs_shape: tuple[int, ...], obs_dtype, kind: str = "auto", *, user=None,
-                 **spec) -> Encoder | UserEncoder:
+class DictEncoder(tf.Module):
+    """One encoder per key of a Dict observation (envs.dict_obs), features concatenated in the
+    keys' order: a CNN for an image key (the Nature CNN from NATURE_MIN_SIDE px, else the small
+    one; `kind` cnn or nature picks one), a vector key as it is (flattened, as SB3's
+    CombinedExtractor) or through an MLP with `kind` mlp, and a user's model where `user` (a
+    dict key -> keras model) names the key. One module "encoder" for freezing and the audit."""
+
+    kind = "dict"
+
+    def __init__(self, obs_shape: dict, obs_dtype: dict, kind: str = "auto", *, user=None,
+                 name: str = "encoder", **spec):
+        super().__init__(name=name)
+        self.obs_shape, self.obs_dtype, self._kind, self._spec = obs_shape, obs_dtype, kind, spec
+        user = dict(user or {})
+        unknown = sorted(set(user) - set(obs_shape))
+        if unknown:
+            raise ConfigError(f"encoder= names keys {unknown} the observation does not have; its "
+                              f"keys are {list(obs_shape)}")
+        self.parts: dict[str, Encoder | UserEncoder | None] = {}
+        for key, shape in obs_shape.items():
+            part_name = f"{name}_{re.sub(r'[^A-Za-z0-9_]', '_', key)}"
+            if key in user:
+                self.parts[key] = UserEncoder(user[key], shape, name=part_name)
+            elif is_image(shape, obs_dtype[key]):
+                pick = kind if kind in ("cnn", "nature") else (
+                    "nature" if min(shape[:2]) >= NATURE_MIN_SIDE else "cnn")
+                self.parts[key] = Encoder(shape, pick, name=part_name, **spec)
+            elif kind == "mlp":
+                self.parts[key] = Encoder(shape, "mlp", name=part_name, **spec)
+            else:
+                self.parts[key] = None  # the vector itself
+        self._user = user
+        self.out_dim = sum(int(np.prod(obs_shape[k])) if p is None else p.out_dim
+                           for k, p in self.parts.items())
+
+    def __call__(self, obs: dict) -> tf.Tensor:
+        return tf.concat([flat_obs(obs[k]) if p is None else p(obs[k])
+                          for k, p in self.parts.items()], axis=-1)
+
+    @property
+    def weights(self) -> list:
+        return [w for p in self.parts.values() if p is not None for w in p.weights]
+
+    @property
+    def trainable_variables(self) -> list:
+        return self.weights
+
+    def copy(self, name: str) -> DictEncoder:
+        """A twin with the same parts and copied weights (a target network)."""
+        twin = DictEncoder.__new__(DictEncoder)
+        tf.Module.__init__(twin, name=name)
+        twin.obs_shape, twin.obs_dtype, twin._kind, twin._spec = (
+            self.obs_shape, self.obs_dtype, self._kind, self._spec)
+        twin._user, twin.out_dim = self._user, self.out_dim
+        twin.parts = {k: None if p is None else p.copy(f"{name}_{re.sub(r'[^A-Za-z0-9_]', '_', k)}")
+                      for k, p in self.parts.items()}
+        return twin
+
+
+def make_encoder(obs_shape, obs_dtype, kind: str = "auto", *, user=None,
+                 **spec) -> Encoder | UserEncoder | DictEncoder:
     """The shared encoder: the user's model if given, else an Encoder of `kind` ("auto": the
     Nature CNN for uint8 images of at least NATURE_MIN_SIDE px, the small CNN for smaller
-    ones, MLP otherwise)."""
+    ones, MLP otherwise); for a Dict observation a DictEncoder (`user`: key -> model)."""
+    if isinstance(obs_shape, dict):
+        if user is not None and not isinstance(user, dict):
+            raise ConfigError("a Dict observation takes encoder= as a dict: key -> keras model "
+                              f"(its keys: {list(obs_shape)})")
+        return DictEncoder(obs_shape, obs_dtype, kind, user=user, **spec)
     if user is not None:
         return UserEncoder(user, obs_shape)
     if kind not in ENCODER_KINDS:

@@ -129,7 +129,8 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         # One intra-op thread for MLP updates on CPU without XLA: the executor then runs their
         # independent matmuls side by side (rl_sever.core.threads). XLA runs one stream and
         # wants the intra-op pool; convolutions split well across cores.
-        mlp = self.user_encoder is None and not is_image(self.obs_shape, self.obs_dtype)
+        mlp = (self.user_encoder is None and not is_image(self.obs_shape, self.obs_dtype)
+               and not isinstance(self.obs_shape, dict))
         return 1 if mlp and not self.uses_xla() and not tf.config.list_physical_devices("GPU") else 0
 
     def uses_xla(self) -> bool:
@@ -161,7 +162,8 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         net = cfg.network
         self.encoder = self.target_encoder = None
         shared = (net.shared_encoder or self.user_encoder is not None
-                  or is_image(self.obs_shape, self.obs_dtype))
+                  or is_image(self.obs_shape, self.obs_dtype)
+                  or isinstance(self.obs_shape, dict))  # a Dict observation: one encoder per key
         if cfg.aux and not shared:
             raise ConfigError(
                 "auxiliary losses need a shared encoder: set "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import tensorflow as tf
 from gymnasium import spaces
 
 from rl_sever.errors import ConfigError
@@ -138,11 +139,15 @@ def make_replay(agent, share_frames: bool) -> ReplayBuffer:
     """The agent's replay buffer on a Gymnasium env: with hindsight goals when config `her`
     asks for them (a ConfigError when the env has no goals)."""
     cfg = agent.config
-    args = (cfg.buffer_size, cfg.n_envs, agent.obs_shape, agent.obs_dtype.as_numpy_dtype,
+    args = (cfg.buffer_size, cfg.n_envs, agent.obs_shape,
+            tf.nest.map_structure(lambda d: d.as_numpy_dtype, agent.obs_dtype),
             agent.action.shape, np.float32)
     kwargs = dict(n_step=cfg.n_step, gamma=cfg.gamma, seed=cfg.seed, share_frames=share_frames)
     if cfg.her.strategy == "none":
         return ReplayBuffer(*args, **kwargs)
+    if isinstance(agent.obs_shape, dict):
+        raise ConfigError("her: goal observations with image keys are not supported (a Dict of "
+                          "vectors is flattened, and works)")
     goals = goal_layout(agent.env, agent.env_id, int(np.prod(agent.obs_shape)))
     return HerReplayBuffer(*args, goals=goals, strategy=cfg.her.strategy,
                            n_sampled_goal=cfg.her.n_sampled_goal, **kwargs)

@@ -58,11 +58,35 @@ def replay_rows(capacity: int, n_envs: int, n_step: int) -> int:
     return -(-int(capacity) // int(n_envs))
 
 
+def _zeros(shape, dtype, lead: tuple):
+    """Storage of `lead` observations (a Dict observation's: key -> array)."""
+    if isinstance(shape, dict):
+        return {k: np.zeros((*lead, *s), dtype[k]) for k, s in shape.items()}
+    return np.zeros((*lead, *shape), dtype)
+
+
+def _take(array, t, e):
+    """Rows t of sub-envs e (each key of a Dict observation)."""
+    return {k: a[t, e] for k, a in array.items()} if isinstance(array, dict) else array[t, e]
+
+
+def _put(array, t, value) -> None:
+    if isinstance(array, dict):
+        for k, a in array.items():
+            a[t] = value[k]
+    else:
+        array[t] = value
+
+
 def replay_bytes_per_transition(obs_shape, obs_dtype, action_shape, action_dtype,
                                 share_frames: bool) -> int:
     """Memory of one stored transition: the observation (twice without share_frames), the
     action, the reward and two flags."""
-    obs = int(np.prod(obs_shape, dtype=np.int64)) * np.dtype(obs_dtype).itemsize
+    if isinstance(obs_shape, dict):  # a Dict observation: every key, each in its own dtype
+        obs = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(obs_dtype[k]).itemsize
+                  for k, s in obs_shape.items())
+    else:
+        obs = int(np.prod(obs_shape, dtype=np.int64)) * np.dtype(obs_dtype).itemsize
     action = int(np.prod(action_shape, dtype=np.int64)) * np.dtype(action_dtype).itemsize
     return obs * (1 if share_frames else 2) + action + 4 + 2
 
@@ -89,11 +113,14 @@ class ReplayBuffer:
                                                      action_dtype, share_frames)
         # np.zeros maps pages lazily: an unfilled buffer costs little until it fills, so the
         # full size is checked now rather than met as a MemoryError hours into the run.
+        what = (f"Dict observations {obs_shape}" if isinstance(obs_shape, dict)
+                else f"{np.dtype(obs_dtype).name} observations {tuple(obs_shape)}")
         check_fits(r * n * per_transition, f"the replay buffer ({r * n:,} transitions of "
-                   f"{np.dtype(obs_dtype).name} observations {tuple(obs_shape)})", "buffer_size",
-                   per_transition)
-        self.obs = np.zeros((r, n, *obs_shape), obs_dtype)
-        self.next_obs = None if share_frames else np.zeros((r, n, *obs_shape), obs_dtype)
+                   f"{what})", "buffer_size", per_transition)
+        if share_frames and isinstance(obs_shape, dict):
+            raise ConfigError("share_frames needs one image observation, not a Dict")
+        self.obs = _zeros(obs_shape, obs_dtype, (r, n))
+        self.next_obs = None if share_frames else _zeros(obs_shape, obs_dtype, (r, n))
         # share_frames: the newest row's next observations, and the (row, env) -> next
         # observation entries that differ from the following row's observation.
         self.latest_next = np.zeros((n, *obs_shape), obs_dtype) if share_frames else None
@@ -115,8 +142,8 @@ class ReplayBuffer:
         if self.share_frames:
             self._share(t, obs, next_obs)
         else:
-            self.next_obs[t] = next_obs
-        self.obs[t] = obs
+            _put(self.next_obs, t, next_obs)
+        _put(self.obs, t, obs)
         self.actions[t] = actions
         self.rewards[t] = rewards
         self.terminated[t] = terminated
@@ -139,7 +166,7 @@ class ReplayBuffer:
     def next_observations(self, t: np.ndarray, e: np.ndarray) -> np.ndarray:
         """The observations reached from rows `t` of sub-envs `e`."""
         if not self.share_frames:
-            return self.next_obs[t, e]
+            return _take(self.next_obs, t, e)
         out = self.obs[(t + 1) % self.rows, e]
         newest = t == (self.pos - 1) % self.rows
         out[newest] = self.latest_next[e[newest]]
@@ -179,7 +206,7 @@ class ReplayBuffer:
 
     def gather(self, t: np.ndarray, e: np.ndarray, *, one_step: bool = False) -> Transitions:
         """The batch at the given (row, env) indices (see `sample`)."""
-        obs, actions = self.obs[t, e], self.actions[t, e]
+        obs, actions = _take(self.obs, t, e), self.actions[t, e]
         if self.n_step == 1:
             return Transitions(obs, actions, self.rewards[t, e], self.next_observations(t, e),
                                self.terminated[t, e].astype(np.float32),
@@ -203,8 +230,13 @@ class ReplayBuffer:
     def _arrays(self) -> dict[str, np.ndarray]:
         """What a save holds: the row arrays in use and, with share_frames, the next
         observations kept aside (saved whole, not by rows)."""
-        if not self.share_frames:
-            return {name: getattr(self, name) for name in self.row_fields}
+        if not self.share_frames:  # a Dict observation's arrays as <field>.<key>
+            out = {}
+            for name in self.row_fields:
+                value = getattr(self, name)
+                out.update({f"{name}.{k}": a for k, a in value.items()}
+                           if isinstance(value, dict) else {name: value})
+            return out
         keys = sorted(self.explicit)
         kept = [self.explicit[k] for k in keys]
         return {**{name: getattr(self, name) for name in self.row_fields if name != "next_obs"},
@@ -221,7 +253,7 @@ class ReplayBuffer:
         tmp.mkdir(parents=True, exist_ok=True)
         rows = self.filled_rows
         for name, data in self._arrays().items():
-            np.save(tmp / f"{name}.npy", data[:rows] if name in self.row_fields else data,
+            np.save(tmp / f"{name}.npy", data[:rows] if _row(name, self.row_fields) else data,
                     allow_pickle=False)
         meta = {"rows": self.rows, "n_envs": self.n_envs, "pos": self.pos, "full": self.full,
                 "filled_rows": rows, "n_step": self.n_step, "share_frames": self.share_frames,
@@ -251,7 +283,7 @@ class ReplayBuffer:
         loaded = {}
         for name, target in self._arrays().items():
             data = np.load(directory / f"{name}.npy", allow_pickle=False)
-            if name not in self.row_fields:
+            if not _row(name, self.row_fields):
                 loaded[name] = data
                 continue
             if data.shape[1:] != target.shape[1:] or data.shape[0] != rows:
@@ -266,6 +298,11 @@ class ReplayBuffer:
             self.kept[loaded["explicit_rows"], loaded["explicit_envs"]] = True
         self.pos, self.full = int(meta["pos"]), bool(meta["full"])
         self.rng.bit_generator.state = meta["rng_state"]
+
+
+def _row(name: str, row_fields) -> bool:
+    """Whether the saved array `name` (a Dict observation's: <field>.<key>) has one row per step."""
+    return name.split(".", 1)[0] in row_fields
 
 
 def replay_dir(checkpoint_dir: str | Path, step: int) -> Path:

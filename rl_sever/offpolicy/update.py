@@ -20,12 +20,12 @@ class OffPolicyUpdate:
     def _compile(self) -> None:
         cfg = self.config
         G, B = cfg.updates_per_call(), cfg.batch_size
-        obs = tf.TensorSpec([None, *self.obs_shape], self.obs_dtype)
+        obs = self.layout.obs_spec()
         # One update's Transitions: [gradient steps, batch, ...]; the single-step fields only
         # when auxiliary losses need them under n-step returns.
         batch_spec = Transitions.spec(self.layout, (G, B), self._one_step and
                                       ("step_rewards", "step_next_obs"))
-        env_obs = tf.TensorSpec([cfg.n_envs, *self.obs_shape], self.obs_dtype)
+        env_obs = self.layout.obs_spec((cfg.n_envs,))
         # Public: raw observations -> actions in env units (predict, evaluation, export).
         self.act_fn = tf.function(lambda o: self._to_env(self._act_unit(o, self.next_seed())),
                                   input_signature=[obs])
@@ -80,7 +80,7 @@ class OffPolicyUpdate:
     def _update(self, batch: Transitions) -> dict[str, tf.Tensor]:
         """All gradient steps of one update; returns their raw metrics (rl_sever.core.metrics)."""
         total = metrics.skipped(self.all_metric_keys())
-        steps = batch.obs.shape[0]
+        steps = batch.rewards.shape[0]
         for i in tf.range(steps) if steps > 1 else range(steps):
             step = plain_graph(self._gradient_step)(batch.map(lambda v: v[i]))  # noqa: B023
             total = metrics.add(total, step)

@@ -87,7 +87,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
             raise ConfigError("auxiliary losses need network.shared_encoder: true")
         self._objective = self._assemble_objective()
         # The act steps take the observations, and their action masks where the env gives them.
-        act_signature = [tf.TensorSpec([None, *self.obs_shape], self.obs_dtype)]
+        act_signature = [self.layout.obs_spec()]
         if self.recurrent:  # ... and the recurrent state they act from
             act_signature.append(tf.TensorSpec([None, self.layout.state_dim], tf.float32))
         if self.masked:
@@ -165,7 +165,8 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         cfg = self.config
         shape = tf.shape(rewards)
         T, N = shape[0], shape[1]
-        flat = lambda x: tf.reshape(x, tf.concat([[T * N], tf.shape(x)[2:]], 0))  # noqa: E731
+        flat = lambda x: tf.nest.map_structure(  # noqa: E731  (a Dict observation: each key)
+            lambda v: tf.reshape(v, tf.concat([[T * N], tf.shape(v)[2:]], 0)), x)
         if self.recurrent:  # V(next obs) given the memory its episode had when it got there
             starts = sequences.episode_starts(sequences.env_major(dones))
             next_values = tf.transpose(self.model.next_values(
@@ -232,7 +233,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
     def _minibatch(self, data, idx):
         """The rows `idx` of the prepared rollout (None: all of them, in order); a recurrent
         policy's rows are sequences, flattened here for the loss terms."""
-        mb = dict(data) if idx is None else {k: tf.gather(v, idx) for k, v in data.items()}
+        mb = dict(data) if idx is None else tf.nest.map_structure(lambda v: tf.gather(v, idx), data)
         if self.recurrent:
             mb = sequences.flatten(mb)
         if self.config.normalize_advantage and self.minibatch_size() > 1:
@@ -275,7 +276,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
             perm = self._permutation(size) if shuffle else tf.range(size)
             # One gather per epoch; each minibatch is then a contiguous slice of the shuffled
             # rollout (the same minibatches as gathering each by its indices).
-            shuffled = {k: tf.gather(v, perm) for k, v in data.items()}
+            shuffled = tf.nest.map_structure(lambda v: tf.gather(v, perm), data)
             sums, count = minibatch_steps(shuffled, sums, count)
             return e + 1, sums, count, self.stop_early(sums, count)
 

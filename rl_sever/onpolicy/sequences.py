@@ -17,9 +17,9 @@ import tensorflow as tf
 PER_SEQUENCE = ("state0", "starts")  # fields with one row per sequence, not per step
 
 
-def env_major(x: tf.Tensor) -> tf.Tensor:
-    """[T, N, ...] -> [N, T, ...]."""
-    return tf.transpose(x, [1, 0, *range(2, x.shape.rank)])
+def env_major(x):
+    """[T, N, ...] -> [N, T, ...] (each key of a Dict observation)."""
+    return tf.nest.map_structure(lambda v: tf.transpose(v, [1, 0, *range(2, v.shape.rank)]), x)
 
 
 def episode_starts(dones: tf.Tensor) -> tf.Tensor:
@@ -28,9 +28,9 @@ def episode_starts(dones: tf.Tensor) -> tf.Tensor:
     return tf.concat([tf.zeros_like(dones[:, :1]), dones[:, :-1]], axis=1)
 
 
-def cut(x: tf.Tensor, length) -> tf.Tensor:
-    """Env-major [N, T, ...] -> sequences [N * T / length, length, ...]."""
-    return tf.reshape(x, [-1, length, *x.shape[2:]])
+def cut(x, length):
+    """Env-major [N, T, ...] -> sequences [N * T / length, length, ...] (each key of a Dict)."""
+    return tf.nest.map_structure(lambda v: tf.reshape(v, [-1, length, *v.shape[2:]]), x)
 
 
 def sequence_data(steps: dict, state: tf.Tensor, starts: tf.Tensor, length) -> dict:
@@ -45,4 +45,6 @@ def sequence_data(steps: dict, state: tf.Tensor, starts: tf.Tensor, length) -> d
 
 def flatten(mb: dict) -> dict:
     """A minibatch of sequences as the loss terms read it: per-step fields [C * L, ...]."""
-    return {k: v if k in PER_SEQUENCE else tf.reshape(v, [-1, *v.shape[2:]]) for k, v in mb.items()}
+    return {k: v if k in PER_SEQUENCE
+            else tf.nest.map_structure(lambda x: tf.reshape(x, [-1, *x.shape[2:]]), v)
+            for k, v in mb.items()}

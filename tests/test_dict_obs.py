@@ -1,0 +1,140 @@
+"""Dict observations with images (envs.dict_obs, rl_sever.nn.encoders.DictEncoder): kept as a
+Dict, one encoder per key (a CNN for the image, the vectors as they are, a user's model where
+given), images stored as uint8 in the buffers, the combined encoder in the audit; every
+algorithm trains, saves, loads, predicts and exports on them."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rl_sever.errors import ConfigError, RLSeverError
+from tests.helpers import ALGOS, ONPOLICY, tiny_agent
+
+DICT_ID = "RlSeverDictImage-v0"
+DICT_BOX_ID = "RlSeverDictImageBox-v0"
+
+
+class DictImageEnv(gym.Env):
+    """A camera (16x16x3 uint8) showing a bar at the target side, a position (2 floats) and a
+    mode (Discrete(3)); reward 1 for the action pointing at the target. Episodes of 8 steps."""
+
+    def __init__(self, continuous: bool = False):
+        self.observation_space = gym.spaces.Dict({
+            "camera": gym.spaces.Box(0, 255, (16, 16, 3), np.uint8),
+            "position": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+            "mode": gym.spaces.Discrete(3)})
+        self.action_space = (gym.spaces.Box(-1.0, 1.0, (1,), np.float32) if continuous
+                             else gym.spaces.Discrete(2))
+        self.continuous, self.t, self.side = continuous, 0, 0
+
+    def _obs(self):
+        camera = np.zeros((16, 16, 3), np.uint8)
+        camera[:, 8 * self.side:8 * self.side + 8] = 200
+        pos = np.array([self.t / 8, self.side * 2 - 1], np.float32)
+        return {"camera": camera, "position": pos, "mode": self.t % 3}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.side = 0, int(self.np_random.integers(2))
+        return self._obs(), {}
+
+    def step(self, action):
+        choice = int(np.asarray(action).reshape(-1)[0] > 0) if self.continuous else int(action)
+        reward = float(choice == self.side)
+        self.t += 1
+        self.side = int(self.np_random.integers(2))
+        return self._obs(), reward, False, self.t >= 8, {}
+
+
+for _id, _kw in ((DICT_ID, {}), (DICT_BOX_ID, {"continuous": True})):
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=DictImageEnv, kwargs=_kw)
+
+
+def env_for(algo: str) -> str:
+    return DICT_ID if algo in ONPOLICY else DICT_BOX_ID
+
+
+def dict_obs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    env = DictImageEnv()
+    out = {"camera": [], "position": [], "mode": []}
+    for i in range(n):
+        obs = env.reset(seed=seed + i)[0]
+        for k in out:
+            out[k].append(obs[k])
+    return {"camera": np.stack(out["camera"]), "position": np.stack(out["position"]),
+            "mode": np.eye(3, dtype=np.float32)[out["mode"]]}
+
+
+def test_the_env_factory_keeps_images_in_a_dict():
+    from envs import make_vec_env
+
+    env = make_vec_env(DICT_ID, 2, seed=0)
+    space = env.single_observation_space
+    assert isinstance(space, gym.spaces.Dict)
+    assert space["camera"].dtype == np.uint8 and space["camera"].shape == (16, 16, 3)
+    assert space["mode"].shape == (3,) and space["mode"].dtype == np.float32  # one-hot
+    obs, _ = env.reset()
+    assert obs["camera"].dtype == np.uint8 and obs["mode"].sum(axis=1).tolist() == [1.0, 1.0]
+    env.close()
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_every_algorithm_trains_saves_loads_and_exports(algo, tmp_path):
+    from rl_sever.core.export import export_policy
+
+    agent = tiny_agent(algo, env_for(algo), logdir=tmp_path, fill=0,
+                       **({"learning_starts": 16} if algo not in ONPOLICY else {}))
+    assert type(agent.encoder if algo not in ONPOLICY else agent.model.encoder).__name__ == \
+        "DictEncoder"
+    agent.learn(64, progress=False)
+    # Images stay uint8 in the buffers.
+    stored = (agent.collector.buffer.arrays().obs if algo in ONPOLICY else agent.replay.obs)
+    assert stored["camera"].dtype == np.uint8 and stored["camera"].any()
+    agent.save()
+    obs = dict_obs(5)
+    actions = agent.predict(obs)
+    loaded = type(agent).load(agent.run_dir)
+    np.testing.assert_array_equal(loaded.predict(obs), actions)
+    single = agent.predict({k: v[0] for k, v in obs.items()})
+    np.testing.assert_array_equal(single, actions[0])
+    path = export_policy(agent, tmp_path / "policy")
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    served = serve(**{f"observation_{k}": tf.constant(v) for k, v in obs.items()})["action"]
+    np.testing.assert_allclose(served.numpy(), actions, atol=1e-5)
+
+
+def test_the_audit_sees_one_encoder_of_every_key():
+    agent = tiny_agent("ppo", DICT_ID)
+    encoder = agent.model.encoder
+    assert set(encoder.parts) == {"camera", "position", "mode"}
+    assert encoder.parts["position"] is None and encoder.parts["camera"] is not None
+    assert encoder.out_dim == encoder.parts["camera"].out_dim + 2 + 3
+    assert agent.flow_modules()["encoder"] == encoder.weights
+    agent.learn(32, progress=False)  # the audited first update passes its contract
+
+
+def test_a_user_model_per_key():
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(7)])
+    agent = tiny_agent("a2c", DICT_ID, encoder={"camera": model})
+    assert agent.model.encoder.parts["camera"].net is model
+    assert agent.model.encoder.out_dim == 7 + 2 + 3
+    with pytest.raises(ConfigError, match="keys"):
+        tiny_agent("a2c", DICT_ID, encoder={"lidar": model})
+
+
+def test_bad_inputs_are_one_line_errors():
+    agent = tiny_agent("ppo", DICT_ID)
+    with pytest.raises(RLSeverError, match="keys"):
+        agent.predict(np.zeros((2, 5), np.float32))
+    with pytest.raises(RLSeverError, match="camera"):
+        agent.predict({**dict_obs(2), "camera": np.zeros((2, 8, 8, 3), np.uint8)})
+    with pytest.raises(ConfigError, match="vae"):
+        tiny_agent("ppo", DICT_ID, aux=["vae"], **{"network.shared_encoder": True})
+    with pytest.raises(RLSeverError, match="normalize_obs"):
+        tiny_agent("ppo", DICT_ID, normalize_obs=True)
