@@ -88,19 +88,23 @@ class InvalidActionPenaltyEnv(gym.Env):
         return self._mask.copy()
 
     def _draw(self) -> None:
-        """A new mask (never the previous one) and a new target among its allowed actions."""
-        previous = self._mask
+        """A new mask (never the previous one) and a new target among its allowed actions:
+        one uniform draw per action decides whether it is allowed (the smallest of each
+        component's always is), another ranks the allowed ones for the target."""
+        previous, starts = self._mask, self._starts
         while True:
-            mask = self.np_random.random(self.mask_dim) < self.p_valid
-            for start, n in zip(self._starts, self.nvec, strict=True):
-                part = mask[start : start + n]
-                if not part.any():
-                    part[self.np_random.integers(n)] = True
-            if not np.array_equal(mask, previous):
+            u = self.np_random.random((2, self.mask_dim))
+            mask = u[0] < self.p_valid
+            if len(starts) == 1:
+                mask[u[0].argmin()] = True
+            else:
+                mask |= u[0] == np.repeat(np.minimum.reduceat(u[0], starts), self.nvec)
+            if (mask != previous).any():
                 break
+        rank = np.where(mask, u[1], -1.0)
         self._mask = mask
-        self._target = np.array([self.np_random.choice(np.flatnonzero(mask[s : s + n]))
-                                 for s, n in zip(self._starts, self.nvec, strict=True)], np.int64)
+        self._target = (np.array([rank.argmax()]) if len(starts) == 1 else
+                        np.array([rank[s:s + n].argmax() for s, n in zip(starts, self.nvec)]))
 
     def _observation(self) -> np.ndarray:
         hint = np.zeros(self.mask_dim, np.float32)
@@ -118,7 +122,7 @@ class InvalidActionPenaltyEnv(gym.Env):
 
     def step(self, action):
         parts = np.asarray(action, np.int64).reshape(-1)
-        if parts.shape != self.nvec.shape or (parts < 0).any() or (parts >= self.nvec).any():
+        if parts.shape != self.nvec.shape or ((parts < 0) | (parts >= self.nvec)).any():
             raise ValueError(f"action {action!r} is not in {self.action_space}")
         good, other, invalid = self.rewards
         allowed = bool(self._mask[self._starts + parts].all())
