@@ -46,12 +46,15 @@ class VecNormalize(VectorWrapper):
         self.clip_obs = float(clip_obs)
         self.clip_reward = float(clip_reward)
         self.epsilon = float(epsilon)
-        self.obs_rms: RunningMeanStd | None = None
+        # One RunningMeanStd; for a Dict observation (envs.dict_obs) one per vector key.
+        self.obs_rms: RunningMeanStd | dict[str, RunningMeanStd] | None = None
         self.ret_rms: RunningMeanStd | None = None
         self.returns = np.zeros(self.num_envs, np.float64)
         self._state = _NormalizerState(name="vec_normalize")
 
-        if normalize_obs:
+        if normalize_obs and isinstance(env.single_observation_space, spaces.Dict):
+            self._normalize_dict(env.single_observation_space)
+        elif normalize_obs:
             space = env.single_observation_space
             if not isinstance(space, spaces.Box) or is_image_space(space):
                 raise UnsupportedSpaceError(f"normalize_obs needs a flat Box observation space, "
@@ -67,6 +70,27 @@ class VecNormalize(VectorWrapper):
             self.ret_rms = RunningMeanStd((), name="ret_rms")
             self._state.ret_rms = self.ret_rms
 
+    def _normalize_dict(self, space: spaces.Dict) -> None:
+        """Statistics per vector key of a Dict observation; image keys stay as they are."""
+        keys = [k for k, s in space.spaces.items()
+                if isinstance(s, spaces.Box) and len(s.shape) == 1 and not is_image_space(s)]
+        if not keys:
+            raise UnsupportedSpaceError(f"normalize_obs: the Dict observation {space} has no "
+                                        "vector key to normalise")
+        self.obs_rms = {k: RunningMeanStd(space[k].shape, name=f"obs_rms_{k}") for k in keys}
+        self._state.obs_rms = self.obs_rms
+        self.single_observation_space = spaces.Dict(
+            {k: spaces.Box(-self.clip_obs, self.clip_obs, s.shape, np.float32) if k in keys else s
+             for k, s in space.spaces.items()})
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+
+    def _update_obs(self, obs, mask=None) -> None:
+        if isinstance(self.obs_rms, dict):
+            for k, rms in self.obs_rms.items():
+                rms.update(np.asarray(obs[k]) if mask is None else np.asarray(obs[k])[mask])
+        else:
+            self.obs_rms.update(np.asarray(obs) if mask is None else np.asarray(obs)[mask])
+
     def reset(self, *, seed: int | list[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset the wrapped env and the discounted returns; normalise the first obs."""
@@ -76,7 +100,7 @@ class VecNormalize(VectorWrapper):
         self.returns[mask] = 0.0
         if self.obs_rms is not None:
             if self.training:
-                self.obs_rms.update(np.asarray(obs)[mask])
+                self._update_obs(obs, mask)
             obs = self.normalize_obs(obs)
         return obs, info
 
@@ -86,7 +110,7 @@ class VecNormalize(VectorWrapper):
         rewards = np.asarray(rewards)
         if self.obs_rms is not None:
             if self.training:
-                self.obs_rms.update(obs)
+                self._update_obs(obs)
             obs = self.normalize_obs(obs)
             if "final_obs" in info:
                 mask = info.get("_final_obs", np.ones(self.num_envs, bool))
@@ -103,6 +127,9 @@ class VecNormalize(VectorWrapper):
         """Normalise observations with the current statistics (identity if obs norm is off)."""
         if self.obs_rms is None:
             return obs
+        if isinstance(self.obs_rms, dict):  # each vector key of a Dict observation
+            return {k: (self.obs_rms[k].normalize(v, self.clip_obs, self.epsilon)
+                        if k in self.obs_rms else v) for k, v in obs.items()}
         return self.obs_rms.normalize(obs, self.clip_obs, self.epsilon)
 
     def normalize_reward(self, rewards: np.ndarray) -> np.ndarray:
@@ -120,19 +147,22 @@ class VecNormalize(VectorWrapper):
 
     def before_save(self) -> None:
         """Copy the NumPy statistics into their tf.Variables; call before saving/exporting."""
-        for rms in (self.obs_rms, self.ret_rms):
-            if rms is not None:
-                rms.sync_to_variables()
+        for rms in self._all_stats():
+            rms.sync_to_variables()
 
     def after_restore(self) -> None:
         """Copy restored tf.Variables back into the NumPy statistics; call after restore."""
-        for rms in (self.obs_rms, self.ret_rms):
-            if rms is not None:
-                rms.sync_from_variables()
+        for rms in self._all_stats():
+            rms.sync_from_variables()
+
+    def _all_stats(self) -> list[RunningMeanStd]:
+        obs = list(self.obs_rms.values()) if isinstance(self.obs_rms, dict) else [self.obs_rms]
+        return [rms for rms in (*obs, self.ret_rms) if rms is not None]
 
     def _normalize_final_obs(self, final_obs: Any, mask: np.ndarray) -> np.ndarray:
-        final_obs = np.asarray(final_obs)
-        if final_obs.dtype != object:  # a dense batch (e.g. from a TF-native env)
+        if not isinstance(final_obs, dict):
+            final_obs = np.asarray(final_obs)
+        if isinstance(final_obs, dict) or final_obs.dtype != object:  # a dense batch (tf: envs)
             return self.normalize_obs(final_obs)
         # Gymnasium stores final observations as an object array with None where no
         # episode ended; build a new one so the wrapped env's buffers are never touched.

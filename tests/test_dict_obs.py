@@ -136,5 +136,22 @@ def test_bad_inputs_are_one_line_errors():
         agent.predict({**dict_obs(2), "camera": np.zeros((2, 8, 8, 3), np.uint8)})
     with pytest.raises(ConfigError, match="vae"):
         tiny_agent("ppo", DICT_ID, aux=["vae"], **{"network.shared_encoder": True})
-    with pytest.raises(RLSeverError, match="normalize_obs"):
-        tiny_agent("ppo", DICT_ID, normalize_obs=True)
+
+
+def test_normalisation_per_vector_key(tmp_path):
+    from rl_sever.core.export import export_policy
+
+    agent = tiny_agent("ppo", DICT_ID, logdir=tmp_path, normalize_obs=True)
+    agent.learn(64, progress=False)
+    stats = agent.normalizer.obs_rms
+    assert set(stats) == {"position", "mode"}  # the image is scaled inside the network
+    assert np.all(stats["position"].count > 1) and stats["position"].var.any()
+    obs = dict_obs(6)
+    actions = agent.predict(obs)
+    served = tf.saved_model.load(str(export_policy(agent, tmp_path / "policy"))).signatures[
+        "serving_default"](**{f"observation_{k}": tf.constant(v) for k, v in obs.items()})
+    np.testing.assert_array_equal(served["action"].numpy(), actions)
+    agent.save()
+    loaded = type(agent).load(agent.run_dir)
+    np.testing.assert_array_equal(loaded.normalizer.obs_rms["position"].mean, stats["position"].mean)
+    np.testing.assert_array_equal(loaded.predict(obs), actions)

@@ -43,9 +43,11 @@ class ExportedPolicy(tf.Module):
         if normalizer is not None and normalizer.obs_rms is not None:
             # The NumPy statistics are the live ones; the (float64) variables get their values.
             normalizer.before_save()
-            self._rms = normalizer.obs_rms
+            self._rms = normalizer.obs_rms  # a Dict observation's: key -> statistics
             self._clip, self._eps = normalizer.clip_obs, normalizer.epsilon
-            self.obs_statistics = [self._rms.mean_variable, self._rms.var_variable]
+            self.obs_statistics = [v for rms in (self._rms.values() if isinstance(self._rms, dict)
+                                                 else [self._rms])
+                                   for v in (rms.mean_variable, rms.var_variable)]
         self._low = self._high = None
         if agent.action.kind == "box":
             self._low = tf.constant(agent.action.low, tf.float32)
@@ -70,9 +72,12 @@ class ExportedPolicy(tf.Module):
         if self._keys is not None:  # the Dict observation's keys, then the other inputs
             parts = [observation, *extra[:len(self._keys) - 1]]
             extra = extra[len(self._keys) - 1:]
-            action = self._act({k: tf.cast(v, self._obs_dtype[k])
-                                for k, v in zip(self._keys, parts)}, extra)
-            return action
+            rms = self._rms or {}
+            # float64 statistics per vector key, as agent.predict normalises them.
+            parts = [rms[k].normalize_tf(v, self._clip, self._eps, dtype=tf.float64)
+                     if k in rms else v for k, v in zip(self._keys, parts)]
+            return self._act({k: tf.cast(v, self._obs_dtype[k])
+                              for k, v in zip(self._keys, parts)}, extra)
         x = observation
         if self._rms is not None:
             # float64, like the NumPy path of agent.predict, so both give identical bits.

@@ -25,7 +25,8 @@ def batch_observations(agent, obs) -> tuple[object, bool, int]:
             if v.shape[1:] != shape[k] or len(v) != len(batch[first]):
                 raise ConfigError(f"observation '{k}' of shape {obs[k].shape} does not match the "
                                   f"env's {shape[k]}")
-        batch = {k: v.astype(dtype[k].as_numpy_dtype) for k, v in batch.items()}
+        batch = {k: v.astype(dtype[k].as_numpy_dtype)
+                 for k, v in agent.normalize_obs(batch).items()}
         return batch, single, len(batch[first])
     obs = np.asarray(obs)
     single = obs.shape == shape
