@@ -30,6 +30,8 @@ def _file_name(env_id: str) -> str:
 
 
 ATARI = "Atari"  # the preset file serving every Atari game (envs.atari)
+# Presets of envs another package registers (not installed by default): env id -> package.
+EXTERNAL = {"FetchReach-v4": "gymnasium-robotics"}
 
 
 def find(algo: str, env_id: str) -> dict[str, Any] | None:
