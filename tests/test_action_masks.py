@@ -15,7 +15,7 @@ from rl_sever import cli
 from rl_sever.config.spaces import action_spec
 from rl_sever.errors import ConfigError, RLSeverError
 from rl_sever.nn.distributions import ActionHead
-from tests.helpers import tiny_agent
+from tests.helpers import ONPOLICY, tiny_agent
 
 INFO_ONLY_ID = "RlSeverMaskInInfoOnly-v0"
 WRONG_SHAPE_ID = "RlSeverMaskWrongShape-v0"
@@ -82,10 +82,11 @@ def test_masked_logits_get_probability_zero_and_finite_entropy(kind):
     assert picked.all()
 
 
+@pytest.mark.parametrize("algo", ONPOLICY)  # every page with discrete actions
 @pytest.mark.parametrize("env_id", [DISCRETE_ID, MULTI_ID])
 @pytest.mark.parametrize("host_act", ["on", "off"])
-def test_rollouts_store_masks_and_never_take_a_forbidden_action(env_id, host_act):
-    agent = tiny_agent("ppo", env_id, n_envs=4, n_steps=64, host_act=host_act)
+def test_rollouts_store_masks_and_never_take_a_forbidden_action(algo, env_id, host_act):
+    agent = tiny_agent(algo, env_id, n_envs=4, n_steps=64, host_act=host_act)
     assert agent.masked
     batch = agent.collector.collect().batch
     assert batch.action_mask.shape == (64, 4, agent.layout.mask_dim)

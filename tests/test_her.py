@@ -150,3 +150,7 @@ def test_bad_combinations_are_one_line_errors(tmp_path, capsys):
                      "--no-progress", "--set", "her.strategy=future"])
     err = capsys.readouterr().err
     assert code == 2 and "goal-conditioned" in err and "Traceback" not in err
+    code = cli.main(["train", "ppo", "CartPole-v1", "--steps", "10", "--logdir", str(tmp_path),
+                     "--no-progress", "--set", "her.strategy=future"])
+    err = capsys.readouterr().err
+    assert code == 2 and "off-policy agents" in err and len(err.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ import tensorflow as tf
 from rl_sever import cli
 from rl_sever.errors import ConfigError
 from rl_sever.nn.recurrent import UNROLL_MAX, RecurrentCore
-from tests.helpers import flows, none_or_zero, snapshot, tiny_agent
+from tests.helpers import ONPOLICY, flows, none_or_zero, snapshot, tiny_agent
 
 RNN = {"network.recurrent": "lstm", "network.recurrent_size": 8}
 
@@ -163,7 +163,7 @@ def test_save_load_resume_keep_the_policy(tmp_path):
     assert int(loaded.global_step.numpy()) == 96
 
 
-@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+@pytest.mark.parametrize("algo", ONPOLICY)  # every on-policy page of the registry
 def test_learns_and_evaluates_with_memory(algo):
     from rl_sever.core.evaluation import evaluate
 
@@ -181,7 +181,8 @@ def test_bad_combinations_are_one_line_errors(tmp_path, capsys):
     code = cli.main(["train", "sac", "Pendulum-v1", "--steps", "10", "--logdir", str(tmp_path),
                      "--set", "network.recurrent=lstm"])
     err = capsys.readouterr().err
-    assert code == 2 and "network.recurrent" in err and "Traceback" not in err
+    assert code == 2 and "network.recurrent" in err and "on-policy agents" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_export_takes_and_returns_the_state(tmp_path):

@@ -27,6 +27,14 @@ import yaml
 from rl_sever.errors import ConfigError, suggest
 
 
+
+# Keys of one family only: the error for the other family's agents says so.
+_ON = "It applies to the on-policy agents (ppo, a2c and pages built on OnPolicyAgent) only."
+FAMILY_KEYS = {"network.recurrent": _ON, "network.recurrent_size": _ON, "bptt_length": _ON,
+               "action_masks": _ON, "host_act": _ON,
+               "her": "Hindsight experience replay applies to the off-policy agents (sac, td3, "
+                      "ddpg, tqc, crossq and pages built on OffPolicyAgent) only."}
+
 def field_docs(cls: type) -> dict[str, str]:
     """Map each dataclass field of `cls` (and its bases) to the docstring written under it."""
     return dict(_field_docs(cls))  # a copy: the parse is cached
@@ -147,8 +155,9 @@ def update(cfg: Any, values: Mapping[str, Any], prefix: str = "") -> Any:
         if head not in names:
             # Full dotted keys, each once, so a suggestion can be pasted back as it is.
             known = dict.fromkeys(prefix + k for k in [k for k, _ in flat_items(cfg)] + names)
+            family = FAMILY_KEYS.get(prefix + head)
             raise ConfigError(f"unknown config key '{prefix}{key}' for {type(cfg).__name__}."
-                              + suggest(prefix + key, known))
+                              + (f" {family}" if family else suggest(prefix + key, known)))
         if rest:
             nested.setdefault(head, {})[rest] = value
         elif dataclasses.is_dataclass(hints[head]) and isinstance(value, Mapping):
