@@ -26,8 +26,6 @@ import yaml
 
 from rl_sever.errors import ConfigError, suggest
 
-
-
 # Keys of one family only: the error for the other family's agents says so.
 _ON = "It applies to the on-policy agents (ppo, a2c and pages built on OnPolicyAgent) only."
 FAMILY_KEYS = {"network.recurrent": _ON, "network.recurrent_size": _ON, "bptt_length": _ON,
