@@ -33,6 +33,7 @@ FAMILY_KEYS = {"network.recurrent": _ON, "network.recurrent_size": _ON, "bptt_le
                "her": "Hindsight experience replay applies to the off-policy agents (sac, td3, "
                       "ddpg, tqc, crossq and pages built on OffPolicyAgent) only."}
 
+
 def field_docs(cls: type) -> dict[str, str]:
     """Map each dataclass field of `cls` (and its bases) to the docstring written under it."""
     return dict(_field_docs(cls))  # a copy: the parse is cached
