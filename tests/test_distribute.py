@@ -49,11 +49,14 @@ def run(algo, overrides):
     return init, params, losses, traces
 
 
+# A recurrent policy: each replica takes whole sequences (4 per minibatch, 2 per replica).
+LSTM = {"network.recurrent": "lstm", "network.recurrent_size": 8, "n_envs": 4, "n_steps": 16,
+        "batch_size": 32, "bptt_length": 8}
 out = {}
-for algo in ("ppo", "a2c"):
-    i0, p0, l0, _ = run(algo, {})
-    i1, p1, l1, traces = run(algo, DEVICES)
-    out[algo] = {
+for case, algo, extra in (("ppo", "ppo", {}), ("a2c", "a2c", {}), ("ppo_lstm", "ppo", LSTM)):
+    i0, p0, l0, _ = run(algo, extra)
+    i1, p1, l1, traces = run(algo, {**extra, **DEVICES})
+    out[case] = {
         "init_equal": all(np.array_equal(a, b) for a, b in zip(i0, i1)),
         "max_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(p0, p1)),
         "max_change": max(float(np.max(np.abs(a - b))) for a, b in zip(p0, i0)),
@@ -160,7 +163,7 @@ def mirrored() -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-@pytest.mark.parametrize("algo", ["ppo", "a2c"])
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "ppo_lstm"])
 def test_mirrored_two_devices_match_one_device(mirrored, algo):
     r = mirrored[algo]
     assert r["init_equal"]

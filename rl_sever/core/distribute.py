@@ -131,7 +131,9 @@ class ReplicaSet:
         def replica_step(batch):
             context = tf.distribute.get_replica_context()
             i = context.replica_id_in_sync_group
-            part = {k: _slice(v, i, n_rep) for k, v in batch.items()}
+            # Nested entries (a Dict observation) are sliced key by key.
+            part = {k: tf.nest.map_structure(lambda x: _slice(x, i, n_rep), v)  # noqa: B023
+                    for k, v in batch.items()}
             loss, metrics, grads = grad_fn(part)
             present[:] = [g is not None for g in grads]
             metrics = {k: tf.cast(v, tf.float32) for k, v in metrics.items()}

@@ -114,9 +114,9 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         if cfg.n_steps % self.seq_len or self.minibatch_size() % self.seq_len:
             raise ConfigError(f"bptt_length ({self.seq_len}) must divide n_steps ({cfg.n_steps}) "
                               f"and the minibatch size ({self.minibatch_size()})")
-        if self.replicas.distributed:
-            raise ConfigError(f"recurrent policies do not support distribute={cfg.distribute} "
-                              "yet; use distribute=default")
+        # Each replica takes whole sequences of every minibatch.
+        self.replicas.check_divisible(self.minibatch_size() // self.seq_len,
+                                      "the sequences of a minibatch")
 
     def trackables(self) -> dict:
         out = {"model": self.model, "optimizer": self.optimizer, **self.terms_trackables()}
