@@ -211,3 +211,14 @@ def test_in_graph_training_carries_and_checkpoints_the_state(tmp_path):
     agent.save()
     loaded = type(agent).load(agent.run_dir)
     np.testing.assert_array_equal(loaded.ingraph.memory.numpy(), memory)
+
+
+def test_eval_video_replays_the_recurrent_policys_episodes(tmp_path):
+    from pathlib import Path
+
+    from rl_sever.core.evaluation import evaluate
+
+    agent = recurrent_agent()
+    result = evaluate(agent, 2, seed=5, video_dir=tmp_path / "v")
+    assert len(result["videos"]) == 2 and result["replay_matches"]
+    assert all(Path(v).stat().st_size > 1000 for v in result["videos"])
