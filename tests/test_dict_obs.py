@@ -155,3 +155,24 @@ def test_normalisation_per_vector_key(tmp_path):
     loaded = type(agent).load(agent.run_dir)
     np.testing.assert_array_equal(loaded.normalizer.obs_rms["position"].mean, stats["position"].mean)
     np.testing.assert_array_equal(loaded.predict(obs), actions)
+
+
+ONE_KEY_ID = "RlSeverDictOneImage-v0"
+if ONE_KEY_ID not in gym.registry:
+    gym.register(ONE_KEY_ID, entry_point=lambda: gym.wrappers.FilterObservation(
+        DictImageEnv(), ["camera"]), max_episode_steps=8)
+
+
+def test_a_dict_of_one_image_key():
+    for algo, env in (("ppo", ONE_KEY_ID), ("a2c", ONE_KEY_ID)):
+        agent = tiny_agent(algo, env, host_act="off")
+        agent.learn(32, progress=False)
+        assert agent.predict({"camera": dict_obs(3)["camera"]}).shape == (3,)
+
+
+@pytest.mark.parametrize("algo", ONPOLICY)
+def test_a_recurrent_policy_on_dict_observations(algo):
+    agent = tiny_agent(algo, DICT_ID, **{"network.recurrent": "gru", "network.recurrent_size": 8})
+    agent.learn(32, progress=False)
+    actions, state = agent.predict(dict_obs(4))
+    assert actions.shape == (4,) and state.shape == (4, 8)

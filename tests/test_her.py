@@ -58,30 +58,48 @@ if TRACER_ID not in gym.registry:
     gym.register(TRACER_ID, entry_point=GoalTracer)
 
 
-def filled_buffer(strategy: str, capacity: int, steps: int, n_envs: int = 2):
-    """A HerReplayBuffer filled by `steps` vector steps of GoalTracer (flattened as the agent
-    sees it), and each sub-env's episode lengths."""
-    env = gym.make_vec(TRACER_ID, num_envs=n_envs, vectorization_mode="sync",
-                       vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
-                       wrappers=[gym.wrappers.FlattenObservation])
-    single = GoalTracer()
-    layout = GoalLayout(single.observation_space, single.compute_reward)
-    buf = HerReplayBuffer(capacity, n_envs, (5,), np.float32, (1,), goals=layout,
-                          strategy=strategy, n_sampled_goal=4, seed=0)
-    obs, _ = env.reset(seed=0)
+def tracer_env(n_envs: int):
+    return gym.make_vec(TRACER_ID, num_envs=n_envs, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP},
+                        wrappers=[gym.wrappers.FlattenObservation])
+
+
+def fill(buf, env, steps: int, seed: int | None = 0):
+    """`steps` vector steps of `env` (reset first, as a collector does) into `buf`."""
+    obs, _ = env.reset(seed=seed)
     for _ in range(steps):
-        actions = np.zeros((n_envs, 1), np.float32)
+        actions = np.zeros((env.num_envs, 1), np.float32)
         next_obs, reward, term, trunc, info = env.step(actions)
         reached = next_obs.copy()
         for i in np.flatnonzero(term | trunc):
             reached[i] = info["final_obs"][i]
         buf.add(Step(obs, actions, reward, term, trunc, reached))
         obs = next_obs
+
+
+def filled_buffer(strategy: str, capacity: int, steps: int, n_envs: int = 2):
+    """A HerReplayBuffer filled by `steps` vector steps of GoalTracer (flattened as the agent
+    sees it), and its goal layout."""
+    single = GoalTracer()
+    layout = GoalLayout(single.observation_space, single.compute_reward)
+    buf = HerReplayBuffer(capacity, n_envs, (5,), np.float32, (1,), goals=layout,
+                          strategy=strategy, n_sampled_goal=4, seed=0)
+    fill(buf, tracer_env(n_envs), steps)
     return buf, layout
 
 
+def assert_goals_from_own_episode(buf, g, n=4000):
+    t, e = buf.sample_indices(n)
+    batch = buf.gather(t, e)
+    relabelled = batch.obs[:, g.desired.start] >= 0
+    assert relabelled.any()
+    np.testing.assert_array_equal(batch.obs[relabelled, g.desired.start],
+                                  batch.obs[relabelled, g.achieved.start])
+
+
 @pytest.mark.parametrize("strategy", ["future", "final", "episode"])
-@pytest.mark.parametrize("capacity, steps", [(400, 60), (40, 97)])  # no wrap; wrapped, overwritten
+# No wrap; wrapped and overwritten; episodes (3-6 steps) longer than the ring's 2 rows.
+@pytest.mark.parametrize("capacity, steps", [(400, 60), (40, 97), (4, 31)])
 def test_relabelled_goals_come_from_the_right_steps(strategy, capacity, steps):
     buf, g = filled_buffer(strategy, capacity, steps)
     t, e = buf.sample_indices(4000)
@@ -115,15 +133,34 @@ def test_relabelled_goals_come_from_the_right_steps(strategy, capacity, steps):
     assert np.any(batch.rewards[relabelled] == 0.0) and np.all(batch.rewards[~relabelled] == -1)
 
 
+@pytest.mark.parametrize("strategy", ["future", "episode"])
+def test_a_resume_ends_the_episodes_running_at_the_save(strategy, tmp_path):
+    buf, g = filled_buffer(strategy, 400, 22)  # mid-episode in both sub-envs
+    assert (buf.cur_len > 0).all()
+    buf.save(tmp_path / "replay")
+    fresh, _ = filled_buffer(strategy, 400, 0)
+    fresh.load(tmp_path / "replay")
+    env = tracer_env(2)
+    fill(fresh, env, 0)  # the tracer's episode numbers continue after the saved ones
+    for sub in env.unwrapped.envs:
+        sub.unwrapped.episode = 100
+    fill(fresh, env, 12, seed=None)
+    assert_goals_from_own_episode(fresh, g)
+
+
 def test_episode_bounds_survive_save_and_load(tmp_path):
     buf, g = filled_buffer("future", 40, 97)
     buf.save(tmp_path / "replay")
     fresh, _ = filled_buffer("future", 40, 0)
     fresh.load(tmp_path / "replay")
-    for name in ("ep_start", "ep_end", "cur_start", "obs", "rewards"):
+    for name in ("ep_start", "obs", "rewards", "pos"):
         np.testing.assert_array_equal(getattr(fresh, name), getattr(buf, name))
+    ended = buf.ep_end >= 0  # finished episodes keep their end; running ones end at the newest
+    np.testing.assert_array_equal(fresh.ep_end[ended], buf.ep_end[ended])
+    assert (~ended).any() and np.all(fresh.ep_end[~ended] == (buf.pos - 1) % buf.rows)
+    assert np.all(fresh.cur_start == buf.pos) and not fresh.cur_len.any()
     t, e = np.arange(20) % buf.rows, np.arange(20) % 2
-    np.testing.assert_array_equal(fresh.gather(t, e).obs, buf.gather(t, e).obs)
+    np.testing.assert_array_equal(fresh.gather(t, e).obs[:, g.achieved], buf.gather(t, e).obs[:, g.achieved])
 
 
 @pytest.mark.parametrize("algo", OFFPOLICY)

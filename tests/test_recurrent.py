@@ -178,6 +178,10 @@ def test_bad_combinations_are_one_line_errors(tmp_path, capsys):
         recurrent_agent(n_steps=16, bptt_length=5)
     with pytest.raises(ConfigError, match="network.recurrent"):
         recurrent_agent(**{"network.recurrent": "transformer"})
+    model = recurrent_agent().model  # its feed-forward calls would skip the memory
+    for call in (model.value, model.distribution, model):
+        with pytest.raises(ValueError, match="depends on its state"):
+            call(tf.zeros([1, 2]))
     code = cli.main(["train", "sac", "Pendulum-v1", "--steps", "10", "--logdir", str(tmp_path),
                      "--set", "network.recurrent=lstm"])
     err = capsys.readouterr().err
@@ -222,3 +226,26 @@ def test_eval_video_replays_the_recurrent_policys_episodes(tmp_path):
     result = evaluate(agent, 2, seed=5, video_dir=tmp_path / "v")
     assert len(result["videos"]) == 2 and result["replay_matches"]
     assert all(Path(v).stat().st_size > 1000 for v in result["videos"])
+
+
+def test_next_values_of_truncated_episodes_use_the_episode_memory():
+    """A truncated episode bootstraps from V(true final obs) given the state after its last
+    step: replayed step by step here, against the batched pass of the update."""
+    from tests.helpers import COUNTDOWN_ID
+
+    agent = recurrent_agent(env=COUNTDOWN_ID, n_steps=24)
+    b = agent.collector.collect().batch
+    assert (b.dones & ~b.terminated).any()  # truncations happened
+    env_major = lambda x: tf.transpose(tf.constant(x), [1, 0, *range(2, np.ndim(x))])  # noqa: E731
+    from rl_sever.onpolicy.sequences import episode_starts
+
+    nv = tf.transpose(agent.model.next_values(
+        env_major(b.obs), env_major(b.next_obs), tf.constant(b.state[0]),
+        episode_starts(env_major(b.dones)))).numpy()
+    for e in range(b.obs.shape[1]):
+        state = b.state[0, e:e + 1]
+        for t in range(b.obs.shape[0]):
+            _, _, after = agent.model.step(tf.constant(b.obs[t, e:e + 1]), tf.constant(state))
+            _, v, _ = agent.model.step(tf.constant(b.next_obs[t, e:e + 1]), after)
+            np.testing.assert_allclose(nv[t, e], v.numpy()[0], atol=2e-5)
+            state = np.zeros_like(state) if b.dones[t, e] else after.numpy()

@@ -49,7 +49,8 @@ class FastCall:
         self.signature = list((fn.input_signature or []) if signature is None else signature)
         self.concrete = fn.get_concrete_function(*self.signature)
         self._dtypes = [spec.dtype for spec in tf.nest.flatten(self.signature)]
-        self._nested = len(self._dtypes) != len(self.signature)
+        # A structure (a Dict observation, even of one key; an absent field ()) is flattened.
+        self._nested = any(not isinstance(spec, tf.TensorSpec) for spec in self.signature)
         self._atomic = getattr(self.concrete, "_inference_function", None)
         deferred = getattr(self.concrete.graph, "deferred_external_captures", [])
         self._captures = None

@@ -117,7 +117,8 @@ class ActorCritic(tf.Module):
         (the memory its episode had when it got there; a true final observation included),
         replaying the rollout [N, T, ...] from `state0` [N, state_dim]. Returns [N, T]."""
         shape = tf.shape(starts)
-        flat = lambda x: tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))  # noqa: E731
+        flat = lambda x: tf.nest.map_structure(  # noqa: E731  (a Dict observation: each key)
+            lambda v: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0)), x)
         feat = self._trunk(flat(obs))
         seq = tf.reshape(feat, [-1, starts.shape[1] or shape[1], feat.shape[-1]])
         _, states = self.core.sequence(seq, state0, starts, return_states=True)
@@ -127,15 +128,23 @@ class ActorCritic(tf.Module):
     def __call__(self, obs: tf.Tensor, mask: tf.Tensor | None = None):
         """Returns (action distribution, value [batch]); `mask` (bool [batch, mask_dim]) gives
         the forbidden actions probability zero."""
+        self._feed_forward("output")
         return self._outputs(self._trunk(obs), mask)
 
     def distribution_from(self, pi_features: tf.Tensor, mask: tf.Tensor | None = None):
         return self.head.distribution(self.pi(pi_features), self.log_std, mask)
 
+    def _feed_forward(self, what: str) -> None:
+        if self.core is not None:
+            raise ValueError(f"a recurrent policy's {what} depends on its state: use "
+                             "step(obs, state) or sequence(obs, state0, starts)")
+
     def distribution(self, obs: tf.Tensor, mask: tf.Tensor | None = None):
+        self._feed_forward("distribution")
         return self.distribution_from(self._features(obs)[0], mask)
 
     def value(self, obs: tf.Tensor) -> tf.Tensor:
+        self._feed_forward("value")
         return tf.squeeze(self.vf(self._features(obs)[1]), -1)
 
     def modules(self) -> dict[str, list]:

@@ -10,7 +10,9 @@ achieved at a later step of the same episode (`future`), at its last step (`fina
 its steps (`episode`), and the reward the env's `compute_reward` gives for it (in one batched
 call). Episodes still running count up to the newest stored step; an episode the ring has
 partly overwritten, from its oldest stored step; an episode that crosses the buffer's end wraps
-with it. The episode bounds are saved with the buffer, so a resume relabels as before.
+with it; one longer than the ring keeps all its stored rows. The episode bounds are saved with
+the buffer; a resumed run restarts its envs, so the episodes running at the save end at the
+newest stored step.
 """
 
 from __future__ import annotations
@@ -89,15 +91,22 @@ class HerReplayBuffer(ReplayBuffer):
         self.ep_start = np.zeros((self.rows, self.n_envs), np.int32)
         self.ep_end = np.full((self.rows, self.n_envs), -1, np.int32)
         self.cur_start = np.zeros(self.n_envs, np.int32)
+        self.cur_len = np.zeros(self.n_envs, np.int64)  # steps of each current episode so far
 
     def add(self, step) -> None:
         t = self.pos
         super().add(step)
         self.ep_start[t], self.ep_end[t] = self.cur_start, -1
+        self.cur_len += 1
         for e in np.flatnonzero(self.dones[t]):
-            length = min((t - int(self.cur_start[e])) % self.rows + 1, self.rows)
-            self.ep_end[(t - np.arange(length)) % self.rows, e] = t
-            self.cur_start[e] = (t + 1) % self.rows
+            self._end_episode(e, t)
+
+    def _end_episode(self, e: int, t: int) -> None:
+        """Sub-env `e`'s episode ended at row `t`: its stored rows (all of them, for an episode
+        longer than the ring) learn where it ended."""
+        length = min(int(self.cur_len[e]), self.rows)
+        self.ep_end[(t - np.arange(length)) % self.rows, e] = t
+        self.cur_start[e], self.cur_len[e] = (t + 1) % self.rows, 0
 
     def goal_rows(self, t: np.ndarray, e: np.ndarray) -> np.ndarray:
         """Rows whose reached observation's achieved goal relabels the transitions (t, e)."""
@@ -128,11 +137,19 @@ class HerReplayBuffer(ReplayBuffer):
         return batch._replace(obs=obs, next_obs=next_obs, rewards=rewards)
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {**super()._arrays(), "cur_start": self.cur_start}
+        return {**super()._arrays(), "cur_start": self.cur_start, "cur_len": self.cur_len}
 
     def load(self, directory) -> None:
+        """Restore a saved buffer. A loaded agent restarts its envs, so the episodes running
+        at the save end at the newest stored row: no later episode extends them."""
         super().load(directory)
         self.cur_start[:] = np.load(f"{directory}/cur_start.npy", allow_pickle=False)
+        self.cur_len[:] = np.load(f"{directory}/cur_len.npy", allow_pickle=False)
+        if self.filled_rows:
+            newest = (self.pos - 1) % self.rows
+            for e in np.flatnonzero(self.cur_len):
+                self._end_episode(e, newest)
+        self.cur_start[:], self.cur_len[:] = self.pos, 0
 
 
 def make_replay(agent, share_frames: bool) -> ReplayBuffer:
