@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,6 +10,16 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+
+@functools.cache
+def _scalar_metadata() -> summary_pb2.SummaryMetadata:
+    """The metadata tf.summary.scalar attaches (TensorBoard's scalar plugin), as TF's proto."""
+    from tensorboard.plugins.scalar import metadata
+
+    return summary_pb2.SummaryMetadata.FromString(
+        metadata.create_summary_metadata(display_name=None, description=None).SerializeToString())
 
 
 class Logger:
@@ -35,9 +46,16 @@ class Logger:
         self.values = {}
         self.last.update(written)
         if self.writer is not None and written:
+            # One event holding every scalar, written by one op: tf.summary.scalar per key cost
+            # a few eager ops each (PPO on a masked env: 0.8 s of a 10 s run for 1,764 scalars).
+            # The values are what tf.summary.scalar writes: float32 tensors, scalar metadata.
+            meta = _scalar_metadata()
+            summary = summary_pb2.Summary(value=[
+                summary_pb2.Summary.Value(tag=key, metadata=meta,
+                                          tensor=tf.make_tensor_proto(np.float32(value)))
+                for key, value in sorted(written.items())])
             with self.writer.as_default(step=int(step)):
-                for key, value in sorted(written.items()):
-                    tf.summary.scalar(key, value)
+                tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(step))
             self.writer.flush()
         return written
 
