@@ -33,6 +33,7 @@ learn() with its logging and checkpoints.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -76,6 +77,9 @@ CASES = {
     # it, which the HER paper's bit flipping shows failing (a random walk almost never meets
     # its goal, so every reward is -1); the success rate is their measure.
     "sac_her_bitflip": ("sac", "BitFlippingContinuous-v0", 30_000, None, None),
+    # The zoo's SAC + HER preset (rl_sever/config/presets/sac/FetchReach-v4.yaml); needs
+    # gymnasium-robotics, and MuJoCo 3 (FetchReach-v4 fails on reset under MuJoCo 4.0.1).
+    "sac_her_fetchreach": ("sac", "FetchReach-v4", 20_000, None, None),
     "sac_noher_bitflip": ("sac", "BitFlippingContinuous-v0", 30_000, None, None),
 }
 # Config layers of a case, on top of its preset (both sides get them). Masked/InvalidActionPenalty
@@ -92,6 +96,7 @@ CASE_CONFIG: dict[str, dict] = {
 # and the learned entropy coefficient at the SAC defaults, the same on both sides).
 BITFLIP = {"n_envs": 1, "learning_starts": 1000, "batch_size": 256, "gamma": 0.95,
            "learning_rate": 1e-3, "buffer_size": 1_000_000, "network": {"hidden_sizes": [64, 64]}}
+CASE_IMPORTS = {"sac_her_fetchreach": "gymnasium_robotics"}
 CASE_CONFIG["sac_her_bitflip"] = {**BITFLIP, "her": {"strategy": "future", "n_sampled_goal": 4}}
 CASE_CONFIG["sac_noher_bitflip"] = {**BITFLIP, "her": {"strategy": "none"}}
 FITS_HERE = ["ppo_cartpole", "ppo_acrobot", "ppo_lunarlander", "a2c_lunarlander",
@@ -113,6 +118,8 @@ def run_case(name: str, seed: int, steps: int | None, sb3: bool = False,
     from rl_sever.core.evaluation import evaluate
 
     algo, env_id, budget, ref_mean, ref_std = CASES[name]
+    if name in CASE_IMPORTS:  # a package that registers the env id (both sides use it)
+        importlib.import_module(CASE_IMPORTS[name])
     steps = steps or budget
     klass, cfg = resolved_config(algo, env_id, seed, steps, CASE_CONFIG.get(name))
     agent = klass(env_id, cfg, logdir=logdir)

@@ -176,3 +176,42 @@ def test_a_recurrent_policy_on_dict_observations(algo):
     agent.learn(32, progress=False)
     actions, state = agent.predict(dict_obs(4))
     assert actions.shape == (4,) and state.shape == (4, 8)
+
+
+def test_the_replay_stores_image_frames_once(tmp_path):
+    """With a Dict observation the replay keeps each camera frame once (the next observation's
+    frame is the next row's, kept aside only at episode ends and the newest row): batches equal
+    a buffer storing every next observation, before and after save/load and the ring's wrap."""
+    from envs import make_vec_env
+    from rl_sever.core.rollout import Step
+    from rl_sever.offpolicy.replay import ReplayBuffer
+
+    env = make_vec_env(DICT_BOX_ID, 2, seed=0)
+    space = env.single_observation_space
+    shape = {k: s.shape for k, s in space.spaces.items()}
+    dtype = {k: s.dtype for k, s in space.spaces.items()}
+    shared = ReplayBuffer(40, 2, shape, dtype, (1,), share_frames=True, seed=3)
+    full = ReplayBuffer(40, 2, shape, dtype, (1,), share_frames=False, seed=3)
+    assert shared.shared == ["camera"] and set(shared.next_obs) == {"position", "mode"}
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(33):  # episodes of 8 steps; 20 rows: wrapped
+        actions = rng.uniform(-1, 1, (2, 1)).astype(np.float32)
+        next_obs, reward, term, trunc, info = env.step(actions)
+        from envs.autoreset import reached_observations
+
+        step = Step(obs, actions, reward, term, trunc, reached_observations(next_obs, info))
+        shared.add(step)
+        full.add(step)
+        obs = next_obs
+    shared.save(tmp_path / "replay")
+    loaded = ReplayBuffer(40, 2, shape, dtype, (1,), share_frames=True, seed=3)
+    loaded.load(tmp_path / "replay")
+    t, e = np.arange(40) % 20, np.arange(40) % 2
+    want = full.gather(t, e)
+    for buf in (shared, loaded):
+        got = buf.gather(t, e)
+        for k in shape:
+            np.testing.assert_array_equal(got.next_obs[k], want.next_obs[k])
+            np.testing.assert_array_equal(got.obs[k], want.obs[k])
+    env.close()

@@ -209,7 +209,9 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         # A TF-native env: act, step, store and update run in compiled chunks with the replay
         # buffer in tf.Variables (rl_sever.offpolicy.ingraph); otherwise a NumPy buffer.
         if tf_env is None:  # with hindsight goals where config her asks (offpolicy.her)
-            self.replay = make_replay(self, share_frames=is_image(self.obs_shape, self.obs_dtype))
+            # Image frames stored once (a Dict observation's image keys too).
+            self.replay = make_replay(self, share_frames=is_image(self.obs_shape, self.obs_dtype)
+                                      or isinstance(self.obs_shape, dict))
         elif cfg.her.strategy != "none":
             raise ConfigError("her: TF-native (tf:) envs have no goals; use a goal-conditioned "
                               "Gymnasium env")

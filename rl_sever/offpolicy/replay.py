@@ -70,6 +70,18 @@ def _take(array, t, e):
     return {k: a[t, e] for k, a in array.items()} if isinstance(array, dict) else array[t, e]
 
 
+def _tree(fn, *xs):
+    """`fn` over the arrays of a Dict observation's values (key by key), or over arrays."""
+    if isinstance(xs[0], dict):
+        return {k: fn(*(x[k] for x in xs)) for k in xs[0]}
+    return fn(*xs)
+
+
+def _named(name: str, value) -> dict[str, np.ndarray]:
+    """The saved arrays of `value`: `name`, or `name.<key>` for a Dict observation's."""
+    return {f"{name}.{k}": a for k, a in value.items()} if isinstance(value, dict) else {name: value}
+
+
 def _put(array, t, value) -> None:
     if isinstance(array, dict):
         for k, a in array.items():
@@ -82,11 +94,11 @@ def replay_bytes_per_transition(obs_shape, obs_dtype, action_shape, action_dtype
                                 share_frames: bool) -> int:
     """Memory of one stored transition: the observation (twice without share_frames), the
     action, the reward and two flags."""
-    if isinstance(obs_shape, dict):  # a Dict observation: every key, each in its own dtype
-        obs = sum(int(np.prod(s, dtype=np.int64)) * np.dtype(obs_dtype[k]).itemsize
-                  for k, s in obs_shape.items())
-    else:
-        obs = int(np.prod(obs_shape, dtype=np.int64)) * np.dtype(obs_dtype).itemsize
+    if isinstance(obs_shape, dict):  # a Dict observation: every key in its dtype, its images once
+        return sum(int(np.prod(s, dtype=np.int64)) * np.dtype(obs_dtype[k]).itemsize
+                   * (1 if share_frames and len(s) == 3 else 2) for k, s in obs_shape.items()) \
+            + int(np.prod(action_shape, dtype=np.int64)) * np.dtype(action_dtype).itemsize + 6
+    obs = int(np.prod(obs_shape, dtype=np.int64)) * np.dtype(obs_dtype).itemsize
     action = int(np.prod(action_shape, dtype=np.int64)) * np.dtype(action_dtype).itemsize
     return obs * (1 if share_frames else 2) + action + 4 + 2
 
@@ -105,6 +117,13 @@ class ReplayBuffer:
                  action_shape: tuple[int, ...], action_dtype=np.float32, *, n_step: int = 1,
                  gamma: float = 0.99, seed: int | None = 0, share_frames: bool = False):
         self.n_envs = int(n_envs)
+        # A Dict observation shares the frames of its image keys only (`shared`); its other
+        # keys keep their next observations in `next_obs`.
+        self.shared = None
+        if share_frames and isinstance(obs_shape, dict):
+            self.shared = [k for k, s in obs_shape.items()
+                           if len(s) == 3 and np.dtype(obs_dtype[k]) == np.uint8]
+            share_frames = bool(self.shared)
         self.share_frames = bool(share_frames)
         self.rows = replay_rows(capacity, n_envs, n_step)
         self.n_step, self.gamma = int(n_step), float(gamma)
@@ -117,13 +136,15 @@ class ReplayBuffer:
                 else f"{np.dtype(obs_dtype).name} observations {tuple(obs_shape)}")
         check_fits(r * n * per_transition, f"the replay buffer ({r * n:,} transitions of "
                    f"{what})", "buffer_size", per_transition)
-        if share_frames and isinstance(obs_shape, dict):
-            raise ConfigError("share_frames needs one image observation, not a Dict")
         self.obs = _zeros(obs_shape, obs_dtype, (r, n))
         self.next_obs = None if share_frames else _zeros(obs_shape, obs_dtype, (r, n))
+        if self.shared is not None:  # the Dict's other keys
+            self.next_obs = {k: np.zeros((r, n, *s), obs_dtype[k])
+                             for k, s in obs_shape.items() if k not in self.shared}
         # share_frames: the newest row's next observations, and the (row, env) -> next
         # observation entries that differ from the following row's observation.
-        self.latest_next = np.zeros((n, *obs_shape), obs_dtype) if share_frames else None
+        self.latest_next = (_zeros(self._shared_part(obs_shape), self._shared_part(obs_dtype),
+                                   (n,)) if share_frames else None)
         self.explicit: dict[tuple[int, int], np.ndarray] = {}
         # Where `explicit` has an entry: sampling looks up only those (not every sample).
         self.kept = np.zeros((r, n), bool) if share_frames else None
@@ -141,6 +162,8 @@ class ReplayBuffer:
         t = self.pos
         if self.share_frames:
             self._share(t, obs, next_obs)
+            if self.next_obs:  # a Dict observation's keys that are not shared
+                _put(self.next_obs, t, next_obs)
         else:
             _put(self.next_obs, t, next_obs)
         _put(self.obs, t, obs)
@@ -151,28 +174,39 @@ class ReplayBuffer:
         self.pos = (t + 1) % self.rows
         self.full = self.full or self.pos == 0
 
+    def _shared_part(self, x):
+        """What frame sharing covers of `x`: all of it, or a Dict's image keys."""
+        return x if self.shared is None else {k: x[k] for k in self.shared}
+
     def _share(self, t: int, obs, next_obs) -> None:
+        obs, latest = self._shared_part(obs), self.latest_next
         if self.filled_rows:  # the newest row's successor is this one, where obs continues
             newest = (t - 1) % self.rows
             for e in range(self.n_envs):
-                if not np.array_equal(obs[e], self.latest_next[e]):
-                    self.explicit[(newest, e)] = self.latest_next[e].copy()
+                if not all(np.array_equal(a[e], b[e]) for a, b in (
+                        zip(obs.values(), latest.values()) if self.shared else [(obs, latest)])):
+                    self.explicit[(newest, e)] = _tree(lambda a: a[e].copy(), latest)  # noqa: B023
                     self.kept[newest, e] = True
         for e in np.flatnonzero(self.kept[t]):  # row t is overwritten
             del self.explicit[(t, int(e))]
         self.kept[t] = False
-        self.latest_next[:] = next_obs
+        _tree(lambda dst, src: dst.__setitem__(slice(None), src), latest,
+              self._shared_part(next_obs))
 
     def next_observations(self, t: np.ndarray, e: np.ndarray) -> np.ndarray:
         """The observations reached from rows `t` of sub-envs `e`."""
         if not self.share_frames:
             return _take(self.next_obs, t, e)
-        out = self.obs[(t + 1) % self.rows, e]
+        out = _take(self._shared_part(self.obs), (t + 1) % self.rows, e)
         newest = t == (self.pos - 1) % self.rows
-        out[newest] = self.latest_next[e[newest]]
+        _tree(lambda o, latest: o.__setitem__(newest, latest[e[newest]]), out, self.latest_next)
         for i in np.flatnonzero(self.kept[t, e]):
-            out[i] = self.explicit[(int(t[i]), int(e[i]))]
-        return out
+            _tree(lambda o, x: o.__setitem__(i, x), out,  # noqa: B023
+                  self.explicit[(int(t[i]), int(e[i]))])
+        if self.shared is None:
+            return out
+        out.update(_take(self.next_obs, t, e))
+        return {k: out[k] for k in self.obs}  # the observation's key order
 
     @property
     def filled_rows(self) -> int:
@@ -239,12 +273,17 @@ class ReplayBuffer:
             return out
         keys = sorted(self.explicit)
         kept = [self.explicit[k] for k in keys]
-        return {**{name: getattr(self, name) for name in self.row_fields if name != "next_obs"},
-                "latest_next": self.latest_next,
+        rows = {}
+        for name in self.row_fields:  # next_obs: only a Dict's keys that are not shared
+            if name != "next_obs" or self.shared is not None:
+                rows.update(_named(name, getattr(self, name)))
+        explicit = _tree(lambda latest, *xs: (np.stack(xs) if xs else
+                                               np.zeros((0, *latest.shape[1:]), latest.dtype)),
+                         self.latest_next, *kept)
+        return {**rows, **_named("latest_next", self.latest_next),
                 "explicit_rows": np.array([t for t, _ in keys], np.int64),
                 "explicit_envs": np.array([e for _, e in keys], np.int64),
-                "explicit_next": (np.stack(kept) if kept
-                                  else np.zeros((0, *self.obs.shape[2:]), self.obs.dtype))}
+                **_named("explicit_next", explicit)}
 
     def save(self, directory: str | Path) -> Path:
         """Write the filled rows and the sampler state into `directory` (no pickle)."""
@@ -291,9 +330,14 @@ class ReplayBuffer:
                                       f"({rows}, {', '.join(map(str, target.shape[1:]))})")
             target[:rows] = data
         if self.share_frames:
-            self.latest_next[:] = loaded["latest_next"]
-            self.explicit = {(int(t), int(e)): x for t, e, x in zip(
-                loaded["explicit_rows"], loaded["explicit_envs"], loaded["explicit_next"])}
+            saved = (lambda name: loaded[name] if self.shared is None  # noqa: E731
+                     else {k: loaded[f"{name}.{k}"] for k in self.shared})
+            _tree(lambda dst, src: dst.__setitem__(slice(None), src), self.latest_next,
+                  saved("latest_next"))
+            explicit = saved("explicit_next")
+            self.explicit = {(int(t), int(e)): _tree(lambda a: a[i], explicit)  # noqa: B023
+                             for i, (t, e) in enumerate(zip(loaded["explicit_rows"],
+                                                            loaded["explicit_envs"]))}
             self.kept[:] = False
             self.kept[loaded["explicit_rows"], loaded["explicit_envs"]] = True
         self.pos, self.full = int(meta["pos"]), bool(meta["full"])
