@@ -251,10 +251,7 @@ class Agent:
                   "env_id": self.env_id, "config": to_dict(self.config),
                   "rl_sever_version": __version__}
         if self.user_encoder is not None:  # its architecture is code: load() must be given it
-            models = (self.user_encoder if isinstance(self.user_encoder, dict)  # one per key
-                      else {"": self.user_encoder})
-            record["user_encoder"] = ", ".join(f"{k + ': ' if k else ''}{type(m).__name__} "
-                                               f"{m.name!r}" for k, m in models.items())
+            record["user_encoder"] = rundir.describe_models(self.user_encoder)
         if self.config_history:
             record["history"] = self.config_history
         return record

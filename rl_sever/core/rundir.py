@@ -104,3 +104,11 @@ class RunLock:
 
 class RunLockedError(CheckpointError):
     """Another live process is training in this run folder."""
+
+
+def describe_models(models) -> str:
+    """A user's encoder as config.json names it: "<class> '<name>'", per key for a Dict
+    observation's models ("camera: Sequential 'cnn', ...")."""
+    if not isinstance(models, dict):
+        return f"{type(models).__name__} {models.name!r}"
+    return ", ".join(f"{k}: {type(m).__name__} {m.name!r}" for k, m in models.items())
