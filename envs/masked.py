@@ -40,6 +40,7 @@ from gymnasium import spaces
 from envs.errors import ConfigError
 
 MASK_KEY = "action_mask"
+_ALL = np.ones(1, bool)
 MASK_METHOD = "action_masks"
 MASKED_NAMESPACE = "Masked"
 DISCRETE_ID = f"{MASKED_NAMESPACE}/InvalidActionPenalty-v0"
@@ -193,6 +194,10 @@ def get_action_masks(env: Any, infos: dict[str, Any] | None, n_envs: int,
     forward `call`). None when neither source exists; a ConfigError when only some sub-envs
     publish a mask, or a mask has the wrong shape.
     """
+    values = infos.get(MASK_KEY) if infos else None
+    if (isinstance(values, np.ndarray) and values.dtype == bool
+            and values.shape == (n_envs, mask_dim) and infos.get(f"_{MASK_KEY}", _ALL).all()):
+        return values  # every sub-env's mask, stacked by the vector env: the common case
     env = _caller(env)
     masks = present = None
     if infos and MASK_KEY in infos:

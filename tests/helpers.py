@@ -213,6 +213,18 @@ def gradients(agent, loss: str, mb) -> dict[str, list]:
     return out
 
 
+def term_gradients(agent, batch, term: str) -> dict[str, list]:
+    """Module -> gradients of one loss term on the first minibatch of `batch`."""
+    from rl_sever.nn.layers import tf_variables
+
+    modules = {m: tf_variables(vs) for m, vs in agent.flow_modules().items()}
+    loss = agent.flow_losses(batch)[term]
+    with tf.GradientTape(watch_accessed_variables=False, persistent=True) as tape:
+        tape.watch([v for vs in modules.values() for v in vs])
+        value = loss()
+    return {m: tape.gradient(value, vs) for m, vs in modules.items()}
+
+
 def none_or_zero(grads) -> bool:
     return all(g is None or not np.any(tf.convert_to_tensor(g).numpy()) for g in grads)
 

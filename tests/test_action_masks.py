@@ -149,3 +149,26 @@ def test_bad_masks_and_combinations_are_one_line_errors(tmp_path, capsys):
                      "--no-progress", "--set", "action_masks=on"])
     err = capsys.readouterr().err
     assert code == 2 and "mask" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["discrete", "multi"])
+def test_no_gradient_reaches_a_masked_logit(kind):
+    """The loss and the entropy move only the allowed actions' logits: the gradient at a
+    forbidden one is exactly zero, at the allowed ones it is not."""
+    space = gym.spaces.Discrete(4) if kind == "discrete" else gym.spaces.MultiDiscrete([2, 3])
+    head = ActionHead(action_spec(space))
+    rng = np.random.default_rng(2)
+    logits = tf.Variable(rng.standard_normal((16, head.param_dim)).astype(np.float32))
+    mask = rng.random((16, head.param_dim)) < 0.5
+    mask[:, 0] = True
+    if kind == "multi":
+        mask[:, 2] = True
+    with tf.GradientTape(persistent=True) as tape:
+        dist = head.distribution(logits, mask=tf.constant(mask))
+        actions = head.sample(dist, tf.constant([3, 4]))
+        terms = {"log_prob": tf.reduce_sum(dist.log_prob(actions)),
+                 "entropy": tf.reduce_sum(dist.entropy())}
+    for name, value in terms.items():
+        grad = tape.gradient(value, logits).numpy()
+        assert np.all(grad[~mask] == 0.0), name
+        assert np.any(grad[mask] != 0.0), name

@@ -215,3 +215,18 @@ def test_the_replay_stores_image_frames_once(tmp_path):
             np.testing.assert_array_equal(got.next_obs[k], want.next_obs[k])
             np.testing.assert_array_equal(got.obs[k], want.obs[k])
     env.close()
+
+
+def test_the_dict_encoder_is_severed_for_the_head_that_must_not_train_it():
+    """encoder_grad_from: critic — the policy loss reaches no part of the Dict encoder (the
+    camera's CNN included: None or exact zeros), the value loss reaches it."""
+    from tests.helpers import flows, none_or_zero, term_gradients
+
+    agent = tiny_agent("ppo", DICT_ID, **{"network.encoder_grad_from": "critic"})
+    batch = agent.collector.collect().batch
+    policy = term_gradients(agent, batch, "policy")
+    assert none_or_zero(policy["encoder"]) and flows(policy["actor"])
+    value = term_gradients(agent, batch, "value")
+    camera = agent.model.encoder.parts["camera"].weights
+    grads = dict(zip([id(v) for v in agent.flow_modules()["encoder"]], value["encoder"]))
+    assert flows([grads[id(v)] for v in camera])

@@ -12,7 +12,7 @@ import tensorflow as tf
 from rl_sever import cli
 from rl_sever.errors import ConfigError
 from rl_sever.nn.recurrent import UNROLL_MAX, RecurrentCore
-from tests.helpers import ONPOLICY, flows, none_or_zero, snapshot, tiny_agent
+from tests.helpers import ONPOLICY, flows, none_or_zero, snapshot, term_gradients, tiny_agent
 
 RNN = {"network.recurrent": "lstm", "network.recurrent_size": 8}
 
@@ -93,18 +93,6 @@ def test_gradient_flows_through_time_but_not_across_an_episode_start():
         grad = tape.gradient(loss, x).numpy()[0]
         assert np.any(grad[:3]) == reaches  # the first steps, before a reset at step 3
         assert np.any(grad[3:])
-
-
-def term_gradients(agent, batch, term: str) -> dict[str, list]:
-    """Module -> gradients of one loss term on the first minibatch of `batch`."""
-    from rl_sever.nn.layers import tf_variables
-
-    modules = {m: tf_variables(vs) for m, vs in agent.flow_modules().items()}
-    loss = agent.flow_losses(batch)[term]
-    with tf.GradientTape(watch_accessed_variables=False, persistent=True) as tape:
-        tape.watch([v for vs in modules.values() for v in vs])
-        value = loss()
-    return {m: tape.gradient(value, vs) for m, vs in modules.items()}
 
 
 def test_the_audit_sees_the_recurrent_core():

@@ -19,7 +19,6 @@ from envs.masked import get_action_masks, has_mask_method
 from rl_sever.errors import ConfigError, EnvError
 
 MODES = ("auto", "on", "off")
-_ALL = np.ones(1, bool)
 
 
 def uses_action_masks(env, action, mode: str, *, tf_native: bool = False) -> bool:
@@ -43,15 +42,6 @@ class MaskReader:
         self.env, self.n_envs, self.mask_dim = env, int(n_envs), int(mask_dim)
 
     def __call__(self, info: dict) -> np.ndarray:
-        masks = info.get("action_mask")
-        if (isinstance(masks, np.ndarray) and masks.dtype == bool
-                and masks.shape == (self.n_envs, self.mask_dim)
-                and info.get("_action_mask", _ALL).all()):
-            # Every sub-env's mask in the info, as a vector env stacks them: checked only for
-            # a row that allows nothing (the general reader cost ~10 us more per step).
-            if not masks.any(axis=1).all():
-                return check_masks(masks, self.n_envs, self.mask_dim)
-            return masks
         masks = get_action_masks(self.env, info, self.n_envs, self.mask_dim)
         if masks is None:
             raise EnvError("action masks are on but the env gives none: no info['action_mask'] "
@@ -67,7 +57,8 @@ def check_masks(masks, n: int, mask_dim: int) -> np.ndarray:
         raise EnvError(f"action mask of shape {masks.shape}; this env needs ({n}, {mask_dim}): "
                        f"one bool per action choice for each of {n} observations")
     masks = masks.astype(bool, copy=False)
-    empty = np.flatnonzero(~masks.any(axis=1))
-    if empty.size:
+    allowed = masks.any(axis=1)
+    if not allowed.all():
+        empty = np.flatnonzero(~allowed)
         raise EnvError(f"the action mask of sub-env {int(empty[0])} allows no action")
     return masks

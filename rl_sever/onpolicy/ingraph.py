@@ -29,8 +29,8 @@ class InGraphTrainer:
         self.state = InGraphEnvState(env, self.n_envs)
         # A recurrent policy's state between vector steps and iterations (checkpointed with the
         # env state: a resume continues the episodes with their memory).
-        self.memory = tf.Variable(tf.zeros([self.n_envs, agent.layout.state_dim]),
-                                  trainable=False, name="memory")
+        self.memory = (tf.Variable(tf.zeros([self.n_envs, agent.layout.state_dim]),
+                                   trainable=False, name="memory") if agent.recurrent else None)
         self.rollout_fn = tf.function(self._rollout, input_signature=[])
         self.iteration_fn = tf.function(self._iteration, input_signature=[],
                                         jit_compile=bool(getattr(cfg, "jit_compile", False)))
