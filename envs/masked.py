@@ -83,6 +83,7 @@ class InvalidActionPenaltyEnv(gym.Env):
         self.observation_space = spaces.Box(0.0, 1.0, (2 * self.mask_dim,), np.float32)
         self._mask = np.zeros(self.mask_dim, bool)
         self._target = np.zeros(self.nvec.size, np.int64)
+        self._single = self.nvec.size == 1
 
     def action_masks(self) -> np.ndarray:
         """The mask of the current observation: bool, shape (sum(nvec),)."""
@@ -92,25 +93,27 @@ class InvalidActionPenaltyEnv(gym.Env):
         """A new mask (never the previous one) and a new target among its allowed actions:
         one uniform draw per action decides whether it is allowed (the smallest of each
         component's always is), another ranks the allowed ones for the target."""
-        previous, starts = self._mask, self._starts
+        previous, starts, single = self._mask.tobytes(), self._starts, self._single
         while True:
             u = self.np_random.random((2, self.mask_dim))
             mask = u[0] < self.p_valid
-            if len(starts) == 1:
+            if single:
                 mask[u[0].argmin()] = True
             else:
                 mask |= u[0] == np.repeat(np.minimum.reduceat(u[0], starts), self.nvec)
-            if (mask != previous).any():
+            if mask.tobytes() != previous:
                 break
         rank = np.where(mask, u[1], -1.0)
         self._mask = mask
-        self._target = (np.array([rank.argmax()]) if len(starts) == 1 else
+        self._target = (rank.argmax() if single else
                         np.array([rank[s:s + n].argmax() for s, n in zip(starts, self.nvec)]))
 
     def _observation(self) -> np.ndarray:
-        hint = np.zeros(self.mask_dim, np.float32)
-        hint[self._starts + self._target] = 1.0
-        return np.concatenate([hint, self._mask.astype(np.float32)])
+        """The target one-hot per component, then the mask (float32)."""
+        observation = np.zeros(2 * self.mask_dim, np.float32)
+        observation[self._starts + self._target] = 1.0
+        observation[self.mask_dim:] = self._mask
+        return observation
 
     def _info(self) -> dict[str, Any]:
         return {MASK_KEY: self._mask.copy()}
@@ -122,12 +125,19 @@ class InvalidActionPenaltyEnv(gym.Env):
         return self._observation(), self._info()
 
     def step(self, action):
-        parts = np.asarray(action, np.int64).reshape(-1)
-        if parts.shape != self.nvec.shape or ((parts < 0) | (parts >= self.nvec)).any():
-            raise ValueError(f"action {action!r} is not in {self.action_space}")
+        if self._single and isinstance(action, (int, np.integer)):  # Discrete: the common case
+            parts = int(action)
+            if not 0 <= parts < self.mask_dim:
+                raise ValueError(f"action {action!r} is not in {self.action_space}")
+            allowed, on_target = bool(self._mask[parts]), parts == self._target
+        else:
+            parts = np.asarray(action, np.int64).reshape(-1)
+            if parts.shape != self.nvec.shape or ((parts < 0) | (parts >= self.nvec)).any():
+                raise ValueError(f"action {action!r} is not in {self.action_space}")
+            allowed = bool(self._mask[self._starts + parts].all())
+            on_target = bool((parts == self._target).all())
         good, other, invalid = self.rewards
-        allowed = bool(self._mask[self._starts + parts].all())
-        reward = invalid if not allowed else good if (parts == self._target).all() else other
+        reward = invalid if not allowed else good if on_target else other
         self._draw()
         return self._observation(), reward, not allowed, False, self._info()
 
