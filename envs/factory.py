@@ -27,7 +27,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from gymnasium.wrappers import FlattenObservation, TransformObservation
 
 from envs import atari as atari_ids
-from envs import bit_flipping, masked, partial, pixels  # noqa: F401  (register their env ids)
+from envs import bit_flipping, io_bound, masked, partial, pixels  # noqa: F401  (register their env ids)
 from envs.atari import AtariSettings
 from envs.dict_obs import DictObservation, has_image_key
 from envs.episodes import EpisodeStats

@@ -1,5 +1,6 @@
 """Imports point down the layers (bottom to top: envs; config and errors; isolation, nn,
-objective, audit; auxiliary; core, with the on/off-policy families above it; agents; cli),
+objective, audit; auxiliary; core, with the on/off-policy families and the Ray env
+runners above it; agents; cli),
 and sit at the top of their files except where a start-up or an optional extra needs them
 later."""
 
@@ -16,7 +17,7 @@ LAYERS = [  # (layer, its path prefixes); a module may import its own layer and 
          "rl_sever.loss_terms")),
     (3, ("rl_sever.auxiliary",)),
     (4, ("rl_sever.core",)),
-    (5, ("rl_sever.onpolicy", "rl_sever.offpolicy")),
+    (5, ("rl_sever.onpolicy", "rl_sever.offpolicy", "rl_sever.runners")),
     (6, ("agents",)),
     (7, ("rl_sever.cli",)),
 ]
@@ -25,7 +26,7 @@ LAYERS = [  # (layer, its path prefixes); a module may import its own layer and 
 LATE_OK = {"rl_sever/cli.py", "rl_sever/core/quiet.py", "rl_sever/core/compiled.py",
            "rl_sever/core/curves.py", "rl_sever/core/logger.py", "rl_sever/core/rundir.py",
            "envs/atari.py", "envs/atari_vector.py", "envs/replay.py", "envs/factory.py",
-           "envs/worker_preload.py"}
+           "envs/worker_preload.py", "rl_sever/runners/cluster.py"}
 
 
 def layer_of(module: str) -> int | None:

@@ -5,6 +5,7 @@ Each field's docstring (the string under it) is its help text: see rl_sever.conf
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from envs.atari import AtariSettings
@@ -157,6 +158,15 @@ class RunConfig:
     devices: list[str] = field(default_factory=list)
     """With distribute=mirrored, the devices to mirror on, e.g. [/gpu:0, /gpu:1] (empty: every
     GPU, or the CPU when there is none)."""
+    runners: int = 0
+    """Env runners as Ray actors (0: the envs step in this process). The n_envs sub-envs are
+    split evenly among them, each seeded as in a local run; docs/scaling.md."""
+    ray_address: str = "local"
+    """With runners: local (start Ray on this machine), auto (the cluster this machine joined
+    with `ray start`) or host:port of a Ray head."""
+    runner_cpus: float = 1.0
+    """Logical CPUs Ray reserves per runner (below 1 packs several runners per core, for envs
+    that wait on I/O)."""
     gamma: float = 0.99
     """Discount factor."""
     learning_rate: float = 3e-4
@@ -206,6 +216,17 @@ class RunConfig:
               + suggest(str(self.distribute), STRATEGIES))
         check(not self.devices or self.distribute == "mirrored",
               f"devices ({self.devices}) only applies to distribute=mirrored")
+        check(self.runners >= 0, f"runners must be >= 0, got {self.runners}")
+        check(not self.runners or self.n_envs % self.runners == 0,
+              f"n_envs ({self.n_envs}) must be a multiple of runners ({self.runners}): each "
+              "runner steps an equal share")
+        check(self.ray_address in ("local", "auto")
+              or re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:\d+", str(self.ray_address)) is not None,
+              f"ray_address must be local, auto or host:port, got {self.ray_address!r}")
+        check(self.runner_cpus > 0, f"runner_cpus must be positive, got {self.runner_cpus}")
+        check(not self.runners or self.distribute == "default",
+              f"runners with distribute={self.distribute} is not supported yet; use "
+              "distribute=default")
         check(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
         check(self.learning_rate >= 0.0, f"learning_rate must be >= 0, got {self.learning_rate}")
         check(self.lr_schedule in SCHEDULES,

@@ -88,7 +88,10 @@ class Agent:
         keras.utils.set_random_seed(config.seed)
         if isinstance(env, str):
             self.env_id = env
-            env = make_vec_env(env, config.n_envs, seed=config.seed, vectorization=config.vectorization,
+            # With runners the learner's envs only describe the spaces: no worker processes.
+            vectorization = ("sync" if config.runners and config.vectorization == "async"
+                             else config.vectorization)
+            env = make_vec_env(env, config.n_envs, seed=config.seed, vectorization=vectorization,
                                n_workers=config.n_workers,
                                normalize_obs=config.normalize_obs,
                                normalize_reward=config.normalize_reward,
@@ -192,14 +195,24 @@ class Agent:
                 changed.update(FreezeSchedule(windows).apply(opt, step))
         return changed
 
-    collector_classes: tuple = ()  # (Gymnasium envs, TF-native envs): the family's collectors
+    # The family's collectors: (Gymnasium envs, TF-native envs, Gymnasium envs on Ray runners).
+    collector_classes: tuple = ()
 
     def make_collector(self):
         """A new object that steps the env for rl_sever.core.loop (see its docstring)."""
         if not self.collector_classes:
             raise NotImplementedError(f"{type(self).__name__} sets no collector_classes")
-        python, ingraph = self.collector_classes
-        return (python if getattr(self, "ingraph", None) is None else ingraph)(self)
+        python, ingraph, runners = self.collector_classes
+        if getattr(self, "ingraph", None) is not None:
+            if self.config.runners:
+                raise ConfigError("runners step Gymnasium envs; a tf: env runs inside the "
+                                  "learner's graph (use runners=0)")
+            return ingraph(self)
+        return (runners if self.config.runners else python)(self)
+
+    def acting_variables(self) -> list:
+        """The variables acting reads: what env runners receive once per update."""
+        raise NotImplementedError
 
     @property
     def collector(self):
@@ -343,6 +356,8 @@ class Agent:
         return self.checkpointer.save(int(self.global_step.numpy()))
 
     def close(self) -> None:
+        if self._collector is not None and hasattr(self._collector, "close"):
+            self._collector.close()  # env runners: their actors (and a Ray this run started)
         self.env.close()
 
     @classmethod
@@ -352,7 +367,7 @@ class Agent:
         A run trained with a user-supplied encoder needs the same architecture as `encoder`
         (its weights come from the checkpoint)."""
         record = rundir.read_config(run_dir)
-        klass = cls if cls is not Agent and cls.algo else _trained_class(record, run_dir)
+        klass = cls if cls is not Agent and cls.algo else registry.trained_class(record, run_dir)
         if klass.algo != record["algo"]:
             raise ConfigError(f"{run_dir} holds a {record['algo']} run, not {klass.algo}")
         config = update(klass.config_cls(), record["config"])
@@ -385,16 +400,3 @@ class Agent:
                            for f in dataclasses.fields(self.config)[:4])
         return f"{type(self).__name__}(env={self.env_id!r}, {fields}, ...)"
 
-
-def _trained_class(record: dict, run_dir) -> type:
-    """The class that trained a run: the registered page of its algo, else its class path."""
-    path, known = record.get("agent_class"), registry.registered().get(record["algo"])
-    if known is not None and (path is None or registry.class_path(known) == path):
-        return known
-    if path is None:
-        return registry.get_agent_class(record["algo"])
-    try:
-        return registry.load_class_path(path)
-    except ConfigError as e:
-        raise ConfigError(f"{run_dir} was trained by {path}: {e}; import that class and call "
-                          "its load(run_dir)") from None

@@ -40,6 +40,8 @@ class Collected(NamedTuple):
     """A batch to train on (the loop audits the first one before `agent.train(batch)`)."""
     metrics: Any = None
     """Raw metrics of updates collect() already ran (`agent.logged_metrics(metrics)`)."""
+    scalars: Any = None
+    """Scalars logged as they are (e.g. runners/restarts of Ray env runners)."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -126,6 +128,8 @@ def _train(agent, progress: bool | None, callback) -> None:
             if logged is not None:
                 check_metrics(logged, step)  # also where XLA dropped the compiled checks
                 logger.record_many(logged)
+            if collected.scalars:
+                logger.record_many(collected.scalars)
             if next_eval and step >= next_eval:
                 logger.record_many(_evaluate(agent, cfg), prefix="eval/")
                 next_eval = _next_multiple(step, cfg.eval_every)

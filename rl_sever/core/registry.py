@@ -65,3 +65,17 @@ def load_class_path(path: str) -> type:
                           "class (a subclass of rl_sever.Agent)")
     check_agent_class()
     return obj
+
+
+def trained_class(record: dict, run_dir) -> type:
+    """The class that trained a run: the registered page of its algo, else its class path."""
+    path, known = record.get("agent_class"), registered().get(record["algo"])
+    if known is not None and (path is None or class_path(known) == path):
+        return known
+    if path is None:
+        return get_agent_class(record["algo"])
+    try:
+        return load_class_path(path)
+    except ConfigError as e:
+        raise ConfigError(f"{run_dir} was trained by {path}: {e}; import that class and call "
+                          "its load(run_dir)") from None

@@ -23,7 +23,7 @@ from rl_sever.core.resources import has_bf16_matrix_units
 from rl_sever.errors import ConfigError, UnsupportedSpaceError
 from rl_sever.isolation import sever
 from rl_sever.nn.encoders import flat_obs, is_image, make_encoder
-from rl_sever.nn.layers import DenseStack
+from rl_sever.nn.layers import DenseStack, tf_variables
 from rl_sever.objective import binding
 from rl_sever.objective.outputs import Outputs
 from rl_sever.objective.term import LossTerm, Objective
@@ -38,6 +38,7 @@ from rl_sever.offpolicy.replay import (
     replay_dir,
 )
 from rl_sever.offpolicy.update import OffPolicyUpdate
+from rl_sever.runners.collectors import ReplayRunners
 
 
 class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
@@ -54,7 +55,7 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
 
     config_cls = OffPolicyConfig
     mode = "off_policy"
-    collector_classes = (OffPolicyCollector, InGraphOffPolicyCollector)
+    collector_classes = (OffPolicyCollector, InGraphOffPolicyCollector, ReplayRunners)
 
     # -- subclass hooks ---------------------------------------------------------------------
     def _build_policy(self, feature_dim: int) -> None:
@@ -248,6 +249,10 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         if hasattr(self, "_groups"):
             mods.update(self.own_modules("actor"))
         return mods
+
+    def acting_variables(self) -> list:
+        return tf_variables([*self.actor.weights,
+                             *(self.encoder.weights if self.encoder is not None else [])])
 
     def trackables(self) -> dict:
         out = {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic,

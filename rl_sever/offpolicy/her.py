@@ -101,6 +101,13 @@ class HerReplayBuffer(ReplayBuffer):
         for e in np.flatnonzero(self.dones[t]):
             self._end_episode(e, t)
 
+    def cut_episodes(self, envs) -> None:
+        super().cut_episodes(envs)
+        if self.filled_rows:
+            for e in envs:
+                if self.cur_len[e]:
+                    self._end_episode(e, (self.pos - 1) % self.rows)
+
     def _end_episode(self, e: int, t: int) -> None:
         """Sub-env `e`'s episode ended at row `t`: its stored rows (all of them, for an episode
         longer than the ring) learn where it ended."""

@@ -208,6 +208,12 @@ class ReplayBuffer:
         out.update(_take(self.next_obs, t, e))
         return {k: out[k] for k in self.obs}  # the observation's key order
 
+    def cut_episodes(self, envs) -> None:
+        """The episodes running on sub-envs `envs` stopped without a last step (their env
+        runner died): the newest row of each counts as truncated."""
+        if self.filled_rows:
+            self.dones[(self.pos - 1) % self.rows, list(envs)] = True
+
     @property
     def filled_rows(self) -> int:
         return self.rows if self.full else self.pos

@@ -21,6 +21,7 @@ from rl_sever.core.rollout import Rollout
 from rl_sever.errors import ConfigError
 from rl_sever.isolation import sever
 from rl_sever.nn.actor_critic import ActorCritic
+from rl_sever.nn.layers import tf_variables
 from rl_sever.objective import (
     LossTerm,
     Objective,
@@ -35,6 +36,7 @@ from rl_sever.onpolicy import sequences
 from rl_sever.onpolicy.collector import OnPolicyCollector
 from rl_sever.onpolicy.ingraph import InGraphCollector, InGraphTrainer
 from rl_sever.onpolicy.objective import OnPolicyObjective
+from rl_sever.runners.collectors import RolloutRunners
 
 
 class OnPolicyAgent(OnPolicyObjective, Agent):
@@ -46,7 +48,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
 
     config_cls = OnPolicyConfig
     mode = "on_policy"
-    collector_classes = (OnPolicyCollector, InGraphCollector)
+    collector_classes = (OnPolicyCollector, InGraphCollector, RolloutRunners)
 
     # -- subclass hooks ---------------------------------------------------------------------
     def policy_term(self) -> LossTerm:
@@ -338,6 +340,9 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         if plain is None or plain[0] is not self.train_fn:
             self._plain_train = plain = (self.train_fn, self.update_function(jit_compile=False))
         return plain[1]
+
+    def acting_variables(self) -> list:
+        return tf_variables([v for group in self.model.modules().values() for v in group])
 
     def invalidate_host_copies(self) -> None:
         host = self._host_policy()

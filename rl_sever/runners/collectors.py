@@ -1,0 +1,158 @@
+"""Collectors whose envs step in Ray actors (config `runners`), in place of the family's
+local collectors for rl_sever.core.loop.
+
+On-policy (`RolloutRunners`): synchronous. Every iteration the weights of the last update go
+out once; each runner returns one rollout of its k = n_envs / runners sub-envs; the rollouts
+are joined along the env axis into the [n_steps, n_envs] batch a local collection gives, so an
+update sees the same batch distribution (the sub-envs are seeded as a local run's; runner 0
+of one runner collects bit for bit what a local run collects).
+
+Off-policy (`ReplayRunners`): runners step chunks of `steps_per_iteration` vector steps
+(rounded up to train_freq) while the learner updates on the previous chunk, so acting lags
+the learner by one chunk at most. The steps enter the replay in the order a local run adds
+them (all sub-envs of one vector step together) and the updates keep the config's ratio:
+`gradient_steps` gradient steps every `train_freq` vector steps, once the replay is ready.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs import episode_stats
+from rl_sever.core import metrics
+from rl_sever.core.loop import Collected
+from rl_sever.core.rollout import Step
+from rl_sever.runners.group import RunnerGroup
+from rl_sever.runners.normalizer import merge_moments, stats_of
+
+
+def join(parts: list, axis: int):
+    """Fields of several runners' batches joined along the env `axis` (dicts per key; absent
+    fields, empty tuples, stay absent)."""
+    out = []
+    for values in zip(*parts):
+        if isinstance(values[0], dict):
+            out.append({key: np.concatenate([v[key] for v in values], axis) for key in values[0]})
+        elif isinstance(values[0], tuple):
+            out.append(())
+        else:
+            out.append(np.concatenate(values, axis))
+    return type(parts[0])(*out)
+
+
+class _Runners:
+    def __init__(self, agent):
+        self.agent = agent
+        self.group = RunnerGroup(agent, on_restart=self.on_restart)
+        self.stats = episode_stats(agent.env)
+
+    def on_restart(self, index: int) -> None:
+        pass
+
+    def send(self):
+        """What every call takes: the acting weights and the normaliser statistics."""
+        normalizer = self.agent.normalizer
+        return self.group.weights(), None if normalizer is None else stats_of(normalizer)
+
+    def absorb(self, results: list[dict]) -> None:
+        """Episodes and normaliser moments of the runners' results, in runner order."""
+        for r in results:
+            if len(r["returns"]):
+                self.stats.record_episodes(r["returns"], r["lengths"])
+            if r["moments"] is not None:
+                merge_moments(self.agent.normalizer, r["moments"])
+
+    def close(self) -> None:
+        self.group.close()
+
+
+class RolloutRunners(_Runners):
+    """Synchronous on-policy collection on runners (see the module docstring)."""
+
+    def collect(self) -> Collected:
+        step = int(self.agent.global_step.numpy())
+        weights, stats = self.send()
+        results = self.group.run_all("rollout", weights, step, stats)
+        self.absorb(results)
+        batch = join([r["batch"] for r in results], axis=1)
+        return Collected(sum(r["steps"] for r in results), batch=batch,
+                         scalars=self.group.scalars())
+
+
+class ReplayRunners(_Runners):
+    """Off-policy collection on runners, one chunk ahead of the learner (see the docstring)."""
+
+    def __init__(self, agent):
+        super().__init__(agent)
+        cfg = agent.config
+        self.train_freq, self.n_envs = cfg.train_freq, cfg.n_envs
+        self.chunk = -(-cfg.steps_per_iteration // cfg.train_freq) * cfg.train_freq
+        self.since_update = 0
+        self.updated = int(agent.n_updates.numpy()) > 0
+        self.owed = 0  # updates due in the chunk whose first update the loop audited
+        self.pending = None  # the runners' calls for the next chunk
+        self.next_step = None  # the env step that chunk starts at
+
+    def on_restart(self, index: int) -> None:
+        k = self.group.k
+        self.agent.replay.cut_episodes(range(index * k, (index + 1) * k))
+
+    def _ready(self) -> bool:
+        replay = self.agent.replay
+        return len(replay) >= max(1, min(self.agent.config.learning_starts, replay.capacity))
+
+    def _dispatch(self, step: int) -> None:
+        remaining = int(self.agent.target_steps.numpy()) - step
+        self.pending, self.next_step = None, step
+        if remaining <= 0:
+            return
+        n_vec = max(1, min(self.chunk, -(-remaining // self.n_envs)))
+        weights, stats = self.send()
+        warmup = self.agent.config.learning_starts
+        self.pending = [self.group.submit(i, "transitions", weights, step, n_vec, warmup, stats)
+                        for i in range(self.group.count)]
+
+    def _update(self, stats):
+        out = self.agent.update(self.agent.sample_batch())
+        return metrics.add(stats, out)
+
+    def collect(self) -> Collected:
+        agent = self.agent
+        step = int(agent.global_step.numpy())
+        stats = None
+        for _ in range(self.owed):
+            stats = self._update(stats)
+        self.owed = 0
+        if self.pending is None or self.next_step != step:  # first call, or after a load
+            self._dispatch(step)
+        results = [self.group.get(p) for p in self.pending]
+        steps = sum(r["steps"] for r in results)
+        self._dispatch(step + steps)  # the next chunk steps while this one trains
+        self.absorb(results)
+        rows = join([r["batch"] for r in results], axis=1)
+        audit_batch = None
+        for t in range(len(rows.rewards)):
+            agent.replay.add(Step(*(_row(x, t) for x in rows)))
+            self.since_update += 1
+            if self.since_update < self.train_freq or not self._ready():
+                continue
+            self.since_update = 0
+            if not self.updated:
+                self.updated = True
+                audit_batch = agent.sample_batch()
+            elif audit_batch is not None:
+                self.owed += 1  # run before the next chunk: the audit comes first
+            else:
+                stats = self._update(stats)
+        scalars = self.group.scalars()
+        if audit_batch is not None:
+            return Collected(steps, batch=audit_batch, scalars=scalars)
+        return Collected(steps, metrics=stats, scalars=scalars)
+
+
+def _row(x, t: int):
+    if isinstance(x, tuple):  # an absent field
+        return x
+    if isinstance(x, dict):
+        return {key: v[t] for key, v in x.items()}
+    return x[t]

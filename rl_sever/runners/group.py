@@ -1,0 +1,129 @@
+"""The learner's side of env runners: the Ray actors (rl_sever.runners.runner.EnvRunner), the
+weights sent once per update through Ray's object store, and what happens when a runner dies.
+
+A runner process that dies (killed, out of memory, its node lost) is restarted by Ray
+(`max_restarts=-1`); its call is made again on the new process, with the same weights, so a
+synchronous rollout keeps its semantics. The episodes that runner had in flight are lost:
+counted in `runners/dropped_episodes` beside `runners/restarts`. A runner that dies
+MAX_FAILURES times in a row without delivering, or does not come back within
+RESTART_TIMEOUT_S, stops the run. An error raised inside a runner (a bad env, a non-finite
+observation, its set-up) is raised here as itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from rl_sever.errors import ConfigError
+from rl_sever.runners.cluster import connect, import_ray
+from rl_sever.runners.runner import EnvRunner
+
+MAX_FAILURES = 5
+RESTART_TIMEOUT_S = 300.0
+log = logging.getLogger("rl_sever.runners")
+
+
+class Pending(NamedTuple):
+    index: int
+    method: str
+    args: tuple
+    ref: Any
+
+
+class RunnerGroup:
+    """`config.runners` EnvRunner actors for `agent` (its class, env id and config)."""
+
+    def __init__(self, agent, on_restart=None):
+        """`on_restart(index)`: called when runner `index` was restarted (its episodes ended
+        without a last step)."""
+        cfg = agent.config
+        if not isinstance(getattr(agent, "env_id", None), str) or agent.env_id == "custom":
+            raise ConfigError("runners build their envs from an env id: pass the env as a "
+                              "string (a module:Id string registers a user's env in every runner)")
+        self.ray = import_ray()
+        self.count, self.k = cfg.runners, cfg.n_envs // cfg.runners
+        self.started_ray = connect(cfg.ray_address, cfg.runners, cfg.runner_cpus)
+        actor = self.ray.remote(EnvRunner).options(
+            num_cpus=cfg.runner_cpus, max_restarts=-1, max_task_retries=0)
+        self.actors = [actor.remote(type(agent), agent.env_id, cfg, i, cfg.runners,
+                                    agent.user_encoder)
+                       for i in range(cfg.runners)]
+        self.variables = agent.acting_variables()
+        self.restarts = 0
+        self.dropped_episodes = 0
+        self.failures = np.zeros(self.count, np.int64)  # deaths since it last delivered
+        self.down = np.zeros(self.count)  # when it was found dead (0: it delivers)
+        self.on_restart = on_restart or (lambda index: None)
+
+    def weights(self):
+        """The acting weights as NumPy, put once in the object store for every runner."""
+        return self.ray.put([v.numpy() for v in self.variables])
+
+    def submit(self, index: int, method: str, *args) -> Pending:
+        return Pending(index, method, args, getattr(self.actors[index], method).remote(*args))
+
+    def get(self, pending: Pending) -> Any:
+        """The result of a call; a runner that died is restarted by Ray and asked again."""
+        exceptions, i = self.ray.exceptions, pending.index
+        while True:
+            try:
+                out = self.ray.get(pending.ref)
+                self.down[i], self.failures[i] = 0.0, 0
+                return out
+            except exceptions.RayTaskError as e:  # raised inside the runner: raise it here
+                raise _cause(e) from None
+            except exceptions.RayActorError as e:
+                self._failed(i, e)
+                pending = self.submit(i, pending.method, *pending.args)
+
+    def _failed(self, i: int, error: Exception) -> None:
+        """Runner `i`'s call failed because its process died or is being restarted."""
+        creation = getattr(error, "cause", None)
+        if isinstance(creation, self.ray.exceptions.RayTaskError):  # its __init__ raised
+            raise _cause(creation) from None
+        now = time.monotonic()
+        if not self.down[i]:  # the first failure since it last delivered: one death
+            self.down[i] = now
+            self.restarts += 1
+            self.dropped_episodes += self.k  # every sub-env had an episode running
+            log.warning("env runner %d died (%s); Ray restarts it and the call is made again",
+                        i, type(error).__name__)
+            self.on_restart(i)
+        if isinstance(error, self.ray.exceptions.ActorUnavailableError):
+            if now - self.down[i] > RESTART_TIMEOUT_S:
+                raise RuntimeError(f"env runner {i} did not come back within "
+                                   f"{RESTART_TIMEOUT_S:.0f} s of dying") from None
+            time.sleep(0.2)  # restarting: ask again shortly
+            return
+        self.failures[i] += 1
+        if self.failures[i] >= MAX_FAILURES:
+            raise RuntimeError(f"env runner {i} died {MAX_FAILURES} times in a row: "
+                               f"{str(error).splitlines()[0]}") from None
+
+    def run_all(self, method: str, *args) -> list:
+        """`method(*args)` on every runner at once; the results in runner order."""
+        return [self.get(p) for p in [self.submit(i, method, *args) for i in range(self.count)]]
+
+    def pids(self) -> list[int]:
+        return self.run_all("pid")
+
+    def scalars(self) -> dict[str, float]:
+        return {"runners/restarts": float(self.restarts),
+                "runners/dropped_episodes": float(self.dropped_episodes)}
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+        if self.started_ray:
+            self.ray.shutdown()
+
+
+def _cause(error: Exception) -> BaseException:
+    """What a runner raised, from Ray's wrapper of it."""
+    cause = getattr(error, "cause", None)
+    return cause if isinstance(cause, BaseException) else error

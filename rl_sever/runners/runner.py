@@ -1,0 +1,142 @@
+"""One env runner: a copy of the agent without logging whose collector steps its own share of
+the envs (rl_sever.runners). Made as a Ray actor by rl_sever.runners.group, or in-process (the
+tests compare the two bit for bit).
+
+Runner `index` of `count` steps sub-envs [index * k, (index + 1) * k) of the run's n_envs
+(k = n_envs / count), seeded as those sub-envs of a local run: its config's seed is
+`seed + index * k`, so its vector env seeds sub-env j with `seed + index * k + j`, as the
+learner's would. It acts with its copy of the policy (the NumPy host policy for MLPs, else
+TensorFlow on its CPU), whose weights the learner sends once per update; it returns NumPy
+arrays only.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from envs import episode_stats
+from rl_sever.core.finite import FiniteGuard
+from rl_sever.core.loop import Collected
+from rl_sever.core.rollout import GymnasiumStepper, Step, env_step
+from rl_sever.runners.cluster import import_ray
+from rl_sever.runners.normalizer import moments_since, set_stats, stats_of
+
+
+def runner_config(config, index: int, count: int):
+    """The config of runner `index` of `count`: its share of the envs, its seed, no Ray, no
+    audit."""
+    cfg = copy.deepcopy(config)
+    k = config.n_envs // count
+    cfg.n_envs, cfg.seed = k, config.seed + index * k
+    cfg.runners, cfg.audit, cfg.eval_episodes, cfg.eval_every = 0, False, 0, 0
+    cfg.intra_op_threads = "auto"
+    if cfg.vectorization == "async":  # a runner is one process: its envs step in it
+        cfg.vectorization, cfg.n_workers = "sync", 0
+    return cfg
+
+
+class EnvRunner:
+    """Steps one share of the envs with a copy of the policy (see the module docstring)."""
+
+    def __init__(self, agent_class, env_id: str, config, index: int, count: int,
+                 encoder=None):
+        self.index = index
+        _limit_threads(config.runner_cpus)
+        self.agent = agent_class(env_id, runner_config(config, index, count), logdir=None,
+                                 encoder=encoder)
+        self.variables = self.agent.acting_variables()
+        self.normalizer = self.agent.normalizer
+        self._base = None  # the normaliser statistics the learner sent for this call
+        self.stepper = None  # off-policy: the env behind env_step
+        self.obs = None  # off-policy: the current observations between calls
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def node(self) -> str:
+        """The Ray node this runner runs on (its id)."""
+        return import_ray().get_runtime_context().get_node_id()
+
+    def _sync(self, weights, step: int, stats) -> None:
+        for variable, value in zip(self.variables, weights, strict=True):
+            variable.assign(value)
+        self.agent.invalidate_host_copies()
+        self.agent.global_step.assign(step)
+        if self.normalizer is not None and stats is not None:
+            set_stats(self.normalizer, stats)
+        self._base = None if self.normalizer is None else stats_of(self.normalizer)
+
+    def _result(self, batch, steps: int) -> dict:
+        finished = episode_stats(self.agent.env).pop_finished()
+        returns = np.array([r for r, _ in finished], np.float64)
+        lengths = np.array([n for _, n in finished], np.int64)
+        moments = (None if self.normalizer is None
+                   else moments_since(self._base, stats_of(self.normalizer)))
+        return {"batch": batch, "steps": steps, "returns": returns, "lengths": lengths,
+                "moments": moments, "index": self.index}
+
+    def rollout(self, weights, step: int, stats=None) -> dict:
+        """On-policy: one rollout of n_steps from every sub-env with `weights`, from env step
+        `step` (the host policy's sampler is seeded by it)."""
+        self._sync(weights, step, stats)
+        collected: Collected = self.agent.collector.collect()
+        batch = type(collected.batch)(*(_copy(x) for x in collected.batch))
+        return self._result(batch, collected.steps)
+
+    def transitions(self, weights, step: int, n_vec: int, warmup_until: int,
+                    stats=None) -> dict:
+        """Off-policy: `n_vec` vector steps with `weights` (uniformly random actions while the
+        env step is below `warmup_until`); the Steps stacked [n_vec, k, ...]."""
+        self._sync(weights, step, stats)
+        agent, k = self.agent, self.agent.config.n_envs
+        if self.stepper is None:
+            self.stepper = GymnasiumStepper(agent.env, FiniteGuard(agent.config.check_finite))
+        if self.obs is None:
+            self.obs = self.stepper.reset(agent.config.seed + step, step)
+        rng = np.random.default_rng((agent.config.seed, step))
+        rows = []
+        obs = self.obs
+        for _ in range(n_vec):
+            if step < warmup_until:
+                unit = rng.uniform(-1.0, 1.0, (k, agent.action_dim)).astype(np.float32)
+            else:
+                unit = agent.act_unit(obs)
+            _, obs, record = env_step(self.stepper, step, obs, unit, agent.to_env(unit))
+            rows.append(record[:6])
+            step += k
+        self.obs = obs
+        return self._result(Step(*stack_rows(rows)), n_vec * k)
+
+
+def _limit_threads(cpus: float) -> None:
+    """TensorFlow's pools sized to the CPUs Ray reserved for the runner (a runner made in a
+    process where TensorFlow already ran keeps that process's pools)."""
+    n = max(1, math.ceil(cpus))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:
+        pass
+
+
+def _copy(x):
+    """A field of a rollout as an array the collector will not overwrite (dicts per key)."""
+    if isinstance(x, dict):
+        return {key: np.array(v) for key, v in x.items()}
+    return x if isinstance(x, tuple) else np.array(x)
+
+
+def stack_rows(rows: list) -> list:
+    """Steps' first six fields stacked along a new leading axis (a Dict observation per key)."""
+    out = []
+    for values in zip(*rows):
+        if isinstance(values[0], dict):
+            out.append({key: np.stack([v[key] for v in values]) for key in values[0]})
+        else:
+            out.append(np.stack(values))
+    return out
