@@ -47,8 +47,10 @@ class RunnerGroup:
         self.ray = import_ray()
         self.count, self.k = cfg.runners, cfg.n_envs // cfg.runners
         self.started_ray = connect(cfg.ray_address, cfg.runners, cfg.runner_cpus)
+        # SPREAD: the runners go to every node of a cluster, not first to the learner's.
         actor = self.ray.remote(EnvRunner).options(
-            num_cpus=cfg.runner_cpus, max_restarts=-1, max_task_retries=0)
+            num_cpus=cfg.runner_cpus, max_restarts=-1, max_task_retries=0,
+            scheduling_strategy="SPREAD")
         self.actors = [actor.remote(type(agent), agent.env_id, cfg, i, cfg.runners,
                                     agent.user_encoder)
                        for i in range(cfg.runners)]
