@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import tensorflow as tf
 
 from rl_sever.config.fields import check
@@ -86,6 +87,13 @@ class TD3(OffPolicyAgent):
 
     def _greedy_unit(self, obs):
         return tf.tanh(self.actor(self.features(obs)))
+
+    def host_unit(self, out, rng):
+        actions = np.tanh(out)
+        if self.config.action_noise > 0:
+            noise = self.config.action_noise * rng.standard_normal(actions.shape)
+            actions = np.clip(actions + noise, -1.0, 1.0)
+        return actions.astype(np.float32)
 
     # -- losses -----------------------------------------------------------------------------
     def td_target(self, mb, next_features, seed):

@@ -215,3 +215,40 @@ def test_a_killed_runner_is_restarted_and_the_run_completes(local_ray, tmp_path)
     assert group.restarts == 1 and group.dropped_episodes == 2
     assert killed[0] not in group.pids()  # runner 1 is a new process
     agent.close()
+
+
+def test_impala_runners_act_asynchronously_and_log_their_lag(local_ray, tmp_path):
+    from rl_sever.core.curves import read_scalars
+
+    agent = make_agent("impala", "CartPole-v1", n_envs=4, n_steps=8, runners=2,
+                       logdir=tmp_path, log_every_steps=0)
+    agent.learn(640, progress=False)
+    assert int(agent.global_step.numpy()) == 640
+    collector = agent.collector
+    assert collector.version == 20  # one update per batch of two rollouts
+    run_dir = agent.run_dir
+    agent.close()
+    lags = read_scalars(run_dir)["runners/policy_lag_max"]
+    # The first batch is on-policy; later ones were collected while the learner updated.
+    assert lags[0][1] == 0 and max(v for _, v in lags) >= 1
+
+
+class _NoNoise:
+    def standard_normal(self, shape):
+        return np.zeros(shape)
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg", "tqc", "crossq"])
+def test_the_host_actor_of_runners_is_the_compiled_actor(algo):
+    agent = tiny_agent(algo, fill=0, **{"network.matmul_precision": "float32"})
+    host = agent.host_actor()
+    assert host is not None
+    obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)  # Pendulum
+    weights = [v.numpy() for v in agent.acting_variables()]
+    # Without noise, exploration is the greedy action of the compiled actor.
+    np.testing.assert_allclose(host(obs, weights, _NoNoise()), agent._greedy_unit(obs).numpy(),
+                               atol=1e-5)
+    noisy = host(obs, weights, np.random.default_rng(1))
+    assert noisy.shape == (5, 1) and np.all(np.abs(noisy) <= 1.0)
+    assert not np.allclose(noisy, agent._greedy_unit(obs).numpy())
+    agent.close()

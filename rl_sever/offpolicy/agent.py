@@ -23,7 +23,7 @@ from rl_sever.core.resources import has_bf16_matrix_units
 from rl_sever.errors import ConfigError, UnsupportedSpaceError
 from rl_sever.isolation import sever
 from rl_sever.nn.encoders import flat_obs, is_image, make_encoder
-from rl_sever.nn.layers import DenseStack, tf_variables
+from rl_sever.nn.layers import NUMPY_ACTIVATIONS, DenseStack, tf_variables
 from rl_sever.objective import binding
 from rl_sever.objective.outputs import Outputs
 from rl_sever.objective.term import LossTerm, Objective
@@ -249,6 +249,26 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         if hasattr(self, "_groups"):
             mods.update(self.own_modules("actor"))
         return mods
+
+    def host_unit(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Exploration actions in [-1, 1] from the actor's output, in NumPy: what env runners
+        act with for an MLP actor (`host_actor`). A page without it acts with TensorFlow."""
+        raise NotImplementedError
+
+    def host_actor(self):
+        """`obs, weights, rng -> unit actions` in NumPy (the actor's MLP on `weights`, the
+        arrays of acting_variables), or None where acting needs TensorFlow (an encoder, an
+        activation NumPy lacks, a page without host_unit)."""
+        if (self.encoder is not None or self.actor.activation not in NUMPY_ACTIVATIONS
+                or type(self).host_unit is OffPolicyAgent.host_unit):
+            return None
+
+        def act(obs, weights, rng):
+            x = np.asarray(obs, np.float32).reshape(len(obs), -1)
+            out = self.actor.numpy_forward(x, list(zip(weights[0::2], weights[1::2])))
+            return self.host_unit(out, rng)
+
+        return act
 
     def acting_variables(self) -> list:
         return tf_variables([*self.actor.weights,

@@ -161,10 +161,9 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
     def _prepare(self, *rollout):
         """Everything the epochs need, from the rollout (the fields of a Rollout, in order),
         with the pre-update parameters: the behaviour log-probabilities and values the rollout
-        stored, the values of the observations reached, GAE."""
+        stored, the values of the observations reached, the advantages (`targets`)."""
         obs, actions, rewards, terminated, dones, next_obs, logp_old, values, mask, state = \
             Rollout(*rollout)
-        cfg = self.config
         shape = tf.shape(rewards)
         T, N = shape[0], shape[1]
         flat = lambda x: tf.nest.map_structure(  # noqa: E731  (a Dict observation: each key)
@@ -175,7 +174,10 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
                 sequences.env_major(obs), sequences.env_major(next_obs), state[0], starts))
         else:
             next_values = tf.reshape(self.model.value(flat(next_obs)), [T, N])
-        adv, ret = gae(rewards, values, next_values, terminated, dones, cfg.gamma, cfg.gae_lambda)
+        adv, ret, values = self.targets(
+            {"obs": obs, "actions": actions, "rewards": rewards, "terminated": terminated,
+             "dones": dones, "logp_old": logp_old, "values": values, "next_values": next_values,
+             "action_mask": mask}, flat)
         steps = {"obs": obs, "actions": actions, "logp_old": logp_old, "advantages": adv,
                  "returns": ret, "old_values": values}
         if self.masked:
@@ -190,6 +192,15 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         return sequences.sequence_data({k: sequences.env_major(v) for k, v in steps.items()},
                                        sequences.env_major(state), starts,
                                        rewards.shape[0] if short else self.seq_len)
+
+    def targets(self, rollout: dict, flat) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Advantages, value targets and the values they were computed with ([T, N] each) of a
+        rollout (its fields and the values of the observations reached, `next_values`); `flat`
+        reshapes [T, N, ...] to rows. GAE on the values the rollout stored, by default."""
+        cfg = self.config
+        adv, ret = gae(rollout["rewards"], rollout["values"], rollout["next_values"],
+                       rollout["terminated"], rollout["dones"], cfg.gamma, cfg.gae_lambda)
+        return adv, ret, rollout["values"]
 
     def forward(self, mb) -> Outputs:
         """The forward outputs loss terms read (rl_sever.objective.outputs), computed lazily

@@ -7,6 +7,8 @@ are joined along the env axis into the [n_steps, n_envs] batch a local collectio
 update sees the same batch distribution (the sub-envs are seeded as a local run's; runner 0
 of one runner collects bit for bit what a local run collects).
 
+Asynchronous on-policy (`AsyncRolloutRunners`, IMPALA): see its docstring.
+
 Off-policy (`ReplayRunners`): runners step chunks of `steps_per_iteration` vector steps
 (rounded up to train_freq) while the learner updates on the previous chunk, so acting lags
 the learner by one chunk at most. The steps enter the replay in the order a local run adds
@@ -77,6 +79,49 @@ class RolloutRunners(_Runners):
         batch = join([r["batch"] for r in results], axis=1)
         return Collected(sum(r["steps"] for r in results), batch=batch,
                          scalars=self.group.scalars())
+
+
+class AsyncRolloutRunners(_Runners):
+    """On-policy collection on runners that never wait for the learner (IMPALA). Each runner,
+    once it delivered a rollout, starts the next at once with the newest weights; an update
+    takes the next `runners` rollouts to arrive (from any runners: each column is one sub-env's
+    stretch of steps), so the batch keeps the [n_steps, n_envs] shape. Their policy lag, the
+    updates between the weights a rollout was collected with and the learner's, is logged."""
+
+    def __init__(self, agent):
+        super().__init__(agent)
+        self.version = 0  # updates the learner made since these runners started
+        self.in_flight: dict = {}  # object ref -> (Pending, the version it acts with)
+        self.issued = 0  # env steps handed out: each rollout's sampler seed
+        self._sent = None  # (version, weights, statistics) of the newest put
+
+    def _submit(self, index: int) -> None:
+        if self._sent is None or self._sent[0] != self.version:
+            self._sent = (self.version, *self.send())
+        _, weights, stats = self._sent
+        pending = self.group.submit(index, "rollout", weights, self.issued, stats)
+        self.issued += self.group.k * self.agent.config.n_steps
+        self.in_flight[pending.ref] = (pending, self.version)
+
+    def collect(self) -> Collected:
+        ray = self.group.ray
+        if not self.in_flight:
+            self.issued = max(self.issued, int(self.agent.global_step.numpy()))
+            for i in range(self.group.count):
+                self._submit(i)
+        results, lags = [], []
+        while len(results) < self.group.count:
+            (ref,), _ = ray.wait(list(self.in_flight), num_returns=1)
+            pending, version = self.in_flight.pop(ref)
+            results.append(self.group.get(pending))
+            lags.append(self.version - version)
+            self._submit(pending.index)  # acts with the newest weights while the learner trains
+        self.version += 1
+        self.absorb(results)
+        batch = join([r["batch"] for r in results], axis=1)
+        scalars = {**self.group.scalars(), "runners/policy_lag_mean": float(np.mean(lags)),
+                   "runners/policy_lag_max": float(np.max(lags))}
+        return Collected(sum(r["steps"] for r in results), batch=batch, scalars=scalars)
 
 
 class ReplayRunners(_Runners):

@@ -6,8 +6,9 @@ Runner `index` of `count` steps sub-envs [index * k, (index + 1) * k) of the run
 (k = n_envs / count), seeded as those sub-envs of a local run: its config's seed is
 `seed + index * k`, so its vector env seeds sub-env j with `seed + index * k + j`, as the
 learner's would. It acts with its copy of the policy (the NumPy host policy for MLPs, else
-TensorFlow on its CPU), whose weights the learner sends once per update; it returns NumPy
-arrays only.
+TensorFlow on its CPU; off-policy: the page's NumPy exploration for MLP actors, else its
+compiled act step), whose weights the learner sends once per update; it returns NumPy arrays
+only.
 """
 
 from __future__ import annotations
@@ -99,11 +100,14 @@ class EnvRunner:
         if self.obs is None:
             self.obs = self.stepper.reset(agent.config.seed + step, step)
         rng = np.random.default_rng((agent.config.seed, step))
+        host = agent.host_actor()  # NumPy acting for MLP actors, else the compiled act step
         rows = []
         obs = self.obs
         for _ in range(n_vec):
             if step < warmup_until:
                 unit = rng.uniform(-1.0, 1.0, (k, agent.action_dim)).astype(np.float32)
+            elif host is not None:
+                unit = host(obs, weights, rng)
             else:
                 unit = agent.act_unit(obs)
             _, obs, record = env_step(self.stepper, step, obs, unit, agent.to_env(unit))
