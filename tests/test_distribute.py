@@ -124,8 +124,8 @@ import numpy as np
 from tests.helpers import make_agent
 
 logdir, out = Path(sys.argv[1]), Path(sys.argv[2])
-agent = make_agent("ppo", "CartPole-v1", {"distribute": "multiworker", "total_steps": 96,
-                                          "eval_episodes": 0, "checkpoint_every": 32},
+agent = make_agent("ppo", "CartPole-v1", {"distribute": "multiworker", "total_steps": 128,
+                                          "eval_episodes": 0, "checkpoint_every": 64},
                    logdir=logdir)
 folder = agent.ensure_run_dir()
 agent.learn(progress=False)
@@ -133,7 +133,9 @@ params = [v.numpy() for vs in agent.flow_modules().values() for v in vs]
 np.savez(out.with_suffix(".npz"), *params)
 out.with_suffix(".json").write_text(json.dumps({
     "chief": agent.replicas.is_chief, "replicas": agent.replicas.count,
-    "folder": str(folder), "step": int(agent.global_step.numpy())}))
+    "folder": str(folder), "step": int(agent.global_step.numpy()),
+    "data_seed": agent.data_seed, "workers": agent.replicas.workers,
+    "last_obs": agent.collector.buffer.arrays().obs.tolist()}))
 agent.close()
 """
 
@@ -191,7 +193,7 @@ def test_mirrored_config_errors(mirrored):
     assert "not supported with TF-native" in mirrored["tfnative"]
 
 
-def test_multiworker_run_gives_identical_weights_and_chief_only_outputs(tmp_path):
+def test_multiworker_workers_collect_their_own_data_into_identical_weights(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     logdir = tmp_path / "runs"
@@ -212,7 +214,11 @@ def test_multiworker_run_gives_identical_weights_and_chief_only_outputs(tmp_path
     assert [p.returncode for p in procs] == [0, 0], "\n".join(e[-3000:] for e in errs)
     info = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in range(2)]
     assert [i["chief"] for i in info] == [True, False]
-    assert all(i["replicas"] == 2 and i["step"] == 96 for i in info)
+    # Each worker stepped 2 iterations of 32 env steps; the run counts both workers' steps.
+    assert all(i["replicas"] == 2 and i["workers"] == 2 and i["step"] == 128 for i in info)
+    # Distinct data (DD-PPO): worker 1's envs are seeded after worker 0's 2 envs.
+    assert [i["data_seed"] for i in info] == [0, 2]
+    assert not np.array_equal(info[0]["last_obs"], info[1]["last_obs"])
     a, b = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
     assert a.files == b.files and a.files
     for key in a.files:
@@ -222,7 +228,7 @@ def test_multiworker_run_gives_identical_weights_and_chief_only_outputs(tmp_path
     run_dirs = list(logdir.iterdir())
     assert run_dirs == [Path(info[0]["folder"])]
     assert list(run_dirs[0].glob("events.out.tfevents.*"))
-    assert list((run_dirs[0] / "checkpoints").glob("ckpt-96.index"))
+    assert list((run_dirs[0] / "checkpoints").glob("ckpt-128.index"))
     assert not Path(info[1]["folder"]).exists()
     assert not str(info[1]["folder"]).startswith(str(logdir))
 

@@ -86,12 +86,13 @@ class Agent:
         # First: a multi-worker strategy must set up collectives before TensorFlow's first op.
         self.replicas = ReplicaSet(config.distribute, config.devices)
         keras.utils.set_random_seed(config.seed)
+        # Envs and acting: each worker of a multi-worker run collects its own data (DD-PPO).
+        self.data_seed = config.seed + self.replicas.rank * config.n_envs
         if isinstance(env, str):
             self.env_id = env
-            # With runners the learner's envs only describe the spaces: no worker processes.
             vectorization = ("sync" if config.runners and config.vectorization == "async"
-                             else config.vectorization)
-            env = make_vec_env(env, config.n_envs, seed=config.seed, vectorization=vectorization,
+                             else config.vectorization)  # runners: the spaces, no processes
+            env = make_vec_env(env, config.n_envs, seed=self.data_seed, vectorization=vectorization,
                                n_workers=config.n_workers,
                                normalize_obs=config.normalize_obs,
                                normalize_reward=config.normalize_reward,

@@ -89,6 +89,19 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type == "worker" and int(resolver.task_id) == 0
 
 
+def worker_rank(strategy: tf.distribute.Strategy) -> tuple[int, int]:
+    """(this process's rank, the number of worker processes): the chief first, then the
+    workers by index; (0, 1) outside a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type is None:
+        return 0, 1
+    jobs = resolver.cluster_spec().as_dict()
+    chiefs, workers = len(jobs.get("chief", [])), len(jobs.get("worker", []))
+    rank = 0 if task_type == "chief" else chiefs + int(resolver.task_id)
+    return rank, chiefs + workers
+
+
 class ReplicaSet:
     """The replicas of an agent's update: strategy, cluster role, split-and-average gradients."""
 
@@ -98,6 +111,10 @@ class ReplicaSet:
         # `default` is the one-device step even inside a user's own strategy scope.
         self.count = int(self.strategy.num_replicas_in_sync) if self.distributed else 1
         self.is_chief = is_chief(self.strategy) if self.distributed else True
+        # Worker processes each collect their own data (multiworker: DD-PPO); a minibatch is
+        # split only among the replicas of one process.
+        self.rank, self.workers = worker_rank(self.strategy) if self.distributed else (0, 1)
+        self.local = max(1, self.count // self.workers)
         self._scratch: Path | None = None
 
     @property
@@ -109,9 +126,9 @@ class ReplicaSet:
         return self.strategy.scope() if self.distributed else contextlib.nullcontext()
 
     def check_divisible(self, size: int, what: str) -> None:
-        if size % self.count:
+        if size % self.local:
             raise ConfigError(f"{what} ({size}) must be divisible by the number of replicas "
-                              f"({self.count}) of distribute={self.kind}: each replica takes an "
+                              f"({self.local}) of distribute={self.kind}: each replica takes an "
                               "equal slice")
 
     def gradients(self, grad_fn: Callable[[dict], tuple[tf.Tensor, dict[str, tf.Tensor], list]],
@@ -120,17 +137,18 @@ class ReplicaSet:
         tapes, rl_sever.core.learner) on `batch`, averaged across replicas.
 
         One replica: exactly the single-device step. Several: each replica takes its slice of
-        every batch entry, the losses, metrics and gradients are averaged across replicas; a
-        gradient that is None (disconnected) stays None.
+        every batch entry (the replicas of one process share its batch; processes have their
+        own), the losses, metrics and gradients are averaged across all replicas; a gradient
+        that is None (disconnected) stays None.
         """
         if self.count == 1:
             return grad_fn(batch)
-        n_rep = self.count
+        n_rep = self.local
         present = []  # which gradients exist: fixed by the graph, equal on all replicas
 
         def replica_step(batch):
             context = tf.distribute.get_replica_context()
-            i = context.replica_id_in_sync_group
+            i = context.replica_id_in_sync_group % n_rep  # its index within this process
             # Nested entries (a Dict observation) are sliced key by key.
             part = {k: tf.nest.map_structure(lambda x: _slice(x, i, n_rep), v)  # noqa: B023
                     for k, v in batch.items()}

@@ -21,7 +21,7 @@ class OnPolicyCollector:
         self.buffer = RolloutBuffer(cfg.n_steps, cfg.n_envs, agent.layout)
         # One act call per vector step: a NumPy copy of a small MLP policy on CPU, else the
         # compiled act step without tf.function's per-call dispatch (rl_sever.core.compiled).
-        self.host = make_host_policy(agent.model, cfg.host_act, cfg.seed)
+        self.host = make_host_policy(agent.model, cfg.host_act, agent.data_seed)
         # Traced only where it acts (tracing it for a host-acting run cost 0.3 s of start-up).
         self.act = FastCall(agent.behave_fn) if self.host is None else None
         self.obs: np.ndarray | None = None  # the env's current observation between calls
@@ -34,7 +34,7 @@ class OnPolicyCollector:
         agent, buf = self.agent, self.buffer
         step = int(agent.global_step.numpy())
         if self.obs is None:  # a fresh run, or a loaded agent: seeded like the run's step
-            self.obs = self.stepper.reset(agent.config.seed + step, step)
+            self.obs = self.stepper.reset(agent.data_seed + step, step)
             self.state = np.zeros((buf.n_envs, agent.layout.state_dim), np.float32)
         obs, stepper = self.obs, self.stepper
         buf.reset()
@@ -65,4 +65,5 @@ class OnPolicyCollector:
             data.log_prob[:], data.value[:] = self.host.behaviour(data.obs, data.actions,
                                                                   data.get("action_mask"))
         self.obs = obs
-        return Collected(buf.n_steps * buf.n_envs, batch=buf.arrays())
+        # Every worker of a multi-worker run collects as much: the run's steps count them all.
+        return Collected(buf.n_steps * buf.n_envs * agent.replicas.workers, batch=buf.arrays())

@@ -11,7 +11,8 @@ Asynchronous on-policy (`AsyncRolloutRunners`, IMPALA): see its docstring.
 
 Off-policy (`ReplayRunners`): runners step chunks of `steps_per_iteration` vector steps
 (rounded up to train_freq) while the learner updates on the previous chunk, so acting lags
-the learner by one chunk at most. The steps enter the replay in the order a local run adds
+the learner by one chunk of updates at most; a runner that delivered its chunk starts the next
+at once, without waiting for the slowest runner. The steps enter the replay in the order a local run adds
 them (all sub-envs of one vector step together) and the updates keep the config's ratio:
 `gradient_steps` gradient steps every `train_freq` vector steps, once the replay is ready.
 """
@@ -146,16 +147,36 @@ class ReplayRunners(_Runners):
         replay = self.agent.replay
         return len(replay) >= max(1, min(self.agent.config.learning_starts, replay.capacity))
 
-    def _dispatch(self, step: int) -> None:
+    def _chunk(self, step: int) -> int:
+        """Vector steps of the chunk that starts at env step `step` (0: the run is done)."""
         remaining = int(self.agent.target_steps.numpy()) - step
-        self.pending, self.next_step = None, step
-        if remaining <= 0:
-            return
-        n_vec = max(1, min(self.chunk, -(-remaining // self.n_envs)))
-        weights, stats = self.send()
-        warmup = self.agent.config.learning_starts
-        self.pending = [self.group.submit(i, "transitions", weights, step, n_vec, warmup, stats)
-                        for i in range(self.group.count)]
+        return 0 if remaining <= 0 else max(1, min(self.chunk, -(-remaining // self.n_envs)))
+
+    def _submit(self, index: int, step: int, n_vec: int, sent):
+        weights, stats = sent
+        return self.group.submit(index, "transitions", weights, step, n_vec,
+                                 self.agent.config.learning_starts, stats)
+
+    def _gather(self, step: int) -> list[dict]:
+        """The chunk starting at `step` from every runner; each runner, as soon as it delivered,
+        is sent its next chunk (no runner waits for the slowest one)."""
+        if self.pending is None or self.next_step != step:  # first call, or after a load
+            sent = self.send()
+            self.pending = [self._submit(i, step, self._chunk(step), sent)
+                            for i in range(self.group.count)]
+        n_vec = self._chunk(step)
+        next_step = step + n_vec * self.n_envs
+        n_next, sent = self._chunk(next_step), self.send()
+        results, following = [None] * self.group.count, [None] * self.group.count
+        waiting = {p.ref: p for p in self.pending}
+        while waiting:
+            (ref,), _ = self.group.ray.wait(list(waiting), num_returns=1)
+            pending = waiting.pop(ref)
+            results[pending.index] = self.group.get(pending)
+            if n_next:
+                following[pending.index] = self._submit(pending.index, next_step, n_next, sent)
+        self.pending, self.next_step = (following if n_next else None), next_step
+        return results
 
     def _update(self, stats):
         out = self.agent.update(self.agent.sample_batch())
@@ -168,11 +189,8 @@ class ReplayRunners(_Runners):
         for _ in range(self.owed):
             stats = self._update(stats)
         self.owed = 0
-        if self.pending is None or self.next_step != step:  # first call, or after a load
-            self._dispatch(step)
-        results = [self.group.get(p) for p in self.pending]
+        results = self._gather(step)
         steps = sum(r["steps"] for r in results)
-        self._dispatch(step + steps)  # the next chunk steps while this one trains
         self.absorb(results)
         rows = join([r["batch"] for r in results], axis=1)
         audit_batch = None
