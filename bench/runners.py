@@ -1,15 +1,17 @@
 """Env runners on Ray (issue 23): their overhead against the local path, learning with them,
 and a run whose runners are killed.
 
-    python -m bench.runners overhead --runners 2 4 [--steps 1000000]   # local, then each N
-    python -m bench.runners faults --kill-every 30 [--steps 200000]
+    python -m bench.runners overhead --runners 2 4 [--impala 4] [--steps 1000000]
+    python -m bench.runners faults --env CartPole-v1 --kill-every 5 [--steps 200000]
 
-`overhead`: PPO on LunarLander-v3 with its shipped preset (16 envs), the local path first,
-then the same config with N runners (a local Ray, started by the run), one invocation, seed 0.
-learn() is timed (Ray's start and the runners' start-up included), then 20 evaluation
-episodes on fresh seeded envs. `faults`: the same PPO with 2 runners while a thread kills a
-random runner process (SIGKILL) every `--kill-every` seconds; the run must complete, and its
-restarts and dropped episodes are reported beside the evaluation. JSON to `--out`.
+`overhead`: PPO on `--env` (LunarLander-v3) with its shipped preset, the local path first,
+then the same config with N runners (a local Ray, started by the run), then (`--impala N`)
+IMPALA with N asynchronous runners at the same env steps (IMPALA_CONFIG, or its preset), one
+invocation, seed 0. learn() is timed (Ray's start and the runners' start-up included), then
+20 evaluation episodes on fresh seeded envs. `faults`: the same PPO with 2 runners while a
+thread kills a random runner process (SIGKILL) every `--kill-every` seconds; the run must
+complete, and its restarts and dropped episodes are reported beside the evaluation; `--seeds`
+adds local runs of those seeds for the seed-to-seed spread. JSON to `--out`.
 """
 
 from __future__ import annotations
@@ -25,25 +27,30 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-ALGO, ENV_ID = "ppo", "LunarLander-v3"
 EVAL_EPISODES = 20
+# IMPALA on LunarLander-v3 (no published setting): 16 envs of 20-step unrolls, the discount
+# and entropy of the PPO preset, the paper's RMSprop.
+IMPALA_CONFIG = {"LunarLander-v3": {"n_envs": 16, "n_steps": 20, "gamma": 0.999,
+                                    "ent_coef": 0.01, "learning_rate": 6e-4}}
 
 
-def make(runners: int, seed: int, steps: int):
+def make(algo: str, env_id: str, runners: int, seed: int, steps: int):
     from rl_sever.config import presets
     from rl_sever.core.registry import get_agent_class
 
-    klass = get_agent_class(ALGO)
-    cfg = presets.resolve(klass.config_cls, [presets.find(ALGO, ENV_ID) or {},
-                                             {"runners": runners, "seed": seed,
-                                              "total_steps": steps, "eval_episodes": 0}])
-    return klass(ENV_ID, cfg, logdir=None)
+    klass = get_agent_class(algo)
+    layers = [presets.find(algo, env_id) or {}]
+    if algo == "impala":
+        layers.append(IMPALA_CONFIG.get(env_id, {}))
+    layers.append({"runners": runners, "seed": seed, "total_steps": steps, "eval_episodes": 0})
+    return klass(env_id, presets.resolve(klass.config_cls, layers), logdir=None)
 
 
-def run(runners: int, seed: int, steps: int, kill_every: float = 0.0) -> dict:
+def run(algo: str, env_id: str, runners: int, seed: int, steps: int,
+        kill_every: float = 0.0) -> dict:
     from rl_sever.core.evaluation import evaluate
 
-    agent = make(runners, seed, steps)
+    agent = make(algo, env_id, runners, seed, steps)
     stop, kills = threading.Event(), []
 
     def killer():
@@ -67,12 +74,15 @@ def run(runners: int, seed: int, steps: int, kill_every: float = 0.0) -> dict:
     wall = time.perf_counter() - t0
     stop.set()
     ev = evaluate(agent, EVAL_EPISODES, seed=seed + 10_000)
-    row = {"runners": runners, "seed": seed, "steps": steps, "wall_s": round(wall, 1),
+    row = {"algo": algo, "env_id": env_id, "runners": runners, "seed": seed, "steps": steps,
+           "wall_s": round(wall, 1), "steps_per_s": round(steps / wall, 1),
            "eval_mean": round(ev["mean_reward"], 1), "eval_std": round(ev["std_reward"], 1)}
     if runners:
         group = agent.collector.group
         row.update(restarts=group.restarts, dropped_episodes=group.dropped_episodes,
                    kills_at_s=kills)
+        if algo == "impala":
+            row["updates"] = agent.collector.version
     agent.close()
     return row
 
@@ -80,7 +90,11 @@ def run(runners: int, seed: int, steps: int, kill_every: float = 0.0) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["overhead", "faults"])
+    parser.add_argument("--env", default="LunarLander-v3")
     parser.add_argument("--runners", type=int, nargs="+", default=[2])
+    parser.add_argument("--impala", type=int, default=0, help="also IMPALA with N runners")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[],
+                        help="faults: local runs of these seeds for the spread")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kill-every", type=float, default=30.0)
@@ -89,17 +103,23 @@ def main() -> None:
     rows = []
     if args.mode == "overhead":
         steps = args.steps or 1_000_000
-        for n in [0, *args.runners]:
-            rows.append(run(n, args.seed, steps))
+        todo = [("ppo", n) for n in [0, *args.runners]]
+        todo += [("impala", args.impala)] if args.impala else []
+        for algo, n in todo:
+            rows.append(run(algo, args.env, n, args.seed, steps))
             rows[-1]["of_local_wall"] = round(rows[-1]["wall_s"] / rows[0]["wall_s"], 3)
             print(json.dumps(rows[-1]), flush=True)
     else:
         steps = args.steps or 200_000
-        rows.append(run(args.runners[0], args.seed, steps, kill_every=args.kill_every))
+        rows.append(run("ppo", args.env, args.runners[0], args.seed, steps,
+                        kill_every=args.kill_every))
         print(json.dumps(rows[-1]), flush=True)
+        for seed in args.seeds:
+            rows.append(run("ppo", args.env, 0, seed, steps))
+            print(json.dumps(rows[-1]), flush=True)
     out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                        "platform": platform.platform()},
-           "date": time.strftime("%Y-%m-%d"), "case": f"{ALGO} {ENV_ID}, shipped preset",
+           "date": time.strftime("%Y-%m-%d"), "case": f"{args.env}, shipped presets",
            "mode": args.mode, "results": rows}
     with open(args.out or f"bench/results_runners_{args.mode}.json", "w") as f:
         json.dump(out, f, indent=1)
