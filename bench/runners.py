@@ -28,10 +28,13 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 EVAL_EPISODES = 20
-# IMPALA on LunarLander-v3 (no published setting): 16 envs of 20-step unrolls, the discount
-# and entropy of the PPO preset, the paper's RMSprop.
-IMPALA_CONFIG = {"LunarLander-v3": {"n_envs": 16, "n_steps": 20, "gamma": 0.999,
-                                    "ent_coef": 0.01, "learning_rate": 6e-4}}
+# IMPALA on LunarLander-v3 (no published setting): A2C's zoo preset (5-step unrolls, gamma
+# 0.995, RMSprop at 8.3e-4 decaying linearly, entropy 1e-5, gradient norm 0.5) on 16 envs.
+# Locally, 1M steps, seed 0: 43.7; the paper's settings (20-step unrolls, eps 0.01, clip 40,
+# entropy 0.01) gave -114, and 20-step unrolls with these settings -146.
+IMPALA_CONFIG = {"LunarLander-v3": {"n_envs": 16, "n_steps": 5, "gamma": 0.995,
+                                    "learning_rate": 8.3e-4, "lr_schedule": "linear",
+                                    "ent_coef": 1e-5, "max_grad_norm": 0.5, "adam_eps": 1e-5}}
 
 
 def make(algo: str, env_id: str, runners: int, seed: int, steps: int):
