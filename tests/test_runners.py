@@ -252,3 +252,21 @@ def test_the_host_actor_of_runners_is_the_compiled_actor(algo):
     assert noisy.shape == (5, 1) and np.all(np.abs(noisy) <= 1.0)
     assert not np.allclose(noisy, agent._greedy_unit(obs).numpy())
     agent.close()
+
+
+def test_runner_configs_validate_with_their_share_of_the_envs():
+    cfg = tiny_config("ppo", n_envs=8, n_steps=16, batch_size=128, runners=2)
+    runner_config(cfg, 1, 2).validate()  # a minibatch of the whole rollout: 64 rows here
+
+
+def test_an_env_only_the_learner_knows_is_one_line(local_ray):
+    import gymnasium as gym
+
+    from tests.helpers import TinyMultiDiscreteEnv
+
+    if "RlSeverOnlyHere-v0" not in gym.registry:
+        gym.register("RlSeverOnlyHere-v0", entry_point=TinyMultiDiscreteEnv, max_episode_steps=10)
+    agent = make_agent("ppo", "RlSeverOnlyHere-v0", n_envs=2, runners=1)
+    with pytest.raises(ConfigError, match="an env runner could not start: .*RlSeverOnlyHere-v0"):
+        agent.learn(32, progress=False)
+    agent.close()

@@ -84,9 +84,8 @@ class RunnerGroup:
 
     def _failed(self, i: int, error: Exception) -> None:
         """Runner `i`'s call failed because its process died or is being restarted."""
-        creation = getattr(error, "cause", None)
-        if isinstance(creation, self.ray.exceptions.RayTaskError):  # its __init__ raised
-            raise _cause(creation) from None
+        if getattr(error, "actor_init_failed", False):  # its __init__ raised: say what
+            raise _init_error(str(error)) from None
         now = time.monotonic()
         if not self.down[i]:  # the first failure since it last delivered: one death
             self.down[i] = now
@@ -129,3 +128,15 @@ def _cause(error: Exception) -> BaseException:
     """What a runner raised, from Ray's wrapper of it."""
     cause = getattr(error, "cause", None)
     return cause if isinstance(cause, BaseException) else error
+
+
+def _init_error(message: str) -> Exception:
+    """The error a runner's __init__ raised, from Ray's report of it (its last line)."""
+    last = [line for line in message.strip().splitlines() if line.strip()][-1].strip()
+    kind, _, text = last.partition(": ")
+    if not kind.startswith(("envs.errors.", "rl_sever.errors.")):  # not one of ours: as is
+        return RuntimeError(f"an env runner could not start: {last}")
+    if "unknown environment id" in text:  # registered in the learner's process only
+        text += ("; a runner registers a user's env by importing its module: name the env "
+                 "'my_package.envs:MyEnv-v0' and install my_package where the runners run")
+    return ConfigError(f"an env runner could not start: {text}")

@@ -38,6 +38,8 @@ def runner_config(config, index: int, count: int):
     cfg.intra_op_threads = "auto"
     if cfg.vectorization == "async":  # a runner is one process: its envs step in it
         cfg.vectorization, cfg.n_workers = "sync", 0
+    if hasattr(cfg, "n_steps") and hasattr(cfg, "batch_size"):  # PPO-like: a runner never
+        cfg.batch_size = cfg.n_steps * k  # updates, but its config must validate with k envs
     return cfg
 
 
