@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,3 +271,38 @@ def test_an_env_only_the_learner_knows_is_one_line(local_ray):
     with pytest.raises(ConfigError, match="an env runner could not start: .*RlSeverOnlyHere-v0"):
         agent.learn(32, progress=False)
     agent.close()
+
+
+def test_ray_started_learners_collect_their_own_data_into_one_model(local_ray, tmp_path):
+    from agents import PPO
+    from rl_sever.runners.learners import train_learners
+
+    cfg = tiny_config("ppo", learners=2, distribute="multiworker", total_steps=128,
+                      eval_episodes=0, checkpoint_every=64)
+    results = train_learners(PPO, "CartPole-v1", cfg, logdir=tmp_path)
+    assert [r["chief"] for r in results] == [True, False]
+    assert [r["data_seed"] for r in results] == [0, 2]  # distinct envs per worker
+    assert {r["steps"] for r in results} == {128}  # both workers' steps counted
+    assert results[0]["weights"] == results[1]["weights"]  # all-reduced: one model
+    run_dir = results[0]["run_dir"]
+    assert list(tmp_path.iterdir()) == [Path(run_dir)]
+    assert (Path(run_dir) / "checkpoints" / "ckpt-128.index").exists()
+
+
+def test_learners_need_multiworker():
+    with pytest.raises(ConfigError, match="set distribute=multiworker"):
+        tiny_config("ppo", learners=2).validate()
+
+
+def test_cli_trains_and_resumes_on_ray_started_learners(local_ray, tmp_path, capsys):
+    args = ["train", "ppo", "CartPole-v1", "--no-preset", "--steps", "64", "--logdir",
+            str(tmp_path), "--no-progress", "--set", "distribute=multiworker",
+            "--set", "learners=2", "--set", "n_envs=2", "--set", "n_steps=16",
+            "--set", "batch_size=16", "--set", "eval_episodes=0"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 learner processes on Ray; weights identical on all: True" in out
+    assert "steps trained: 64" in out
+    (run_dir,) = tmp_path.iterdir()
+    assert cli.main(["train", "--resume", str(run_dir), "--steps", "64", "--no-progress"]) == 0
+    assert "steps trained: 128" in capsys.readouterr().out

@@ -164,6 +164,10 @@ class RunConfig:
     ray_address: str = "local"
     """With runners: local (start Ray on this machine), auto (the cluster this machine joined
     with `ray start`) or host:port of a Ray head."""
+    learners: int = 0
+    """With distribute=multiworker: start this many learner processes as Ray actors (on
+    ray_address), each a worker collecting its own data; 0: the processes are started by
+    hand with TF_CONFIG (docs/distribute.md)."""
     runner_cpus: float = 1.0
     """Logical CPUs Ray reserves per runner (below 1 packs several runners per core, for envs
     that wait on I/O)."""
@@ -223,6 +227,9 @@ class RunConfig:
         check(self.ray_address in ("local", "auto")
               or re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:\d+", str(self.ray_address)) is not None,
               f"ray_address must be local, auto or host:port, got {self.ray_address!r}")
+        check(self.learners >= 0, f"learners must be >= 0, got {self.learners}")
+        check(not self.learners or self.distribute == "multiworker",
+              "learners starts the workers of distribute=multiworker; set distribute=multiworker")
         check(self.runner_cpus > 0, f"runner_cpus must be positive, got {self.runner_cpus}")
         check(not self.runners or self.distribute == "default",
               f"runners with distribute={self.distribute} is not supported yet; use "

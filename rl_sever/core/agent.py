@@ -16,13 +16,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from envs import EpisodeStats, episode_stats, find_normalizer, make_vec_env
+from envs import find_normalizer
 from rl_sever import __version__
 from rl_sever.config.changes import check_resume_changes, config_changes, history_entry
 from rl_sever.config.fields import flat_items, to_dict, update
 from rl_sever.config.spaces import action_spec, observation_dtype, observation_shape
 from rl_sever.core import metrics, registry, rundir
 from rl_sever.core.action_masks import uses_action_masks
+from rl_sever.core.agent_env import agent_env
 from rl_sever.core.batch import Layout
 from rl_sever.core.checkpoint import Checkpointer
 from rl_sever.core.distribute import ReplicaSet
@@ -88,31 +89,7 @@ class Agent:
         keras.utils.set_random_seed(config.seed)
         # Envs and acting: each worker of a multi-worker run collects its own data (DD-PPO).
         self.data_seed = config.seed + self.replicas.rank * config.n_envs
-        if isinstance(env, str):
-            self.env_id = env
-            vectorization = ("sync" if config.runners and config.vectorization == "async"
-                             else config.vectorization)  # runners: the spaces, no processes
-            env = make_vec_env(env, config.n_envs, seed=self.data_seed, vectorization=vectorization,
-                               n_workers=config.n_workers,
-                               normalize_obs=config.normalize_obs,
-                               normalize_reward=config.normalize_reward,
-                               gamma=getattr(config, "gamma", 0.99), atari=config.atari)
-        else:
-            spec = getattr(env, "spec", None)
-            self.env_id = getattr(spec, "id", None) or "custom"
-            if env.num_envs != config.n_envs:
-                raise ConfigError(f"the env has {env.num_envs} sub-envs but config.n_envs is {config.n_envs}")
-            # The collectors assume SAME_STEP autoreset; under NEXT_STEP they would train on
-            # the reset transition.
-            if env.metadata.get("autoreset_mode") == gym.vector.AutoresetMode.NEXT_STEP:
-                raise ConfigError("the vector env uses NEXT_STEP autoreset; build it with "
-                                  "vector_kwargs={'autoreset_mode': gym.vector.AutoresetMode.SAME_STEP} "
-                                  "(or use envs.make_vec_env)")
-
-            try:
-                episode_stats(env)
-            except ValueError:  # the training loop logs episode returns from this wrapper
-                env = EpisodeStats(env)
+        self.env_id, env = agent_env(env, config, self.data_seed)
         self.env = env
         # A Dict observation (images with vectors, envs.dict_obs): key -> shape, key -> dtype.
         self.obs_shape = observation_shape(env.single_observation_space)
@@ -196,18 +173,20 @@ class Agent:
                 changed.update(FreezeSchedule(windows).apply(opt, step))
         return changed
 
-    # The family's collectors: (Gymnasium envs, TF-native envs, Gymnasium envs on Ray runners).
+    # The family's collectors (Gymnasium envs, TF-native envs, Gymnasium envs on Ray runners)
+    # and its learner processes on Ray (config `learners`), if any.
     collector_classes: tuple = ()
+    train_learners = None
 
     def make_collector(self):
         """A new object that steps the env for rl_sever.core.loop (see its docstring)."""
         if not self.collector_classes:
             raise NotImplementedError(f"{type(self).__name__} sets no collector_classes")
         python, ingraph, runners = self.collector_classes
+        if getattr(self, "ingraph", None) is not None and self.config.runners:
+            raise ConfigError("runners step Gymnasium envs; a tf: env runs inside the "
+                              "learner's graph (use runners=0)")
         if getattr(self, "ingraph", None) is not None:
-            if self.config.runners:
-                raise ConfigError("runners step Gymnasium envs; a tf: env runs inside the "
-                                  "learner's graph (use runners=0)")
             return ingraph(self)
         return (runners if self.config.runners else python)(self)
 

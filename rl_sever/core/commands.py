@@ -15,8 +15,9 @@ from pathlib import Path
 
 from rl_sever.audit import format_verdict
 from rl_sever.config import presets
-from rl_sever.config.fields import describe_config
+from rl_sever.config.fields import describe_config, update
 from rl_sever.config.resolve import override_layers, resolve_config
+from rl_sever.core import rundir
 from rl_sever.core.agent import Agent
 from rl_sever.core.curves import plot_curves
 from rl_sever.core.evaluation import evaluate
@@ -53,6 +54,11 @@ def train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.logdir is not None:
             raise ConfigError("--logdir cannot be combined with --resume (the run keeps its folder)")
+        record = rundir.read_config(args.resume)
+        if record["config"].get("learners"):  # the learner processes resume it on Ray
+            klass = get_agent_class(record["algo"])
+            cfg = update(klass.config_cls(), record["config"])
+            return _train_learners(klass, record["env_id"], cfg, None, args.resume, args.steps)
         layers = override_layers(argparse.Namespace(**{**vars(args), "steps": None}))
         agent = resume(args.resume, algo=args.algo, env_id=args.env_id, steps=args.steps,
                        overrides={k: v for layer in layers for k, v in layer.items()})
@@ -63,6 +69,8 @@ def train(args: argparse.Namespace) -> int:
         if used_preset:
             print(f"using the {klass.algo}/{args.env_id} preset (tuned hyperparameters; "
                   "--no-preset to start from the defaults)")
+        if cfg.learners:
+            return _train_learners(klass, args.env_id, cfg, args.logdir or "runs")
         # Builds the env and networks: an invalid env id or space fails here, before any
         # run folder exists (the agent creates it lazily in learn()).
         agent = klass(args.env_id, cfg, logdir=args.logdir or "runs")
@@ -79,6 +87,24 @@ def train(args: argparse.Namespace) -> int:
         else:
             agent.learn(progress=progress)
         _report_training(agent)
+    return 0
+
+
+def _train_learners(klass, env_id: str, cfg, logdir, run_dir=None, steps=None) -> int:
+    """Training (or resuming `run_dir`) on `cfg.learners` learner processes started by Ray."""
+    if klass.train_learners is None:
+        raise ConfigError(f"learners is not supported by {klass.algo}")
+    results = klass.train_learners(klass, env_id, cfg, logdir, run_dir, steps)
+    chief = results[0]
+    same = len({r["weights"] for r in results}) == 1
+    print(f"{len(results)} learner processes on Ray; weights identical on all: {same}")
+    print(f"steps trained: {chief['steps']:,} (every worker's)")
+    print(f"run folder: {chief['run_dir']}")
+    ev = chief["last_eval"]
+    if ev:
+        print(f"final evaluation: mean return {ev['mean_reward']:.2f} ± {ev['std_reward']:.2f} "
+              f"over {_plural(ev['episodes'], 'episode')}")
+    print(f"tensorboard --logdir {shlex.quote(str(Path(chief['run_dir']).parent))}")
     return 0
 
 

@@ -37,6 +37,7 @@ from rl_sever.onpolicy.collector import OnPolicyCollector
 from rl_sever.onpolicy.ingraph import InGraphCollector, InGraphTrainer
 from rl_sever.onpolicy.objective import OnPolicyObjective
 from rl_sever.runners.collectors import RolloutRunners
+from rl_sever.runners.learners import train_learners
 
 
 class OnPolicyAgent(OnPolicyObjective, Agent):
@@ -49,6 +50,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
     config_cls = OnPolicyConfig
     mode = "on_policy"
     collector_classes = (OnPolicyCollector, InGraphCollector, RolloutRunners)
+    train_learners = staticmethod(train_learners)
 
     # -- subclass hooks ---------------------------------------------------------------------
     def policy_term(self) -> LossTerm:

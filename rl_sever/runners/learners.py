@@ -1,0 +1,84 @@
+"""Learner processes started by Ray (config `learners`): N Ray actors, each a worker of a
+`distribute=multiworker` run (rl_sever.core.distribute), as Ray Train's TensorFlow trainer
+starts them: every actor finds a free port on its node, the actors' addresses make the
+TF_CONFIG cluster, each sets its own TF_CONFIG before TensorFlow's first op and trains. Each
+worker collects its own data (DD-PPO); worker 0, the chief, writes the run folder on its node.
+
+A learner that dies ends the run (the collectives need every worker): `rl-sever train --resume
+RUN_DIR` continues from the chief's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+
+import numpy as np
+
+from rl_sever.core.distribute import get_strategy
+from rl_sever.runners.cluster import connect, import_ray
+
+
+class Learner:
+    """One learner process (a Ray actor)."""
+
+    def address(self) -> str:
+        """host:port for this worker's collectives (a port free now on its node)."""
+        with socket.socket() as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return f"{import_ray().util.get_node_ip_address()}:{port}"
+
+    def train(self, tf_config: dict, agent_class, env_id: str, config, logdir,
+              run_dir=None, steps=None) -> dict:
+        os.environ["TF_CONFIG"] = json.dumps(tf_config)
+        get_strategy("multiworker")  # before TensorFlow's first op
+        if run_dir is not None:  # resume: every worker reads the chief's checkpoints
+            agent = agent_class.load(run_dir)
+            if steps is not None:
+                agent.target_steps.assign(int(agent.global_step.numpy()) + steps)
+            agent.continue_learning(progress=False)
+        else:
+            agent = agent_class(env_id, config, logdir=logdir)
+            agent.learn(progress=False)
+        digest = hashlib.sha256()
+        for v in agent.acting_variables():
+            digest.update(np.ascontiguousarray(v.numpy()).tobytes())
+        out = {"chief": agent.replicas.is_chief, "rank": agent.replicas.rank,
+               "data_seed": agent.data_seed, "steps": int(agent.global_step.numpy()),
+               "run_dir": str(agent.run_dir) if agent.replicas.is_chief else None,
+               "last_eval": getattr(agent, "last_eval", None), "weights": digest.hexdigest()}
+        agent.close()
+        return out
+
+
+def train_learners(agent_class, env_id: str, config, logdir="runs", run_dir=None,
+                   steps: int | None = None) -> list[dict]:
+    """Train `agent_class` on `env_id` with `config.learners` Ray-started learner processes
+    (`run_dir`: resume that run, `steps` more env steps); returns each worker's summary, the
+    chief's first."""
+    ray = import_ray()
+    started = connect(config.ray_address, config.learners, 1.0)
+    actor = ray.remote(Learner).options(num_cpus=1, max_restarts=0,
+                                        scheduling_strategy="SPREAD")
+    learners = [actor.remote() for _ in range(config.learners)]
+    try:
+        addresses = ray.get([a.address.remote() for a in learners])
+        cluster = {"worker": addresses}
+        runs = [a.train.remote({"cluster": cluster, "task": {"type": "worker", "index": i}},
+                               agent_class, env_id, config, str(logdir),
+                               None if run_dir is None else str(run_dir), steps)
+                for i, a in enumerate(learners)]
+        try:
+            results = ray.get(runs)
+        except ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            raise (cause if isinstance(cause, BaseException) else e) from None
+        return sorted(results, key=lambda r: r["rank"])
+    finally:
+        for a in learners:
+            ray.kill(a)
+        if started:
+            ray.shutdown()
