@@ -20,9 +20,9 @@ import tensorflow as tf
 
 from agents.a2c import A2C, A2CConfig
 from rl_sever.config.fields import check
-from rl_sever.errors import ConfigError
 from rl_sever.isolation import sever
 from rl_sever.objective.advantages import vtrace
+from rl_sever.onpolicy import sequences
 from rl_sever.onpolicy.collector import OnPolicyCollector
 from rl_sever.onpolicy.ingraph import InGraphCollector
 from rl_sever.runners.collectors import AsyncRolloutRunners
@@ -57,8 +57,6 @@ class IMPALAConfig(A2CConfig):
         super().validate()
         for name in ("rho_bar", "c_bar", "pg_rho_bar"):
             check(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
-        check(self.network.recurrent == "none",
-              "impala with a recurrent policy is not supported yet; use network.recurrent: none")
 
 
 class IMPALA(A2C):
@@ -70,16 +68,22 @@ class IMPALA(A2C):
 
     def targets(self, rollout: dict, flat):
         cfg = self.config
-        if self.recurrent:
-            raise ConfigError("impala with a recurrent policy is not supported yet")
         shape = tf.shape(rollout["rewards"])
-        rows = lambda x: tf.reshape(x, shape)  # noqa: E731
-        masks = rollout["action_mask"]
-        dist, values = self.model(flat(rollout["obs"]),
-                                  None if isinstance(masks, tuple) else flat(masks))
+        masks = None if isinstance(rollout["action_mask"], tuple) else rollout["action_mask"]
+        if self.recurrent:  # each env's whole rollout as one sequence, from its first state
+            em = sequences.env_major
+            dist, values = self.model.sequence(
+                flat(em(rollout["obs"])), rollout["state"][0], rollout["starts"],
+                None if masks is None else flat(em(masks)))
+            actions = flat(em(rollout["actions"]))
+            time_major = lambda x: tf.transpose(tf.reshape(x, [shape[1], shape[0]]))  # noqa: E731
+        else:
+            dist, values = self.model(flat(rollout["obs"]), None if masks is None else flat(masks))
+            actions = flat(rollout["actions"])
+            time_major = lambda x: tf.reshape(x, shape)  # noqa: E731
         # The learner's current policy and values: targets, never trained through.
-        logp = sever(rows(dist.log_prob(flat(rollout["actions"]))))
-        values = sever(rows(values))
+        logp = sever(time_major(dist.log_prob(actions)))
+        values = sever(time_major(values))
         adv, vs = vtrace(logp - rollout["logp_old"], rollout["rewards"], values,
                          sever(rollout["next_values"]), rollout["terminated"], rollout["dones"],
                          cfg.gamma, cfg.gae_lambda, cfg.rho_bar, cfg.c_bar, cfg.pg_rho_bar)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from envs.errors import ConfigError, RLSeverError, UnknownNameError, UnsupportedSpaceError, suggest
 
-__all__ = ["CheckpointError", "ConfigError", "EnvError", "FlowContractError", "RLSeverError",
+__all__ = ["CheckpointError", "ClusterError", "ConfigError", "EnvError", "FlowContractError", "RLSeverError",
            "UnknownNameError", "UnsupportedSpaceError", "suggest"]
 
 
@@ -23,3 +23,8 @@ class FlowContractError(RLSeverError, RuntimeError):
 class EnvError(RLSeverError, RuntimeError):
     """An environment gives what its protocol does not allow (e.g. an action mask of the wrong
     shape, or one that allows no action)."""
+
+
+class ClusterError(RLSeverError, RuntimeError):
+    """Ray env runners or learner processes failed in a way the run cannot recover from (a
+    runner that keeps dying or cannot start, a learner lost)."""

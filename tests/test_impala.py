@@ -1,17 +1,16 @@
 """IMPALA (agents/impala.py): V-trace targets from the learner's current policy, severed; the
-on-policy case is A2C's n-step targets; asynchronous runners whose policy lag is logged."""
+on-policy case is A2C's n-step targets; a recurrent policy replays each env's memory
+(asynchronous runners and their policy lag: tests/test_runners.py)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from rl_sever.core.rollout import Rollout
-from rl_sever.errors import ConfigError
 from rl_sever.nn.layers import tf_variables
 from rl_sever.objective.advantages import gae, vtrace
-from tests.helpers import flows, make_agent, none_or_zero, term_gradients, tiny_config
+from tests.helpers import flows, make_agent, none_or_zero, term_gradients
 
 
 def _rollout(agent):
@@ -76,6 +75,28 @@ def test_policy_term_does_not_reach_the_critic():
     agent.close()
 
 
-def test_recurrent_impala_is_refused():
-    with pytest.raises(ConfigError, match="impala with a recurrent policy"):
-        tiny_config("impala", **{"network.recurrent": "lstm"}).validate()
+def test_recurrent_targets_replay_each_envs_memory():
+    agent = make_agent("impala", "CartPole-v1", n_envs=2, n_steps=16,
+                       **{"network.recurrent": "gru", "network.recurrent_size": 8})
+    from rl_sever.onpolicy import sequences
+
+    rollout = _rollout(agent)  # on-policy: the replayed values are the stored ones
+    T, N = rollout.rewards.shape
+    em = sequences.env_major
+    starts = sequences.episode_starts(em(tf.constant(rollout.dones)))
+    state0 = tf.constant(rollout.state[0])
+    next_values = tf.transpose(agent.model.next_values(
+        em(tf.constant(rollout.obs)), em(tf.constant(rollout.next_obs)), state0, starts))
+    flat = lambda x: tf.reshape(x, [T * N, *x.shape[2:]])  # noqa: E731
+    fields = {"obs": tf.constant(rollout.obs), "actions": tf.constant(rollout.actions),
+              "rewards": rollout.rewards, "terminated": rollout.terminated,
+              "dones": rollout.dones, "logp_old": tf.constant(rollout.log_prob),
+              "values": rollout.value, "next_values": next_values, "action_mask": (),
+              "state": tf.constant(rollout.state), "starts": starts}
+    adv, vs, values = agent.targets(fields, flat)
+    np.testing.assert_allclose(values.numpy(), rollout.value, rtol=1e-4, atol=1e-5)
+    assert adv.shape == vs.shape == (T, N)
+    _, ref_vs = gae(rollout.rewards, values, next_values, rollout.terminated, rollout.dones,
+                    agent.config.gamma, 1.0)  # on-policy: n-step returns
+    np.testing.assert_allclose(vs.numpy(), ref_vs.numpy(), rtol=1e-4, atol=1e-4)
+    agent.close()

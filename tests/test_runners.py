@@ -170,7 +170,7 @@ def test_ppo_learns_on_runners_and_resumes(local_ray, tmp_path):
     resumed.close()
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg", "tqc", "crossq"])
 def test_offpolicy_runners_keep_the_update_ratio(local_ray, algo):
     settings = {"n_envs": 2, "train_freq": 2, "gradient_steps": 3, "steps_per_iteration": 10,
                 "learning_starts": 64}
@@ -306,3 +306,25 @@ def test_cli_trains_and_resumes_on_ray_started_learners(local_ray, tmp_path, cap
     (run_dir,) = tmp_path.iterdir()
     assert cli.main(["train", "--resume", str(run_dir), "--steps", "64", "--no-progress"]) == 0
     assert "steps trained: 128" in capsys.readouterr().out
+
+
+def test_offpolicy_runners_leave_warmup_at_the_runs_step():
+    """A runner's chunk crossing learning_starts: random actions only for the run's steps
+    below it (the run's step advances by every runner's envs per vector step)."""
+    exact = {"network.matmul_precision": "float32"}  # NumPy acts in float32
+    cfg = tiny_config("td3", n_envs=4, runners=2, learning_starts=40, action_noise=0.0, **exact)
+    agent = tiny_agent("td3", fill=0, n_envs=4, action_noise=0.0, **exact)
+    runner = EnvRunner(type(agent), "Pendulum-v1", cfg, 0, 2)
+    weights = [v.numpy() for v in agent.acting_variables()]
+    out = runner.transitions(weights, 0, 20, 40)  # run steps 0, 4, ..., 76
+    obs, actions = out["batch"].obs, out["batch"].actions
+    greedy = np.stack([agent._greedy_unit(o).numpy() for o in obs])
+    # Steps 0..36 (10 vector steps) are warm-up; from step 40 on the actor acts (no noise).
+    np.testing.assert_allclose(actions[10:], greedy[10:], atol=1e-5)
+    assert not np.allclose(actions[:10], greedy[:10], atol=1e-3)
+    agent.close()
+
+
+def test_multiworker_normalisation_is_refused():
+    with pytest.raises(ConfigError, match="each worker's running statistics"):
+        tiny_config("ppo", distribute="multiworker", normalize_obs=True).validate()

@@ -227,6 +227,9 @@ class RunConfig:
         check(self.ray_address in ("local", "auto")
               or re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:\d+", str(self.ray_address)) is not None,
               f"ray_address must be local, auto or host:port, got {self.ray_address!r}")
+        check(self.distribute != "multiworker" or not (self.normalize_obs or self.normalize_reward),
+              "normalize_obs / normalize_reward with distribute=multiworker is not supported: "
+              "each worker's running statistics would see only its own data")
         check(self.learners >= 0, f"learners must be >= 0, got {self.learners}")
         check(not self.learners or self.distribute == "multiworker",
               "learners starts the workers of distribute=multiworker; set distribute=multiworker")

@@ -226,13 +226,13 @@ class Agent:
         return {}
 
     def next_seed(self) -> tf.Tensor:
-        """A fresh stateless seed [config seed, counter * SEEDS_PER_STEP] (int32, what
+        """A fresh stateless seed [data seed, counter * SEEDS_PER_STEP] (int32, what
         tf.random.stateless_* and tensorflow-probability take); `sub_seed(seed, k)` for k <
         SEEDS_PER_STEP gives independent seeds from it within one step."""
         # int32 arithmetic, no modulo: under XLA an int64 modulo here cost 30% of a fused
         # in-graph PPO iteration (bench/ingraph.py). The product wraps; seeds repeat after 2**28.
         count = tf.cast(self.seed_counter.assign_add(1), tf.int32)
-        return tf.stack([tf.constant(self.config.seed % 2**31, tf.int32), count * SEEDS_PER_STEP])
+        return tf.stack([tf.constant(self.data_seed % 2**31, tf.int32), count * SEEDS_PER_STEP])
 
     @staticmethod
     def sub_seed(seed: tf.Tensor, k: int) -> tf.Tensor:

@@ -17,13 +17,12 @@ from rl_sever.audit import format_verdict
 from rl_sever.config import presets
 from rl_sever.config.fields import describe_config, update
 from rl_sever.config.resolve import override_layers, resolve_config
-from rl_sever.core import rundir
 from rl_sever.core.agent import Agent
 from rl_sever.core.curves import plot_curves
 from rl_sever.core.evaluation import evaluate
 from rl_sever.core.export import METADATA_FILE, SIGNATURE, export_policy
 from rl_sever.core.registry import algorithm_names, get_agent_class
-from rl_sever.core.runs import audit_first_batch, resume
+from rl_sever.core.runs import audit_first_batch, check_resume, resume
 from rl_sever.errors import ConfigError, RLSeverError
 
 EXIT_VIOLATION = 1
@@ -54,14 +53,16 @@ def train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.logdir is not None:
             raise ConfigError("--logdir cannot be combined with --resume (the run keeps its folder)")
-        record = rundir.read_config(args.resume)
+        layers = override_layers(argparse.Namespace(**{**vars(args), "steps": None}))
+        overrides = {k: v for layer in layers for k, v in layer.items()}
+        record = check_resume(args.resume, algo=args.algo, env_id=args.env_id, steps=args.steps)
         if record["config"].get("learners"):  # the learner processes resume it on Ray
             klass = get_agent_class(record["algo"])
-            cfg = update(klass.config_cls(), record["config"])
-            return _train_learners(klass, record["env_id"], cfg, None, args.resume, args.steps)
-        layers = override_layers(argparse.Namespace(**{**vars(args), "steps": None}))
+            cfg = update(update(klass.config_cls(), record["config"]), overrides)
+            return _train_learners(klass, record["env_id"], cfg, None, args.resume, args.steps,
+                                   overrides or None)
         agent = resume(args.resume, algo=args.algo, env_id=args.env_id, steps=args.steps,
-                       overrides={k: v for layer in layers for k, v in layer.items()})
+                       overrides=overrides)
     else:
         if not args.algo or not args.env_id:
             raise ConfigError("train needs ALGO and ENV_ID (or --resume RUN_DIR)")
@@ -90,11 +91,12 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_learners(klass, env_id: str, cfg, logdir, run_dir=None, steps=None) -> int:
+def _train_learners(klass, env_id: str, cfg, logdir, run_dir=None, steps=None,
+                    overrides=None) -> int:
     """Training (or resuming `run_dir`) on `cfg.learners` learner processes started by Ray."""
     if klass.train_learners is None:
         raise ConfigError(f"learners is not supported by {klass.algo}")
-    results = klass.train_learners(klass, env_id, cfg, logdir, run_dir, steps)
+    results = klass.train_learners(klass, env_id, cfg, logdir, run_dir, steps, overrides)
     chief = results[0]
     same = len({r["weights"] for r in results}) == 1
     print(f"{len(results)} learner processes on Ray; weights identical on all: {same}")

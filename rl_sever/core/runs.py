@@ -14,6 +14,16 @@ def resume(run_dir: str | Path, *, algo: str | None = None, env_id: str | None =
            overrides: dict | None = None, steps: int | None = None) -> Agent:
     """The agent of `run_dir` at its latest checkpoint, with the run-time `overrides`; `algo`
     and `env_id`, when given, must be the run's; `steps` more env steps become its target."""
+    check_resume(run_dir, algo=algo, env_id=env_id, steps=steps)
+    agent = Agent.load(run_dir, overrides=overrides or None)
+    if steps is not None:
+        agent.target_steps.assign(int(agent.global_step.numpy()) + steps)
+    return agent
+
+
+def check_resume(run_dir, *, algo: str | None = None, env_id: str | None = None,
+                 steps: int | None = None) -> dict:
+    """The run's config.json record, once the resume's arguments are checked against it."""
     if steps is not None and steps <= 0:
         raise ConfigError(f"--steps must be positive, got {steps}")
     record = rundir.read_config(run_dir)
@@ -21,10 +31,7 @@ def resume(run_dir: str | Path, *, algo: str | None = None, env_id: str | None =
                                 (env_id, record["env_id"], "env id")):
         if given is not None and given.lower() != str(stored).lower():
             raise ConfigError(f"{run_dir} was trained with {what} {stored}, not {given}")
-    agent = Agent.load(run_dir, overrides=overrides or None)
-    if steps is not None:
-        agent.target_steps.assign(int(agent.global_step.numpy()) + steps)
-    return agent
+    return record
 
 
 def audit_first_batch(agent, max_steps: int = 10_000_000):

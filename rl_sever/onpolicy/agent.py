@@ -170,6 +170,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         T, N = shape[0], shape[1]
         flat = lambda x: tf.nest.map_structure(  # noqa: E731  (a Dict observation: each key)
             lambda v: tf.reshape(v, tf.concat([[T * N], tf.shape(v)[2:]], 0)), x)
+        starts = None
         if self.recurrent:  # V(next obs) given the memory its episode had when it got there
             starts = sequences.episode_starts(sequences.env_major(dones))
             next_values = tf.transpose(self.model.next_values(
@@ -179,7 +180,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         adv, ret, values = self.targets(
             {"obs": obs, "actions": actions, "rewards": rewards, "terminated": terminated,
              "dones": dones, "logp_old": logp_old, "values": values, "next_values": next_values,
-             "action_mask": mask}, flat)
+             "action_mask": mask, "state": state, "starts": starts}, flat)
         steps = {"obs": obs, "actions": actions, "logp_old": logp_old, "advantages": adv,
                  "returns": ret, "old_values": values}
         if self.masked:
@@ -197,8 +198,9 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
 
     def targets(self, rollout: dict, flat) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Advantages, value targets and the values they were computed with ([T, N] each) of a
-        rollout (its fields and the values of the observations reached, `next_values`); `flat`
-        reshapes [T, N, ...] to rows. GAE on the values the rollout stored, by default."""
+        rollout (its fields, the values of the observations reached `next_values`, a recurrent
+        policy's episode `starts` [N, T]); `flat` reshapes [T, N, ...] to rows. GAE on the
+        values the rollout stored, by default."""
         cfg = self.config
         adv, ret = gae(rollout["rewards"], rollout["values"], rollout["next_values"],
                        rollout["terminated"], rollout["dones"], cfg.gamma, cfg.gae_lambda)

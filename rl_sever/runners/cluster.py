@@ -12,6 +12,9 @@ import socket
 from rl_sever.errors import ConfigError
 
 CONNECT_TIMEOUT_S = 5.0
+# Runner groups and learner groups of this process using Ray, and whether one of them started
+# it (then the last to finish shuts it down; a Ray the user started stays up).
+_USE = {"users": 0, "owned": False}
 
 
 def import_ray():
@@ -34,12 +37,27 @@ def _check_reachable(address: str) -> None:
                           f"it with `ray start --head --port={port}` or fix ray_address") from None
 
 
-def connect(address: str, runners: int, runner_cpus: float) -> bool:
-    """Make sure this process is connected to Ray as `address` says; True when this call
-    started or joined it (the caller then shuts it down when done)."""
+def connect(address: str, runners: int, runner_cpus: float) -> None:
+    """Make sure this process is connected to Ray as `address` says (a Ray already running in
+    it is used as it is); pair with `release()`."""
     ray = import_ray()
-    if ray.is_initialized():
-        return False
+    if not ray.is_initialized():
+        _init(ray, address, runners, runner_cpus)
+        _USE["owned"] = True
+    _USE["users"] += 1
+
+
+def release() -> None:
+    """One user of `connect` is done: the last one shuts down a Ray that `connect` started."""
+    _USE["users"] = max(0, _USE["users"] - 1)
+    ray = import_ray()
+    if not _USE["users"] and _USE["owned"]:
+        _USE["owned"] = False
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def _init(ray, address: str, runners: int, runner_cpus: float) -> None:
     # Runners' console output stays in Ray's logs (TensorFlow's start-up lines of every
     # runner); what fails in a runner is raised in the learner (rl_sever.runners.group).
     kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
@@ -47,8 +65,8 @@ def connect(address: str, runners: int, runner_cpus: float) -> bool:
         # Logical CPUs for every runner and the learner: runners of an I/O-bound env may
         # outnumber the cores (docs/scaling.md).
         cpus = max(os.cpu_count() or 1, math.ceil(runners * runner_cpus) + 1)
-        ray.init(num_cpus=cpus, **kwargs)
-        return True
+        ray.init(address="local", num_cpus=cpus, **kwargs)  # not RAY_ADDRESS's cluster
+        return
     if address != "auto":
         _check_reachable(address)
     try:
@@ -57,4 +75,3 @@ def connect(address: str, runners: int, runner_cpus: float) -> bool:
         where = "no running Ray cluster was found" if address == "auto" else str(e).splitlines()[0]
         raise ConfigError(f"ray_address={address}: {where}; start one with `ray start --head` "
                           "or use ray_address=local") from None
-    return True

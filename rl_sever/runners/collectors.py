@@ -138,6 +138,7 @@ class ReplayRunners(_Runners):
         self.owed = 0  # updates due in the chunk whose first update the loop audited
         self.pending = None  # the runners' calls for the next chunk
         self.next_step = None  # the env step that chunk starts at
+        self.pending_nvec = 0  # its vector steps
 
     def on_restart(self, index: int) -> None:
         k = self.group.k
@@ -161,10 +162,10 @@ class ReplayRunners(_Runners):
         """The chunk starting at `step` from every runner; each runner, as soon as it delivered,
         is sent its next chunk (no runner waits for the slowest one)."""
         if self.pending is None or self.next_step != step:  # first call, or after a load
-            sent = self.send()
-            self.pending = [self._submit(i, step, self._chunk(step), sent)
+            sent, self.pending_nvec = self.send(), self._chunk(step)
+            self.pending = [self._submit(i, step, self.pending_nvec, sent)
                             for i in range(self.group.count)]
-        n_vec = self._chunk(step)
+        n_vec = self.pending_nvec  # what the calls in flight were asked for
         next_step = step + n_vec * self.n_envs
         n_next, sent = self._chunk(next_step), self.send()
         results, following = [None] * self.group.count, [None] * self.group.count
@@ -176,6 +177,7 @@ class ReplayRunners(_Runners):
             if n_next:
                 following[pending.index] = self._submit(pending.index, next_step, n_next, sent)
         self.pending, self.next_step = (following if n_next else None), next_step
+        self.pending_nvec = n_next
         return results
 
     def _update(self, stats):

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rl_sever.errors import ConfigError
-from rl_sever.runners.cluster import connect, import_ray
+from rl_sever.errors import ClusterError, ConfigError
+from rl_sever.runners.cluster import connect, import_ray, release
 from rl_sever.runners.runner import EnvRunner
 
 MAX_FAILURES = 5
@@ -46,14 +46,18 @@ class RunnerGroup:
                               "string (a module:Id string registers a user's env in every runner)")
         self.ray = import_ray()
         self.count, self.k = cfg.runners, cfg.n_envs // cfg.runners
-        self.started_ray = connect(cfg.ray_address, cfg.runners, cfg.runner_cpus)
-        # SPREAD: the runners go to every node of a cluster, not first to the learner's.
-        actor = self.ray.remote(EnvRunner).options(
-            num_cpus=cfg.runner_cpus, max_restarts=-1, max_task_retries=0,
-            scheduling_strategy="SPREAD")
-        self.actors = [actor.remote(type(agent), agent.env_id, cfg, i, cfg.runners,
-                                    agent.user_encoder)
-                       for i in range(cfg.runners)]
+        connect(cfg.ray_address, cfg.runners, cfg.runner_cpus)
+        try:
+            # SPREAD: the runners go to every node of a cluster, not first to the learner's.
+            actor = self.ray.remote(EnvRunner).options(
+                num_cpus=cfg.runner_cpus, max_restarts=-1, max_task_retries=0,
+                scheduling_strategy="SPREAD")
+            self.actors = [actor.remote(type(agent), agent.env_id, cfg, i, cfg.runners,
+                                        agent.user_encoder)
+                           for i in range(cfg.runners)]
+        except BaseException:
+            release()
+            raise
         self.variables = agent.acting_variables()
         self.restarts = 0
         self.dropped_episodes = 0
@@ -96,13 +100,13 @@ class RunnerGroup:
             self.on_restart(i)
         if isinstance(error, self.ray.exceptions.ActorUnavailableError):
             if now - self.down[i] > RESTART_TIMEOUT_S:
-                raise RuntimeError(f"env runner {i} did not come back within "
+                raise ClusterError(f"env runner {i} did not come back within "
                                    f"{RESTART_TIMEOUT_S:.0f} s of dying") from None
             time.sleep(0.2)  # restarting: ask again shortly
             return
         self.failures[i] += 1
         if self.failures[i] >= MAX_FAILURES:
-            raise RuntimeError(f"env runner {i} died {MAX_FAILURES} times in a row: "
+            raise ClusterError(f"env runner {i} died {MAX_FAILURES} times in a row: "
                                f"{str(error).splitlines()[0]}") from None
 
     def run_all(self, method: str, *args) -> list:
@@ -117,11 +121,15 @@ class RunnerGroup:
                 "runners/dropped_episodes": float(self.dropped_episodes)}
 
     def close(self) -> None:
+        if not self.actors:
+            return
         for actor in self.actors:
-            self.ray.kill(actor)
+            try:
+                self.ray.kill(actor)
+            except Exception:  # Ray already shut down: the actors went with it
+                pass
         self.actors = []
-        if self.started_ray:
-            self.ray.shutdown()
+        release()
 
 
 def _cause(error: Exception) -> BaseException:
@@ -135,7 +143,7 @@ def _init_error(message: str) -> Exception:
     last = [line for line in message.strip().splitlines() if line.strip()][-1].strip()
     kind, _, text = last.partition(": ")
     if not kind.startswith(("envs.errors.", "rl_sever.errors.")):  # not one of ours: as is
-        return RuntimeError(f"an env runner could not start: {last}")
+        return ClusterError(f"an env runner could not start: {last}")
     if "unknown environment id" in text:  # registered in the learner's process only
         text += ("; a runner registers a user's env by importing its module: name the env "
                  "'my_package.envs:MyEnv-v0' and install my_package where the runners run")

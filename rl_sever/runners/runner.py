@@ -40,6 +40,8 @@ def runner_config(config, index: int, count: int):
         cfg.vectorization, cfg.n_workers = "sync", 0
     if hasattr(cfg, "n_steps") and hasattr(cfg, "batch_size"):  # PPO-like: a runner never
         cfg.batch_size = cfg.n_steps * k  # updates, but its config must validate with k envs
+    if hasattr(cfg, "buffer_size"):  # off-policy: the learner's replay, not the runner's
+        cfg.buffer_size = max(1, getattr(cfg, "batch_size", 1))
     return cfg
 
 
@@ -48,7 +50,7 @@ class EnvRunner:
 
     def __init__(self, agent_class, env_id: str, config, index: int, count: int,
                  encoder=None):
-        self.index = index
+        self.index, self.run_envs = index, config.n_envs  # the run's envs: a vector step's steps
         _limit_threads(config.runner_cpus)
         self.agent = agent_class(env_id, runner_config(config, index, count), logdir=None,
                                  encoder=encoder)
@@ -114,7 +116,7 @@ class EnvRunner:
                 unit = agent.act_unit(obs)
             _, obs, record = env_step(self.stepper, step, obs, unit, agent.to_env(unit))
             rows.append(record[:6])
-            step += k
+            step += self.run_envs  # the run's env step: every runner stepped its share
         self.obs = obs
         return self._result(Step(*stack_rows(rows)), n_vec * k)
 
