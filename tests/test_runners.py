@@ -170,7 +170,7 @@ def test_ppo_learns_on_runners_and_resumes(local_ray, tmp_path):
     resumed.close()
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg", "tqc", "crossq"])
+@pytest.mark.parametrize("algo", ["sac", "td3", "crossq"])  # DDPG is TD3's page, TQC SAC's
 def test_offpolicy_runners_keep_the_update_ratio(local_ray, algo):
     settings = {"n_envs": 2, "train_freq": 2, "gradient_steps": 3, "steps_per_iteration": 10,
                 "learning_starts": 64}
