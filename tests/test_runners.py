@@ -328,3 +328,19 @@ def test_offpolicy_runners_leave_warmup_at_the_runs_step():
 def test_multiworker_normalisation_is_refused():
     with pytest.raises(ConfigError, match="each worker's running statistics"):
         tiny_config("ppo", distribute="multiworker", normalize_obs=True).validate()
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_central_inference_acts_for_every_runner(local_ray, algo):
+    extra = ({"n_steps": 16} if algo == "ppo"
+             else {"learning_starts": 32, "steps_per_iteration": 16})
+    agent = tiny_agent(algo, fill=0, n_envs=4, runners=2, runner_inference="central", **extra)
+    agent.learn(256, progress=False)
+    assert int(agent.global_step.numpy()) == 256
+    group = agent.collector.group
+    stats = ray.get(group.server.stats.remote())
+    # One request per runner per vector step (after SAC's uniform warm-up), in batched calls.
+    steps_acted = 256 // 4 - (32 // 4 if algo == "sac" else 0)
+    assert stats["requests"] == 2 * steps_acted
+    assert steps_acted <= stats["calls"] < stats["requests"]
+    agent.close()

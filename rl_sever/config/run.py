@@ -164,6 +164,9 @@ class RunConfig:
     ray_address: str = "local"
     """With runners: local (start Ray on this machine), auto (the cluster this machine joined
     with `ray start`) or host:port of a Ray head."""
+    runner_inference: str = "local"
+    """With runners: local (each runner acts with its copy of the policy) or central (one copy
+    on the learner's node acts for all runners, batching their observations: SEED RL)."""
     learners: int = 0
     """With distribute=multiworker: start this many learner processes as Ray actors (on
     ray_address), each a worker collecting its own data; 0: the processes are started by
@@ -230,6 +233,8 @@ class RunConfig:
         check(self.distribute != "multiworker" or not (self.normalize_obs or self.normalize_reward),
               "normalize_obs / normalize_reward with distribute=multiworker is not supported: "
               "each worker's running statistics would see only its own data")
+        check(self.runner_inference in ("local", "central"),
+              f"runner_inference must be local or central, got {self.runner_inference!r}")
         check(self.learners >= 0, f"learners must be >= 0, got {self.learners}")
         check(not self.learners or self.distribute == "multiworker",
               "learners starts the workers of distribute=multiworker; set distribute=multiworker")

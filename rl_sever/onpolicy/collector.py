@@ -48,7 +48,7 @@ class OnPolicyCollector:
                 out, behaviour = self.host.sample(*inputs), {}
                 actions, *state = out if agent.recurrent else (out,)
             else:
-                actions, log_prob, value, *state = (x.numpy() for x in self.act(*inputs))
+                actions, log_prob, value, *state = (np.asarray(x) for x in self.act(*inputs))
                 behaviour = {"log_prob": log_prob, "value": value}
             if mask is not None:
                 behaviour["action_mask"] = mask

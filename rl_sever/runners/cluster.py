@@ -26,6 +26,14 @@ def import_ray():
     return ray
 
 
+def on_this_node():
+    """A Ray scheduling strategy that places an actor on this process's node if it can."""
+    ray = import_ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+
+
 def _check_reachable(address: str) -> None:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
@@ -62,9 +70,9 @@ def _init(ray, address: str, runners: int, runner_cpus: float) -> None:
     # runner); what fails in a runner is raised in the learner (rl_sever.runners.group).
     kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address == "local":
-        # Logical CPUs for every runner and the learner: runners of an I/O-bound env may
-        # outnumber the cores (docs/scaling.md).
-        cpus = max(os.cpu_count() or 1, math.ceil(runners * runner_cpus) + 1)
+        # Logical CPUs for every runner, the learner and an inference server: runners of an
+        # I/O-bound env may outnumber the cores (docs/scaling.md).
+        cpus = max(os.cpu_count() or 1, math.ceil(runners * runner_cpus) + 2)
         ray.init(address="local", num_cpus=cpus, **kwargs)  # not RAY_ADDRESS's cluster
         return
     if address != "auto":

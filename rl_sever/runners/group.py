@@ -19,7 +19,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rl_sever.errors import ClusterError, ConfigError
-from rl_sever.runners.cluster import connect, import_ray, release
+from rl_sever.runners.cluster import connect, import_ray, on_this_node, release
+from rl_sever.runners.inference import InferenceServer
 from rl_sever.runners.runner import EnvRunner
 
 MAX_FAILURES = 5
@@ -49,11 +50,16 @@ class RunnerGroup:
         connect(cfg.ray_address, cfg.runners, cfg.runner_cpus)
         try:
             # SPREAD: the runners go to every node of a cluster, not first to the learner's.
+            self.server = None
+            if cfg.runner_inference == "central":  # on the learner's node, acting for all
+                self.server = self.ray.remote(InferenceServer).options(
+                    num_cpus=1, max_restarts=0, scheduling_strategy=on_this_node()).remote(
+                    type(agent), agent.env_id, cfg, cfg.runners, agent.user_encoder)
             actor = self.ray.remote(EnvRunner).options(
                 num_cpus=cfg.runner_cpus, max_restarts=-1, max_task_retries=0,
                 scheduling_strategy="SPREAD")
             self.actors = [actor.remote(type(agent), agent.env_id, cfg, i, cfg.runners,
-                                        agent.user_encoder)
+                                        agent.user_encoder, self.server)
                            for i in range(cfg.runners)]
         except BaseException:
             release()
@@ -66,8 +72,13 @@ class RunnerGroup:
         self.on_restart = on_restart or (lambda index: None)
 
     def weights(self):
-        """The acting weights as NumPy, put once in the object store for every runner."""
-        return self.ray.put([v.numpy() for v in self.variables])
+        """The acting weights as NumPy, put once in the object store for every runner (with
+        central inference: set on the inference server, and None for the runners)."""
+        weights = self.ray.put([v.numpy() for v in self.variables])
+        if self.server is None:
+            return weights
+        self.ray.get(self.server.set_weights.remote(weights))
+        return None
 
     def submit(self, index: int, method: str, *args) -> Pending:
         return Pending(index, method, args, getattr(self.actors[index], method).remote(*args))
@@ -127,6 +138,11 @@ class RunnerGroup:
             try:
                 self.ray.kill(actor)
             except Exception:  # Ray already shut down: the actors went with it
+                pass
+        if self.server is not None:
+            try:
+                self.ray.kill(self.server)
+            except Exception:
                 pass
         self.actors = []
         release()

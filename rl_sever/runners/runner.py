@@ -49,13 +49,19 @@ class EnvRunner:
     """Steps one share of the envs with a copy of the policy (see the module docstring)."""
 
     def __init__(self, agent_class, env_id: str, config, index: int, count: int,
-                 encoder=None):
+                 encoder=None, server=None):
+        """`server`: the central inference actor that acts for this runner (None: it acts with
+        its own copy of the policy)."""
         self.index, self.run_envs = index, config.n_envs  # the run's envs: a vector step's steps
         _limit_threads(config.runner_cpus)
         self.agent = agent_class(env_id, runner_config(config, index, count), logdir=None,
                                  encoder=encoder)
         self.variables = self.agent.acting_variables()
         self.normalizer = self.agent.normalizer
+        self.remote = None if server is None else RemoteAct(import_ray(), server)
+        if self.remote is not None and self.agent.mode == "on_policy":
+            collector = self.agent.collector
+            collector.host, collector.act = None, self.remote
         self._base = None  # the normaliser statistics the learner sent for this call
         self.stepper = None  # off-policy: the env behind env_step
         self.obs = None  # off-policy: the current observations between calls
@@ -68,8 +74,8 @@ class EnvRunner:
         return import_ray().get_runtime_context().get_node_id()
 
     def _sync(self, weights, step: int, stats) -> None:
-        for variable, value in zip(self.variables, weights, strict=True):
-            variable.assign(value)
+        for variable, value in zip(self.variables, weights or (), strict=weights is not None):
+            variable.assign(value)  # (no weights: the inference server acts for this runner)
         self.agent.invalidate_host_copies()
         self.agent.global_step.assign(step)
         if self.normalizer is not None and stats is not None:
@@ -104,12 +110,15 @@ class EnvRunner:
         if self.obs is None:
             self.obs = self.stepper.reset(agent.config.seed + step, step)
         rng = np.random.default_rng((agent.config.seed, step))
-        host = agent.host_actor()  # NumPy acting for MLP actors, else the compiled act step
+        # The inference server, else NumPy acting for MLP actors, else the compiled act step.
+        host = None if self.remote is not None else agent.host_actor()
         rows = []
         obs = self.obs
         for _ in range(n_vec):
             if step < warmup_until:
                 unit = rng.uniform(-1.0, 1.0, (k, agent.action_dim)).astype(np.float32)
+            elif self.remote is not None:
+                unit = self.remote(obs)
             elif host is not None:
                 unit = host(obs, weights, rng)
             else:
@@ -119,6 +128,17 @@ class EnvRunner:
             step += self.run_envs  # the run's env step: every runner stepped its share
         self.obs = obs
         return self._result(Step(*stack_rows(rows)), n_vec * k)
+
+
+class RemoteAct:
+    """A runner's act step answered by the inference server (rl_sever.runners.inference): a
+    callable like the compiled one, returning NumPy arrays."""
+
+    def __init__(self, ray, server):
+        self.ray, self.server = ray, server
+
+    def __call__(self, *inputs):
+        return self.ray.get(self.server.act.remote(*inputs))
 
 
 def _limit_threads(cpus: float) -> None:

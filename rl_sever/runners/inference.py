@@ -1,0 +1,92 @@
+"""Central inference for env runners (config `runner_inference: central`, as SEED RL acts): one
+copy of the policy in a Ray actor on the learner's node acts for every runner. Each runner
+sends its observations every step; the server answers the requests that arrive together (one
+per runner, or whatever came within WAIT_S) with one batched call of the agent's compiled act
+step. The learner sends the server the weights of each update; the runners then need none.
+
+Where it pays: a policy whose forward pass is expensive (a CNN on pixels) and an accelerator
+next to the learner, where one batched call beats a forward pass in every runner. It costs a
+round trip through Ray per env step (bench/inference.py measures both on pixels).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import tensorflow as tf
+
+from rl_sever.runners.runner import runner_config
+
+WAIT_S = 0.002  # how long a request waits for the other runners' before the server acts
+
+
+def _join(parts: list):
+    return tf.nest.map_structure(lambda *xs: np.concatenate(xs), *parts)
+
+
+class InferenceServer:
+    """Acts for `count` runners with a copy of the agent's policy (a Ray actor)."""
+
+    def __init__(self, agent_class, env_id: str, config, count: int, encoder=None):
+        # All the run's envs: an off-policy act step is compiled for that many rows.
+        self.agent = agent_class(env_id, runner_config(config, 0, 1), logdir=None,
+                                 encoder=encoder)
+        self.rows = config.n_envs
+        self.variables = self.agent.acting_variables()
+        self.on_policy = self.agent.mode == "on_policy"
+        self.batch = count
+        self.queue: list = []
+        self.timer = None
+        self.calls = self.requests = 0
+
+    def set_weights(self, weights) -> None:
+        for variable, value in zip(self.variables, weights, strict=True):
+            variable.assign(value)
+
+    async def act(self, *inputs):
+        """The act step's outputs for one runner's inputs (on-policy: actions, log-probs,
+        values and a recurrent policy's state; off-policy: unit actions)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.queue.append((inputs, future))
+        if len(self.queue) >= self.batch:
+            self._flush()
+        elif self.timer is None:
+            self.timer = loop.call_later(WAIT_S, self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        queue, self.queue = self.queue, []
+        if not queue:
+            return
+        sizes = [len(tf.nest.flatten(inputs[0])[0]) for inputs, _ in queue]
+        joined = [_join([inputs[j] for inputs, _ in queue]) for j in range(len(queue[0][0]))]
+        try:
+            if self.on_policy:
+                outputs = [np.asarray(x) for x in self.agent.behave_fn(*joined)]
+            else:  # padded to the rows it was compiled for when some runners are not here
+                obs = tf.nest.map_structure(self._pad, joined[0])
+                outputs = [self.agent.act_unit(obs)[:sum(sizes)]]
+        except Exception as e:  # every waiting runner gets the error
+            for _, future in queue:
+                future.set_exception(e)
+            return
+        self.calls, self.requests = self.calls + 1, self.requests + len(queue)
+        start = 0
+        for (_, future), n in zip(queue, sizes):
+            part = [x[start:start + n] for x in outputs]
+            future.set_result(part if self.on_policy else part[0])
+            start += n
+
+    def _pad(self, x: np.ndarray) -> np.ndarray:
+        missing = self.rows - len(x)
+        return x if missing <= 0 else np.concatenate([x, np.zeros((missing, *x.shape[1:]), x.dtype)])
+
+    def stats(self) -> dict:
+        """Batched calls made and requests answered."""
+        return {"calls": self.calls, "requests": self.requests}
+
