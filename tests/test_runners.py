@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from rl_sever.runners.runner import EnvRunner, runner_config
 from tests.helpers import make_agent, tiny_agent, tiny_config
 
 ray = pytest.importorskip("ray")
+
 
 
 # -- before Ray runs in this process: the addresses ------------------------------------------
@@ -218,22 +218,6 @@ def test_a_killed_runner_is_restarted_and_the_run_completes(local_ray, tmp_path)
     agent.close()
 
 
-def test_impala_runners_act_asynchronously_and_log_their_lag(local_ray, tmp_path):
-    from rl_sever.core.curves import read_scalars
-
-    agent = make_agent("impala", "CartPole-v1", n_envs=4, n_steps=8, runners=2,
-                       logdir=tmp_path, log_every_steps=0)
-    agent.learn(640, progress=False)
-    assert int(agent.global_step.numpy()) == 640
-    collector = agent.collector
-    assert collector.version == 20  # one update per batch of two rollouts
-    run_dir = agent.run_dir
-    agent.close()
-    lags = read_scalars(run_dir)["runners/policy_lag_max"]
-    # The first batch is on-policy; later ones were collected while the learner updated.
-    assert lags[0][1] == 0 and max(v for _, v in lags) >= 1
-
-
 class _NoNoise:
     def standard_normal(self, shape):
         return np.zeros(shape)
@@ -273,41 +257,6 @@ def test_an_env_only_the_learner_knows_is_one_line(local_ray):
     agent.close()
 
 
-def test_ray_started_learners_collect_their_own_data_into_one_model(local_ray, tmp_path):
-    from agents import PPO
-    from rl_sever.runners.learners import train_learners
-
-    cfg = tiny_config("ppo", learners=2, distribute="multiworker", total_steps=128,
-                      eval_episodes=0, checkpoint_every=64)
-    results = train_learners(PPO, "CartPole-v1", cfg, logdir=tmp_path)
-    assert [r["chief"] for r in results] == [True, False]
-    assert [r["data_seed"] for r in results] == [0, 2]  # distinct envs per worker
-    assert {r["steps"] for r in results} == {128}  # both workers' steps counted
-    assert results[0]["weights"] == results[1]["weights"]  # all-reduced: one model
-    run_dir = results[0]["run_dir"]
-    assert list(tmp_path.iterdir()) == [Path(run_dir)]
-    assert (Path(run_dir) / "checkpoints" / "ckpt-128.index").exists()
-
-
-def test_learners_need_multiworker():
-    with pytest.raises(ConfigError, match="set distribute=multiworker"):
-        tiny_config("ppo", learners=2).validate()
-
-
-def test_cli_trains_and_resumes_on_ray_started_learners(local_ray, tmp_path, capsys):
-    args = ["train", "ppo", "CartPole-v1", "--no-preset", "--steps", "64", "--logdir",
-            str(tmp_path), "--no-progress", "--set", "distribute=multiworker",
-            "--set", "learners=2", "--set", "n_envs=2", "--set", "n_steps=16",
-            "--set", "batch_size=16", "--set", "eval_episodes=0"]
-    assert cli.main(args) == 0
-    out = capsys.readouterr().out
-    assert "2 learner processes on Ray; weights identical on all: True" in out
-    assert "steps trained: 64" in out
-    (run_dir,) = tmp_path.iterdir()
-    assert cli.main(["train", "--resume", str(run_dir), "--steps", "64", "--no-progress"]) == 0
-    assert "steps trained: 128" in capsys.readouterr().out
-
-
 def test_offpolicy_runners_leave_warmup_at_the_runs_step():
     """A runner's chunk crossing learning_starts: random actions only for the run's steps
     below it (the run's step advances by every runner's envs per vector step)."""
@@ -328,19 +277,3 @@ def test_offpolicy_runners_leave_warmup_at_the_runs_step():
 def test_multiworker_normalisation_is_refused():
     with pytest.raises(ConfigError, match="each worker's running statistics"):
         tiny_config("ppo", distribute="multiworker", normalize_obs=True).validate()
-
-
-@pytest.mark.parametrize("algo", ["ppo", "sac"])
-def test_central_inference_acts_for_every_runner(local_ray, algo):
-    extra = ({"n_steps": 16} if algo == "ppo"
-             else {"learning_starts": 32, "steps_per_iteration": 16})
-    agent = tiny_agent(algo, fill=0, n_envs=4, runners=2, runner_inference="central", **extra)
-    agent.learn(256, progress=False)
-    assert int(agent.global_step.numpy()) == 256
-    group = agent.collector.group
-    stats = ray.get(group.server.stats.remote())
-    # One request per runner per vector step (after SAC's uniform warm-up), in batched calls.
-    steps_acted = 256 // 4 - (32 // 4 if algo == "sac" else 0)
-    assert stats["requests"] == 2 * steps_acted
-    assert steps_acted <= stats["calls"] < stats["requests"]
-    agent.close()
