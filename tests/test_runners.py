@@ -170,10 +170,13 @@ def test_ppo_learns_on_runners_and_resumes(local_ray, tmp_path):
     resumed.close()
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3", "crossq"])  # DDPG is TD3's page, TQC SAC's
-def test_offpolicy_runners_keep_the_update_ratio(local_ray, algo):
+@pytest.mark.parametrize("algo, learning_starts", [
+    ("sac", 64), ("td3", 64), ("crossq", 64),  # DDPG is TD3's page, TQC SAC's
+    ("sac", 390),  # the first update falls in the last chunk: the ones after it still run
+])
+def test_offpolicy_runners_keep_the_update_ratio(local_ray, algo, learning_starts):
     settings = {"n_envs": 2, "train_freq": 2, "gradient_steps": 3, "steps_per_iteration": 10,
-                "learning_starts": 64}
+                "learning_starts": learning_starts}
     local = tiny_agent(algo, fill=0, **settings)
     local.learn(400, progress=False)
     remote = tiny_agent(algo, fill=0, runners=2, **settings)

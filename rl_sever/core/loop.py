@@ -151,6 +151,11 @@ def _train(agent, progress: bool | None, callback) -> None:
                 agent.invalidate_host_copies()  # a callback may set weights
                 if callback(agent, logger.last) is False:
                     break
+        # Work a collector still owes the steps it handed in (updates of the audited chunk).
+        owed = getattr(collector, "finish", lambda: None)()
+        if owed is not None:
+            logger.record_many(agent.logged_metrics(owed))
+            logger.dump(step)
     except NonFiniteError as e:
         bar.close()
         logger.close()

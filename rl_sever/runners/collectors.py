@@ -180,6 +180,15 @@ class ReplayRunners(_Runners):
         self.pending_nvec = n_next
         return results
 
+    def finish(self):
+        """The updates owed after the audited first update, when the run ends before the next
+        chunk (rl_sever.core.loop): their raw metrics, or None."""
+        stats = None
+        for _ in range(self.owed):
+            stats = self._update(stats)
+        self.owed = 0
+        return stats
+
     def _update(self, stats):
         out = self.agent.update(self.agent.sample_batch())
         return metrics.add(stats, out)
@@ -187,10 +196,7 @@ class ReplayRunners(_Runners):
     def collect(self) -> Collected:
         agent = self.agent
         step = int(agent.global_step.numpy())
-        stats = None
-        for _ in range(self.owed):
-            stats = self._update(stats)
-        self.owed = 0
+        stats = self.finish()
         results = self._gather(step)
         steps = sum(r["steps"] for r in results)
         self.absorb(results)
