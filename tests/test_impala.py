@@ -93,7 +93,11 @@ def test_recurrent_targets_replay_each_envs_memory():
               "dones": rollout.dones, "logp_old": tf.constant(rollout.log_prob),
               "values": rollout.value, "next_values": next_values, "action_mask": (),
               "state": tf.constant(rollout.state), "starts": starts}
-    adv, vs, values = agent.targets(fields, flat)
+    variables = tf_variables([v for vs in agent.model.modules().values() for v in vs])
+    with tf.GradientTape(persistent=True) as tape:
+        adv, vs, values = agent.targets(fields, flat)
+    for out in (adv, vs, values):  # severed through the recurrent core too
+        assert all(g is None for g in tape.gradient(out, variables))
     np.testing.assert_allclose(values.numpy(), rollout.value, rtol=1e-4, atol=1e-5)
     assert adv.shape == vs.shape == (T, N)
     _, ref_vs = gae(rollout.rewards, values, next_values, rollout.terminated, rollout.dones,

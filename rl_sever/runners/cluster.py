@@ -26,6 +26,12 @@ def import_ray():
     return ray
 
 
+def raised_in(error: Exception) -> BaseException:
+    """What an actor's method raised, from Ray's wrapper of it (RayTaskError)."""
+    cause = getattr(error, "cause", None)
+    return cause if isinstance(cause, BaseException) else error
+
+
 def on_this_node():
     """A Ray scheduling strategy that places an actor on this process's node if it can."""
     ray = import_ray()

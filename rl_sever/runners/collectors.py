@@ -161,13 +161,14 @@ class ReplayRunners(_Runners):
     def _gather(self, step: int) -> list[dict]:
         """The chunk starting at `step` from every runner; each runner, as soon as it delivered,
         is sent its next chunk (no runner waits for the slowest one)."""
+        sent = self.send()  # the weights of the last update, for every call made here
         if self.pending is None or self.next_step != step:  # first call, or after a load
-            sent, self.pending_nvec = self.send(), self._chunk(step)
+            self.pending_nvec = self._chunk(step)
             self.pending = [self._submit(i, step, self.pending_nvec, sent)
                             for i in range(self.group.count)]
         n_vec = self.pending_nvec  # what the calls in flight were asked for
         next_step = step + n_vec * self.n_envs
-        n_next, sent = self._chunk(next_step), self.send()
+        n_next = self._chunk(next_step)
         results, following = [None] * self.group.count, [None] * self.group.count
         waiting = {p.ref: p for p in self.pending}
         while waiting:

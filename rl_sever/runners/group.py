@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rl_sever.errors import ClusterError, ConfigError
-from rl_sever.runners.cluster import connect, import_ray, on_this_node, release
+from rl_sever.runners.cluster import connect, import_ray, on_this_node, raised_in, release
 from rl_sever.runners.inference import InferenceServer
 from rl_sever.runners.runner import EnvRunner
 
@@ -92,7 +92,7 @@ class RunnerGroup:
                 self.down[i], self.failures[i] = 0.0, 0
                 return out
             except exceptions.RayTaskError as e:  # raised inside the runner: raise it here
-                raise _cause(e) from None
+                raise raised_in(e) from None
             except exceptions.RayActorError as e:
                 self._failed(i, e)
                 pending = self.submit(i, pending.method, *pending.args)
@@ -146,12 +146,6 @@ class RunnerGroup:
                 pass
         self.actors = []
         release()
-
-
-def _cause(error: Exception) -> BaseException:
-    """What a runner raised, from Ray's wrapper of it."""
-    cause = getattr(error, "cause", None)
-    return cause if isinstance(cause, BaseException) else error
 
 
 def _init_error(message: str) -> Exception:

@@ -16,7 +16,7 @@ import asyncio
 import numpy as np
 import tensorflow as tf
 
-from rl_sever.runners.runner import runner_config
+from rl_sever.runners.runner import runner_config, weight_setter
 
 WAIT_S = 0.002  # how long a request waits for the other runners' before the server acts
 
@@ -33,7 +33,7 @@ class InferenceServer:
         self.agent = agent_class(env_id, runner_config(config, 0, 1), logdir=None,
                                  encoder=encoder)
         self.rows = config.n_envs
-        self.variables = self.agent.acting_variables()
+        self._set = weight_setter(self.agent.acting_variables())
         self.on_policy = self.agent.mode == "on_policy"
         self.batch = count
         self.queue: list = []
@@ -41,8 +41,7 @@ class InferenceServer:
         self.calls = self.requests = 0
 
     def set_weights(self, weights) -> None:
-        for variable, value in zip(self.variables, weights, strict=True):
-            variable.assign(value)
+        self._set(*weights)
 
     async def act(self, *inputs):
         """The act step's outputs for one runner's inputs (on-policy: actions, log-probs,

@@ -21,7 +21,7 @@ import numpy as np
 
 from rl_sever.core.distribute import get_strategy
 from rl_sever.errors import ClusterError
-from rl_sever.runners.cluster import connect, import_ray, release
+from rl_sever.runners.cluster import connect, import_ray, raised_in, release
 
 CHECKPOINT_WAIT_S = 120.0  # Ctrl-C: how long the learners may take to save their checkpoint
 
@@ -81,8 +81,7 @@ def train_learners(agent_class, env_id: str, config, logdir="runs", run_dir=None
         try:
             results = ray.get(runs)
         except ray.exceptions.RayTaskError as e:  # raised in a learner: raise it here
-            cause = getattr(e, "cause", None)
-            raise (cause if isinstance(cause, BaseException) else e) from None
+            raise raised_in(e) from None
         except ray.exceptions.RayActorError as e:
             raise ClusterError(f"a learner process died ({str(e).splitlines()[0]}); resume the "
                                "run from its last checkpoint with rl-sever train --resume") from None

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from envs import episode_stats
+from rl_sever.core.compiled import FastCall
 from rl_sever.core.finite import FiniteGuard
 from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import GymnasiumStepper, Step, env_step
@@ -56,7 +57,7 @@ class EnvRunner:
         _limit_threads(config.runner_cpus)
         self.agent = agent_class(env_id, runner_config(config, index, count), logdir=None,
                                  encoder=encoder)
-        self.variables = self.agent.acting_variables()
+        self.set_weights = weight_setter(self.agent.acting_variables())
         self.normalizer = self.agent.normalizer
         self.remote = None if server is None else RemoteAct(import_ray(), server)
         if self.remote is not None and self.agent.mode == "on_policy":
@@ -74,8 +75,8 @@ class EnvRunner:
         return import_ray().get_runtime_context().get_node_id()
 
     def _sync(self, weights, step: int, stats) -> None:
-        for variable, value in zip(self.variables, weights or (), strict=weights is not None):
-            variable.assign(value)  # (no weights: the inference server acts for this runner)
+        if weights is not None:  # (none: the inference server acts for this runner)
+            self.set_weights(*weights)
         self.agent.invalidate_host_copies()
         self.agent.global_step.assign(step)
         if self.normalizer is not None and stats is not None:
@@ -139,6 +140,20 @@ class RemoteAct:
 
     def __call__(self, *inputs):
         return self.ray.get(self.server.act.remote(*inputs))
+
+
+def weight_setter(variables: list):
+    """`setter(*arrays)` assigning `variables` in one compiled call (an eager assign per
+    variable cost a dispatch each, per rollout)."""
+    if not variables:
+        return lambda *values: None
+
+    def assign(*values):
+        with tf.control_dependencies([v.assign(x) for v, x in zip(variables, values)]):
+            return tf.constant(0)
+
+    specs = [tf.TensorSpec(v.shape, v.dtype) for v in variables]
+    return FastCall(tf.function(assign, input_signature=specs, autograph=False))
 
 
 def _limit_threads(cpus: float) -> None:
