@@ -96,6 +96,12 @@ class SAC(OffPolicyAgent):
         mean, log_std = self._policy(self.features(obs))
         return squashed_gaussian_sample(mean, log_std, seed)[0]
 
+    def policy_distribution(self, obs):
+        """("squashed_gaussian", pre-tanh mean and log-std, ()): actions are tanh(N(mean, std))
+        in [-1, 1], then scaled to the action bounds."""
+        mean, log_std = self._policy(self.features(obs))
+        return "squashed_gaussian", {"mean": mean, "log_std": log_std}, ()
+
     def _greedy_unit(self, obs):
         return tf.tanh(self._policy(self.features(obs))[0])
 

@@ -30,8 +30,10 @@ _PUBLIC = {
     "rl_sever.core.optim": ["ModuleOptimizer"],
     # the gradient-flow audit
     "rl_sever.audit": ["Flow", "FlowContract", "audit_flow", "run_audit"],
+    # deploying a trained policy (SavedModel, ONNX, LiteRT)
+    "rl_sever.deploy": ["export"],
     # errors users catch
-    "rl_sever.errors": ["ConfigError", "RLSeverError"],
+    "rl_sever.errors": ["ConfigError", "ExportError", "RLSeverError"],
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 __all__ = sorted(_WHERE)

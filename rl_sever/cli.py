@@ -93,9 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", help="title of the picture (default: the metric)")
     p.set_defaults(command_fn="plot")
 
-    p = sub.add_parser("export", help="write the greedy policy as a TensorFlow SavedModel")
+    p = sub.add_parser(
+        "export", help="write the greedy policy as SavedModel, ONNX or LiteRT, checked",
+        description="Write the run's greedy policy (raw observations in, env actions out, "
+        "its preprocessing inside) into OUT_DIR with metadata.json; check every format "
+        "against the agent on observations from the env and its own rollouts; print each "
+        "format's size and latency. Exit 2 if a format cannot be written or does not act as "
+        "the agent does.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("--format", dest="formats", action="append", metavar="FORMAT",
+                   help="savedmodel (default), onnx, litert or all; repeat or comma-separate")
+    p.add_argument("--quantize", choices=["float16", "int8"],
+                   help="also a quantised LiteRT file (int8: calibrated on env observations)")
+    p.add_argument("--stochastic", action="store_true",
+                   help="also output the distribution's parameters and a sampled action")
+    p.add_argument("--check", type=int, default=1000, metavar="N",
+                   help="observations to check every format on (default 1000; 0: no check)")
     p.set_defaults(command_fn="export")
 
     p = sub.add_parser(

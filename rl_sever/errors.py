@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from envs.errors import ConfigError, RLSeverError, UnknownNameError, UnsupportedSpaceError, suggest
 
-__all__ = ["CheckpointError", "ClusterError", "ConfigError", "EnvError", "FlowContractError", "RLSeverError",
+__all__ = ["CheckpointError", "ClusterError", "ConfigError", "EnvError", "ExportError", "FlowContractError", "RLSeverError",
            "UnknownNameError", "UnsupportedSpaceError", "suggest"]
 
 
@@ -28,3 +28,8 @@ class EnvError(RLSeverError, RuntimeError):
 class ClusterError(RLSeverError, RuntimeError):
     """Ray env runners or learner processes failed in a way the run cannot recover from (a
     runner that keeps dying or cannot start, a learner lost)."""
+
+
+class ExportError(RLSeverError, RuntimeError):
+    """A policy cannot be written in a format (an op its runtime lacks, a missing extra) or
+    the written policy does not reproduce the agent's actions."""

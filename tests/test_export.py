@@ -1,5 +1,6 @@
-"""`rl-sever export`: the SavedModel reproduces agent.predict exactly in a fresh process that
-imports only tensorflow and numpy."""
+"""`rl-sever export`: the SavedModel reproduces agent.predict exactly, and the ONNX and LiteRT
+files within the check's tolerance (discrete actions exactly), in a fresh process that imports
+only tensorflow, onnxruntime, ai-edge-litert and numpy."""
 
 from __future__ import annotations
 
@@ -34,11 +35,19 @@ SCRIPT = """
 import json, sys
 import numpy as np
 import tensorflow as tf
+import onnxruntime
+from ai_edge_litert.interpreter import Interpreter
 for model_dir, obs_file, out_file in json.loads(sys.argv[1]):
     policy = tf.saved_model.load(model_dir)
     obs = np.load(obs_file)
     action = policy.signatures["serving_default"](observation=tf.constant(obs))["action"]
     np.save(out_file, action.numpy())
+    if out_file.startswith("wide"):
+        continue
+    session = onnxruntime.InferenceSession(f"{model_dir}/policy.onnx")
+    np.save("onnx_" + out_file, session.run(["action"], {"observation": obs})[0])
+    lite = Interpreter(model_path=f"{model_dir}/policy.tflite").get_signature_runner()
+    np.save("litert_" + out_file, lite(observation=obs)["action"])
 leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("rl_sever", "agents", "envs"))
 assert not leaked, leaked
 print("fresh-process-ok")
@@ -70,7 +79,8 @@ def exported(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
         argv += sets("n_epochs=2", "eval_episodes=0", "audit=false") + extra
         assert cli.main(argv) == 0
         (run_dir,) = logdir.iterdir()
-        assert cli.main(["export", str(run_dir), str(root / f"model_{case}")]) == 0
+        assert cli.main(["export", str(run_dir), str(root / f"model_{case}"), "--format", "all",
+                         "--check", "200"]) == 0
         out[case] = (run_dir, root / f"model_{case}")
     return out
 
@@ -93,6 +103,12 @@ def test_metadata(exported):
     assert meta["action_space"]["n"] == 2 and meta["normalize_obs"] is False
     assert meta["observation_space"]["high"][1] == "inf"  # strict JSON: no Infinity
     assert (model / "saved_model.pb").is_file()
+    assert set(meta["formats"]) == {"savedmodel", "onnx", "litert"}
+    for entry in meta["formats"].values():
+        assert (model / entry["file"]).is_file() and entry["check"]["passed"]
+        assert entry["check"]["observations"] == 200 and entry["latency"]["ms_1"] > 0
+    assert [i["name"] for i in meta["inputs"]] == ["observation"]
+    assert meta["outputs"] == [{"name": "action", "shape": [None], "dtype": "int32"}]
 
 
 def test_fresh_process_reproduces_predict(exported, tmp_path):
@@ -104,7 +120,7 @@ def test_fresh_process_reproduces_predict(exported, tmp_path):
         agent.close()
         np.save(tmp_path / f"{case}_obs.npy", obs)
         jobs.append(
-            (str(model), str(tmp_path / f"{case}_obs.npy"), str(tmp_path / f"{case}_act.npy"))
+            (str(model), str(tmp_path / f"{case}_obs.npy"), f"{case}_act.npy")
         )
     # Actions far outside the Box bounds: exercises the clipping inside the graph.
     agent = Agent.load(exported["pendulum"][0])
@@ -120,7 +136,7 @@ def test_fresh_process_reproduces_predict(exported, tmp_path):
         (
             str(tmp_path / "model_wide"),
             str(tmp_path / "wide_obs.npy"),
-            str(tmp_path / "wide_act.npy"),
+            "wide_act.npy",
         )
     )
 
@@ -143,6 +159,10 @@ def test_fresh_process_reproduces_predict(exported, tmp_path):
         got = np.load(tmp_path / f"{case}_act.npy")
         assert got.dtype == want.dtype and got.shape == want.shape, case
         np.testing.assert_array_equal(got, want, err_msg=case)
+        for fmt in ("onnx", "litert") if case != "wide" else ():
+            got = np.load(tmp_path / f"{fmt}_{case}_act.npy").reshape(want.shape)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"{case} {fmt}")
+            assert got.dtype.kind == want.dtype.kind, (case, fmt)
     # Both actions occur, so the equality above compares decisions, not a constant policy.
     assert expected["cartpole"].dtype == np.int32 and set(np.unique(expected["cartpole"])) == {0, 1}
 
@@ -151,5 +171,5 @@ def test_export_refuses_a_foreign_folder(exported, tmp_path, capsys):
     run_dir, _ = exported["cartpole"]
     (tmp_path / "notes.txt").write_text("keep me")
     assert cli.main(["export", str(run_dir), str(tmp_path)]) == 2
-    assert "holds no SavedModel" in capsys.readouterr().err
+    assert "holds no exported policy" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "keep me"

@@ -16,7 +16,7 @@ LAYERS = [  # (layer, its path prefixes); a module may import its own layer and 
     (2, ("rl_sever.isolation", "rl_sever.nn", "rl_sever.objective", "rl_sever.audit",
          "rl_sever.loss_terms")),
     (3, ("rl_sever.auxiliary",)),
-    (4, ("rl_sever.core",)),
+    (4, ("rl_sever.core", "rl_sever.deploy")),
     (5, ("rl_sever.onpolicy", "rl_sever.offpolicy", "rl_sever.runners")),
     (6, ("agents",)),
     (7, ("rl_sever.cli",)),

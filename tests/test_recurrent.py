@@ -190,7 +190,7 @@ def test_export_takes_and_returns_the_state(tmp_path):
                     episode_start=tf.constant(start))
         actions, expected = agent.predict(obs, state, start)
         np.testing.assert_array_equal(out["action"].numpy(), actions)
-        np.testing.assert_allclose(out["state"].numpy(), expected, atol=1e-6)
+        np.testing.assert_allclose(out["next_state"].numpy(), expected, atol=1e-6)
         state = expected
 
 

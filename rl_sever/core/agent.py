@@ -20,6 +20,7 @@ from envs import find_normalizer
 from rl_sever import __version__
 from rl_sever.config.changes import check_resume_changes, config_changes, history_entry
 from rl_sever.config.fields import flat_items, to_dict, update
+from rl_sever.config.loss_spec import parse_spec
 from rl_sever.config.spaces import action_spec, observation_dtype, observation_shape
 from rl_sever.core import metrics, registry, rundir
 from rl_sever.core.action_masks import uses_action_masks
@@ -31,6 +32,7 @@ from rl_sever.core.ingraph_env import tfnative_env
 from rl_sever.core.loop import run_training
 from rl_sever.core.policy_inputs import act_inputs
 from rl_sever.core.threads import apply_intra_op_threads
+from rl_sever.deploy import export as export_policy
 from rl_sever.errors import ConfigError, suggest
 from rl_sever.isolation.freeze import FreezeSchedule
 from rl_sever.objective import binding
@@ -44,6 +46,7 @@ class Agent:
     algo: str = ""
     config_cls: type = object
     mode: str = ""
+    skipped_losses: list[str] = []  # loss specs Agent.load(acting=True) left out (read-only)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -291,6 +294,10 @@ class Agent:
 
     def continue_learning(self, *, progress: bool | None = None, callback=None) -> Agent:
         """Train until the stored target step (used by `learn` and by --resume)."""
+        if self.skipped_losses:
+            raise ConfigError("this agent was loaded for acting (Agent.load(..., acting=True)) "
+                              f"without its loss modules ({', '.join(self.skipped_losses)}); "
+                              "load it without acting=True to train")
 
         run_training(self, progress=progress, callback=callback)
         return self
@@ -327,6 +334,12 @@ class Agent:
             return np.clip(actions, self.action.low, self.action.high)
         return actions
 
+    def export(self, out_dir: str | Path, formats: Any = "savedmodel", **kwargs) -> dict:
+        """Write the greedy policy as SavedModel, ONNX and/or LiteRT files (`formats`: names
+        or "all"), each checked against predict; see rl_sever.deploy.export for `check`,
+        `quantize` and what is returned."""
+        return export_policy(self, out_dir, formats, **kwargs)
+
     def save(self) -> str:
         """Write a checkpoint into the run folder; returns its path."""
         if self.checkpointer is None:
@@ -342,15 +355,20 @@ class Agent:
 
     @classmethod
     def load(cls, run_dir: str | Path, *, env: gym.vector.VectorEnv | None = None,
-             overrides: dict | None = None, encoder: Any = None) -> Agent:
+             overrides: dict | None = None, encoder: Any = None, acting: bool = False) -> Agent:
         """Rebuild an agent from a run folder's config.json and restore its latest checkpoint.
         A run trained with a user-supplied encoder needs the same architecture as `encoder`
-        (its weights come from the checkpoint)."""
+        (its weights come from the checkpoint). `acting=True` (predict, evaluate, export):
+        the loss terms the run imported from users' modules are neither imported nor built,
+        and the agent cannot train."""
         record = rundir.read_config(run_dir)
         klass = cls if cls is not Agent and cls.algo else registry.trained_class(record, run_dir)
         if klass.algo != record["algo"]:
             raise ConfigError(f"{run_dir} holds a {record['algo']} run, not {klass.algo}")
         config = update(klass.config_cls(), record["config"])
+        skipped = [spec for spec in config.losses if acting and parse_spec(spec).path]
+        if skipped:  # acting reads no loss: do not import (and run) the modules they name
+            config = dataclasses.replace(config, losses=[s for s in config.losses if s not in skipped])
         changes = {}
         if overrides:  # only what may change mid-run (rl_sever.config.changes)
             stored, config = config, update(config, overrides)
@@ -367,6 +385,7 @@ class Agent:
         if agent.normalizer is not None:
             agent.normalizer.after_restore()
         agent.on_restore(path)
+        agent.skipped_losses = skipped
         agent.config_history = list(record.get("history", []))
         if changes:  # written to config.json when training resumes
             agent.config_history.append(history_entry(int(agent.global_step.numpy()), changes))

@@ -20,9 +20,11 @@ from rl_sever.config.resolve import override_layers, resolve_config
 from rl_sever.core.agent import Agent
 from rl_sever.core.curves import plot_curves
 from rl_sever.core.evaluation import evaluate
-from rl_sever.core.export import METADATA_FILE, SIGNATURE, export_policy
+from rl_sever.core.export import METADATA_FILE, SIGNATURE
 from rl_sever.core.registry import algorithm_names, get_agent_class
 from rl_sever.core.runs import audit_first_batch, check_resume, resume
+from rl_sever.deploy import export as export_formats
+from rl_sever.deploy.table import format_export
 from rl_sever.errors import ConfigError, RLSeverError
 
 EXIT_VIOLATION = 1
@@ -139,7 +141,7 @@ def eval(args: argparse.Namespace) -> int:
                            "WAYLAND_DISPLAY are unset); run without --render, or set "
                            "SDL_VIDEODRIVER=dummy to render off-screen")
     render = {"render_mode": "human", "max_envs": 1} if args.render else {}
-    with closing(Agent.load(args.run_dir)) as agent:
+    with closing(Agent.load(args.run_dir, acting=True)) as agent:
         seed = args.seed if args.seed is not None else agent.config.seed + 10_000
         try:
             result = evaluate(agent, args.episodes, seed=seed, video_dir=args.video, **render)
@@ -176,12 +178,17 @@ def plot(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    with closing(Agent.load(args.run_dir)) as agent:
-        out = export_policy(agent, args.out_dir)
+    with closing(Agent.load(args.run_dir, acting=True)) as agent:
+        report = export_formats(agent, args.out_dir, args.formats or "savedmodel",
+                                check=args.check, quantize=args.quantize,
+                                stochastic=args.stochastic)
+    out = Path(report["out"])
     step = int(agent.global_step.numpy())
     print(f"exported the greedy {agent.algo} policy for {agent.env_id} (step {step:,}) to {out}")
-    print(f"metadata: {out / METADATA_FILE}")
-    print(f"use: tf.saved_model.load({str(out)!r}).signatures[{SIGNATURE!r}](observation=obs)")
+    print(format_export(report["formats"]))
+    print(f"metadata (inputs, outputs, preprocessing): {out / METADATA_FILE}")
+    if "savedmodel" in report["formats"]:
+        print(f"use: tf.saved_model.load({str(out)!r}).signatures[{SIGNATURE!r}](observation=obs)")
     return 0
 
 

@@ -29,8 +29,11 @@ SIGNATURE = "serving_default"
 class ExportedPolicy(tf.Module):
     """The graph that is saved: raw observation -> greedy action."""
 
-    def __init__(self, agent: Any):
+    def __init__(self, agent: Any, *, float64: bool = True, stochastic: bool = False):
         super().__init__(name="policy")
+        # float64 normalisation gives agent.predict's bits; LiteRT has no float64 kernels, so
+        # its graph normalises in float32 (within a few float32 ulps of the float64 result).
+        self._stats_dtype = tf.float64 if float64 else tf.float32
         normalizer = agent.normalizer
         raw_env = normalizer.env if normalizer is not None else agent.env
         raw_space = raw_env.single_observation_space
@@ -39,6 +42,18 @@ class ExportedPolicy(tf.Module):
         # Track exactly the variables the greedy step reads (not optimizer slots), so any
         # registered agent exports the same way whatever its attribute names.
         self.policy_variables = list(agent.greedy_fn.get_concrete_function().variables)
+        self._distribution = None
+        if stochastic:  # also the distribution's parameters and an action sampled from it
+            if not hasattr(agent, "policy_distribution"):
+                raise ConfigError(f"{agent.algo}'s policy is deterministic (its exploration noise "
+                                  "is not part of the policy): export it without --stochastic")
+            self._distribution = agent.policy_distribution
+            params = tf.function(lambda *a: agent.policy_distribution(*a)[1], autograph=False)
+            seen = {id(v) for v in self.policy_variables}
+            self.policy_variables += [v for v in params.get_concrete_function(
+                *agent.greedy_fn.input_signature).variables if id(v) not in seen]
+            self._nvec = list(getattr(agent.action, "nvec", None) or [])
+            self._to_env = getattr(agent, "_to_env", None)
         self._rms = None
         if normalizer is not None and normalizer.obs_rms is not None:
             # The NumPy statistics are the live ones; the (float64) variables get their values.
@@ -50,8 +65,10 @@ class ExportedPolicy(tf.Module):
                                    for v in (rms.mean_variable, rms.var_variable)]
         self._low = self._high = None
         if agent.action.kind == "box":
-            self._low = tf.constant(agent.action.low, tf.float32)
-            self._high = tf.constant(agent.action.high, tf.float32)
+            # NumPy, made constants in the trace (a captured eager tensor would become an
+            # input of the ONNX graph).
+            self._low = np.asarray(agent.action.low, np.float32)
+            self._high = np.asarray(agent.action.high, np.float32)
         self._state_dim = agent.layout.state_dim
         # A Dict observation: one input per key, observation_<key> (signatures take flat inputs).
         self._keys = list(agent.obs_shape) if isinstance(agent.obs_shape, dict) else None
@@ -74,14 +91,14 @@ class ExportedPolicy(tf.Module):
             extra = extra[len(self._keys) - 1:]
             rms = self._rms or {}
             # float64 statistics per vector key, as agent.predict normalises them.
-            parts = [rms[k].normalize_tf(v, self._clip, self._eps, dtype=tf.float64)
+            parts = [rms[k].normalize_tf(v, self._clip, self._eps, dtype=self._stats_dtype)
                      if k in rms else v for k, v in zip(self._keys, parts)]
             return self._act({k: tf.cast(v, self._obs_dtype[k])
                               for k, v in zip(self._keys, parts)}, extra)
         x = observation
         if self._rms is not None:
             # float64, like the NumPy path of agent.predict, so both give identical bits.
-            x = self._rms.normalize_tf(x, self._clip, self._eps, dtype=tf.float64)
+            x = self._rms.normalize_tf(x, self._clip, self._eps, dtype=self._stats_dtype)
         return self._act(tf.cast(x, self._obs_dtype), extra)
 
     def _act(self, x, extra) -> dict[str, tf.Tensor]:
@@ -91,10 +108,26 @@ class ExportedPolicy(tf.Module):
             extra = [tf.where(start[:, None], tf.zeros_like(state), state), *extra]
         action = self._greedy(x, *extra)
         if self._state_dim:
-            action, out["state"] = action
+            action, out["next_state"] = action  # ONNX: an output cannot share an input's name
         if self._low is not None:
             action = tf.clip_by_value(action, self._low, self._high)
+        if self._distribution is not None:
+            kind, params, _ = self._distribution(x, *extra)
+            out.update(params, sampled_action=self._sample(kind, params))
         return {"action": action, **out}
+
+    def _sample(self, kind: str, params: dict[str, tf.Tensor]) -> tf.Tensor:
+        """One action drawn with the runtime's own random generator (not reproducible)."""
+        if kind in ("categorical", "multicategorical"):
+            parts = (tf.split(params["logits"], self._nvec, axis=-1) if kind == "multicategorical"
+                     else [params["logits"]])
+            drawn = [tf.random.categorical(p, 1, dtype=tf.int32)[:, 0] for p in parts]
+            return drawn[0] if kind == "categorical" else tf.stack(drawn, axis=-1)
+        mean = params["mean"]
+        action = mean + tf.exp(params["log_std"]) * tf.random.normal(tf.shape(mean))
+        if kind == "squashed_gaussian":  # tanh into [-1, 1], then the action bounds
+            action = self._to_env(tf.tanh(action))
+        return tf.clip_by_value(action, self._low, self._high)
 
 
 def _jsonable(x: Any) -> Any:
@@ -128,7 +161,7 @@ def metadata(agent: Any) -> dict[str, Any]:
             "signature": {"name": SIGNATURE, "output": "action",
                           "input": ("observation" if not isinstance(agent.obs_shape, dict)
                                     else [f"observation_{k}" for k in agent.obs_shape]),
-                          **({"state": {"inputs": ["state", "episode_start"], "output": "state",
+                          **({"state": {"inputs": ["state", "episode_start"], "output": "next_state",
                                         "shape": [None, agent.layout.state_dim],
                                         "dtype": "float32", "initial": "zeros"}}
                              if agent.layout.state_dim else {}),

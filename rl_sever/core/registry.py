@@ -7,6 +7,8 @@ can also be named by its class path, `my_module:MyAgent`.
 
 from __future__ import annotations
 
+import warnings
+
 from importlib.metadata import entry_points
 
 from rl_sever.config.paths import import_path
@@ -74,6 +76,9 @@ def trained_class(record: dict, run_dir) -> type:
         return known
     if path is None:
         return get_agent_class(record["algo"])
+    # Named before it runs: loading someone else's run folder imports the module it names.
+    warnings.warn(f"{run_dir} was trained by {path}: importing module "
+                  f"'{path.partition(':')[0]}' to rebuild its agent", stacklevel=2)
     try:
         return load_class_path(path)
     except ConfigError as e:

@@ -69,8 +69,19 @@ class ActionHead:
     def sample(self, dist, seed: tf.Tensor) -> tf.Tensor:
         return tf.cast(dist.sample(seed=seed), tf.float32 if self.spec.kind == "box" else tf.int32)
 
+    def parameters(self, dist) -> tuple[str, dict[str, tf.Tensor]]:
+        """(kind, parameters) of `dist`: logits (masked ones at MASKED_LOGIT) for discrete
+        kinds, mean and log-std for a Gaussian (what a stochastic export returns)."""
+        if self.spec.kind == "discrete":
+            return "categorical", {"logits": dist.logits}
+        if self.spec.kind == "multidiscrete":
+            return "multicategorical", {"logits": tf.concat([d.logits for d in dist.parts], -1)}
+        return "gaussian", {"mean": dist.loc, "log_std": tf.math.log(dist.scale.diag)}
+
     def mode(self, dist) -> tf.Tensor:
-        return tf.cast(dist.mode(), tf.float32 if self.spec.kind == "box" else tf.int32)
+        if self.spec.kind == "box":  # the Gaussian's mean (its mode() adds broadcast ops that
+            return tf.cast(dist.loc, tf.float32)  # ONNX has no kernel for)
+        return tf.cast(dist.mode(), tf.int32)
 
 
 def masked_logits(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
