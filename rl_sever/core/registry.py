@@ -8,7 +8,6 @@ can also be named by its class path, `my_module:MyAgent`.
 from __future__ import annotations
 
 import warnings
-
 from importlib.metadata import entry_points
 
 from rl_sever.config.paths import import_path
