@@ -31,9 +31,12 @@ def record_videos(env_id: str, seed: int, episodes: list[np.ndarray], video_dir:
     video_dir = Path(video_dir)
     if video_dir.exists() and not video_dir.is_dir():
         raise RLSeverError(f"the video folder {video_dir} is a file")
-    video_dir.mkdir(parents=True, exist_ok=True)
-    for old in video_dir.glob(f"{prefix}-episode-*.mp4"):  # no stale episodes mixed in
-        old.unlink()
+    try:
+        video_dir.mkdir(parents=True, exist_ok=True)
+        for old in video_dir.glob(f"{prefix}-episode-*.mp4"):  # no stale episodes mixed in
+            old.unlink()
+    except OSError as e:
+        raise RLSeverError(f"cannot write videos into {video_dir}: {e.strerror or e}") from None
     with tempfile.TemporaryDirectory(prefix="rl_sever_replay_") as tmp:
         actions = Path(tmp) / "actions.npz"
         np.savez(actions, **{f"episode_{i}": np.asarray(a) for i, a in enumerate(episodes)})
@@ -49,6 +52,8 @@ def record_videos(env_id: str, seed: int, episodes: list[np.ndarray], video_dir:
         proc = subprocess.run([sys.executable, "-m", "envs.replay", str(spec_path)],
                               capture_output=True, text=True, env=child_env, timeout=timeout)
     if proc.returncode != 0:
+        for partial in video_dir.glob(f"{prefix}-episode-*.mp4"):  # none may claim to be whole
+            partial.unlink(missing_ok=True)
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         last = lines[-1] if lines else f"exit code {proc.returncode}"
         if last.startswith("RLSeverError: "):

@@ -33,7 +33,7 @@ _PUBLIC = {
     # deploying a trained policy (SavedModel, ONNX, LiteRT)
     "rl_sever.deploy": ["export"],
     # errors users catch
-    "rl_sever.errors": ["ConfigError", "ExportError", "RLSeverError"],
+    "rl_sever.errors": ["ConfigError", "ExportError", "RLSeverError", "WriteError"],
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 __all__ = sorted(_WHERE)

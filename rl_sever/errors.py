@@ -9,7 +9,7 @@ from __future__ import annotations
 from envs.errors import ConfigError, RLSeverError, UnknownNameError, UnsupportedSpaceError, suggest
 
 __all__ = ["CheckpointError", "ClusterError", "ConfigError", "EnvError", "ExportError", "FlowContractError", "RLSeverError",
-           "UnknownNameError", "UnsupportedSpaceError", "suggest"]
+           "UnknownNameError", "UnsupportedSpaceError", "WriteError", "suggest"]
 
 
 class CheckpointError(RLSeverError, OSError):
@@ -33,3 +33,8 @@ class ClusterError(RLSeverError, RuntimeError):
 class ExportError(RLSeverError, RuntimeError):
     """A policy cannot be written in a format (an op its runtime lacks, a missing extra) or
     the written policy does not reproduce the agent's actions."""
+
+
+class WriteError(RLSeverError, OSError):
+    """A run's files could not be written (a full disk, a file-size limit) often enough that
+    the run stopped; the message names its newest complete checkpoint and how to resume."""

@@ -10,17 +10,21 @@ from tensorboard.compat.proto import event_pb2
 
 def truncate_events_after(run_dir: str | Path, step: int) -> int:
     """Drop summaries logged after `step` (the checkpoint a resumed run restarts from), so the
-    step axis continues without duplicate points. Returns how many events were dropped."""
+    step axis continues without duplicate points, and a record a full disk cut short. Returns
+    how many events were dropped."""
     dropped = 0
     for path in sorted(Path(run_dir).glob("events.out.tfevents.*")):
         kept, removed = [], 0
-        for record in tf.data.TFRecordDataset(str(path)):
-            raw = record.numpy()
-            event = event_pb2.Event.FromString(raw)
-            if event.HasField("summary") and event.step > step:
-                removed += 1
-            else:
-                kept.append(raw)
+        try:
+            for record in tf.data.TFRecordDataset(str(path)):
+                raw = record.numpy()
+                event = event_pb2.Event.FromString(raw)
+                if event.HasField("summary") and event.step > step:
+                    removed += 1
+                else:
+                    kept.append(raw)
+        except tf.errors.DataLossError:  # a record torn by a full disk: the file ends before it
+            removed += 1
         if removed:
             tmp = path.with_name(path.name + ".tmp")
             with tf.io.TFRecordWriter(str(tmp)) as writer:

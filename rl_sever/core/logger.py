@@ -1,9 +1,16 @@
-"""TensorBoard logging: record keys during an iteration, dump them once at an env step."""
+"""TensorBoard logging: record keys during an iteration, dump them once at an env step.
+
+A write that fails (a full disk, a file-size limit) warns once and training goes on: the
+points of that dump are counted as lost, and the next dump (at most every RETRY_S seconds)
+opens a new event file and tries again (TensorBoard reads every event file of a folder).
+"""
 
 from __future__ import annotations
 
 import functools
 import math
+import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +18,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
+
+from rl_sever.core.disk import WRITE_ERRORS, reason
 
 
 @functools.cache
@@ -22,13 +31,55 @@ def _scalar_metadata() -> summary_pb2.SummaryMetadata:
         metadata.create_summary_metadata(display_name=None, description=None).SerializeToString())
 
 
+RETRY_S = 30.0
+
+
+class EventWriteWarning(UserWarning):
+    """TensorBoard events could not be written; training goes on."""
+
+
 class Logger:
     """SB3-style key/value logger writing TensorBoard event files (x-axis: env steps)."""
 
     def __init__(self, logdir: str | Path | None):
+        self.logdir = logdir
         self.writer = tf.summary.create_file_writer(str(logdir)) if logdir is not None else None
         self.values: dict[str, list[float]] = {}
         self.last: dict[str, float] = {}
+        self.lost_points = 0  # scalars of dumps that could not be written
+        self._failed_at: float | None = None
+
+    def _write(self, write) -> bool:
+        """Run `write` (summary ops into the writer) and flush; False if the disk refused."""
+        if self.writer is None:
+            return False
+        if self._failed_at is not None:
+            if time.monotonic() - self._failed_at < RETRY_S:
+                return False
+            self._reopen()
+        try:
+            write()
+            self.writer.flush()
+        except WRITE_ERRORS as e:
+            if self._failed_at is None:
+                warnings.warn(f"TensorBoard events not written to {self.logdir}: {reason(e)}; "
+                              "training goes on and logging tries again", EventWriteWarning,
+                              stacklevel=3)
+            self._failed_at = time.monotonic()
+            return False
+        self._failed_at = None
+        return True
+
+    def _reopen(self) -> None:
+        """A new event file (the failed writer's is abandoned)."""
+        try:
+            self.writer.close()
+        except WRITE_ERRORS:
+            pass
+        try:
+            self.writer = tf.summary.create_file_writer(str(self.logdir))
+        except WRITE_ERRORS:
+            self._failed_at = time.monotonic()
 
     def record(self, key: str, value: Any) -> None:
         """Record a value; several records of a key before a dump are averaged."""
@@ -54,16 +105,22 @@ class Logger:
                 summary_pb2.Summary.Value(tag=key, metadata=meta,
                                           tensor=tf.make_tensor_proto(np.float32(value)))
                 for key, value in sorted(written.items())])
-            with self.writer.as_default(step=int(step)):
-                tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=int(step))
-            self.writer.flush()
+
+            def write():
+                with self.writer.as_default(step=int(step)):
+                    tf.summary.experimental.write_raw_pb(summary.SerializeToString(),
+                                                         step=int(step))
+
+            if not self._write(write):
+                self.lost_points += len(written)
         return written
 
     def text(self, name: str, markdown: str, step: int = 0) -> None:
-        if self.writer is not None:
+        def write():
             with self.writer.as_default(step=int(step)):
                 tf.summary.text(name, markdown)
-            self.writer.flush()
+
+        self._write(write)
 
     def hparams(self, hparams: Mapping[str, Any], step: int = 0) -> None:
         """The resolved config as a markdown table and in TensorBoard's HParams dashboard."""
@@ -74,11 +131,17 @@ class Logger:
         from tensorboard.plugins.hparams import api as hp
 
         clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
-        with self.writer.as_default(step=int(step)):
-            hp.hparams(clean)
-        self.writer.flush()
+
+        def write():
+            with self.writer.as_default(step=int(step)):
+                hp.hparams(clean)
+
+        self._write(write)
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.flush()
-            self.writer.close()
+            try:
+                self.writer.flush()
+                self.writer.close()
+            except WRITE_ERRORS:
+                pass  # counted where the points were dumped

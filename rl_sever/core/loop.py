@@ -17,18 +17,27 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from typing import Any, NamedTuple
 
 import tensorflow as tf
 
 from envs import episode_stats
 from rl_sever.audit import run_audit
+from rl_sever.core.disk import (
+    WRITE_ERRORS,
+    CheckpointDisk,
+    clean_partial,
+    reason,
+    warn_if_it_will_not_fit,
+)
 from rl_sever.core.evaluation import evaluate
 from rl_sever.core.events import truncate_events_after
 from rl_sever.core.finite import NonFiniteError, check_metrics, from_check_numerics
-from rl_sever.core.logger import Logger
+from rl_sever.core.logger import EventWriteWarning, Logger
 from rl_sever.core.progress import Progress
 from rl_sever.core.rundir import RunLock
+from rl_sever.errors import WriteError
 
 
 class Collected(NamedTuple):
@@ -81,12 +90,15 @@ def _train(agent, progress: bool | None, callback) -> None:
         truncate_events_after(run_dir, start_step)  # a crash may have logged past the checkpoint
     # TensorBoard is the chief's: other workers of a multi-worker run log nothing.
     logger = Logger(run_dir if agent.replicas.is_chief else None)
+    disk = CheckpointDisk(agent, run_dir) if run_dir is not None else None
     if start_step == 0 and int(agent.iteration.numpy()) == 0:
         logger.hparams(agent.hparams())
     collector = agent.collector
     agent.invalidate_host_copies()  # the weights may have been set since the last learn()
     stats = episode_stats(agent.env)
     total = int(agent.target_steps.numpy())
+    if run_dir is not None and agent.replicas.is_chief:  # before the first step
+        warn_if_it_will_not_fit(agent, run_dir, total - start_step)
     step, iteration = start_step, int(agent.iteration.numpy())
     bar = Progress(total, start=start_step, enabled=progress, every_s=cfg.progress_seconds)
     t0 = last_save = time.perf_counter()
@@ -144,7 +156,7 @@ def _train(agent, progress: bool | None, callback) -> None:
             due = (next_ckpt and step >= next_ckpt) or (
                 ckpt_seconds and time.perf_counter() - last_save >= ckpt_seconds)
             if due and run_dir is not None and step < total:  # the end saves below
-                agent.save()
+                disk.save()  # a failed write warns; the next interval tries again
                 last_save = time.perf_counter()
                 next_ckpt = _next_multiple(step, ckpt_every)
             if callback is not None:
@@ -173,10 +185,15 @@ def _train(agent, progress: bool | None, callback) -> None:
             bar.close()
             what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
             if run_dir is not None:
-                path = agent.save()
-                print(f"\n{what} at step {int(agent.global_step.numpy()):,}; checkpoint saved to "
-                      f"{path}\nresume with: rl-sever train --resume {run_dir}", file=sys.stderr,
-                      flush=True)
+                try:
+                    saved = f"checkpoint saved to {agent.save()}"
+                except WRITE_ERRORS as error:
+                    clean_partial(agent.checkpointer.directory, int(agent.global_step.numpy()),
+                                  agent.checkpointer.manager.checkpoints)
+                    saved = (f"checkpoint not written ({reason(error)}); the newest complete one "
+                             f"is {agent.checkpointer.latest}")
+                print(f"\n{what} at step {int(agent.global_step.numpy()):,}; {saved}\nresume "
+                      f"with: rl-sever train --resume {run_dir}", file=sys.stderr, flush=True)
             logger.close()
         finally:
             if main:
@@ -184,12 +201,23 @@ def _train(agent, progress: bool | None, callback) -> None:
         raise
     bar.close(step, stats.mean_return())
     if run_dir is not None:
-        agent.save()
+        try:
+            disk.save(final=True)
+        except WriteError:
+            _report_lost(logger)
+            raise
     agent.discard_worker_dir()  # a non-chief worker's checkpoints were scratch
     if cfg.eval_episodes > 0 and not cfg.eval_every and agent.env_id != "custom":
         logger.record_many(_evaluate(agent, cfg), prefix="eval/")
         logger.dump(step)
     logger.close()
+    _report_lost(logger)
+
+
+def _report_lost(logger: Logger) -> None:
+    if logger.lost_points:
+        warnings.warn(f"{logger.lost_points:,} TensorBoard points could not be written to "
+                      f"{logger.logdir} (the disk refused them)", EventWriteWarning, stacklevel=3)
 
 
 def _evaluate(agent, cfg) -> dict[str, float]:

@@ -23,12 +23,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rl_sever.core.disk import WRITE_ERRORS, reason
 from rl_sever.core.export import METADATA_FILE, metadata
 from rl_sever.deploy import check as checks
 from rl_sever.deploy import formats as fmts
 from rl_sever.deploy.graph import bfloat16_layers, float32_matmuls, policy_module
 from rl_sever.deploy.notes import caller_steps, preprocessing, signature
-from rl_sever.errors import ConfigError
+from rl_sever.errors import ConfigError, ExportError
 
 __all__ = ["FORMATS", "QUANTIZE", "export"]
 FORMATS, QUANTIZE = fmts.FORMATS, fmts.QUANTIZE
@@ -65,19 +66,26 @@ def export(agent: Any, out_dir: str | Path, formats: str | Iterable[str] = "save
         fmts.require(name)
     out = _target(Path(out_dir))
     items = [(name, None) for name in names] + ([("litert", quantize)] if quantize else [])
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(work, 0o777 & ~_umask())
     try:
-        report = _write_all(agent, work, items, check, seed, latency, stochastic)
-        meta = {**metadata(agent), **signature(agent, stochastic),
-                "deterministic": not stochastic, "preprocessing": preprocessing(agent),
-                "caller": caller_steps(agent), "formats": report,
-                "matmul_precision": "float32" if bfloat16_layers(agent) else "as trained"}
-        meta["format"] = "rl_sever exported policy"
-        (work / METADATA_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False))
-        if out.exists():
-            shutil.rmtree(out)  # a previous export (checked by _target)
-        work.rename(out)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        os.chmod(work, 0o777 & ~_umask())
+    except OSError as e:
+        raise ExportError(f"cannot write the export into {out.parent}: {reason(e)}") from None
+    try:
+        try:
+            report = _write_all(agent, work, items, check, seed, latency, stochastic)
+            meta = {**metadata(agent), **signature(agent, stochastic),
+                    "deterministic": not stochastic, "preprocessing": preprocessing(agent),
+                    "caller": caller_steps(agent), "formats": report,
+                    "matmul_precision": "float32" if bfloat16_layers(agent) else "as trained"}
+            meta["format"] = "rl_sever exported policy"
+            (work / METADATA_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False))
+            if out.exists():
+                shutil.rmtree(out)  # a previous export (checked by _target)
+            work.rename(out)
+        except WRITE_ERRORS as e:  # a full disk: nothing half-written stays behind
+            raise ExportError(f"writing the export into {out} failed: {reason(e)}; nothing "
+                              "was left there") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"out": str(out), "formats": report}
@@ -95,7 +103,10 @@ def _target(out: Path) -> Path:
     if out.is_dir() and any(out.iterdir()) and not (out / METADATA_FILE).exists():
         raise ConfigError(f"export target {out} is a non-empty directory that holds no "
                           "exported policy; choose a new or empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"cannot write the export into {out.parent}: {reason(e)}") from None
     return out.resolve()
 
 

@@ -95,6 +95,8 @@ def write(fmt: str, policy: Any, out: Path, *, quantize: str | None = None,
             tf2onnx.convert.from_function(policy.serve, input_signature=policy.serve.input_signature,
                                           opset=ONNX_OPSET, output_path=str(path))
             load(fmt, out)  # tf2onnx passes ops it cannot map through; ONNX Runtime refuses them
+        except OSError:
+            raise  # a full disk, not the policy
         except Exception as e:
             op = re.search(r"No Op registered for (\w+)", str(e))
             reason = f"no ONNX Runtime kernel for TensorFlow op {op.group(1)}" if op else _first_line(e)
