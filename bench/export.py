@@ -149,7 +149,7 @@ def returns(args) -> dict:
 
     rows = {}
     for run_dir in args.runs:
-        agent = Agent.load(run_dir, acting=True)
+        agent = Agent.load(run_dir)
         seed = agent.config.seed + 10_000
         row = {"env_id": agent.env_id, "step": int(agent.global_step.numpy()),
                "agent": evaluate(agent, args.episodes, seed=seed)["mean_reward"]}

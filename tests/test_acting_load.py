@@ -1,5 +1,6 @@
 """Acting needs no training code: eval, export and predict of a run trained with loss terms
-from a user's module neither need nor import that module (Agent.load(..., acting=True))."""
+from a user's module neither need nor import that module: Agent.load (and agents.load)
+imports it only with import_losses=True, which training needs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
+import agents
 from rl_sever import cli
 from rl_sever.core.agent import Agent
 from rl_sever.errors import ConfigError
@@ -80,14 +82,14 @@ def test_eval_and_export_need_no_loss_module(user_run, tmp_path, capsys):
 def test_acting_load_predicts_as_the_trained_agent_and_refuses_to_train(user_run):
     run_dir, marker = user_run
     with pytest.raises(ConfigError, match="cannot import module 'userpkg.mylosses'"):
-        Agent.load(run_dir)  # training needs the module
-    agent = Agent.load(run_dir, acting=True)
+        Agent.load(run_dir, import_losses=True)  # training needs the module
+    agent = agents.load(run_dir)
     assert agent.skipped_losses == ["value=userpkg.mylosses:huber_value",
                                     "+userpkg.mylosses:Penalty@0.1"]
     obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
     actions = agent.predict(obs)
     assert actions.shape == (32,) and set(np.unique(actions)) <= {0, 1}
-    with pytest.raises(ConfigError, match="loaded for acting"):
+    with pytest.raises(ConfigError, match="load it with Agent.load\\(run_dir, import_losses=True\\)"):
         agent.learn(16, progress=False)
     agent.close()
     assert not marker.exists()

@@ -31,7 +31,7 @@ ENOSPC = OSError(errno.ENOSPC, "No space left on device")
 def leftovers(run_dir: Path) -> list[str]:
     """Partial checkpoint files: temporary folders, files the index does not list."""
     directory = run_dir / "checkpoints"
-    listed = {Path(p).name for p in Agent.load(run_dir, acting=True).checkpointer.manager.checkpoints}
+    listed = {Path(p).name for p in Agent.load(run_dir).checkpointer.manager.checkpoints}
     return sorted(p.name for p in directory.iterdir()
                   if p.name.endswith(("_temp", ".tmp"))
                   or p.name.startswith("ckpt-") and p.name.split(".")[0] not in listed)
@@ -100,7 +100,7 @@ def test_offpolicy_replay_write_failures_stop_the_run_and_it_resumes(tmp_path, m
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("replay-*")) == ["replay-64"]
     # The disk is freed: resume continues from step 64 with its buffer, one step axis.
     assert cli.main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
-    resumed = Agent.load(run_dir, acting=True)
+    resumed = Agent.load(run_dir)
     assert int(resumed.global_step.numpy()) == 512
     resumed.close()
     steps = [s for s, _ in read_event_tensors(run_dir)["time/fps"]]
@@ -192,7 +192,7 @@ def test_cli_a_full_event_file_warns_and_the_run_completes_then_resumes(tmp_path
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert warned[-1].endswith(f"TensorBoard points could not be written to runs/{run_dir.name} "
                                "(the disk refused them)")
-    assert Path(Agent.load(run_dir, acting=True).checkpointer.latest).name == "ckpt-40960"
+    assert Path(Agent.load(run_dir).checkpointer.latest).name == "ckpt-40960"
     # The event file ends in a record the limit cut short; resume reads past it.
     proc = cli_run(["train", "--resume", str(run_dir), "--steps", "4096", "--no-progress"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -208,7 +208,7 @@ def test_export_and_videos_into_an_unwritable_place_are_one_line(tmp_path, capsy
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(ExportError, match=f"cannot write the export into {blocker}"):
-        Agent.load(run_dir, acting=True).export(blocker / "policy")
+        Agent.load(run_dir).export(blocker / "policy")
     capsys.readouterr()
     assert cli.main(["export", str(run_dir), str(blocker / "policy")]) == 2
     assert cli.main(["eval", str(run_dir), "--episodes", "1", "--video", str(blocker / "v")]) == 2

@@ -46,7 +46,7 @@ class Agent:
     algo: str = ""
     config_cls: type = object
     mode: str = ""
-    skipped_losses: list[str] = []  # loss specs Agent.load(acting=True) left out (read-only)
+    skipped_losses: list[str] = []  # loss specs Agent.load left out (read-only)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -295,9 +295,9 @@ class Agent:
     def continue_learning(self, *, progress: bool | None = None, callback=None) -> Agent:
         """Train until the stored target step (used by `learn` and by --resume)."""
         if self.skipped_losses:
-            raise ConfigError("this agent was loaded for acting (Agent.load(..., acting=True)) "
-                              f"without its loss modules ({', '.join(self.skipped_losses)}); "
-                              "load it without acting=True to train")
+            raise ConfigError("this agent was loaded without the loss terms its run imports "
+                              f"from users' modules ({', '.join(self.skipped_losses)}); to "
+                              "train it, load it with Agent.load(run_dir, import_losses=True)")
 
         run_training(self, progress=progress, callback=callback)
         return self
@@ -355,18 +355,20 @@ class Agent:
 
     @classmethod
     def load(cls, run_dir: str | Path, *, env: gym.vector.VectorEnv | None = None,
-             overrides: dict | None = None, encoder: Any = None, acting: bool = False) -> Agent:
+             overrides: dict | None = None, encoder: Any = None,
+             import_losses: bool = False) -> Agent:
         """Rebuild an agent from a run folder's config.json and restore its latest checkpoint.
         A run trained with a user-supplied encoder needs the same architecture as `encoder`
-        (its weights come from the checkpoint). `acting=True` (predict, evaluate, export):
-        the loss terms the run imported from users' modules are neither imported nor built,
-        and the agent cannot train."""
+        (its weights come from the checkpoint). Acting (predict, evaluate, export) needs no
+        loss: the loss terms a run imported from users' modules are neither imported nor built
+        (a run folder from someone else runs none of its modules' code) unless
+        `import_losses=True`, which training such a run needs."""
         record = rundir.read_config(run_dir)
         klass = cls if cls is not Agent and cls.algo else registry.trained_class(record, run_dir)
         if klass.algo != record["algo"]:
             raise ConfigError(f"{run_dir} holds a {record['algo']} run, not {klass.algo}")
         config = update(klass.config_cls(), record["config"])
-        skipped = [spec for spec in config.losses if acting and parse_spec(spec).path]
+        skipped = [spec for spec in config.losses if not import_losses and parse_spec(spec).path]
         if skipped:  # acting reads no loss: do not import (and run) the modules they name
             config = dataclasses.replace(config, losses=[s for s in config.losses if s not in skipped])
         changes = {}

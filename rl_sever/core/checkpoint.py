@@ -75,7 +75,7 @@ def restore(checkpoint: tf.train.Checkpoint, path: str) -> str:
     try:
         status = checkpoint.restore(path)
         status.assert_existing_objects_matched()
-        # Saved values nothing here reads (a loss term left out by Agent.load(acting=True)):
+        # Saved values nothing here reads (a loss term Agent.load left out):
         # expected, not worth TensorFlow's warning when the checkpoint object goes.
         status.expect_partial()
     # A truncated file fails inside the reader with IndexError or a protobuf DecodeError.

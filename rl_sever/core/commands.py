@@ -141,7 +141,7 @@ def eval(args: argparse.Namespace) -> int:
                            "WAYLAND_DISPLAY are unset); run without --render, or set "
                            "SDL_VIDEODRIVER=dummy to render off-screen")
     render = {"render_mode": "human", "max_envs": 1} if args.render else {}
-    with closing(Agent.load(args.run_dir, acting=True)) as agent:
+    with closing(Agent.load(args.run_dir)) as agent:
         seed = args.seed if args.seed is not None else agent.config.seed + 10_000
         try:
             result = evaluate(agent, args.episodes, seed=seed, video_dir=args.video, **render)
@@ -178,7 +178,7 @@ def plot(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    with closing(Agent.load(args.run_dir, acting=True)) as agent:
+    with closing(Agent.load(args.run_dir)) as agent:
         report = export_formats(agent, args.out_dir, args.formats or "savedmodel",
                                 check=args.check, quantize=args.quantize,
                                 stochastic=args.stochastic)

@@ -15,7 +15,7 @@ def resume(run_dir: str | Path, *, algo: str | None = None, env_id: str | None =
     """The agent of `run_dir` at its latest checkpoint, with the run-time `overrides`; `algo`
     and `env_id`, when given, must be the run's; `steps` more env steps become its target."""
     check_resume(run_dir, algo=algo, env_id=env_id, steps=steps)
-    agent = Agent.load(run_dir, overrides=overrides or None)
+    agent = Agent.load(run_dir, overrides=overrides or None, import_losses=True)
     if steps is not None:
         agent.target_steps.assign(int(agent.global_step.numpy()) + steps)
     return agent

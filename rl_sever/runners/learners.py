@@ -41,7 +41,7 @@ class Learner:
         os.environ["TF_CONFIG"] = json.dumps(tf_config)
         get_strategy("multiworker")  # before TensorFlow's first op
         if run_dir is not None:  # resume: every worker reads the chief's checkpoints
-            agent = agent_class.load(run_dir, overrides=overrides)
+            agent = agent_class.load(run_dir, overrides=overrides, import_losses=True)
             if steps is not None:
                 agent.target_steps.assign(int(agent.global_step.numpy()) + steps)
             agent.continue_learning(progress=False)
