@@ -15,6 +15,7 @@ from rl_sever import cli
 from rl_sever.core.agent import Agent
 from rl_sever.errors import ConfigError
 
+OBS = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32) * [1, 1, 0.2, 1]
 USER_MODULE = '''
 import pathlib
 import tensorflow as tf
@@ -60,6 +61,9 @@ def user_run(tmp_path, monkeypatch):
              "--logdir", str(tmp_path / "runs")]
     assert cli.main(argv) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
+    trained = Agent.load(run_dir, import_losses=True)  # the module still there: the reference
+    reference = trained.predict(OBS)
+    trained.close()
     marker = pkg / "imported"
     assert marker.read_text() == "yes"
     marker.unlink()
@@ -67,11 +71,11 @@ def user_run(tmp_path, monkeypatch):
         del sys.modules[name]  # for good: the next test imports its own copy
     monkeypatch.syspath_prepend(str(tmp_path / "elsewhere"))
     sys.path.remove(str(tmp_path / "src"))
-    return run_dir, marker
+    return run_dir, marker, reference
 
 
 def test_eval_and_export_need_no_loss_module(user_run, tmp_path, capsys):
-    run_dir, marker = user_run
+    run_dir, marker, _ = user_run
     assert cli.main(["eval", str(run_dir), "--episodes", "2"]) == 0
     assert cli.main(["export", str(run_dir), str(tmp_path / "policy"), "--check", "64"]) == 0
     assert "mean return" in capsys.readouterr().out
@@ -80,16 +84,18 @@ def test_eval_and_export_need_no_loss_module(user_run, tmp_path, capsys):
 
 
 def test_acting_load_predicts_as_the_trained_agent_and_refuses_to_train(user_run):
-    run_dir, marker = user_run
+    run_dir, marker, reference = user_run
     with pytest.raises(ConfigError, match="cannot import module 'userpkg.mylosses'"):
         Agent.load(run_dir, import_losses=True)  # training needs the module
     agent = agents.load(run_dir)
     assert agent.skipped_losses == ["value=userpkg.mylosses:huber_value",
                                     "+userpkg.mylosses:Penalty@0.1"]
-    obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
-    actions = agent.predict(obs)
-    assert actions.shape == (32,) and set(np.unique(actions)) <= {0, 1}
-    with pytest.raises(ConfigError, match="load it with Agent.load\\(run_dir, import_losses=True\\)"):
+    np.testing.assert_array_equal(agent.predict(OBS), reference)
+    assert set(np.unique(reference)) == {0, 1}  # a decision, not a constant
+    with pytest.raises(ConfigError, match="to train it, load it with Agent.load\\(run_dir, "
+                                          "import_losses=True\\)"):
         agent.learn(16, progress=False)
+    with pytest.raises(ConfigError, match="to save it"):  # a checkpoint would lose the terms
+        agent.save()
     agent.close()
     assert not marker.exists()

@@ -9,6 +9,7 @@ import json
 import gymnasium as gym
 import keras
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import tensorflow as tf
@@ -163,7 +164,48 @@ def test_bfloat16_agent_exports_float32_matmuls_and_keeps_its_own(tmp_path):
     export(agent, tmp_path / "p", "all", check=64, latency=False)
     np.testing.assert_array_equal(agent.predict(obs), before)  # bfloat16 again afterwards
     meta = json.loads((tmp_path / "p" / "metadata.json").read_text())
-    assert meta["matmul_precision"] == "float32"
+    assert {k: v["matmul_precision"] for k, v in meta["formats"].items()} == {
+        "savedmodel": "as trained", "onnx": "float32", "litert": "float32"}
+    graph = onnx.load(str(tmp_path / "p" / "policy.onnx")).graph
+    types = {t.type.tensor_type.elem_type for t in [*graph.value_info, *graph.output]} | {
+        i.data_type for i in graph.initializer}
+    assert onnx.TensorProto.BFLOAT16 not in types and onnx.TensorProto.FLOAT in types
+    agent.close()
+
+
+def test_a_new_export_replaces_a_previous_one_whole_or_not_at_all(tmp_path, monkeypatch):
+    agent = tiny_agent("ppo")
+    out = tmp_path / "p"
+    export(agent, out, "onnx", check=16, latency=False)
+    first = (out / "policy.onnx").read_bytes()
+    # A failure while writing (a full disk) leaves the previous export as it was.
+    write = fmts.write
+
+    def full(fmt, *args, **kwargs):
+        if fmt == "litert":
+            raise OSError(28, "No space left on device")
+        return write(fmt, *args, **kwargs)
+
+    monkeypatch.setattr(fmts, "write", full)
+    with pytest.raises(ExportError, match=f"writing the export into {out} failed: .*No space "
+                                          f"left on device; {out} is as it was"):
+        export(agent, out, "all", check=16, latency=False)
+    assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "policy.onnx"]
+    assert (out / "policy.onnx").read_bytes() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]  # no temporary folders
+    monkeypatch.setattr(fmts, "write", write)
+    kernel = agent.model.pi.kernels[-1]
+    kernel.assign(kernel + 1.0)  # another policy: the new files replace the old ones
+    export(agent, out, ["savedmodel", "litert"], check=16, latency=False)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "assets", "fingerprint.pb", "metadata.json", "policy.tflite", "saved_model.pb", "variables"]
+    # A folder with someone else's metadata.json is not an export to replace.
+    foreign = tmp_path / "theirs"
+    foreign.mkdir()
+    (foreign / "metadata.json").write_text('{"format": "something else"}')
+    with pytest.raises(ConfigError, match="holds no exported policy"):
+        export(agent, foreign, "onnx", check=16, latency=False)
+    assert [p.name for p in foreign.iterdir()] == ["metadata.json"]
     agent.close()
 
 

@@ -217,3 +217,41 @@ def test_export_and_videos_into_an_unwritable_place_are_one_line(tmp_path, capsy
     assert err[1].startswith(f"error: cannot write videos into {blocker / 'v'}")
     assert len(err) == 2 and blocker.read_text() == "not a folder"
     assert np.all([p.name in ("file", "runs") for p in tmp_path.iterdir()])
+
+
+def test_cleaning_a_failed_save_touches_only_its_own_files(tmp_path):
+    agent = tiny_agent("sac", logdir=tmp_path, checkpoint_every=64, fill=0)
+    agent.learn(640, progress=False)  # complete checkpoints ..., ckpt-576, ckpt-640
+    directory = agent.checkpointer.directory
+    agent.close()
+    before = sorted(p.name for p in directory.iterdir())
+    assert "ckpt-640.index" in before and "replay-640" in before
+    # What a save of step 64 cut short leaves (ckpt-64 itself was pruned long ago).
+    (directory / "ckpt-64_temp").mkdir()
+    (directory / "ckpt-64.index").write_bytes(b"\0")
+    (directory / "replay-64.tmp").mkdir()
+    (directory / "checkpoint.tmp1f2e").write_text("half an index")
+    disk.clean_partial(directory, 64)
+    assert sorted(p.name for p in directory.iterdir()) == before
+    assert disk.newest_on_disk(directory).endswith("ckpt-640")
+
+
+def test_an_event_file_that_cannot_be_reopened_keeps_training_going(tmp_path, monkeypatch):
+    monkeypatch.setattr(logger, "RETRY_S", 0.0)
+    log = logger.Logger(tmp_path)
+    log.record("a", 1.0)
+    monkeypatch.setattr(log.writer, "flush", lambda: (_ for _ in ()).throw(ENOSPC))
+    with pytest.warns(logger.EventWriteWarning):
+        log.dump(1)
+    made = logger.tf.summary.create_file_writer
+    monkeypatch.setattr(logger.tf.summary, "create_file_writer",
+                        lambda *_: (_ for _ in ()).throw(ENOSPC))
+    for step in (2, 3):  # the disk still refuses a new file: counted, no error
+        log.record("a", 1.0)
+        log.dump(step)
+    monkeypatch.setattr(logger.tf.summary, "create_file_writer", made)
+    log.record("a", 2.0)
+    log.dump(4)  # space again: a new event file takes the point
+    log.close()
+    assert log.lost_points == 3
+    assert [s for s, _ in read_event_tensors(tmp_path)["a"]] == [4]

@@ -294,11 +294,7 @@ class Agent:
 
     def continue_learning(self, *, progress: bool | None = None, callback=None) -> Agent:
         """Train until the stored target step (used by `learn` and by --resume)."""
-        if self.skipped_losses:
-            raise ConfigError("this agent was loaded without the loss terms its run imports "
-                              f"from users' modules ({', '.join(self.skipped_losses)}); to "
-                              "train it, load it with Agent.load(run_dir, import_losses=True)")
-
+        self._check_losses_loaded("train")
         run_training(self, progress=progress, callback=callback)
         return self
 
@@ -335,13 +331,18 @@ class Agent:
         return actions
 
     def export(self, out_dir: str | Path, formats: Any = "savedmodel", **kwargs) -> dict:
-        """Write the greedy policy as SavedModel, ONNX and/or LiteRT files (`formats`: names
-        or "all"), each checked against predict; see rl_sever.deploy.export for `check`,
-        `quantize` and what is returned."""
+        """The greedy policy as checked SavedModel/ONNX/LiteRT files (rl_sever.deploy.export)."""
         return export_policy(self, out_dir, formats, **kwargs)
+
+    def _check_losses_loaded(self, what: str) -> None:
+        if self.skipped_losses:  # Agent.load left them out: a checkpoint would lose them
+            raise ConfigError(f"this agent was loaded without the loss terms its run imports "
+                              f"from users' modules ({', '.join(self.skipped_losses)}); to "
+                              f"{what} it, load it with Agent.load(run_dir, import_losses=True)")
 
     def save(self) -> str:
         """Write a checkpoint into the run folder; returns its path."""
+        self._check_losses_loaded("save")
         if self.checkpointer is None:
             raise ConfigError("this agent has no run folder (logdir=None); nothing to save into")
         if self.normalizer is not None:
@@ -359,18 +360,15 @@ class Agent:
              import_losses: bool = False) -> Agent:
         """Rebuild an agent from a run folder's config.json and restore its latest checkpoint.
         A run trained with a user-supplied encoder needs the same architecture as `encoder`
-        (its weights come from the checkpoint). Acting (predict, evaluate, export) needs no
-        loss: the loss terms a run imported from users' modules are neither imported nor built
-        (a run folder from someone else runs none of its modules' code) unless
-        `import_losses=True`, which training such a run needs."""
+        (its weights come from the checkpoint). Loss terms from users' modules are imported
+        only with `import_losses=True` (training needs them; acting does not)."""
         record = rundir.read_config(run_dir)
         klass = cls if cls is not Agent and cls.algo else registry.trained_class(record, run_dir)
         if klass.algo != record["algo"]:
             raise ConfigError(f"{run_dir} holds a {record['algo']} run, not {klass.algo}")
         config = update(klass.config_cls(), record["config"])
         skipped = [spec for spec in config.losses if not import_losses and parse_spec(spec).path]
-        if skipped:  # acting reads no loss: do not import (and run) the modules they name
-            config = dataclasses.replace(config, losses=[s for s in config.losses if s not in skipped])
+        config = dataclasses.replace(config, losses=[s for s in config.losses if s not in skipped])
         changes = {}
         if overrides:  # only what may change mid-run (rl_sever.config.changes)
             stored, config = config, update(config, overrides)

@@ -23,7 +23,22 @@ import tensorflow as tf
 from rl_sever.errors import WriteError
 
 MAX_FAILURES = 3
-WRITE_ERRORS = (OSError, tf.errors.OpError)
+WRITE_ERRORS = (OSError, tf.errors.OpError)  # caught, then sorted by is_write_error
+# TensorFlow's I/O errors say what the OS said; other OpErrors (a bug, a bad tensor) are not
+# a full disk and must not be reported as one.
+_WRITE_WORDS = ("no space left", "file too large", "disk quota", "read-only file system",
+                "permission denied", "could not flush", "failed to write", "errno",
+                "input/output error")
+
+
+def is_write_error(error: BaseException) -> bool:
+    """Whether `error` is a failed write (any OSError; an OpError naming an I/O failure)."""
+    if isinstance(error, OSError):
+        return True
+    if isinstance(error, (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError)):
+        return True
+    return isinstance(error, tf.errors.OpError) and any(
+        w in str(error).lower() for w in _WRITE_WORDS)
 
 
 def reason(error: BaseException) -> str:
@@ -53,10 +68,12 @@ class CheckpointDisk:
         try:
             path = self.agent.save()
         except WRITE_ERRORS as e:
+            if not is_write_error(e):
+                raise
             self.failures += 1
             self.failed_total += 1
-            clean_partial(self.directory, step, self.agent.checkpointer.manager.checkpoints)
-            latest = self.agent.checkpointer.latest
+            clean_partial(self.directory, step)
+            latest = newest_on_disk(self.directory)
             if final or self.failures >= MAX_FAILURES:
                 raise WriteError(self._stop_line(step, e, latest, final)) from None
             warnings.warn(f"checkpoint at step {step:,} not written: {reason(e)}; the newest "
@@ -80,17 +97,32 @@ class CheckpointWriteWarning(UserWarning):
     """A checkpoint could not be written; the previous one stays the newest."""
 
 
-def clean_partial(directory: Path, step: int, listed: list[str]) -> None:
+def newest_on_disk(directory: Path) -> str | None:
+    """The newest checkpoint the index on disk lists (what --resume restores), if any."""
+    try:
+        state = tf.train.get_checkpoint_state(str(directory))
+    except (tf.errors.OpError, ValueError):
+        return None
+    return state.model_checkpoint_path if state and state.model_checkpoint_path else None
+
+
+def clean_partial(directory: Path, step: int) -> None:
     """Remove what a failed save of checkpoint `step` left: its temporary folder, checkpoint
-    files the index does not list, and an incomplete replay buffer."""
-    keep = {Path(p).name for p in listed}
-    for path in directory.glob(f"ckpt-{step}*"):
-        name = path.name
-        base = name.split(".")[0].removesuffix("_temp")
-        if base == f"ckpt-{step}" and (name.endswith("_temp") or base not in keep):
+    files the index on disk does not list, a temporary index, an incomplete replay buffer."""
+    try:
+        state = tf.train.get_checkpoint_state(str(directory))
+        listed = {Path(p).name for p in state.all_model_checkpoint_paths} if state else set()
+    except (tf.errors.OpError, ValueError):
+        listed = set()
+    name = f"ckpt-{step}"
+    for path in directory.glob(f"{name}*"):
+        base = path.name.split(".")[0].removesuffix("_temp")
+        if base == name and (path.name.endswith("_temp") or name not in listed):
             _remove(path)
-    for path in directory.glob(f"replay-{step}*"):
-        if path.name.endswith(".tmp") or f"ckpt-{step}" not in keep:
+    for path in directory.glob("checkpoint.tmp*"):  # the index's own temporary file
+        _remove(path)
+    for path in (directory / f"replay-{step}.tmp", directory / f"replay-{step}"):
+        if path.name.endswith(".tmp") or name not in listed:
             _remove(path)
 
 

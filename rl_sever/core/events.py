@@ -7,6 +7,8 @@ from pathlib import Path
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2
 
+from rl_sever.errors import WriteError
+
 
 def truncate_events_after(run_dir: str | Path, step: int) -> int:
     """Drop summaries logged after `step` (the checkpoint a resumed run restarts from), so the
@@ -26,10 +28,15 @@ def truncate_events_after(run_dir: str | Path, step: int) -> int:
         except tf.errors.DataLossError:  # a record torn by a full disk: the file ends before it
             removed += 1
         if removed:
-            tmp = path.with_name(path.name + ".tmp")
-            with tf.io.TFRecordWriter(str(tmp)) as writer:
-                for raw in kept:
-                    writer.write(raw)
-            tmp.replace(path)
+            tmp = path.with_name(".rewrite-" + path.name)  # not an event file while written
+            try:
+                with tf.io.TFRecordWriter(str(tmp)) as writer:
+                    for raw in kept:
+                        writer.write(raw)
+                tmp.replace(path)
+            except (OSError, tf.errors.OpError) as e:
+                tmp.unlink(missing_ok=True)
+                raise WriteError(f"cannot rewrite {path} for the resume (the disk is still "
+                                 f"full?): {str(e).strip().splitlines()[0][:200]}") from None
             dropped += removed
     return dropped

@@ -1,6 +1,7 @@
 """TensorBoard logging: record keys during an iteration, dump them once at an env step.
 
-A write that fails (a full disk, a file-size limit) warns once and training goes on: the
+A write that fails (a full disk, a file-size limit) warns (once per streak of failures) and
+training goes on: the
 points of that dump are counted as lost, and the next dump (at most every RETRY_S seconds)
 opens a new event file and tries again (TensorBoard reads every event file of a folder).
 """
@@ -19,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from rl_sever.core.disk import WRITE_ERRORS, reason
+from rl_sever.core.disk import WRITE_ERRORS, is_write_error, reason
 
 
 @functools.cache
@@ -54,13 +55,14 @@ class Logger:
         if self.writer is None:
             return False
         if self._failed_at is not None:
-            if time.monotonic() - self._failed_at < RETRY_S:
+            if time.monotonic() - self._failed_at < RETRY_S or not self._reopen():
                 return False
-            self._reopen()
         try:
             write()
             self.writer.flush()
         except WRITE_ERRORS as e:
+            if not is_write_error(e):
+                raise
             if self._failed_at is None:
                 warnings.warn(f"TensorBoard events not written to {self.logdir}: {reason(e)}; "
                               "training goes on and logging tries again", EventWriteWarning,
@@ -70,8 +72,8 @@ class Logger:
         self._failed_at = None
         return True
 
-    def _reopen(self) -> None:
-        """A new event file (the failed writer's is abandoned)."""
+    def _reopen(self) -> bool:
+        """A new event file (the failed writer's is abandoned); False if it cannot be made."""
         try:
             self.writer.close()
         except WRITE_ERRORS:
@@ -80,6 +82,8 @@ class Logger:
             self.writer = tf.summary.create_file_writer(str(self.logdir))
         except WRITE_ERRORS:
             self._failed_at = time.monotonic()
+            return False
+        return True
 
     def record(self, key: str, value: Any) -> None:
         """Record a value; several records of a key before a dump are averaged."""

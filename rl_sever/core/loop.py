@@ -28,6 +28,8 @@ from rl_sever.core.disk import (
     WRITE_ERRORS,
     CheckpointDisk,
     clean_partial,
+    is_write_error,
+    newest_on_disk,
     reason,
     warn_if_it_will_not_fit,
 )
@@ -168,6 +170,11 @@ def _train(agent, progress: bool | None, callback) -> None:
         if owed is not None:
             logger.record_many(agent.logged_metrics(owed))
             logger.dump(step)
+    except WriteError:
+        bar.close()
+        logger.close()
+        _report_lost(logger)
+        raise
     except NonFiniteError as e:
         bar.close()
         logger.close()
@@ -188,10 +195,14 @@ def _train(agent, progress: bool | None, callback) -> None:
                 try:
                     saved = f"checkpoint saved to {agent.save()}"
                 except WRITE_ERRORS as error:
-                    clean_partial(agent.checkpointer.directory, int(agent.global_step.numpy()),
-                                  agent.checkpointer.manager.checkpoints)
-                    saved = (f"checkpoint not written ({reason(error)}); the newest complete one "
-                             f"is {agent.checkpointer.latest}")
+                    if not is_write_error(error):
+                        raise
+                    directory = agent.checkpointer.directory
+                    clean_partial(directory, int(agent.global_step.numpy()))
+                    newest = newest_on_disk(directory)
+                    saved = (f"checkpoint not written ({reason(error)}); " +
+                             (f"the newest complete one is {newest}" if newest else
+                              "no checkpoint was completed, so the run cannot resume"))
                 print(f"\n{what} at step {int(agent.global_step.numpy()):,}; {saved}\nresume "
                       f"with: rl-sever train --resume {run_dir}", file=sys.stderr, flush=True)
             logger.close()

@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from rl_sever.core.disk import WRITE_ERRORS, reason
 from rl_sever.core.export import METADATA_FILE, metadata
 from rl_sever.deploy import check as checks
+from rl_sever.deploy import folder
 from rl_sever.deploy import formats as fmts
 from rl_sever.deploy.graph import bfloat16_layers, float32_matmuls, policy_module
 from rl_sever.deploy.notes import caller_steps, preprocessing, signature
-from rl_sever.errors import ConfigError, ExportError
+from rl_sever.errors import ConfigError
 
 __all__ = ["FORMATS", "QUANTIZE", "export"]
 FORMATS, QUANTIZE = fmts.FORMATS, fmts.QUANTIZE
@@ -64,55 +61,22 @@ def export(agent: Any, out_dir: str | Path, formats: str | Iterable[str] = "save
         raise ConfigError(f"check must be >= 0 observations, got {check}")
     for name in names:
         fmts.require(name)
-    out = _target(Path(out_dir))
+    out = folder.target(Path(out_dir))
     items = [(name, None) for name in names] + ([("litert", quantize)] if quantize else [])
-    try:
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        os.chmod(work, 0o777 & ~_umask())
-    except OSError as e:
-        raise ExportError(f"cannot write the export into {out.parent}: {reason(e)}") from None
-    try:
-        try:
-            report = _write_all(agent, work, items, check, seed, latency, stochastic)
-            meta = {**metadata(agent), **signature(agent, stochastic),
-                    "deterministic": not stochastic, "preprocessing": preprocessing(agent),
-                    "caller": caller_steps(agent), "formats": report,
-                    "matmul_precision": "float32" if bfloat16_layers(agent) else "as trained"}
-            meta["format"] = "rl_sever exported policy"
-            (work / METADATA_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False))
-            if out.exists():
-                shutil.rmtree(out)  # a previous export (checked by _target)
-            work.rename(out)
-        except WRITE_ERRORS as e:  # a full disk: nothing half-written stays behind
-            raise ExportError(f"writing the export into {out} failed: {reason(e)}; nothing "
-                              "was left there") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with folder.staged(out) as work:
+        report = _write_all(agent, work, items, check, seed, latency, stochastic)
+        meta = {**metadata(agent), **signature(agent, stochastic),
+                "deterministic": not stochastic, "preprocessing": preprocessing(agent),
+                "caller": caller_steps(agent), "formats": report,
+                "format": "rl_sever exported policy"}
+        (work / METADATA_FILE).write_text(json.dumps(meta, indent=2, allow_nan=False))
     return {"out": str(out), "formats": report}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _target(out: Path) -> Path:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"export target {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / METADATA_FILE).exists():
-        raise ConfigError(f"export target {out} is a non-empty directory that holds no "
-                          "exported policy; choose a new or empty folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ExportError(f"cannot write the export into {out.parent}: {reason(e)}") from None
-    return out.resolve()
 
 
 def _write_all(agent, work: Path, items, check: int, seed: int, latency: bool,
                stochastic: bool) -> dict:
     report: dict[str, Any] = {}
+    bfloat16 = bool(bfloat16_layers(agent))  # read before float32_matmuls switches them
     draws = max(check, 200 if ("litert", "int8") in items else 0, 64 if latency else 0)
     native = [item for item in items if item[0] == "savedmodel"]
     portable = [item for item in items if item[0] != "savedmodel"]
@@ -129,7 +93,10 @@ def _write_all(agent, work: Path, items, check: int, seed: int, latency: bool,
                 fmts.write(fmt, policy_module(agent, fmt, stochastic), work, quantize=quantize,
                            calibration=calibration)
                 entry = {"file": fmts.file_name(fmt, quantize), "quantize": quantize,
-                         "bytes": fmts.size_bytes(work, fmt, quantize)}
+                         "bytes": fmts.size_bytes(work, fmt, quantize),
+                         # bfloat16 hidden matmuls (AMX) are float32 in the portable formats
+                         "matmul_precision": ("float32" if float32 and bfloat16
+                                              else "as trained")}
                 if check or latency:
                     runtime = fmts.load(fmt, work, quantize)
                 if check:

@@ -1,7 +1,8 @@
 """Does an exported policy act as the agent does, and how fast does its runtime answer?
 
 The check's observations: half drawn from the env's observation space (any value the space
-allows, beyond what training saw), half from the agent's own greedy rollouts on seeded envs
+allows, beyond what training saw; all of them for an agent built on a user's env instance),
+half from the agent's own greedy rollouts on seeded envs
 (with their action masks, and a recurrent policy's state carried from step to step). On each,
 `agent.predict` gives the reference; every format must give the same discrete actions, and
 continuous actions and states within TOLERANCE. Quantised formats are measured, not held to it.
@@ -9,6 +10,7 @@ continuous actions and states within TOLERANCE. Quantised formats are measured, 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from typing import Any
@@ -48,15 +50,19 @@ def draw(agent: Any, specs: list[Any], n: int, seed: int = 12_345,
     k = max(1, min(ENVS, n // 2 or 1))
     dtypes = {s.name: s.dtype.as_numpy_dtype for s in specs}
     record = _recorder(agent, dtypes, drawn, stochastic)
-    space = _raw_space(agent)
+    space = copy.deepcopy(_raw_space(agent))  # seeded here, not the agent's own
     space.seed(seed)
     ones = np.ones(k, bool)
     full_mask = np.ones((k, agent.layout.mask_dim), bool) if agent.masked else None
-    while drawn.count < n // 2:
+    # A user's env instance (env_id "custom") cannot be made again: its space gives them all.
+    from_space = n if agent.env_id == "custom" else n // 2
+    while drawn.count < from_space:
         samples = [space.sample() for _ in range(k)]
         obs = ({key: np.stack([s[key] for s in samples]) for key in samples[0]}
                if isinstance(samples[0], dict) else np.stack(samples))
         record(obs, None, ones, full_mask, "a sample of the observation space")
+    if drawn.count >= n:
+        return drawn
     atari = getattr(agent.config, "atari", None)
     env = make_vec_env(agent.env_id, k, seed=seed, atari=atari, training=False)
     try:

@@ -154,8 +154,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         actions = self.model.head.sample(dist, self.next_seed())
         return (actions, dist.log_prob(actions), value, *state)
 
-    def policy_distribution(self, obs, *extra):
-        """(kind, parameters, (new state,) or ()) of the policy at the act steps' inputs."""
+    def policy_distribution(self, obs, *extra):  # (kind, parameters, state): stochastic export
         dist, _, state = self._policy(obs, extra)
         return (*self.model.head.parameters(dist), state)
 
