@@ -10,7 +10,8 @@ every shipped preset.
 as SavedModel, ONNX, LiteRT float32/float16/int8; SB3's PPO of the same architecture exported
 the way its docs show (torch.onnx.export of `policy(obs, deterministic=True)`, opset 17) and
 run by ONNX Runtime, torch at 1 thread. Each runtime's own call on one observation (median of
-500 after 50 warm-up calls, default session/interpreter options), all in one invocation.
+500 after 50 warm-up calls; ONNX Runtime's default session, LiteRT's interpreter with as many
+threads as cores, as ONNX Runtime uses), all in one invocation.
 `returns`: each run's greedy policy exported (ONNX; LiteRT float32, float16, int8) and driving
 its env for `--episodes` evaluation episodes (the evaluation protocol of `rl-sever eval`, same
 seeds), beside agent.predict. `presets`: every shipped preset trained for one iteration into a
@@ -67,7 +68,7 @@ def ours(case: str, root: Path) -> dict:
     env_id = CASES[case][0]
     klass = get_agent_class("ppo")
     layers = [presets.find("ppo", env_id) or {}] if case == "cnn" else []
-    agent = klass(env_id, presets.resolve(klass.config_cls, [*layers, {"n_envs": 1}]), logdir=None)
+    agent = klass(env_id, presets.resolve(klass.config_cls, layers or [{"n_envs": 1}]), logdir=None)
     export(agent, root / case, "all", quantize="int8", check=200, latency=False)
     export(agent, root / f"{case}_f16", "litert", quantize="float16", check=200, latency=False)
     space = agent.env.single_observation_space
@@ -82,7 +83,8 @@ def ours(case: str, root: Path) -> dict:
     for label, path in (("litert", root / case / "policy.tflite"),
                         ("litert_float16", root / f"{case}_f16" / "policy_float16.tflite"),
                         ("litert_int8", root / case / "policy_int8.tflite")):
-        runner = Interpreter(model_path=str(path)).get_signature_runner()
+        # As many threads as ONNX Runtime's default (the cores); LiteRT's default is one.
+        runner = Interpreter(model_path=str(path), num_threads=os.cpu_count()).get_signature_runner()
         rows[label] = (lambda r=runner: r(observation=obs), path.stat().st_size)
     return {label: {"ms_1": median_ms(call), "bytes": size} for label, (call, size) in rows.items()}
 

@@ -37,7 +37,7 @@ IMPALA_CONFIG = {"LunarLander-v3": {"n_envs": 16, "n_steps": 5, "gamma": 0.995,
                                     "ent_coef": 1e-5, "max_grad_norm": 0.5, "adam_eps": 1e-5}}
 
 
-def make(algo: str, env_id: str, runners: int, seed: int, steps: int):
+def make(algo: str, env_id: str, runners: int, seed: int, steps: int, extra: dict | None = None):
     from rl_sever.config import presets
     from rl_sever.core.registry import get_agent_class
 
@@ -45,15 +45,16 @@ def make(algo: str, env_id: str, runners: int, seed: int, steps: int):
     layers = [presets.find(algo, env_id) or {}]
     if algo == "impala":
         layers.append(IMPALA_CONFIG.get(env_id, {}))
-    layers.append({"runners": runners, "seed": seed, "total_steps": steps, "eval_episodes": 0})
+    layers.append({**(extra or {}), "runners": runners, "seed": seed, "total_steps": steps,
+                   "eval_episodes": 0})
     return klass(env_id, presets.resolve(klass.config_cls, layers), logdir=None)
 
 
 def run(algo: str, env_id: str, runners: int, seed: int, steps: int,
-        kill_every: float = 0.0) -> dict:
+        kill_every: float = 0.0, extra: dict | None = None) -> dict:
     from rl_sever.core.evaluation import evaluate
 
-    agent = make(algo, env_id, runners, seed, steps)
+    agent = make(algo, env_id, runners, seed, steps, extra)
     stop, kills = threading.Event(), []
 
     def killer():
@@ -101,28 +102,34 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kill-every", type=float, default=30.0)
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="config values over the preset (e.g. n_envs=2), every run alike")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    import yaml
+
+    extra = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.sets)}
     rows = []
     if args.mode == "overhead":
         steps = args.steps or 1_000_000
         todo = [("ppo", n) for n in [0, *args.runners]]
         todo += [("impala", args.impala)] if args.impala else []
         for algo, n in todo:
-            rows.append(run(algo, args.env, n, args.seed, steps))
+            rows.append(run(algo, args.env, n, args.seed, steps, extra=extra))
             rows[-1]["of_local_wall"] = round(rows[-1]["wall_s"] / rows[0]["wall_s"], 3)
             print(json.dumps(rows[-1]), flush=True)
     else:
         steps = args.steps or 200_000
         rows.append(run("ppo", args.env, args.runners[0], args.seed, steps,
-                        kill_every=args.kill_every))
+                        kill_every=args.kill_every, extra=extra))
         print(json.dumps(rows[-1]), flush=True)
         for seed in args.seeds:
-            rows.append(run("ppo", args.env, 0, seed, steps))
+            rows.append(run("ppo", args.env, 0, seed, steps, extra=extra))
             print(json.dumps(rows[-1]), flush=True)
     out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                        "platform": platform.platform()},
-           "date": time.strftime("%Y-%m-%d"), "case": f"{args.env}, shipped presets",
+           "date": time.strftime("%Y-%m-%d"),
+           "case": f"{args.env}, shipped presets" + (f" with {extra}" if extra else ""),
            "mode": args.mode, "results": rows}
     with open(args.out or f"bench/results_runners_{args.mode}.json", "w") as f:
         json.dump(out, f, indent=1)

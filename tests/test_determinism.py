@@ -48,8 +48,10 @@ def run(algo, seed):
     agent.close()
     return {"losses": rows, "params": digest.hexdigest()}
 
+# Another seed: one algorithm per family is enough to show the seed reaches the run.
 out = {f"{algo}/{seed}/{rep}": run(algo, seed)
-       for algo in ALGOS for seed, rep in ((0, "a"), (0, "b"), (1, "a"))}
+       for algo in ALGOS for seed, rep in ((0, "a"), (0, "b"), (1, "a"))
+       if seed == 0 or algo in ("ppo", "sac")}
 print("RESULT " + json.dumps(out))
 """
 
@@ -82,7 +84,7 @@ def test_same_seed_gives_identical_losses(runs, algo):
     assert a["params"] == b["params"]
 
 
-@pytest.mark.parametrize("algo", list(LOSS_KEY))
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
 def test_different_seed_gives_different_losses(runs, algo):
     a, c = runs[f"{algo}/0/a"], runs[f"{algo}/1/a"]
     key = LOSS_KEY[algo]

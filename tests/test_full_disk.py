@@ -182,9 +182,9 @@ def test_cli_checkpoints_that_never_fit_end_in_one_line(tmp_path):
 def test_cli_a_full_event_file_warns_and_the_run_completes_then_resumes(tmp_path):
     args = ["--no-preset", "--set", "checkpoint_every=0", "--set", "checkpoint_minutes=0",
             "--set", "eval_episodes=0", "--no-progress", "--set", "n_steps=16", "--set",
-            "batch_size=128", "--set", "n_epochs=1", "--set", "network.hidden_sizes=[32,32]"]
-    proc = cli_run(["train", "ppo", "CartPole-v1", "--steps", "40960", "--logdir", "runs", *args],
-                   tmp_path, 64)
+            "batch_size=128", "--set", "n_epochs=1", "--set", "network.hidden_sizes=[16,16]"]
+    proc = cli_run(["train", "ppo", "CartPole-v1", "--steps", "16384", "--logdir", "runs", *args],
+                   tmp_path, 32)
     assert proc.returncode == 0, proc.stderr[-2000:]
     warned = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
     assert warned[0].startswith("warning: TensorBoard events not written to ")
@@ -192,12 +192,12 @@ def test_cli_a_full_event_file_warns_and_the_run_completes_then_resumes(tmp_path
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert warned[-1].endswith(f"TensorBoard points could not be written to runs/{run_dir.name} "
                                "(the disk refused them)")
-    assert Path(Agent.load(run_dir).checkpointer.latest).name == "ckpt-40960"
+    assert Path(Agent.load(run_dir).checkpointer.latest).name == "ckpt-16384"
     # The event file ends in a record the limit cut short; resume reads past it.
-    proc = cli_run(["train", "--resume", str(run_dir), "--steps", "4096", "--no-progress"], tmp_path)
+    proc = cli_run(["train", "--resume", str(run_dir), "--steps", "1024", "--no-progress"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     steps = [s for s, _ in read_event_tensors(run_dir)["time/fps"]]
-    assert steps == sorted(set(steps)) and steps[-1] == 45056
+    assert steps == sorted(set(steps)) and steps[-1] == 17408
 
 
 def test_export_and_videos_into_an_unwritable_place_are_one_line(tmp_path, capsys):

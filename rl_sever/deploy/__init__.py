@@ -88,8 +88,7 @@ def _write_all(agent, work: Path, items, check: int, seed: int, latency: bool,
             drawn = checks.draw(agent, specs, draws, seed, stochastic) if draws else None
             for fmt, quantize in group:
                 label = fmt if quantize is None else f"{fmt}_{quantize}"
-                calibration = (checks.calibration(drawn, [s.name for s in specs])
-                               if quantize == "int8" else None)
+                calibration = checks.calibration(drawn) if quantize == "int8" else None
                 fmts.write(fmt, policy_module(agent, fmt, stochastic), work, quantize=quantize,
                            calibration=calibration)
                 entry = {"file": fmts.file_name(fmt, quantize), "quantize": quantize,

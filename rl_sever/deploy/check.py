@@ -208,8 +208,8 @@ def latency(runtime, drawn: Observations, batch: int = 64) -> dict[str, float]:
     return out
 
 
-def calibration(drawn: Observations, names: list[str], batches: int = 100) -> list[list[np.ndarray]]:
-    """int8 calibration inputs in signature order: the rollouts' observations first."""
+def calibration(drawn: Observations, batches: int = 100) -> list[dict[str, np.ndarray]]:
+    """int8 calibration inputs (named, as the signature names them): rollouts first."""
     order = [i for i, o in enumerate(drawn.origin) if "rollout" in o] + \
             [i for i, o in enumerate(drawn.origin) if "rollout" not in o]
-    return [[drawn.feeds[i][name] for name in names] for i in order[:batches]]
+    return [drawn.feeds[i] for i in order[:batches]]

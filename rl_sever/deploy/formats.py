@@ -17,6 +17,7 @@ import re
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def require(fmt: str) -> None:
 
 
 def write(fmt: str, policy: Any, out: Path, *, quantize: str | None = None,
-          calibration: Iterable[list[np.ndarray]] | None = None) -> Path:
+          calibration: Iterable[dict[str, np.ndarray]] | None = None) -> Path:
     """Write `policy` (an ExportedPolicy) as `fmt` into `out`; returns the file written."""
     path = out / file_name(fmt, quantize)
     if fmt == "savedmodel":
@@ -114,11 +115,16 @@ def _litert_bytes(policy: Any, quantize: str | None, calibration) -> bytes:
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif quantize == "int8":  # int8 weights and activations, calibrated; float inputs/outputs
+        # Named batches: the calibrator feeds a signature by name (a list would go to the
+        # converted model's input tensors, whose order is not the function's).
         batches = list(calibration or [])
         converter.representative_dataset = lambda: iter(batches)
     printed: list[str] = []
     try:
-        with _native_stderr(printed):
+        with _native_stderr(printed), warnings.catch_warnings():
+            # int8 calibration runs TensorFlow's own (deprecated) interpreter: its warning is
+            # about TensorFlow's code, not the user's.
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
             data = converter.convert()
     except Exception as e:  # ConverterError: its message lists the ops LiteRT lacks
         raise ExportError(f"litert cannot convert this policy: {_unsupported(str(e))}") from e
@@ -169,7 +175,8 @@ def load(fmt: str, out: Path, quantize: str | None = None) -> Runtime:
     from ai_edge_litert.interpreter import Interpreter
 
     with _native_stderr():
-        interpreter = Interpreter(model_path=str(out / file_name(fmt, quantize)))
+        interpreter = Interpreter(model_path=str(out / file_name(fmt, quantize)),
+                                  num_threads=os.cpu_count())  # as ONNX Runtime's default
         runner = interpreter.get_signature_runner(SIGNATURE)
         runner(**_zeros(runner))  # the XNNPACK delegate is made (and announced) at the first call
     return lambda feeds: {k: np.asarray(v) for k, v in runner(**feeds).items()}
