@@ -194,8 +194,7 @@ def test_cli_a_full_event_file_warns_and_the_run_completes_then_resumes(tmp_path
                                "(the disk refused them)")
     assert Path(Agent.load(run_dir).checkpointer.latest).name == "ckpt-16384"
     # The event file ends in a record the limit cut short; resume reads past it.
-    proc = cli_run(["train", "--resume", str(run_dir), "--steps", "1024", "--no-progress"], tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert cli.main(["train", "--resume", str(run_dir), "--steps", "1024", "--no-progress"]) == 0
     steps = [s for s, _ in read_event_tensors(run_dir)["time/fps"]]
     assert steps == sorted(set(steps)) and steps[-1] == 17408
 
@@ -255,3 +254,16 @@ def test_an_event_file_that_cannot_be_reopened_keeps_training_going(tmp_path, mo
     log.close()
     assert log.lost_points == 3
     assert [s for s, _ in read_event_tensors(tmp_path)["a"]] == [4]
+
+
+def test_the_next_flush_after_a_failure_tries_again(tmp_path, monkeypatch):
+    log = logger.Logger(tmp_path)  # the default RETRY_S: only a failed retry waits for it
+    monkeypatch.setattr(log.writer, "flush", lambda: (_ for _ in ()).throw(ENOSPC))
+    log.record("a", 1.0)
+    with pytest.warns(logger.EventWriteWarning):
+        log.dump(1)
+    log.record("a", 2.0)
+    log.dump(2)  # a new event file (the failed writer, with its broken flush, is dropped)
+    log.close()
+    assert log.lost_points == 1
+    assert [s for s, _ in read_event_tensors(tmp_path)["a"]] == [2]

@@ -1,9 +1,9 @@
 """TensorBoard logging: record keys during an iteration, dump them once at an env step.
 
 A write that fails (a full disk, a file-size limit) warns (once per streak of failures) and
-training goes on: the
-points of that dump are counted as lost, and the next dump (at most every RETRY_S seconds)
-opens a new event file and tries again (TensorBoard reads every event file of a folder).
+training goes on: the points of that dump are counted as lost, and the next dump opens a new
+event file and tries again (TensorBoard reads every event file of a folder); while retries
+keep failing, one every RETRY_S seconds.
 """
 
 from __future__ import annotations
@@ -49,13 +49,20 @@ class Logger:
         self.last: dict[str, float] = {}
         self.lost_points = 0  # scalars of dumps that could not be written
         self._failed_at: float | None = None
+        self._retried = False
 
     def _write(self, write) -> bool:
         """Run `write` (summary ops into the writer) and flush; False if the disk refused."""
         if self.writer is None:
             return False
         if self._failed_at is not None:
-            if time.monotonic() - self._failed_at < RETRY_S or not self._reopen():
+            # The next flush after a failure retries; a failed retry waits RETRY_S for the next
+            # (each retry is a new event file: not one per iteration while the disk is full).
+            waiting = self._retried and time.monotonic() - self._failed_at < RETRY_S
+            if waiting:
+                return False
+            self._retried = True
+            if not self._reopen():
                 return False
         try:
             write()
@@ -69,7 +76,7 @@ class Logger:
                               stacklevel=3)
             self._failed_at = time.monotonic()
             return False
-        self._failed_at = None
+        self._failed_at, self._retried = None, False
         return True
 
     def _reopen(self) -> bool:
