@@ -18,6 +18,7 @@ from ai_edge_litert.interpreter import Interpreter
 from envs.masked import DISCRETE_ID, MULTI_ID
 from envs.pixels import make_pixel_env
 from rl_sever import cli
+from rl_sever.core.export import raw_observation_space
 from rl_sever.deploy import export
 from rl_sever.deploy import formats as fmts
 from rl_sever.deploy.graph import bfloat16_layers, float32_matmuls
@@ -43,8 +44,7 @@ def env_for(algo: str, kind: str) -> str | None:
 
 
 def raw_observations(agent, n: int, seed: int = 7):
-    space = (agent.normalizer.env if agent.normalizer is not None else agent.env)\
-        .single_observation_space
+    space = raw_observation_space(agent)
     space.seed(seed)
     samples = [space.sample() for _ in range(n)]
     if isinstance(samples[0], dict):

@@ -46,7 +46,7 @@ class Agent:
     algo: str = ""
     config_cls: type = object
     mode: str = ""
-    skipped_losses: list[str] = []  # loss specs Agent.load left out (read-only)
+    skipped_losses: tuple[str, ...] | list[str] = ()  # loss specs Agent.load left out
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -330,9 +330,7 @@ class Agent:
             return np.clip(actions, self.action.low, self.action.high)
         return actions
 
-    def export(self, out_dir: str | Path, formats: Any = "savedmodel", **kwargs) -> dict:
-        """The greedy policy as checked SavedModel/ONNX/LiteRT files (rl_sever.deploy.export)."""
-        return export_policy(self, out_dir, formats, **kwargs)
+    export = export_policy  # agent.export(out_dir, formats, ...): rl_sever.deploy.export
 
     def _check_losses_loaded(self, what: str) -> None:
         if self.skipped_losses:  # Agent.load left them out: a checkpoint would lose them

@@ -55,8 +55,7 @@ class CheckpointDisk:
 
     def __init__(self, agent: Any, run_dir: Path):
         self.agent, self.run_dir = agent, Path(run_dir)
-        self.failures = 0
-        self.failed_total = 0
+        self.failures = 0  # in a row
 
     @property
     def directory(self) -> Path:
@@ -71,7 +70,6 @@ class CheckpointDisk:
             if not is_write_error(e):
                 raise
             self.failures += 1
-            self.failed_total += 1
             clean_partial(self.directory, step)
             latest = newest_on_disk(self.directory)
             if final or self.failures >= MAX_FAILURES:
@@ -148,7 +146,7 @@ def estimate_bytes(agent: Any, total_steps: int) -> dict[str, int]:
     replay = getattr(agent, "replay", None)
     numpy_replay = (replay is not None and getattr(agent, "ingraph", None) is None
                     and getattr(agent.config, "save_replay", False))
-    replay_bytes = _array_bytes(vars(replay)) if numpy_replay else 0
+    replay_bytes = int(getattr(replay, "nbytes", 0)) if numpy_replay else 0
     cfg = agent.config
     per_iteration = getattr(cfg, "n_steps", None) or getattr(cfg, "steps_per_iteration", None) or 1
     every = cfg.log_every_steps or cfg.n_envs * int(per_iteration)
@@ -172,14 +170,6 @@ def _variables(obj: Any, found: dict[int, Any]) -> None:
             found[id(v)] = v
 
 
-def _array_bytes(values: dict) -> int:
-    total = 0
-    for value in values.values():
-        if isinstance(value, np.ndarray):
-            total += value.nbytes
-        elif isinstance(value, dict):
-            total += _array_bytes(value)
-    return total
 
 
 def warn_if_it_will_not_fit(agent: Any, run_dir: Path, total_steps: int) -> dict[str, int]:
@@ -187,9 +177,9 @@ def warn_if_it_will_not_fit(agent: Any, run_dir: Path, total_steps: int) -> dict
     need = estimate_bytes(agent, total_steps)
     free = shutil.disk_usage(run_dir).free
     if sum(need.values()) > free:
-        parts = ", ".join(f"{k} {_size(v)}" for k, v in need.items() if v)
-        warnings.warn(f"this run will write about {_size(sum(need.values()))} into {run_dir} "
-                      f"({parts}) and {_size(free)} is free there: checkpoints will fail when "
+        parts = ", ".join(f"{k} {human_bytes(v)}" for k, v in need.items() if v)
+        warnings.warn(f"this run will write about {human_bytes(sum(need.values()))} into {run_dir} "
+                      f"({parts}) and {human_bytes(free)} is free there: checkpoints will fail when "
                       "the disk is full (training goes on; see docs/cli.md)", DiskSpaceWarning,
                       stacklevel=2)
     return {**need, "free": free}
@@ -199,9 +189,9 @@ class DiskSpaceWarning(UserWarning):
     """The run's files will not fit in the free space of its run folder's file system."""
 
 
-def _size(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """123 B, 45.6 kB, 7.8 MB, 9.0 GB (decimal units, as file sizes are shown)."""
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
-    return f"{n:.1f} TB"

@@ -35,8 +35,7 @@ class ExportedPolicy(tf.Module):
         # its graph normalises in float32 (within a few float32 ulps of the float64 result).
         self._stats_dtype = tf.float64 if float64 else tf.float32
         normalizer = agent.normalizer
-        raw_env = normalizer.env if normalizer is not None else agent.env
-        raw_space = raw_env.single_observation_space
+        raw_space = raw_observation_space(agent)
         self._greedy = agent.greedy_fn
         self._obs_dtype = agent.obs_dtype
         # Track exactly the variables the greedy step reads (not optimizer slots), so any
@@ -130,6 +129,12 @@ class ExportedPolicy(tf.Module):
         return tf.clip_by_value(action, self._low, self._high)
 
 
+def raw_observation_space(agent: Any):
+    """The observation space as the env gives it (before the agent's normalisation)."""
+    normalizer = agent.normalizer
+    return (normalizer.env if normalizer is not None else agent.env).single_observation_space
+
+
 def _jsonable(x: Any) -> Any:
     """Nested lists with non-finite bounds as "inf"/"-inf" (strict JSON has no Infinity)."""
     if isinstance(x, list):
@@ -154,7 +159,6 @@ def _space_record(space: Any) -> dict[str, Any]:
 def metadata(agent: Any) -> dict[str, Any]:
     """What a consumer of the SavedModel needs to know besides the graph itself."""
     normalizer = agent.normalizer
-    raw_env = normalizer.env if normalizer is not None else agent.env
     return {"format": "rl_sever policy SavedModel", "rl_sever_version": __version__,
             "algo": agent.algo, "env_id": agent.env_id,
             "global_step": int(agent.global_step.numpy()),
@@ -168,7 +172,7 @@ def metadata(agent: Any) -> dict[str, Any]:
                           **({"action_mask": {"input": "action_mask", "dtype": "bool",
                                               "shape": [None, agent.layout.mask_dim]}}
                              if getattr(agent, "masked", False) else {})},
-            "observation_space": _space_record(raw_env.single_observation_space),
+            "observation_space": _space_record(raw_observation_space(agent)),
             "action_space": _space_record(agent.env.single_action_space),
             "normalize_obs": bool(normalizer is not None and normalizer.obs_rms is not None),
             "deterministic": True}

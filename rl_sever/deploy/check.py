@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from envs import make_vec_env
 from rl_sever.core.action_masks import MaskReader
+from rl_sever.core.export import raw_observation_space
 from rl_sever.core.policy_inputs import act_inputs
 from rl_sever.errors import ExportError
 
@@ -50,7 +51,7 @@ def draw(agent: Any, specs: list[Any], n: int, seed: int = 12_345,
     k = max(1, min(ENVS, n // 2 or 1))
     dtypes = {s.name: s.dtype.as_numpy_dtype for s in specs}
     record = _recorder(agent, dtypes, drawn, stochastic)
-    space = copy.deepcopy(_raw_space(agent))  # seeded here, not the agent's own
+    space = copy.deepcopy(raw_observation_space(agent))  # seeded here, not the agent's own
     space.seed(seed)
     ones = np.ones(k, bool)
     full_mask = np.ones((k, agent.layout.mask_dim), bool) if agent.masked else None
@@ -79,10 +80,6 @@ def draw(agent: Any, specs: list[Any], n: int, seed: int = 12_345,
         env.close()
     return drawn
 
-
-def _raw_space(agent: Any):
-    normalizer = agent.normalizer
-    return (normalizer.env if normalizer is not None else agent.env).single_observation_space
 
 
 def _recorder(agent: Any, dtypes: dict[str, Any], drawn: Observations, stochastic: bool):

@@ -14,7 +14,6 @@ import contextlib
 import importlib
 import os
 import re
-import shutil
 import sys
 import tempfile
 import warnings
@@ -181,16 +180,6 @@ def load(fmt: str, out: Path, quantize: str | None = None) -> Runtime:
         runner(**_zeros(runner))  # the XNNPACK delegate is made (and announced) at the first call
     return lambda feeds: {k: np.asarray(v) for k, v in runner(**feeds).items()}
 
-
-def remove(out: Path, fmt: str, quantize: str | None = None) -> None:
-    """Delete what `write` wrote (a format that failed its check claims nothing)."""
-    if fmt == "savedmodel":
-        for name in ("saved_model.pb", "fingerprint.pb"):
-            (out / name).unlink(missing_ok=True)
-        for name in ("variables", "assets"):
-            shutil.rmtree(out / name, ignore_errors=True)
-    else:
-        (out / file_name(fmt, quantize)).unlink(missing_ok=True)
 
 
 def _zeros(runner) -> dict[str, np.ndarray]:

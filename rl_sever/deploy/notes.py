@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from envs.atari import is_atari
-from rl_sever.core.export import SIGNATURE
+from rl_sever.core.export import SIGNATURE, raw_observation_space
 
 
 def _spec(name: str, shape: list, dtype: Any) -> dict[str, Any]:
@@ -18,15 +18,14 @@ def _spec(name: str, shape: list, dtype: Any) -> dict[str, Any]:
 
 def signature(agent: Any, stochastic: bool = False) -> dict[str, Any]:
     """The inputs and outputs, in the order the exported function takes them."""
-    raw = (agent.normalizer.env if agent.normalizer is not None else agent.env)
-    space = raw.single_observation_space
+    space = raw_observation_space(agent)
     if isinstance(agent.obs_shape, dict):
         inputs = [_spec(f"observation_{k}", agent.obs_shape[k], space[k].dtype)
                   for k in agent.obs_shape]
     else:
         inputs = [_spec("observation", agent.obs_shape, space.dtype)]
     outputs = [_spec("action", agent.env.single_action_space.shape,
-                     "float32" if agent.action.kind == "box" else "int32")]
+                     agent.action.dtype)]
     if agent.layout.state_dim:
         inputs += [_spec("state", [agent.layout.state_dim], "float32"),
                    _spec("episode_start", [], "bool")]
@@ -43,23 +42,19 @@ def _stochastic_outputs(agent: Any) -> list[dict[str, Any]]:
     action = agent.env.single_action_space
     kind = agent.action.kind
     if kind in ("discrete", "multidiscrete"):
-        params = [{**_spec("logits", [agent.layout.mask_dim or _logit_dim(agent)], "float32"),
+        params = [{**_spec("logits", [agent.action.mask_dim], "float32"),
                    "means": "unnormalised log-probabilities (masked actions very negative)"}]
     else:
         squashed = agent.mode == "off_policy"
         where = "before tanh, in [-1, 1] units" if squashed else "in action units"
         params = [{**_spec("mean", action.shape, "float32"), "means": f"the Gaussian's mean, {where}"},
                   {**_spec("log_std", action.shape, "float32"), "means": "its log standard deviation"}]
-    sampled = _spec("sampled_action", action.shape, "float32" if kind == "box" else "int32")
+    sampled = _spec("sampled_action", action.shape, agent.action.dtype)
     sampled["means"] = ("an action drawn by the runtime's random generator"
                         + (" (tanh-squashed, scaled to the bounds)" if kind == "box" and
                            agent.mode == "off_policy" else ""))
     return [*params, sampled]
 
-
-def _logit_dim(agent: Any) -> int:
-    space = agent.env.single_action_space
-    return int(np.sum(space.nvec)) if hasattr(space, "nvec") else int(space.n)
 
 
 def preprocessing(agent: Any) -> list[str]:

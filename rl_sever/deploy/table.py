@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rl_sever.core.disk import human_bytes
 from rl_sever.deploy.check import TOLERANCE
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
 def _check(result: dict[str, Any] | None, quantized: bool) -> str:
@@ -29,7 +26,7 @@ def format_export(formats: dict[str, dict[str, Any]]) -> str:
     rows = [("format", "file", "size", "1 obs", "64 obs", f"check (tolerance {TOLERANCE:g})")]
     for label, entry in formats.items():
         lat = entry.get("latency") or {}
-        rows.append((label, entry["file"], _size(entry["bytes"]),
+        rows.append((label, entry["file"], human_bytes(entry["bytes"]),
                      f"{lat['ms_1']:.3f} ms" if lat else "-",
                      f"{lat['ms_64']:.3f} ms" if lat else "-",
                      _check(entry.get("check"), entry.get("quantize") is not None)))

@@ -136,6 +136,7 @@ class ReplayBuffer:
                 else f"{np.dtype(obs_dtype).name} observations {tuple(obs_shape)}")
         check_fits(r * n * per_transition, f"the replay buffer ({r * n:,} transitions of "
                    f"{what})", "buffer_size", per_transition)
+        self.nbytes = r * n * per_transition  # also about what a save of it writes when full
         self.obs = _zeros(obs_shape, obs_dtype, (r, n))
         self.next_obs = None if share_frames else _zeros(obs_shape, obs_dtype, (r, n))
         if self.shared is not None:  # the Dict's other keys

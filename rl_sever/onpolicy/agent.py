@@ -148,8 +148,7 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         return (actions, *state) if state else actions
 
     def _behave(self, obs, *extra):
-        """What the rollout stores of acting: sampled actions, their log-probabilities, values
-        (and a recurrent policy's next state)."""
+        """Sampled actions, their log-probabilities, values (and a recurrent next state)."""
         dist, value, state = self._policy(obs, extra)
         actions = self.model.head.sample(dist, self.next_seed())
         return (actions, dist.log_prob(actions), value, *state)
@@ -326,12 +325,9 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
         return getattr(self._collector, "host", None)
 
     def _train_call(self) -> tuple[FastCall, object]:
-        """The update as one call, and the host policy it returns the new weights to (or None).
-
-        One call per update: skip tf.function's per-call dispatch (rl_sever.core.compiled).
-        When a host policy acts, the same call returns the policy's updated weights: a separate
-        read per rollout was a second call (A2C CartPole: 2,500 of them per 100k steps). The
-        objective can rebuild train_fn before the first update, hence the identity check."""
+        """The update as one call (rl_sever.core.compiled), and the host policy it returns the
+        new weights to (or None): a separate read per rollout cost a second call (A2C CartPole:
+        2,500 per 100k steps). The objective may rebuild train_fn: hence the identity check."""
         host = self._host_policy()
         train_fn = self.train_fn
         if self.ingraph is not None and self.config.jit_compile:
