@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS ?= dev,box2d,mujoco,atari,video,ray,export
+EXTRAS ?= dev,box2d,mujoco,atari,video,ray,export,tune,wandb,mlflow
 # Test processes (pytest-xdist); whole test files stay in one process, so module fixtures run once.
 TEST_WORKERS ?= 2
 

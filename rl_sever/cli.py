@@ -8,6 +8,7 @@ without a traceback. TensorFlow is imported after parsing, so `rl-sever --help` 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import warnings
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--help-config", action="store_true",
                    help="list every config key of ALGO and exit")
+    p.add_argument("--seeds", metavar="SEEDS",
+                   help="train once per seed (e.g. 0-4 or 0,3,7), each a run folder, in "
+                   "parallel processes; one summary at the end (docs/reporting.md)")
+    p.add_argument("--jobs", type=int, help="with --seeds: processes at once (default: cores)")
     p.set_defaults(command_fn="train")
 
     p = sub.add_parser("eval", help="evaluate a trained run's greedy policy")
@@ -91,7 +96,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", type=float, default=0.0,
                    help="TensorBoard-style smoothing weight in [0, 1) (default 0)")
     p.add_argument("--title", help="title of the picture (default: the metric)")
+    p.add_argument("--band", choices=["std", "ci"], default="std",
+                   help="several runs of a case: mean ± one std (default), or their IQM with a "
+                   "bootstrap 95%% confidence interval (ci)")
     p.set_defaults(command_fn="plot")
+
+    p = sub.add_parser(
+        "report", help="IQM, mean and median with 95%% confidence intervals over seeds",
+        description="Per case (runs of one algorithm on one env), the final and the best "
+        "evaluation return over its runs as mean, median and interquartile mean with stratified "
+        "bootstrap 95%% confidence intervals; a Markdown table on stdout, and report.md, "
+        "report.json, curves.png and profile.png in --out (docs/reporting.md).")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run folders, or folders holding them (a --seeds group)")
+    p.add_argument("--out", default="report", help="folder to write into (default report)")
+    p.add_argument("--normalize", choices=["zoo", "human"],
+                   help="also score (return - random) / (reference - random): zoo returns, or "
+                   "Atari's human scores")
+    p.add_argument("--by", choices=["case", "folder"], default="case",
+                   help="group runs by algorithm and env (default), or by their parent folder")
+    p.add_argument("--no-pictures", action="store_true", help="only the table and the JSON")
+    p.set_defaults(command_fn="report", command_module="rl_sever.experiments.commands")
+
+    p = sub.add_parser(
+        "tune", help="search hyperparameters with Optuna (TPE, pruning on evaluations)",
+        description="Tune ALGO on ENV_ID: trials of --budget env steps each, sampled by TPE "
+        "from the algorithm's search space (the zoo's ranges, or --space FILE), pruned on the "
+        "evaluations they make while training. The study lives in a folder under --logdir "
+        "(resume a killed tune with --resume DIR); the best values are written as best.yaml "
+        "for `rl-sever train --config` (docs/tuning.md).")
+    p.add_argument("algo", nargs="?", metavar="ALGO", help=f"algorithm: {algos}")
+    p.add_argument("env_id", nargs="?", metavar="ENV_ID", help="Gymnasium environment id")
+    _add_overrides(p)
+    p.add_argument("--n-envs", type=int, help="parallel environments (config key n_envs)")
+    p.add_argument("--trials", type=int, help="trials to finish in all (default 50)")
+    p.add_argument("--budget", type=int, help="env steps per trial (default: the config's "
+                   "total_steps)")
+    p.add_argument("--timeout", type=float, metavar="MINUTES",
+                   help="start no trial after this many minutes (running ones finish)")
+    p.add_argument("--jobs", type=int, help="trials at once, in processes (default 1)")
+    p.add_argument("--pruner", choices=["median", "halving", "none"], default="median",
+                   help="stop weak trials at their evaluations (default median)")
+    p.add_argument("--evals", type=int, help="evaluations per trial (default 5)")
+    p.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default 5)")
+    p.add_argument("--space", metavar="FILE", help="a search space YAML file of your own")
+    p.add_argument("--logdir", help="root folder of tune folders (default: runs)")
+    p.add_argument("--resume", metavar="DIR", help="continue the tune in DIR")
+    p.set_defaults(command_fn="tune", command_module="rl_sever.experiments.commands")
 
     p = sub.add_parser(
         "export", help="write the greedy policy as SavedModel, ONNX or LiteRT, checked",
@@ -157,7 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rl_sever.core.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # every command builds agents or reads event files
-    from rl_sever.core import commands  # after TensorFlow's quiet start-up
+    # After TensorFlow's quiet start-up: rl_sever.core.commands, or those above the core.
+    commands = importlib.import_module(getattr(args, "command_module", "rl_sever.core.commands"))
+    args.argv = argv
     try:
         return getattr(commands, args.command_fn)(args)
     except RLSeverError as e:

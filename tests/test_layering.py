@@ -17,7 +17,7 @@ LAYERS = [  # (layer, its path prefixes); a module may import its own layer and 
          "rl_sever.loss_terms")),
     (3, ("rl_sever.auxiliary",)),
     (4, ("rl_sever.core", "rl_sever.deploy")),
-    (5, ("rl_sever.onpolicy", "rl_sever.offpolicy", "rl_sever.runners")),
+    (5, ("rl_sever.onpolicy", "rl_sever.offpolicy", "rl_sever.runners", "rl_sever.experiments")),
     (6, ("agents",)),
     (7, ("rl_sever.cli",)),
 ]
@@ -26,7 +26,9 @@ LAYERS = [  # (layer, its path prefixes); a module may import its own layer and 
 LATE_OK = {"rl_sever/cli.py", "rl_sever/core/quiet.py", "rl_sever/core/compiled.py",
            "rl_sever/core/curves.py", "rl_sever/core/logger.py", "rl_sever/core/rundir.py",
            "envs/atari.py", "envs/atari_vector.py", "envs/replay.py", "envs/factory.py",
-           "envs/worker_preload.py", "rl_sever/runners/cluster.py"}
+           "envs/worker_preload.py", "rl_sever/runners/cluster.py",
+           "rl_sever/experiments/commands.py", "rl_sever/experiments/tune/worker.py",
+           "rl_sever/experiments/tune/study.py", "rl_sever/experiments/tune/trial.py"}
 
 
 def layer_of(module: str) -> int | None:

@@ -67,7 +67,13 @@ def test_plot_draws_the_mean_and_band_of_seeds_and_single_runs(runs, tmp_path):
     assert mean.steps[0] == 0 and mean.steps[-1] == 4000
     # seeds x/10 and x/10 + 100: mean x/10 + 50, std 50 at every step
     np.testing.assert_allclose(mean.values, mean.steps / 10 + 50, rtol=1e-9)
-    np.testing.assert_allclose(mean.std, 50.0, rtol=1e-9)
+    np.testing.assert_allclose(mean.band, [mean.values - 50, mean.values + 50], rtol=1e-9)
+    # --band ci: the IQM of two runs is their mean; its bootstrap 95% interval runs from one
+    # run to the other (a quarter of the resamples draw the lower run twice, a quarter the upper)
+    _, (ci, _) = plot_curves(runs, tmp_path / "ci.png", band="ci")
+    assert ci.label == "ppo CartPole-v1: IQM, 95% CI of 2 runs"
+    np.testing.assert_allclose(ci.values, ci.steps / 10 + 50, rtol=1e-9)
+    np.testing.assert_allclose(ci.band, [ci.steps / 10, ci.steps / 10 + 100], rtol=1e-9)
     _, per_run = plot_curves(runs, tmp_path / "each.svg", per_run=True, metric="train/loss")
     assert len(per_run) == 3 and per_run[1].values[0] == -100.0
     twice = fake_run(tmp_path, "a2c", "CartPole-v1", 0, {0: 1.0, 10: 2.0})  # seed 0 again

@@ -127,9 +127,18 @@ class RunConfig:
     keep_checkpoints: int = 3
     """How many checkpoints to keep in the run's checkpoints/ folder."""
     eval_every: int = 0
-    """Evaluate the greedy policy every this many env steps (0: only at the end of the run)."""
+    """Evaluate the greedy policy every this many env steps on fresh envs seeded seed + 10000,
+    logged as eval/mean_reward; the best policy is kept in the run's best/ folder (0: evaluate
+    only at the end of the run). docs/reporting.md."""
     eval_episodes: int = 10
-    """Episodes per evaluation."""
+    """Episodes per evaluation (0: no evaluation at all)."""
+    stop_reward: float | None = None
+    """Stop training once an evaluation's mean return reaches this value (needs eval_every)."""
+    stop_patience: int = 0
+    """Stop training after this many evaluations in a row without a new best mean return
+    (0: never; needs eval_every)."""
+    stop_min_evals: int = 0
+    """Evaluations made before stop_patience starts counting."""
     log_every_steps: int = 0
     """Write TensorBoard scalars at most every this many env steps, averaging the iterations in
     between (0: every iteration)."""
@@ -217,6 +226,15 @@ class RunConfig:
               f"intra_op_threads must be auto or an integer >= 0, got {self.intra_op_threads!r}")
         check(self.eval_every >= 0, "eval_every must be >= 0")
         check(self.eval_episodes >= 0, "eval_episodes must be >= 0")
+        check(self.stop_patience >= 0 and self.stop_min_evals >= 0,
+              "stop_patience and stop_min_evals must be >= 0")
+        stops = self.stop_reward is not None or self.stop_patience > 0
+        check(not stops or (self.eval_every > 0 and self.eval_episodes > 0),
+              "stop_reward and stop_patience act on the evaluations during training: set "
+              "eval_every (env steps between evaluations) and eval_episodes > 0")
+        check(not stops or self.distribute != "multiworker",
+              "stop_reward and stop_patience are not supported with distribute=multiworker "
+              "(the workers would stop at different steps)")
         check(self.log_every_steps >= 0, "log_every_steps must be >= 0")
         check(self.distribute in STRATEGIES,
               f"distribute must be one of {', '.join(STRATEGIES)}, got '{self.distribute}'."

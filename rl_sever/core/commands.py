@@ -7,6 +7,7 @@ User mistakes raise RLSeverError (rl_sever.cli prints them as one line, exit cod
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shlex
 import sys
@@ -52,6 +53,8 @@ def train(args: argparse.Namespace) -> int:
         if not args.algo:
             raise ConfigError("--help-config needs ALGO (e.g. rl-sever train ppo --help-config)")
         return config(args)
+    if args.seeds is not None or args.jobs is not None:
+        return _train_seeds(args)
     if args.resume:
         if args.logdir is not None:
             raise ConfigError("--logdir cannot be combined with --resume (the run keeps its folder)")
@@ -93,6 +96,26 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_seeds(args: argparse.Namespace) -> int:
+    """--seeds: one child process per seed (rl_sever.experiments.seeds, imported by name: it
+    sits above the core)."""
+    if args.seeds is None:
+        raise ConfigError("--jobs goes with --seeds (processes training seeds at once)")
+    if args.resume or args.seed is not None:
+        raise ConfigError("--seeds cannot be combined with --resume or --seed")
+    if not args.algo or not args.env_id:
+        raise ConfigError("train --seeds needs ALGO and ENV_ID")
+    build_config(args.algo, args.env_id, args)  # a bad setting fails once, here
+    seeds = importlib.import_module("rl_sever.experiments.seeds")
+    argv = [*args.argv]
+    if argv and argv[0] == "train":
+        argv = argv[1:]
+    argv = seeds.child_argv(argv, {"--seeds": True, "--jobs": True, "--logdir": True,
+                                   "--no-progress": False})
+    return seeds.train_seeds(argv, args.seeds, algo=args.algo, env_id=args.env_id,
+                             jobs=args.jobs, logdir=args.logdir)
+
+
 def _train_learners(klass, env_id: str, cfg, logdir, run_dir=None, steps=None,
                     overrides=None) -> int:
     """Training (or resuming `run_dir`) on `cfg.learners` learner processes started by Ray."""
@@ -117,10 +140,17 @@ def _report_training(agent) -> None:
     print(f"steps trained: {int(agent.global_step.numpy()):,}")
     if run_dir is not None:
         print(f"run folder: {run_dir}")
+    if getattr(agent, "stop_reason", None):
+        print(f"stopped early: {agent.stop_reason}")
     ev = getattr(agent, "last_eval", None)
     if ev:
         print(f"final evaluation: mean return {ev['mean_reward']:.2f} ± {ev['std_reward']:.2f} "
               f"over {_plural(ev['episodes'], 'episode')} (mean length {ev['mean_ep_length']:.1f})")
+    records = getattr(agent, "evaluations", None) or []
+    if len(records) > 1 and run_dir is not None:
+        best = max(records, key=lambda r: r["mean_reward"])
+        print(f"best evaluation: mean return {best['mean_reward']:.2f} at step "
+              f"{best['step']:,}, kept in {Path(run_dir) / 'best'}")
     if run_dir is not None:
         print(f"tensorboard --logdir {shlex.quote(str(Path(run_dir).parent))}")
 
@@ -171,7 +201,7 @@ def eval(args: argparse.Namespace) -> int:
 
 def plot(args: argparse.Namespace) -> int:
     out, _ = plot_curves(args.run_dirs, args.out, metric=args.metric, per_run=args.per_run,
-                         smoothing=args.smooth, title=args.title)
+                         smoothing=args.smooth, title=args.title, band=args.band)
     print(f"wrote {out}: {args.metric} of {_plural(len(args.run_dirs), 'run')} "
           f"against environment steps")
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rl_sever.core.rundir import read_config
+from rl_sever.core.stats import curve_band
 from rl_sever.errors import ConfigError, RLSeverError
 
 DEFAULT_METRIC = "rollout/ep_rew_mean"
@@ -80,9 +81,11 @@ def smooth(values: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
-def mean_band(curves: list[Curve], points: int = GRID_POINTS):
-    """(steps, mean, std) of the runs interpolated on a common grid over the steps all of them
-    reached (from the latest first point to the earliest last point)."""
+def mean_band(curves: list[Curve], points: int = GRID_POINTS, band: str = "std"):
+    """(steps, centre, low, high) of the runs interpolated on a common grid over the steps all
+    of them reached (from the latest first point to the earliest last point): their mean ± one
+    std (band "std"), or their IQM and its bootstrap 95% confidence interval (band "ci",
+    rl_sever.core.stats)."""
     lo = max(int(c.steps[0]) for c in curves)
     hi = min(int(c.steps[-1]) for c in curves)
     if hi <= lo:
@@ -90,22 +93,28 @@ def mean_band(curves: list[Curve], points: int = GRID_POINTS):
                            "range to average over; plot them with --per-run")
     grid = np.linspace(lo, hi, points)
     stacked = np.stack([np.interp(grid, c.steps, c.values) for c in curves])
-    return grid, stacked.mean(axis=0), stacked.std(axis=0)
+    if band == "ci":
+        return (grid, *curve_band(stacked))
+    mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+    return grid, mean, mean - std, mean + std
 
 
 @dataclass
 class Line:
-    """One drawn series: a run, or the mean of an experiment's runs with its std band."""
+    """One drawn series: a run, or an experiment's runs summarised with a band (low, high)."""
 
     label: str
     steps: np.ndarray
     values: np.ndarray
-    std: np.ndarray | None = None
+    band: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def lines_of(curves: list[Curve], *, per_run: bool = False) -> list[Line]:
+BAND_LABEL = {"std": "mean ± std", "ci": "IQM, 95% CI"}
+
+
+def lines_of(curves: list[Curve], *, per_run: bool = False, band: str = "std") -> list[Line]:
     """What `plot_curves` draws: one line per run, or per (algo, env) with several runs their
-    mean and std (unless `per_run`)."""
+    mean and std, or their IQM and 95% confidence interval (`band`; unless `per_run`)."""
     out, groups = [], {}  # (algo, env_id) -> its runs, in first-seen order
     for c in curves:
         groups.setdefault((c.algo, c.env_id), []).append(c)
@@ -117,14 +126,15 @@ def lines_of(curves: list[Curve], *, per_run: bool = False) -> list[Line]:
                 label = f"{algo} {env_id} seed {c.seed}" + (f" ({c.run_dir.name})" if same else "")
                 out.append(Line(label, c.steps, c.values))
         else:
-            grid, mean, std = mean_band(runs)
-            out.append(Line(f"{algo} {env_id}: mean ± std of {len(runs)} runs", grid, mean, std))
+            grid, centre, low, high = mean_band(runs, band=band)
+            out.append(Line(f"{algo} {env_id}: {BAND_LABEL[band]} of {len(runs)} runs", grid,
+                            centre, (low, high)))
     return out
 
 
 def plot_curves(run_dirs: list[str | Path], out: str | Path, *, metric: str = DEFAULT_METRIC,
-                per_run: bool = False, smoothing: float = 0.0,
-                title: str | None = None) -> tuple[Path, list[Line]]:
+                per_run: bool = False, smoothing: float = 0.0, title: str | None = None,
+                band: str = "std") -> tuple[Path, list[Line]]:
     """Draw `metric` against environment steps for every run into the image file `out`
     (PNG, SVG or PDF, by its suffix). Returns the path written and the lines drawn."""
     if not run_dirs:
@@ -133,12 +143,13 @@ def plot_curves(run_dirs: list[str | Path], out: str | Path, *, metric: str = DE
     for c in curves:
         c.values = smooth(c.values, smoothing)
     ylabel = metric + (f" (smoothed {smoothing:g})" if smoothing else "")
-    out, (lines,) = plot_panels({title or metric: curves}, out, per_run=per_run, ylabel=ylabel)
+    out, (lines,) = plot_panels({title or metric: curves}, out, per_run=per_run, ylabel=ylabel,
+                                band=band)
     return out, lines
 
 
 def plot_panels(panels: dict[str, list[Curve]], out: str | Path, *, per_run: bool = False,
-                ylabel: str = DEFAULT_METRIC) -> tuple[Path, list[list[Line]]]:
+                ylabel: str = DEFAULT_METRIC, band: str = "std") -> tuple[Path, list[list[Line]]]:
     """One panel per entry (title -> its curves), side by side, into the image file `out`."""
     import matplotlib
 
@@ -153,13 +164,12 @@ def plot_panels(panels: dict[str, list[Curve]], out: str | Path, *, per_run: boo
     drawn_lines = []
     try:
         for ax, (title, curves) in zip(axes.flat, panels.items()):
-            lines = lines_of(curves, per_run=per_run)
+            lines = lines_of(curves, per_run=per_run, band=band)
             drawn_lines.append(lines)
             for line in lines:
                 (drawn,) = ax.plot(line.steps, line.values, linewidth=1.6, label=line.label)
-                if line.std is not None:
-                    ax.fill_between(line.steps, line.values - line.std,
-                                    line.values + line.std, color=drawn.get_color(), alpha=0.25)
+                if line.band is not None:
+                    ax.fill_between(line.steps, *line.band, color=drawn.get_color(), alpha=0.25)
             ax.set(xlabel="environment steps", ylabel=ylabel, title=title)
             ax.grid(alpha=0.3)
             ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 4))

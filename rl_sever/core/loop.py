@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from envs import episode_stats
 from rl_sever.audit import run_audit
+from rl_sever.core.callbacks import as_callback
 from rl_sever.core.disk import (
     WRITE_ERRORS,
     CheckpointDisk,
@@ -33,7 +34,7 @@ from rl_sever.core.disk import (
     reason,
     warn_if_it_will_not_fit,
 )
-from rl_sever.core.evaluation import evaluate
+from rl_sever.core.evaluations import Evaluations
 from rl_sever.core.events import truncate_events_after
 from rl_sever.core.finite import NonFiniteError, check_metrics, from_check_numerics
 from rl_sever.core.logger import EventWriteWarning, Logger
@@ -106,7 +107,9 @@ def _train(agent, progress: bool | None, callback) -> None:
     t0 = last_save = time.perf_counter()
     ckpt_every, ckpt_seconds = checkpoint_interval(cfg, total), 60.0 * cfg.checkpoint_minutes
     next_ckpt = _next_multiple(step, ckpt_every)
-    next_eval = _next_multiple(step, cfg.eval_every)
+    evaluations = Evaluations(agent, run_dir if agent.replicas.is_chief else None, start_step)
+    callback = as_callback(callback)
+    agent.stop_reason = None
     next_log = step
     # An off-policy run split before learning_starts has steps but no update yet: audit then.
     first_update = not agent.has_updated()
@@ -144,9 +147,7 @@ def _train(agent, progress: bool | None, callback) -> None:
                 logger.record_many(logged)
             if collected.scalars:
                 logger.record_many(collected.scalars)
-            if next_eval and step >= next_eval:
-                logger.record_many(_evaluate(agent, cfg), prefix="eval/")
-                next_eval = _next_multiple(step, cfg.eval_every)
+            stop = evaluations.run(step, logger) if evaluations.due(step) else None
             if step >= next_log or step >= total:
                 logger.record("rollout/ep_rew_mean", stats.mean_return())
                 logger.record("rollout/ep_len_mean", stats.mean_length())
@@ -161,9 +162,14 @@ def _train(agent, progress: bool | None, callback) -> None:
                 disk.save()  # a failed write warns; the next interval tries again
                 last_save = time.perf_counter()
                 next_ckpt = _next_multiple(step, ckpt_every)
+            if stop is not None:
+                agent.stop_reason = stop
+                logger.dump(step)
+                break
             if callback is not None:
                 agent.invalidate_host_copies()  # a callback may set weights
                 if callback(agent, logger.last) is False:
+                    agent.stop_reason = getattr(callback, "reason", None) or "the callback"
                     break
         # Work a collector still owes the steps it handed in (updates of the audited chunk).
         owed = getattr(collector, "finish", lambda: None)()
@@ -218,9 +224,8 @@ def _train(agent, progress: bool | None, callback) -> None:
             _report_lost(logger)
             raise
     agent.discard_worker_dir()  # a non-chief worker's checkpoints were scratch
-    if cfg.eval_episodes > 0 and not cfg.eval_every and agent.env_id != "custom":
-        logger.record_many(_evaluate(agent, cfg), prefix="eval/")
-        logger.dump(step)
+    if agent.replicas.is_chief:
+        evaluations.final(step, logger)
     logger.close()
     _report_lost(logger)
 
@@ -229,12 +234,6 @@ def _report_lost(logger: Logger) -> None:
     if logger.lost_points:
         warnings.warn(f"{logger.lost_points:,} TensorBoard points could not be written to "
                       f"{logger.logdir} (the disk refused them)", EventWriteWarning, stacklevel=3)
-
-
-def _evaluate(agent, cfg) -> dict[str, float]:
-    result = evaluate(agent, cfg.eval_episodes, seed=cfg.seed + 10_000)
-    agent.last_eval = result
-    return {"mean_reward": result["mean_reward"], "mean_ep_length": result["mean_ep_length"]}
 
 
 def _next_multiple(step: int, every: int) -> int:

@@ -12,13 +12,31 @@ import os
 
 from envs.quiet import native_stderr_silenced
 
+_warm_up_pending = False
+
 
 def import_tensorflow_quietly() -> None:
-    """Import TensorFlow and initialise its devices without native log lines."""
+    """Import TensorFlow and probe its devices without native log lines. The first ops, whose
+    notes oneDNN prints once, run later in `warm_up_quietly`: an agent calls it once it has set
+    TensorFlow's thread pools (rl_sever.core.threads), which the first op fixes."""
+    global _warm_up_pending
     with native_stderr_silenced():
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+    _warm_up_pending = True
+
+
+def warm_up_quietly() -> None:
+    """Run TensorFlow's first kernels with native stderr silenced, once, if
+    `import_tensorflow_quietly` asked for it (the CLI); a no-op otherwise."""
+    global _warm_up_pending
+    if not _warm_up_pending:
+        return
+    _warm_up_pending = False
+    with native_stderr_silenced():
+        import tensorflow as tf
+
         # A multi-worker process (TF_CONFIG set) must configure collectives before the first
         # op (rl_sever.core.distribute), so it keeps oneDNN's notes.
         if not os.environ.get("TF_CONFIG"):

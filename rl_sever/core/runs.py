@@ -7,6 +7,7 @@ from pathlib import Path
 from rl_sever.audit import run_audit
 from rl_sever.core import rundir
 from rl_sever.core.agent import Agent
+from rl_sever.core.evaluations import read_best
 from rl_sever.errors import ConfigError
 
 
@@ -27,6 +28,10 @@ def check_resume(run_dir, *, algo: str | None = None, env_id: str | None = None,
     if steps is not None and steps <= 0:
         raise ConfigError(f"--steps must be positive, got {steps}")
     record = rundir.read_config(run_dir)
+    best = read_best(run_dir)
+    if best is not None:
+        raise ConfigError(f"{run_dir} holds the best policy of run {best['run']} (for eval and "
+                          "export); resume the run itself, its parent folder")
     for given, stored, what in ((algo, record["algo"], "algorithm"),
                                 (env_id, record["env_id"], "env id")):
         if given is not None and given.lower() != str(stored).lower():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from rl_sever.core.quiet import warm_up_quietly
 from rl_sever.errors import ConfigError
 
 
@@ -22,9 +23,11 @@ def apply_intra_op_threads(setting: int | str, preferred: int) -> int:
     wanted = int(setting) if explicit else int(preferred)
     current = tf.config.threading.get_intra_op_parallelism_threads()
     if wanted == current:
+        warm_up_quietly()
         return current
     try:
         tf.config.threading.set_intra_op_parallelism_threads(wanted)
+        warm_up_quietly()  # the CLI's first ops, now that the pools are set
     except RuntimeError:
         if not explicit:
             return current

@@ -1,0 +1,112 @@
+"""`rl-sever tune ALGO ENV_ID` and `rl-sever tune --resume DIR` (rl_sever.cli parses them)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from rl_sever.config import presets
+from rl_sever.config.fields import flat_items
+from rl_sever.config.resolve import _find_preset, override_layers
+from rl_sever.core.registry import get_agent_class
+from rl_sever.errors import ConfigError
+from rl_sever.experiments.tune import results
+from rl_sever.experiments.tune.space import first_values, fit_to_rollout, load_space
+from rl_sever.experiments.tune.study import (
+    JOURNAL_FILE,
+    new_folder,
+    read_settings,
+    record_of,
+    start,
+)
+from rl_sever.experiments.tune.trial import TuneSettings
+
+
+def flatten(layer: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in layer.items():
+        if isinstance(value, dict) and value and key not in ("freeze", "aux_weights"):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _check(args: argparse.Namespace) -> None:
+    for name in ("trials", "budget", "evals", "eval_episodes", "jobs"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise ConfigError(f"--timeout must be positive (minutes), got {args.timeout}")
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    _check(args)
+    jobs = args.jobs
+    if args.resume:
+        if args.algo or args.env_id:
+            raise ConfigError("tune --resume DIR takes no ALGO or ENV_ID (the folder has them)")
+        folder = Path(args.resume)
+        record = read_settings(folder)
+        if args.trials:
+            record["trials"] = args.trials
+        jobs = jobs or record.get("jobs", 1)
+        resume = True
+    else:
+        if not args.algo or not args.env_id:
+            raise ConfigError("tune needs ALGO and ENV_ID (or --resume DIR)")
+        klass = get_agent_class(args.algo)
+        preset = None if args.no_preset else _find_preset(klass.algo, args.env_id)
+        user = {}
+        for layer in override_layers(args):
+            user.update(flatten(layer))
+        base = {**flatten(preset or {}), **user}
+        space = load_space(klass.algo, klass.config_cls(), args.space)
+        # A bad setting fails here, once (with the space's first values: the base alone may
+        # hold a batch size only the sampled rollout lengths fit).
+        config = presets.resolve(klass.config_cls, [
+            base, fit_to_rollout(first_values(space), base, klass.config_cls())])
+        budget = args.budget or config.total_steps
+        evals = args.evals or 5
+        if evals > budget:
+            raise ConfigError(f"--evals ({evals}) cannot exceed --budget ({budget:,} env steps)")
+        cores, jobs = os.cpu_count() or 1, jobs or 1
+        folder = new_folder(args.logdir or "runs", args.env_id, klass.algo)
+        settings = TuneSettings(
+            algo=klass.algo, env_id=args.env_id, base=base, space=space, budget=budget,
+            evals=evals, eval_episodes=args.eval_episodes or 5, trials=args.trials or 50,
+            seed=config.seed, threads=max(1, cores // jobs), deadline=None, folder=folder)
+        typed = dict(flat_items(config))  # --set's strings as the config reads them
+        user = {k: typed.get(k, v) for k, v in user.items() if k not in ("seed", "total_steps")}
+        record = record_of(settings, user=user, pruner=args.pruner, jobs=jobs,
+                           timeout_min=args.timeout, startup_trials=min(10, settings.trials))
+        record["preset"] = preset is not None
+        resume = False
+    what = "resuming" if resume else "tuning"
+    limit = f", at most {args.timeout:g} min" if args.timeout else ""
+    print(f"{what} {record['algo']} on {record['env_id']}: {record['trials']} trials of "
+          f"{record['budget']:,} env steps, {jobs} at a time{limit}, in {folder}", flush=True)
+    t0 = time.perf_counter()
+    try:
+        study = start(record, folder, jobs=jobs, timeout_min=args.timeout, resume=resume,
+                      log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; resume with: rl-sever tune --resume {folder}", flush=True)
+        raise
+    wall = time.perf_counter() - t0
+    report = results.write_report(folder, record, study, wall)
+    best = results.write_best(folder, record, study)
+    n = results.counts(study)
+    print(f"\n{n['complete']} trials completed, {n['pruned']} pruned, {n['fail']} failed in "
+          f"{wall / 60:.1f} min")
+    top = results.complete(study)
+    if top:
+        print(f"best: trial {top[0].number}, mean eval return {top[0].value:.2f}")
+        print(f"best configuration: {best}\n  train it: rl-sever train {record['algo']} "
+              f"{record['env_id']} --config {best}")
+    print(f"report: {report}\ndashboard: optuna-dashboard {folder / JOURNAL_FILE}")
+    return 0

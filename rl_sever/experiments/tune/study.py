@@ -1,0 +1,181 @@
+"""`rl-sever tune`: a study of trials in one folder, run by worker processes, resumable.
+
+    <logdir>/tune__<env>__<algo>__<time>/
+        tune.json        the tune's settings (what --resume reads)
+        study.journal    Optuna's journal storage: every trial, shared by the workers
+                         (optuna-dashboard opens it)
+        worker-K.log     what each worker printed
+        trials/trial-NNNN/   each trial's run folder
+        best.yaml        the best trial's values, for `rl-sever train --config`
+        report.md        trials completed, pruned and failed; the best ones; importances
+
+Sampler: TPE (multivariate, seeded per worker). Pruner: median (no pruning in the first third
+of a trial's budget, nor before 5 trials finished), successive halving, or none; both read the
+evaluations a trial makes during training. `--jobs N` runs N workers: this process and N-1
+children sharing the journal. A killed tune resumes with `rl-sever tune --resume DIR`: trials
+that were running when it died are marked failed and queued again with the same values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from rl_sever.core.rundir import RunLock
+from rl_sever.errors import ConfigError
+from rl_sever.experiments.tune.trial import TuneSettings, work
+
+SETTINGS_FILE = "tune.json"
+JOURNAL_FILE = "study.journal"
+STUDY_NAME = "tune"
+PRUNERS = ("median", "halving", "none")
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # the tune prints its own lines
+
+
+def new_folder(logdir: str | Path, env_id: str, algo: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{env_id}__{algo}")
+    base = Path(logdir) / f"tune__{safe}__{time.strftime('%Y%m%d-%H%M%S')}"
+    path, i = base, 1
+    while path.exists():
+        path = base.with_name(f"{base.name}-{i}")
+        i += 1
+    (path / "trials").mkdir(parents=True)
+    return path
+
+
+def storage(folder: Path) -> JournalStorage:
+    return JournalStorage(JournalFileBackend(str(folder / JOURNAL_FILE)))
+
+
+def make_pruner(name: str, budget: int, evals: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=budget // 3)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, budget // evals))
+    return optuna.pruners.NopPruner()
+
+
+def write_settings(folder: Path, record: dict) -> None:
+    tmp = folder / (SETTINGS_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(folder / SETTINGS_FILE)
+
+
+def read_settings(folder: str | Path) -> dict:
+    folder = Path(folder)
+    path = folder / SETTINGS_FILE
+    if not path.is_file():
+        raise ConfigError(f"{folder} is not a tune folder (no {SETTINGS_FILE})")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+
+
+def settings_of(record: dict, folder: Path, deadline: float | None) -> TuneSettings:
+    keys = ("algo", "env_id", "base", "space", "budget", "evals", "eval_episodes", "trials",
+            "seed", "threads")
+    return TuneSettings(**{k: record[k] for k in keys}, deadline=deadline, folder=folder)
+
+
+def load_study(folder: Path, record: dict, worker: int) -> optuna.Study:
+    sampler = optuna.samplers.TPESampler(seed=record["seed"] + worker, multivariate=True,
+                                         n_startup_trials=record["startup_trials"])
+    return optuna.load_study(study_name=STUDY_NAME, storage=storage(folder), sampler=sampler,
+                             pruner=make_pruner(record["pruner"], record["budget"],
+                                                record["evals"]))
+
+
+def requeue_stale(study: optuna.Study) -> list[int]:
+    """Trials left running by a killed tune, or interrupted: failed, and queued again with their
+    values (the caller holds the folder's lock, so no worker is running them)."""
+    requeued = []
+    retried = {t.user_attrs.get("retry_of") for t in study.get_trials(deepcopy=False)}
+    for t in study.get_trials(deepcopy=False):
+        stale = t.state == TrialState.RUNNING
+        interrupted = t.state == TrialState.FAIL and t.user_attrs.get("interrupted")
+        if (stale or interrupted) and t.number not in retried:
+            if stale:
+                study.tell(t.number, state=TrialState.FAIL)
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            requeued.append(t.number)
+    return requeued
+
+
+def start(record: dict, folder: Path, *, jobs: int, timeout_min: float | None,
+          resume: bool = False, log=print) -> optuna.Study:
+    """Create (or resume) the study in `folder` and run its workers to the end."""
+    with RunLock(folder):
+        if not resume:
+            write_settings(folder, record)
+            optuna.create_study(study_name=STUDY_NAME, storage=storage(folder),
+                                direction="maximize")
+        study = load_study(folder, record, 0)
+        if resume:
+            again = requeue_stale(study)
+            if again:
+                log(f"trials {', '.join(map(str, again))} did not finish; queued again")
+        deadline = time.time() + 60 * timeout_min if timeout_min else None
+        children = [_spawn(folder, k, deadline) for k in range(1, jobs)]
+        try:
+            work(study, settings_of(record, folder, deadline), log=_prefixed(log, 0))
+            for child in children:
+                child.wait()
+        except KeyboardInterrupt:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+            for child in children:
+                child.wait()
+            raise
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+    return study
+
+
+def _prefixed(log, worker: int):
+    return lambda line: log(f"[worker {worker}] {line}")
+
+
+def _spawn(folder: Path, worker: int, deadline: float | None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "rl_sever.experiments.tune.worker", str(folder),
+               str(worker), "" if deadline is None else repr(deadline)]
+    log = open(folder / f"worker-{worker}.log", "ab")
+    try:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    finally:
+        log.close()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the tune's process dies (a kill -9 leaves no
+    worker behind, and --resume then finds every running trial stale)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def record_of(settings: TuneSettings, *, user: dict, pruner: str, jobs: int,
+              timeout_min: float | None, startup_trials: int) -> dict:
+    data = asdict(settings)
+    data.pop("deadline")
+    data["folder"] = str(settings.folder)
+    return {**data, "user": user, "pruner": pruner, "jobs": jobs, "timeout_min": timeout_min,
+            "startup_trials": startup_trials, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
