@@ -90,6 +90,8 @@ class Agent:
         # First: a multi-worker strategy must set up collectives before TensorFlow's first op.
         self.replicas = ReplicaSet(config.distribute, config.devices)
         keras.utils.set_random_seed(config.seed)
+        if config.intra_op_threads != "auto":  # before the env: its normaliser makes variables
+            apply_intra_op_threads(config.intra_op_threads, 0)
         # Envs and acting: each worker of a multi-worker run collects its own data (DD-PPO).
         self.data_seed = config.seed + self.replicas.rank * config.n_envs
         self.env_id, env = agent_env(env, config, self.data_seed)
@@ -193,8 +195,7 @@ class Agent:
             return ingraph(self)
         return (runners if self.config.runners else python)(self)
 
-    def acting_variables(self) -> list:
-        """The variables acting reads: what env runners receive once per update."""
+    def acting_variables(self) -> list:  # what env runners receive once per update
         raise NotImplementedError
 
     @property
@@ -208,8 +209,7 @@ class Agent:
         """The weights may have changed outside an update (a new learn() call, a training
         callback): host-side copies of them (rl_sever.onpolicy.host_policy) read them again."""
 
-    def train(self, batch) -> dict[str, float]:
-        """One compiled update on `batch`; returns metrics keyed by TensorBoard name."""
+    def train(self, batch) -> dict[str, float]:  # one compiled update; metrics by TB name
         raise NotImplementedError
 
     train_metric_keys: tuple[str, ...] = ()  # the agent's own raw keys, logged as train/<key>

@@ -29,6 +29,13 @@ from rl_sever.errors import RLSeverError
 from rl_sever.experiments.tune.space import fit_to_rollout, sample
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+MAX_FAILURES_IN_A_ROW = 3
+"""A worker whose trials fail this many times in a row stops the tune: the cause is not the
+sampled values (those prune the trial) but the set-up, and every trial would meet it."""
+
+
+class TuneFailed(RLSeverError):
+    """Trials keep failing for a reason the sampled values do not explain."""
 
 
 @dataclass
@@ -106,7 +113,7 @@ def run_trial(trial: optuna.Trial, settings: TuneSettings) -> float:
 def work(study: optuna.Study, settings: TuneSettings, log=print) -> int:
     """Ask, run and tell trials until the study holds `settings.trials` finished or running
     ones, or the deadline passed; returns the trials this worker ran."""
-    ran = 0
+    ran, failures = 0, 0
     while True:
         if settings.deadline is not None and time.time() >= settings.deadline:
             break
@@ -120,6 +127,7 @@ def work(study: optuna.Study, settings: TuneSettings, log=print) -> int:
             value = run_trial(trial, settings)
         except optuna.TrialPruned as e:
             study.tell(trial, state=TrialState.PRUNED)
+            failures = 0
             log(f"trial {trial.number}: pruned ({e}) after {time.perf_counter() - start:.0f} s")
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)
@@ -129,7 +137,12 @@ def work(study: optuna.Study, settings: TuneSettings, log=print) -> int:
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             study.tell(trial, state=TrialState.FAIL)
             log(f"trial {trial.number}: failed ({type(e).__name__}: {e})")
+            failures += 1
+            if failures >= MAX_FAILURES_IN_A_ROW:
+                raise TuneFailed(f"{failures} trials in a row failed, the last with "
+                                 f"{type(e).__name__}: {e}") from None
         else:
+            failures = 0
             study.tell(trial, value)
             best = study.best_value if _has_complete(study) else value
             log(f"trial {trial.number}: {value:.2f} in {time.perf_counter() - start:.0f} s "

@@ -13,6 +13,7 @@ def main(argv: list[str]) -> int:
     from rl_sever.core.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
+    from rl_sever.errors import RLSeverError
     from rl_sever.experiments.tune.study import load_study, read_settings, settings_of
     from rl_sever.experiments.tune.trial import work
 
@@ -24,6 +25,9 @@ def main(argv: list[str]) -> int:
         work(study, settings_of(record, folder, deadline), log=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
         return 130
+    except RLSeverError as e:
+        print(f"error: {e}", flush=True)
+        return e.exit_code
     return 0
 
 
