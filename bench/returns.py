@@ -4,7 +4,7 @@ next to the published reference (rl-baselines3-zoo benchmark.md, one agent, ~150
 steps). A case passes when its mean reaches the reference mean minus one reference std.
 
     python bench/returns.py [--cases ppo_cartpole sac_pendulum ...] [--seeds 0]
-                            [--steps N] [--sb3 [--torch-threads N]]
+                            [--steps N] [--sb3 [--torch-threads N]] [--only-sb3]
                             [--out bench/results_returns.json]
                             [--md bench/results_returns.md] [--logdir bench/runs_returns]
                             [--plot bench/results_returns.png]
@@ -114,7 +114,7 @@ def resolved_config(algo: str, env_id: str, seed: int, steps: int, overrides: di
 
 
 def run_case(name: str, seed: int, steps: int | None, sb3: bool = False,
-             logdir: str | None = None, torch_threads: int = 1) -> dict:
+             logdir: str | None = None, torch_threads: int = 1, only_sb3: bool = False) -> dict:
     from rl_sever.core.evaluation import evaluate
 
     algo, env_id, budget, ref_mean, ref_std = CASES[name]
@@ -122,6 +122,9 @@ def run_case(name: str, seed: int, steps: int | None, sb3: bool = False,
         importlib.import_module(CASE_IMPORTS[name])
     steps = steps or budget
     klass, cfg = resolved_config(algo, env_id, seed, steps, CASE_CONFIG.get(name))
+    if only_sb3:  # rl_sever's side trained elsewhere (`rl-sever train --seeds`, bench/seeds.py)
+        return {"case": name, "algo": algo, "env_id": env_id, "seed": seed, "steps": steps,
+                "sb3": run_sb3(algo, env_id, cfg, seed, steps, torch_threads)}
     agent = klass(env_id, cfg, logdir=logdir)
     masked = bool(getattr(agent, "masked", False))
     if sb3:  # before training: a setting SB3 has no counterpart for stops the case at once
@@ -365,6 +368,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="override every case's budget")
     parser.add_argument("--sb3", action="store_true", help="also run Stable-Baselines3 (bench extra)")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch threads for SB3")
+    parser.add_argument("--only-sb3", action="store_true",
+                        help="train and evaluate only Stable-Baselines3 (no table or plot)")
     parser.add_argument("--out", default="bench/results_returns.json")
     parser.add_argument("--md", default="bench/results_returns.md")
     parser.add_argument("--logdir", default="bench/runs_returns", help="run folders of the cases")
@@ -374,17 +379,20 @@ def main(argv=None) -> int:
     rows = []
     for name in args.cases:
         for seed in args.seeds:
-            rows.append(run_case(name, seed, args.steps, args.sb3, args.logdir,
-                                 args.torch_threads))
+            rows.append(run_case(name, seed, args.steps, args.sb3 or args.only_sb3,
+                                 args.logdir, args.torch_threads, args.only_sb3))
             print(json.dumps(rows[-1]), flush=True)
             out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                "platform": platform.platform()}, "results": rows}
             with open(args.out, "w") as f:  # after every case: a long table survives a crash
                 json.dump(out, f, indent=2)
+            if args.only_sb3:
+                continue
             with open(args.md, "w") as f:
                 f.write(markdown(rows))
             draw(rows, args.plot)
-    print(markdown(rows))
+    if not args.only_sb3:
+        print(markdown(rows))
     return 0
 
 

@@ -30,6 +30,9 @@ _PUBLIC = {
     "rl_sever.core.optim": ["ModuleOptimizer"],
     # the gradient-flow audit
     "rl_sever.audit": ["Flow", "FlowContract", "audit_flow", "run_audit"],
+    # training callbacks: stopping rules on the evaluations made during training
+    "rl_sever.core.callbacks": ["CallbackList", "StopTrainingOnNoModelImprovement",
+                                "StopTrainingOnRewardThreshold"],
     # deploying a trained policy (SavedModel, ONNX, LiteRT)
     "rl_sever.deploy": ["export"],
     # errors users catch

@@ -5,6 +5,7 @@ Each field's docstring (the string under it) is its help text: see rl_sever.conf
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass, field
 
@@ -139,6 +140,11 @@ class RunConfig:
     (0: never; needs eval_every)."""
     stop_min_evals: int = 0
     """Evaluations made before stop_patience starts counting."""
+    trackers: list[str] = field(default_factory=list)
+    """Experiment trackers beside TensorBoard: wandb and/or mlflow (each an extra; none by
+    default). One that cannot be reached warns once and training goes on (docs/reporting.md)."""
+    tracker_project: str = "rl_sever"
+    """The W&B project / MLflow experiment the trackers log the run into."""
     log_every_steps: int = 0
     """Write TensorBoard scalars at most every this many env steps, averaging the iterations in
     between (0: every iteration)."""
@@ -236,6 +242,11 @@ class RunConfig:
               "stop_reward and stop_patience are not supported with distribute=multiworker "
               "(the workers would stop at different steps)")
         check(self.log_every_steps >= 0, "log_every_steps must be >= 0")
+        for name in self.trackers:
+            check(name in ("wandb", "mlflow"),
+                  f"unknown tracker '{name}' in trackers; available: wandb, mlflow")
+            check(importlib.util.find_spec(name) is not None,
+                  f"trackers names {name}, which is not installed: pip install 'rl_sever[{name}]'")
         check(self.distribute in STRATEGIES,
               f"distribute must be one of {', '.join(STRATEGIES)}, got '{self.distribute}'."
               + suggest(str(self.distribute), STRATEGIES))

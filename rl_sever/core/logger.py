@@ -42,8 +42,9 @@ class EventWriteWarning(UserWarning):
 class Logger:
     """SB3-style key/value logger writing TensorBoard event files (x-axis: env steps)."""
 
-    def __init__(self, logdir: str | Path | None):
+    def __init__(self, logdir: str | Path | None, trackers: Any = None):
         self.logdir = logdir
+        self.trackers = trackers  # rl_sever.core.trackers.Trackers: W&B, MLflow (or None)
         self.writer = tf.summary.create_file_writer(str(logdir)) if logdir is not None else None
         self.values: dict[str, list[float]] = {}
         self.last: dict[str, float] = {}
@@ -107,6 +108,8 @@ class Logger:
         written = {k: float(np.mean(v)) for k, v in self.values.items()}
         self.values = {}
         self.last.update(written)
+        if self.trackers is not None:
+            self.trackers.scalars(written, step)
         if self.writer is not None and written:
             # One event holding every scalar, written by one op: tf.summary.scalar per key cost
             # a few eager ops each (PPO on a masked env: 0.8 s of a 10 s run for 1,764 scalars).
@@ -150,6 +153,8 @@ class Logger:
         self._write(write)
 
     def close(self) -> None:
+        if self.trackers is not None:
+            self.trackers.close()
         if self.writer is not None:
             try:
                 self.writer.flush()

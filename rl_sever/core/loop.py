@@ -34,12 +34,13 @@ from rl_sever.core.disk import (
     reason,
     warn_if_it_will_not_fit,
 )
-from rl_sever.core.evaluations import Evaluations
+from rl_sever.core.evaluations import BEST_DIR, Evaluations
 from rl_sever.core.events import truncate_events_after
 from rl_sever.core.finite import NonFiniteError, check_metrics, from_check_numerics
 from rl_sever.core.logger import EventWriteWarning, Logger
 from rl_sever.core.progress import Progress
 from rl_sever.core.rundir import RunLock
+from rl_sever.core.trackers import Trackers
 from rl_sever.errors import WriteError
 
 
@@ -92,7 +93,10 @@ def _train(agent, progress: bool | None, callback) -> None:
     if run_dir is not None and start_step > 0:
         truncate_events_after(run_dir, start_step)  # a crash may have logged past the checkpoint
     # TensorBoard is the chief's: other workers of a multi-worker run log nothing.
-    logger = Logger(run_dir if agent.replicas.is_chief else None)
+    chief = agent.replicas.is_chief
+    trackers = Trackers(cfg.trackers if chief else [], run_dir, cfg.tracker_project,
+                        agent.hparams())
+    logger = Logger(run_dir if chief else None, trackers)
     disk = CheckpointDisk(agent, run_dir) if run_dir is not None else None
     if start_step == 0 and int(agent.iteration.numpy()) == 0:
         logger.hparams(agent.hparams())
@@ -130,8 +134,9 @@ def _train(agent, progress: bool | None, callback) -> None:
                 logged = None
                 if collected.batch is not None:
                     if first_update and cfg.audit:
-                        run_audit(agent, collected.batch, writer=logger.writer, step=step,
-                                  enforce=True)
+                        matrix, violations = run_audit(agent, collected.batch, step=step,
+                                                       writer=logger.writer, enforce=True)
+                        trackers.text("audit/flow_matrix", matrix.to_table(violations), step)
                     first_update = False
                     logged = agent.train(collected.batch)
                 elif collected.metrics is not None:
@@ -226,6 +231,8 @@ def _train(agent, progress: bool | None, callback) -> None:
     agent.discard_worker_dir()  # a non-chief worker's checkpoints were scratch
     if agent.replicas.is_chief:
         evaluations.final(step, logger)
+    if run_dir is not None:
+        trackers.artifact(run_dir / BEST_DIR, "best")
     logger.close()
     _report_lost(logger)
 

@@ -13,13 +13,14 @@ starts once per worker, not once per trial.
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
 import optuna
+import tensorflow as tf
 from optuna.trial import TrialState
 
 from rl_sever.config import presets
@@ -85,21 +86,22 @@ def run_trial(trial: optuna.Trial, settings: TuneSettings) -> float:
         for record in records[reported["n"]:]:
             trial.report(record["mean_reward"], record["step"])
         reported["n"] = len(records)
-        if records and trial.should_prune():
+        # At the budget's end the trial is complete: its value stands, whatever the pruner says.
+        if records and records[-1]["step"] < settings.budget and trial.should_prune():
             reported["pruned"] = True
             return False
         return True
 
+    tf.get_logger().setLevel(logging.ERROR)  # each trial's new agent would warn of retracing
     agent = klass(settings.env_id, config, run_dir=run_dir)
     try:
         agent.learn(progress=False, callback=report)
     except RLSeverError as e:  # a non-finite loss or gradient, mostly
         trial.set_user_attr("error", str(e))
         raise optuna.TrialPruned(f"the run failed: {e}") from None
-    finally:
+    finally:  # (keras.backend.clear_session would reset TensorFlow's context: not wanted)
         agent.close()
         del agent
-        keras.backend.clear_session()
         gc.collect()
     records = read_records(run_dir)
     trial.set_user_attr("steps", records[-1]["step"] if records else 0)
