@@ -8,6 +8,7 @@ without a traceback. TensorFlow is imported after parsing, so `rl-sever --help` 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -44,11 +45,13 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rl-sever",
+        prog="rl-sever", allow_abbrev=False,
         description="Train, evaluate, export and audit actor-critic agents on "
         "Gymnasium environments.",
         epilog="Details: rl-sever COMMAND --help; config keys: rl-sever config ALGO.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # No abbreviated options: `--seeds` passes the options on to its processes as written.
+    sub.add_parser = functools.partial(sub.add_parser, allow_abbrev=False)
     algos = "a name from `rl-sever list`, or a class path my_module:MyAgent"
 
     p = sub.add_parser(
@@ -208,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rl_sever.core.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # every command builds agents or reads event files
+    if args.command_fn == "train" and (args.seeds is not None or args.jobs is not None):
+        args.command_fn, args.command_module = "train_seeds", "rl_sever.experiments.commands"
     # After TensorFlow's quiet start-up: rl_sever.core.commands, or those above the core.
     commands = importlib.import_module(getattr(args, "command_module", "rl_sever.core.commands"))
     args.argv = argv

@@ -15,7 +15,7 @@ from rl_sever.core import evaluations as evals_module
 from rl_sever.core.callbacks import (
     StopTrainingOnNoModelImprovement,
     StopTrainingOnRewardThreshold,
-    evaluations_since_best,
+    evaluations_without_improvement,
 )
 from rl_sever.core.curves import read_scalars
 from rl_sever.core.evaluations import BEST_DIR, EVALUATIONS_FILE, read_best
@@ -103,25 +103,39 @@ def test_stopping_rules_from_the_config(tmp_path, scripted):
     scripted(10, 30, 20, 25, 99)
     agent = agent_with(tmp_path, total_steps=20 * STEP, stop_patience=2)
     agent.learn(progress=False)
-    assert calls == [32, 64, 96, 128] and "2 evaluations without beating" in agent.stop_reason
+    assert calls == [32, 64, 96, 128] and "2 evaluations in a row without beating" in agent.stop_reason
     agent.close()
     with pytest.raises(ConfigError, match="set eval_every"):
         tiny_config("ppo", stop_reward=1.0)
 
 
 def test_stopping_rules_as_callbacks(tmp_path, scripted):
-    scripted(1, 2, 3, 2, 2, 9)
+    scripted(1, 2, 3, 1, 2, 3, 2, 9, 0, 0, 0, 0)
     seen = []
     threshold = StopTrainingOnRewardThreshold(50)
-    patience = StopTrainingOnNoModelImprovement(2, min_evals=4)
+    patience = StopTrainingOnNoModelImprovement(2, min_evals=4)  # SB3's semantics
     agent = agent_with(tmp_path, total_steps=20 * STEP)
     agent.learn(progress=False, callback=[threshold, patience,
                                           lambda a, m: seen.append(len(a.evaluations))])
-    # 1, 2, 3 improve; 2, 2 do not: two without improvement, with 5 > min_evals made
-    assert int(agent.global_step.numpy()) == 5 * STEP
-    assert agent.stop_reason.startswith("2 evaluations without beating the best mean return (3.00)")
-    assert seen == [1, 2, 3, 4, 5] and threshold.reason is None
+    # 1, 2, 3 improve; the 4th (1) is not counted (min_evals 4); 2, 3, 2 do not beat 3: a count
+    # of 3 > 2 at the 7th evaluation
+    assert int(agent.global_step.numpy()) == 7 * STEP
+    assert agent.stop_reason == ("3 evaluations in a row without beating the best mean return "
+                                 "(3.00)")
+    assert seen == [1, 2, 3, 4, 5, 6, 7] and threshold.reason is None
+    agent.learn(3 * STEP, progress=False, callback=[threshold, patience])  # 9, 0, 0: on to the end
+    assert int(agent.global_step.numpy()) == 10 * STEP and agent.stop_reason is None
     agent.close()
-    assert evaluations_since_best([{"mean_reward": v} for v in (1, 5, 5, 2)]) == 2
+    # A rule acts once per evaluation made in the current learn() call: not on an old one.
+    class Agent:
+        evaluations, evaluations_at_start = [{"step": 1, "mean_reward": 9.0}], 1
+
+    rule = StopTrainingOnRewardThreshold(5)
+    assert rule(Agent) is True
+    Agent.evaluations = [*Agent.evaluations, {"step": 2, "mean_reward": 6.0}]
+    assert rule(Agent) is False and rule.reason.startswith("evaluation at step 2 returned 6.00")
+    records = [{"mean_reward": v} for v in (1, 5, 5, 2)]
+    assert evaluations_without_improvement(records) == 2
+    assert evaluations_without_improvement(records, min_evals=3) == 1
     with pytest.raises(ValueError):
-        StopTrainingOnNoModelImprovement(0)
+        StopTrainingOnNoModelImprovement(-1)

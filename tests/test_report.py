@@ -34,6 +34,8 @@ def group(tmp_path):
         fake_run(root, "ppo", "CartPole-v1", seed, returns)
     for seed, returns in enumerate([[-900, -200], [-1000, -160], [-800, -150]]):
         fake_run(root, "sac", "Pendulum-v1", seed, returns)
+    for seed, returns in enumerate([[-500, -90], [-400, -80], [-300, -100]]):
+        fake_run(root, "ppo", "Acrobot-v1", seed, returns)
     return root
 
 
@@ -42,8 +44,9 @@ def test_report_table_json_and_pictures(group, tmp_path, capsys):
     assert cli.main(["report", str(group), "--out", str(out), "--normalize", "zoo"]) == 0
     printed = capsys.readouterr().out
     data = json.loads((out / "report.json").read_text())
-    ppo, sac = data["cases"]
-    assert (ppo["case"], sac["case"]) == ("ppo CartPole-v1", "sac Pendulum-v1")
+    assert [c["case"] for c in data["cases"]] == ["ppo Acrobot-v1", "ppo CartPole-v1",
+                                                   "sac Pendulum-v1"]
+    acrobot, ppo, sac = data["cases"]
     finals = [r["final"] for r in ppo["runs"]]
     assert sorted(finals) == [30, 200, 450, 500, 500]
     # IQM of 5: one cut from each end -> mean of 200, 450, 500
@@ -54,10 +57,11 @@ def test_report_table_json_and_pictures(group, tmp_path, capsys):
     random, zoo = RANDOM["CartPole-v1"], ZOO["CartPole-v1"][0]
     assert ppo["normalized_final"]["mean"]["value"] == pytest.approx(
         (np.mean(finals) - random) / (zoo - random))
-    assert data["aggregate"]["final"]["runs"] == 8
+    # the aggregate pools the cases of one algorithm only: PPO's two, not SAC's
+    assert list(data["aggregate"]) == ["ppo"] and data["aggregate"]["ppo"]["final"]["runs"] == 8
     row = next(line for line in printed.splitlines() if line.startswith("| ppo CartPole-v1"))
     assert f"| 5 | {ppo['final']['iqm']['value']:.1f} [{low:.1f}, {high:.1f}]" in row
-    assert "**all 2 cases**" in printed
+    assert "**ppo: 2 cases**" in printed
     for name in ("curves.png", "profile.png"):
         assert (out / name).stat().st_size > 5000
     assert (out / "report.md").read_text() == to_markdown(build_report([group],
@@ -87,7 +91,7 @@ def test_references_and_bad_input(group, tmp_path, capsys):
     assert cli.main(["report", str(group), "--normalize", "human", "--out",
                      str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
-    assert "no human reference score for CartPole-v1, Pendulum-v1" in err
+    assert "no human reference score for Acrobot-v1, CartPole-v1, Pendulum-v1" in err
     assert cli.main(["report", str(tmp_path / "nothing")]) == 2
     assert "not a folder" in capsys.readouterr().err
     empty = new_run_dir(tmp_path / "e", "CartPole-v1", "ppo", 0)

@@ -15,15 +15,18 @@ from typing import Any
 
 
 class StopTrainingOnRewardThreshold:
-    """Stop once an evaluation's mean return reaches `reward_threshold`."""
+    """Stop once an evaluation's mean return reaches `reward_threshold` (checked once per new
+    evaluation)."""
 
     def __init__(self, reward_threshold: float):
         self.reward_threshold = float(reward_threshold)
         self.reason: str | None = None
+        self._seen = None
 
     def __call__(self, agent, metrics: dict | None = None) -> bool:
         records = getattr(agent, "evaluations", None) or []
-        if records and records[-1]["mean_reward"] >= self.reward_threshold:
+        new = _new_evaluation(self, agent, records)
+        if new and records[-1]["mean_reward"] >= self.reward_threshold:
             last = records[-1]
             self.reason = (f"evaluation at step {last['step']:,} returned "
                            f"{last['mean_reward']:.2f}, reaching stop_reward "
@@ -33,49 +36,66 @@ class StopTrainingOnRewardThreshold:
 
 
 class StopTrainingOnNoModelImprovement:
-    """Stop when `max_no_improvement_evals` evaluations in a row have not beaten the best mean
-    return before them, counting only once `min_evals` evaluations were made."""
+    """SB3's rule: once more than `min_evals` evaluations were made, count the evaluations in a
+    row that do not beat the best mean return before them; stop when that count exceeds
+    `max_no_improvement_evals` (config `stop_patience: N` is this rule with N - 1: stop at the
+    N-th evaluation in a row without improvement)."""
 
     def __init__(self, max_no_improvement_evals: int, min_evals: int = 0):
-        if max_no_improvement_evals < 1:
-            raise ValueError("max_no_improvement_evals must be >= 1")
-        self.patience, self.min_evals = int(max_no_improvement_evals), int(min_evals)
+        if max_no_improvement_evals < 0:
+            raise ValueError("max_no_improvement_evals must be >= 0")
+        self.max_no_improvement_evals, self.min_evals = int(max_no_improvement_evals), int(min_evals)
         self.reason: str | None = None
+        self._seen = None
 
     def __call__(self, agent, metrics: dict | None = None) -> bool:
         records = getattr(agent, "evaluations", None) or []
-        since = evaluations_since_best(records)
-        if len(records) > self.min_evals and since >= self.patience:
-            best = max(r["mean_reward"] for r in records[:len(records) - since])
-            self.reason = (f"{since} evaluations without beating the best mean return "
-                           f"({best:.2f}); stop_patience is {self.patience}")
+        if not _new_evaluation(self, agent, records):
+            return True
+        count = evaluations_without_improvement(records, self.min_evals)
+        if count > self.max_no_improvement_evals:
+            best = max(r["mean_reward"] for r in records)
+            self.reason = (f"{count} evaluations in a row without beating the best mean "
+                           f"return ({best:.2f})")
             return False
         return True
 
 
-def evaluations_since_best(records: list[dict]) -> int:
-    """How many evaluations came after the (first) best one."""
-    if not records:
-        return 0
-    values = [r["mean_reward"] for r in records]
-    return len(values) - 1 - values.index(max(values))
+def _new_evaluation(rule, agent, records: list[dict]) -> bool:
+    """Whether `records` gained an evaluation since the rule last looked, made in this learn()
+    call (a rule acts once per evaluation, never on one from an earlier call)."""
+    key = (len(records), records[-1]["step"]) if records else None
+    seen, rule._seen = rule._seen, key
+    made_now = len(records) > getattr(agent, "evaluations_at_start", 0)
+    return key is not None and key != seen and made_now
+
+
+def evaluations_without_improvement(records: list[dict], min_evals: int = 0) -> int:
+    """SB3's count: over the evaluations after the first `min_evals`, how many in a row (up to
+    the last) did not beat the best mean return before them."""
+    count, best = 0, float("-inf")
+    for i, record in enumerate(records, 1):
+        before, best = best, max(best, record["mean_reward"])
+        if i > min_evals:
+            count = 0 if best > before else count + 1
+    return count
 
 
 class CallbackList:
     """Call several callbacks in turn; training stops when one returns False (the others are
-    still called that iteration)."""
+    still called that iteration). `reason`: the first stopping callback's."""
 
     def __init__(self, callbacks: list[Callable[[Any, dict], Any]]):
         self.callbacks = list(callbacks)
+        self.reason: str | None = None
 
     def __call__(self, agent, metrics: dict | None = None) -> bool:
         results = [callback(agent, metrics) for callback in self.callbacks]
-        return not any(result is False for result in results)
-
-    @property
-    def reason(self) -> str | None:
-        return next((getattr(c, "reason", None) for c in self.callbacks
-                     if getattr(c, "reason", None)), None)
+        stopped = [c for c, result in zip(self.callbacks, results) if result is False]
+        if stopped:
+            self.reason = getattr(stopped[0], "reason", None) or type(stopped[0]).__name__
+            return False
+        return True
 
 
 def as_callback(callback):

@@ -7,7 +7,6 @@ User mistakes raise RLSeverError (rl_sever.cli prints them as one line, exit cod
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import shlex
 import sys
@@ -53,8 +52,6 @@ def train(args: argparse.Namespace) -> int:
         if not args.algo:
             raise ConfigError("--help-config needs ALGO (e.g. rl-sever train ppo --help-config)")
         return config(args)
-    if args.seeds is not None or args.jobs is not None:
-        return _train_seeds(args)
     if args.resume:
         if args.logdir is not None:
             raise ConfigError("--logdir cannot be combined with --resume (the run keeps its folder)")
@@ -94,26 +91,6 @@ def train(args: argparse.Namespace) -> int:
             agent.learn(progress=progress)
         _report_training(agent)
     return 0
-
-
-def _train_seeds(args: argparse.Namespace) -> int:
-    """--seeds: one child process per seed (rl_sever.experiments.seeds, imported by name: it
-    sits above the core)."""
-    if args.seeds is None:
-        raise ConfigError("--jobs goes with --seeds (processes training seeds at once)")
-    if args.resume or args.seed is not None:
-        raise ConfigError("--seeds cannot be combined with --resume or --seed")
-    if not args.algo or not args.env_id:
-        raise ConfigError("train --seeds needs ALGO and ENV_ID")
-    build_config(args.algo, args.env_id, args)  # a bad setting fails once, here
-    seeds = importlib.import_module("rl_sever.experiments.seeds")
-    argv = [*args.argv]
-    if argv and argv[0] == "train":
-        argv = argv[1:]
-    argv = seeds.child_argv(argv, {"--seeds": True, "--jobs": True, "--logdir": True,
-                                   "--no-progress": False})
-    return seeds.train_seeds(argv, args.seeds, algo=args.algo, env_id=args.env_id,
-                             jobs=args.jobs, logdir=args.logdir)
 
 
 def _train_learners(klass, env_id: str, cfg, logdir, run_dir=None, steps=None,

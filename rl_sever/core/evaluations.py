@@ -34,7 +34,14 @@ class Evaluations:
     def __init__(self, agent, run_dir: Path | None, start_step: int):
         self.agent, self.run_dir, cfg = agent, run_dir, agent.config
         self.every, self.episodes = cfg.eval_every, cfg.eval_episodes
-        self.records = read_records(run_dir, up_to=start_step) if run_dir is not None else []
+        if run_dir is not None:
+            _recover_best(run_dir)
+            stored = read_records(run_dir)
+            self.records = [r for r in stored if r["step"] <= start_step]
+            if len(self.records) < len(stored):  # a crash lost those steps: so are these
+                self._write_records()
+        else:
+            self.records = []
         best = read_best(run_dir / BEST_DIR) if run_dir is not None else None
         values = [r["mean_reward"] for r in self.records]
         if best is not None:
@@ -44,20 +51,25 @@ class Evaluations:
         self.rules = []
         if cfg.stop_reward is not None:
             self.rules.append(StopTrainingOnRewardThreshold(cfg.stop_reward))
-        if cfg.stop_patience:
-            self.rules.append(StopTrainingOnNoModelImprovement(cfg.stop_patience,
+        if cfg.stop_patience:  # the N-th evaluation in a row without a new best stops
+            self.rules.append(StopTrainingOnNoModelImprovement(cfg.stop_patience - 1,
                                                                cfg.stop_min_evals))
         agent.evaluations = self.records
+        agent.evaluations_at_start = len(self.records)
+        # One process evaluates: the chief (a multi-worker run's other workers have no run_dir
+        # and do not evaluate; its variables are not saved as best/ outside the collective save).
+        self.chief = agent.replicas.is_chief
+        self.keep_best = agent.config.distribute != "multiworker"
         self.stopped: str | None = None
 
     @property
     def enabled(self) -> bool:
-        return self.episodes > 0 and self.agent.env_id != "custom"
+        return self.chief and self.episodes > 0 and self.agent.env_id != "custom"
 
     def due(self, step: int) -> bool:
         return self.enabled and bool(self.next) and step >= self.next
 
-    def run(self, step: int, logger) -> str | None:
+    def run(self, step: int, logger, *, final: bool = False) -> str | None:
         """Evaluate now, log, keep the best; the reason to stop, if a stopping rule says so."""
         self.next = _next_multiple(step, self.every)
         cfg = self.agent.config
@@ -73,12 +85,12 @@ class Evaluations:
             self.best = record["mean_reward"]
         if self.run_dir is not None:
             self._write_records()
-            if improved:
+            if improved and self.keep_best:
                 self._save_best(record)
         logger.record_many({"mean_reward": record["mean_reward"],
                             "mean_ep_length": record["mean_ep_length"],
                             "best_mean_reward": self.best}, prefix="eval/")
-        for rule in self.rules:
+        for rule in [] if final else self.rules:  # the run ends anyway
             if rule(self.agent, None) is False:
                 self.stopped = rule.reason
                 logger.text("stop", f"stopped at step {step:,}: {rule.reason}", step)
@@ -88,7 +100,7 @@ class Evaluations:
     def final(self, step: int, logger) -> None:
         """The end-of-run evaluation, unless one was just made at this step."""
         if self.enabled and (not self.records or self.records[-1]["step"] != step):
-            self.run(step, logger)
+            self.run(step, logger, final=True)
             logger.dump(step)
 
     def _write_records(self) -> None:
@@ -134,6 +146,13 @@ class Evaluations:
             warnings.warn(f"the best policy (step {record['step']:,}) could not be written to "
                           f"{target} ({reason(e)}); training goes on", CheckpointWriteWarning,
                           stacklevel=3)
+
+
+def _recover_best(run_dir: Path) -> None:
+    """A crash between the two renames of `_save_best` leaves only best.old: put it back."""
+    best, old = run_dir / BEST_DIR, run_dir / (BEST_DIR + ".old")
+    if old.is_dir() and not best.exists():
+        old.rename(best)
 
 
 def read_records(run_dir: Path, up_to: int | None = None) -> list[dict]:

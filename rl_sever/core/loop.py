@@ -221,6 +221,10 @@ def _train(agent, progress: bool | None, callback) -> None:
             if main:
                 signal.signal(signal.SIGINT, previous_int)
         raise
+    except Exception:  # a bug, an env that crashed: the trackers' runs end too
+        bar.close()
+        logger.close()
+        raise
     bar.close(step, stats.mean_return())
     if run_dir is not None:
         try:
@@ -229,8 +233,7 @@ def _train(agent, progress: bool | None, callback) -> None:
             _report_lost(logger)
             raise
     agent.discard_worker_dir()  # a non-chief worker's checkpoints were scratch
-    if agent.replicas.is_chief:
-        evaluations.final(step, logger)
+    evaluations.final(step, logger)
     if run_dir is not None:
         trackers.artifact(run_dir / BEST_DIR, "best")
     logger.close()

@@ -8,13 +8,15 @@ once and is dropped: training goes on with TensorBoard.
 
 - Weights & Biases: project `tracker_project`; its usual variables apply (WANDB_MODE=offline
   writes to `<run>/wandb/` for `wandb sync`; WANDB_API_KEY, WANDB_BASE_URL, WANDB_ENTITY).
-- MLflow: experiment `tracker_project` at MLFLOW_TRACKING_URI (default: an SQLite file
-  beside the run folders, `<logdir>/mlflow.db`, which `mlflow ui --backend-store-uri` opens).
+- MLflow: experiment `tracker_project` at MLFLOW_TRACKING_URI (default: an SQLite file in the
+  run folder's parent, `<logdir>/mlflow.db`, artifacts in `<logdir>/mlartifacts/`; `mlflow ui
+  --backend-store-uri sqlite:///<logdir>/mlflow.db` opens it).
 """
 
 from __future__ import annotations
 
 import html
+import importlib.util
 import json
 import logging
 import os
@@ -94,8 +96,10 @@ class MlflowTracker:
         self.client = MlflowClient(tracking_uri=uri)
         if run_id is None:
             experiment = self.client.get_experiment_by_name(project)
+            # Artifacts beside the database, not in ./mlruns of whatever folder this runs in.
+            artifacts = (run_dir.parent.resolve() / "mlartifacts").as_uri()
             exp_id = (experiment.experiment_id if experiment is not None
-                      else self.client.create_experiment(project))
+                      else self.client.create_experiment(project, artifact_location=artifacts))
             run_id = self.client.create_run(exp_id, run_name=run_dir.name).info.run_id
             params = [Param(k, str(v)[:500]) for k, v in config.items()]
             for i in range(0, len(params), self.PARAMS_PER_CALL):
@@ -132,6 +136,11 @@ class Trackers:
         self.ids_path = Path(run_dir) / IDS_FILE
         ids = self._read_ids()
         for name in names:
+            if importlib.util.find_spec(name) is None:
+                warnings.warn(f"the {name} tracker is not installed (pip install "
+                              f"'rl_sever[{name}]'); training goes on without it",
+                              TrackerWarning, stacklevel=3)
+                continue
             try:
                 tracker = KINDS[name](Path(run_dir), project, config, ids.get(name))
             except Exception as e:  # unreachable, refused, misconfigured

@@ -62,9 +62,13 @@ def draw_curves(cases: list[Case], out: Path, points: int = 100) -> Path | None:
 def draw_profiles(report: dict, out: Path, points: int = 101) -> Path:
     """Performance profiles of the final returns."""
     cases: list[Case] = report["_cases"]
-    if report["normalize"]:
-        panels = {f"{len(cases)} case{'s' * (len(cases) != 1)}, {report['normalize']}-normalised":
-                  [_normalized(c) for c in report["cases"]]}
+    if report["normalize"]:  # one panel per algorithm (or folder): never pooled across them
+        panels: dict[str, list] = {}
+        for case, entry in zip(cases, report["cases"]):
+            group = case.algo if not case.name.count(":") else case.name.split(":")[0]
+            panels.setdefault(group, []).append(_normalized(entry))
+        panels = {f"{g}: {len(t)} case{'s' * (len(t) != 1)}, {report['normalize']}-normalised":
+                  t for g, t in panels.items()}
         xlabel = "normalised final return (tau)"
     else:
         panels = {case.name: [[r.final for r in case.runs]] for case in cases}

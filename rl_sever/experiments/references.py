@@ -5,8 +5,10 @@ return, 1 the reference's.
   action-space seed 0), measured for rl_sever with Gymnasium 1.4 (MuJoCo envs: v5).
 - ZOO: the rl-baselines3-zoo benchmark's return for the algorithm rl_sever's preset follows
   (named beside it), the figures bench/returns.py checks against.
-- ATARI: the random and human scores of Mnih et al. 2015 (Nature), as the Atari literature and
-  rliable use them, by game name (ALE/Breakout-v5 and BreakoutNoFrameskip-v4 are "Breakout").
+- ATARI: the random and human scores of the Atari-57 human-normalised score as the recent
+  literature and rliable's Atari data use them (Pong -20.7 / 14.6, Breakout 1.7 / 30.5; the
+  DQN Nature paper's human scores differ for some games), by game name (ALE/Breakout-v5 and
+  BreakoutNoFrameskip-v4 are "Breakout").
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def build_report(paths: list[str | Path], *, normalize: str | None = None, by: s
     cases, skipped = load_cases(paths, by)
     out = {"method": METHOD, "normalize": normalize, "cases": [],
            "skipped": [str(p) for p in skipped]}
-    normalized = {"final": [], "best": []}
+    normalized: dict[str, dict[str, list]] = {}  # group -> final/best -> per-case scores
     missing = []
     for case in cases:
         entry = {"case": case.name, "algo": case.algo, "env_id": case.env_id,
@@ -47,16 +47,28 @@ def build_report(paths: list[str | Path], *, normalize: str | None = None, by: s
                 for what in ("final", "best"):
                     scores = stats.normalized([getattr(r, what) for r in case.runs], *ref)
                     entry[f"normalized_{what}"] = stats.summarize([scores], reps=reps)
-                    normalized[what].append(scores)
+                    group = normalized.setdefault(_group(case, by), {"final": [], "best": []})
+                    group[what].append(scores)
+        steps = {int(r.steps[-1]) for r in case.runs}
+        if len(steps) > 1:  # stopped early, interrupted, or other budgets: say so
+            entry["note"] = ("the runs' last evaluations are at different steps: "
+                             + ", ".join(f"{s:,}" for s in sorted(steps)))
         out["cases"].append(entry)
     if missing:
         raise ConfigError(f"no {normalize} reference score for {', '.join(sorted(set(missing)))}"
                           " (rl_sever.experiments.references); report without --normalize")
-    if normalize and len(cases) > 1:  # across cases: the stratified bootstrap's purpose
-        out["aggregate"] = {what: stats.summarize(normalized[what], reps=reps)
-                            for what in ("final", "best")}
+    # Across the cases of one algorithm (or folder), never across algorithms: the stratified
+    # bootstrap's purpose. Its IQM is rliable's; mean and median are over the pooled runs.
+    out["aggregate"] = {
+        name: {"cases": len(group["final"]),
+               **{what: stats.summarize(group[what], reps=reps) for what in ("final", "best")}}
+        for name, group in normalized.items() if len(group["final"]) > 1}
     out["_cases"] = cases  # for the pictures; not written
     return out
+
+
+def _group(case: Case, by: str) -> str:
+    return case.algo if by == "case" else case.name.split(":")[0]
 
 
 def _cell(summary: dict, name: str = "iqm", digits: int = 1) -> str:
@@ -80,13 +92,13 @@ def to_markdown(report: dict) -> str:
         if norm:
             row += [_cell(c["normalized_final"], "iqm", 3), _cell(c["normalized_best"], "iqm", 3)]
         rows.append(row)
-    if "aggregate" in report:
-        agg = report["aggregate"]
-        rows.append([f"**all {len(report['cases'])} cases**", str(agg["final"]["runs"]),
+    for name, agg in report.get("aggregate", {}).items():
+        rows.append([f"**{name}: {agg['cases']} cases**", str(agg["final"]["runs"]),
                      "", "", "", "", _cell(agg["final"], "iqm", 3), _cell(agg["best"], "iqm", 3)])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     notes = [f"Final: each run's last evaluation; best: its best evaluation. {report['method']}."]
+    notes += [f"{c['case']}: {c['note']}." for c in report["cases"] if "note" in c]
     if norm:
         notes.append("Normalised: (return - random) / (reference - random); references in "
                      "rl_sever.experiments.references.")

@@ -55,8 +55,8 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
         if (path / CONFIG_FILE).is_file():
             found.append(path)
             continue
-        below = sorted(p.parent for p in path.rglob(CONFIG_FILE)
-                       if p.parent.name != BEST_DIR and p.parent.name != BEST_DIR + ".tmp")
+        copies = {BEST_DIR, BEST_DIR + ".tmp", BEST_DIR + ".old"}  # a run's best policy
+        below = sorted(p.parent for p in path.rglob(CONFIG_FILE) if p.parent.name not in copies)
         if not below:
             raise ConfigError(f"{path} is not a run folder and holds none (no {CONFIG_FILE})")
         found.extend(below)

@@ -113,8 +113,10 @@ def run_seeds(argv: list[str], seeds: list[int], *, jobs: int, group: Path,
             while pending and len(running) < jobs:
                 run = pending.pop(0)
                 with open(run.log, "wb") as log:
+                    # A session of its own: a terminal's Ctrl-C reaches it once, through us.
                     run.process = subprocess.Popen([*base, "--seed", str(run.seed)], stdout=log,
-                                                   stderr=subprocess.STDOUT, env=env)
+                                                   stderr=subprocess.STDOUT, env=env,
+                                                   start_new_session=True)
                 run.started = time.perf_counter()
                 running.append(run)
             for run in list(running):
@@ -173,16 +175,16 @@ def _print_summary(runs: list[SeedRun], group: Path) -> None:
 
 
 def train_seeds(argv: list[str], spec: str, *, algo: str, env_id: str, jobs: int | None,
-                logdir: str | None) -> int:
-    """The `--seeds` form of `rl-sever train`; exit 0 when every seed succeeded, else 1."""
+                logdir: str | None, set_threads: bool = True) -> int:
+    """The `--seeds` form of `rl-sever train`; exit 0 when every seed succeeded, else 1.
+    `set_threads`: give each process cores / jobs intra-op threads (the config leaves them
+    at auto)."""
     seeds = parse_seeds(spec)
     cores = os.cpu_count() or 1
-    jobs = jobs or min(cores, len(seeds))
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be positive, got {jobs}")
-    jobs = min(jobs, len(seeds))
-    given = " ".join(argv)
-    threads = max(1, cores // jobs) if jobs > 1 and "intra_op_threads" not in given else None
+    jobs = min(jobs or cores, len(seeds))
+    threads = max(1, cores // jobs) if jobs > 1 and set_threads else None
     group = group_folder(logdir or "runs", env_id, algo, spec)
     print(f"training {len(seeds)} seeds of {algo} on {env_id}, {jobs} at a time, in {group}",
           flush=True)

@@ -12,15 +12,17 @@ from rl_sever.config import presets
 from rl_sever.config.fields import flat_items
 from rl_sever.config.resolve import _find_preset, override_layers
 from rl_sever.core.registry import get_agent_class
-from rl_sever.errors import ConfigError
+from rl_sever.errors import ConfigError, RLSeverError
 from rl_sever.experiments.tune import results
 from rl_sever.experiments.tune.space import first_values, fit_to_rollout, load_space
 from rl_sever.experiments.tune.study import (
     JOURNAL_FILE,
+    load_study,
     new_folder,
     read_settings,
     record_of,
     start,
+    write_settings,
 )
 from rl_sever.experiments.tune.trial import TuneSettings
 
@@ -50,11 +52,23 @@ def run_tune(args: argparse.Namespace) -> int:
     if args.resume:
         if args.algo or args.env_id:
             raise ConfigError("tune --resume DIR takes no ALGO or ENV_ID (the folder has them)")
+        fixed = [flag for flag, given in (
+            ("--budget", args.budget), ("--evals", args.evals), ("--space", args.space),
+            ("--eval-episodes", args.eval_episodes), ("--config", args.config),
+            ("--set", args.set), ("--loss", args.loss), ("--seed", args.seed),
+            ("--n-envs", args.n_envs), ("--no-preset", args.no_preset),
+            ("--logdir", args.logdir), ("--pruner", args.pruner != "median")) if given]
+        if fixed:
+            raise ConfigError(f"{', '.join(fixed)} cannot change when a tune resumes (its trials "
+                              "must stay comparable); --trials, --timeout and --jobs can")
         folder = Path(args.resume)
         record = read_settings(folder)
         if args.trials:
             record["trials"] = args.trials
         jobs = jobs or record.get("jobs", 1)
+        record["jobs"] = jobs
+        record["threads"] = max(1, (os.cpu_count() or 1) // jobs)
+        write_settings(folder, record)  # the other workers read it
         resume = True
     else:
         if not args.algo or not args.env_id:
@@ -94,10 +108,20 @@ def run_tune(args: argparse.Namespace) -> int:
     try:
         study = start(record, folder, jobs=jobs, timeout_min=args.timeout, resume=resume,
                       log=lambda line: print(line, flush=True))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; resume with: rl-sever tune --resume {folder}", flush=True)
+    except (KeyboardInterrupt, RLSeverError):
+        _results(folder, record, time.perf_counter() - t0)  # what finished so far
+        print(f"resume with: rl-sever tune --resume {folder}", flush=True)
         raise
-    wall = time.perf_counter() - t0
+    _results(folder, record, time.perf_counter() - t0, study)
+    return 0
+
+
+def _results(folder: Path, record: dict, wall: float, study=None) -> None:
+    if study is None:
+        try:
+            study = load_study(folder, record, 0)
+        except Exception:  # nothing was stored yet
+            return
     report = results.write_report(folder, record, study, wall)
     best = results.write_best(folder, record, study)
     n = results.counts(study)
@@ -106,7 +130,5 @@ def run_tune(args: argparse.Namespace) -> int:
     top = results.complete(study)
     if top:
         print(f"best: trial {top[0].number}, mean eval return {top[0].value:.2f}")
-        print(f"best configuration: {best}\n  train it: rl-sever train {record['algo']} "
-              f"{record['env_id']} --config {best}")
+        print(f"best configuration: {best}\n  train it: {results.train_command(record, best)}")
     print(f"report: {report}\ndashboard: optuna-dashboard {folder / JOURNAL_FILE}")
-    return 0

@@ -46,14 +46,21 @@ def write_best(folder: Path, record: dict, study: optuna.Study) -> Path | None:
     best = trials[0]
     values = {**record["user"], **best.user_attrs.get("values",
                                                       decode(best.params, record["space"]))}
+    path = folder / "best.yaml"
     header = (f"# {record['algo']} on {record['env_id']}: the best of {len(trials)} completed "
               f"trials of `rl-sever tune` ({folder.name}), trial {best.number}, mean eval return "
               f"{best.value:.2f} after {record['budget']:,} env steps (seed {record['seed']}).\n"
-              f"# Over the {'preset' if record.get('preset') else 'defaults'}; use: rl-sever "
-              f"train {record['algo']} {record['env_id']} --config {folder / 'best.yaml'}\n")
-    path = folder / "best.yaml"
+              f"# Over the {'preset' if record.get('preset') else 'defaults'}; use: "
+              f"{train_command(record, path)}\n")
     path.write_text(header + yaml.safe_dump(nested(values), sort_keys=True))
     return path
+
+
+def train_command(record: dict, best: Path) -> str:
+    """The `rl-sever train` command that trains the best configuration as the tune did (a tune
+    without the preset: --no-preset too)."""
+    no_preset = "" if record.get("preset", True) else " --no-preset"
+    return f"rl-sever train {record['algo']} {record['env_id']} --config {best}{no_preset}"
 
 
 def write_report(folder: Path, record: dict, study: optuna.Study, wall_s: float) -> Path:

@@ -142,8 +142,12 @@ def fit_to_rollout(values: dict[str, Any], base: dict[str, Any], defaults: Any) 
         return values
     def pick(key):
         return int(values.get(key, base.get(key, getattr(defaults, key))))
-    batch, rollout = pick("batch_size") if hasattr(defaults, "batch_size") else 0, \
-        pick("n_steps") * pick("n_envs")
+
+    try:
+        batch = pick("batch_size") if hasattr(defaults, "batch_size") else 0
+        rollout = pick("n_steps") * pick("n_envs")
+    except (TypeError, ValueError):  # a bad value: the config's own check names it
+        return values
     if batch > rollout:
         values = {**values, "batch_size": rollout}
     return values

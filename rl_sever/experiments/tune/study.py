@@ -91,8 +91,11 @@ def settings_of(record: dict, folder: Path, deadline: float | None) -> TuneSetti
 
 
 def load_study(folder: Path, record: dict, worker: int) -> optuna.Study:
+    # The constant liar: a running trial counts as a poor one, so parallel workers do not
+    # sample the same point.
     sampler = optuna.samplers.TPESampler(seed=record["seed"] + worker, multivariate=True,
-                                         n_startup_trials=record["startup_trials"])
+                                         n_startup_trials=record["startup_trials"],
+                                         constant_liar=True)
     return optuna.load_study(study_name=STUDY_NAME, storage=storage(folder), sampler=sampler,
                              pruner=make_pruner(record["pruner"], record["budget"],
                                                 record["evals"]))
@@ -133,18 +136,28 @@ def start(record: dict, folder: Path, *, jobs: int, timeout_min: float | None,
             work(study, settings_of(record, folder, deadline), log=_prefixed(log, 0))
             for child in children:
                 child.wait()
-        except KeyboardInterrupt:
-            for child in children:
-                if child.poll() is None:
-                    child.send_signal(signal.SIGINT)
-            for child in children:
-                child.wait()
-            raise
-        finally:
-            for child in children:
-                if child.poll() is None:
-                    child.kill()
+        finally:  # this worker failed or was interrupted: the others stop at a trial's end
+            _stop(children)
+        for k, child in enumerate(children, 1):
+            if child.returncode not in (0, None):
+                log(f"worker {k} ended with exit code {child.returncode}; its output: "
+                    f"{folder / f'worker-{k}.log'}")
     return study
+
+
+def _stop(children: list[subprocess.Popen], grace_s: float = 60.0) -> None:
+    """SIGINT (each worker marks its trial interrupted and exits), then SIGKILL after
+    `grace_s`: a journal line is never cut by a kill while a grace is possible."""
+    running = [c for c in children if c.poll() is None]
+    for child in running:
+        child.send_signal(signal.SIGINT)
+    end = time.monotonic() + grace_s
+    for child in running:
+        try:
+            child.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def _prefixed(log, worker: int):
@@ -153,23 +166,14 @@ def _prefixed(log, worker: int):
 
 def _spawn(folder: Path, worker: int, deadline: float | None) -> subprocess.Popen:
     command = [sys.executable, "-m", "rl_sever.experiments.tune.worker", str(folder),
-               str(worker), "" if deadline is None else repr(deadline)]
+               str(worker), "" if deadline is None else repr(deadline), str(os.getpid())]
     log = open(folder / f"worker-{worker}.log", "ab")
-    try:
+    try:  # a session of its own: a terminal's Ctrl-C reaches it once, through this process
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+                                start_new_session=True)
     finally:
         log.close()
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the tune's process dies (a kill -9 leaves no
-    worker behind, and --resume then finds every running trial stale)."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def record_of(settings: TuneSettings, *, user: dict, pruner: str, jobs: int,

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from rl_sever.config import presets
 from rl_sever.core.evaluations import read_records
 from rl_sever.core.registry import get_agent_class
-from rl_sever.errors import RLSeverError
+from rl_sever.errors import CheckpointError, RLSeverError, WriteError
 from rl_sever.experiments.tune.space import fit_to_rollout, sample
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
@@ -69,38 +69,51 @@ def run_trial(trial: optuna.Trial, settings: TuneSettings) -> float:
     """Train one sampled configuration; its last evaluation's mean return."""
     klass = get_agent_class(settings.algo)
     values = sample(trial, settings.space)
+    defaults = klass.config_cls()
+    # Trials are never resumed: no replay buffer written beside their final checkpoint.
+    quiet = {"save_replay": False} if hasattr(defaults, "save_replay") else {}
     try:
-        values = fit_to_rollout(values, settings.base, klass.config_cls())
+        values = fit_to_rollout(values, settings.base, defaults)
         config = presets.resolve(klass.config_cls,
-                                 [settings.base, values, settings.trial_layer()])
+                                 [settings.base, values, settings.trial_layer(), quiet])
     except RLSeverError as e:
         trial.set_user_attr("invalid", str(e))
         raise optuna.TrialPruned(f"invalid configuration: {e}") from None
     trial.set_user_attr("values", values)  # what the trial trained with (best.yaml's)
     run_dir = settings.folder / "trials" / f"trial-{trial.number:04d}"
     trial.set_user_attr("run_dir", str(run_dir.relative_to(settings.folder)))
+    every = config.eval_every
     reported = {"n": 0, "pruned": False}
 
     def report(agent, metrics) -> bool:
         records = getattr(agent, "evaluations", None) or []
-        for record in records[reported["n"]:]:
-            trial.report(record["mean_reward"], record["step"])
+        if len(records) == reported["n"]:
+            return True  # the pruner looks once per evaluation
+        for i in range(reported["n"], len(records)):
+            # At the scheduled step (the k-th evaluation's k * eval_every), not the step the
+            # rollout ended at, which the sampled n_steps moves: the median pruner compares
+            # trials at equal steps.
+            trial.report(records[i]["mean_reward"], (i + 1) * every)
         reported["n"] = len(records)
         # At the budget's end the trial is complete: its value stands, whatever the pruner says.
-        if records and records[-1]["step"] < settings.budget and trial.should_prune():
+        if records[-1]["step"] < settings.budget and trial.should_prune():
             reported["pruned"] = True
             return False
         return True
 
     tf.get_logger().setLevel(logging.ERROR)  # each trial's new agent would warn of retracing
-    agent = klass(settings.env_id, config, run_dir=run_dir)
+    agent = None
     try:
+        agent = klass(settings.env_id, config, run_dir=run_dir)
         agent.learn(progress=False, callback=report)
-    except RLSeverError as e:  # a non-finite loss or gradient, mostly
+    except (WriteError, CheckpointError):
+        raise  # the disk, not the values: a failed trial
+    except RLSeverError as e:  # values the agent refuses, a non-finite loss or gradient
         trial.set_user_attr("error", str(e))
         raise optuna.TrialPruned(f"the run failed: {e}") from None
     finally:  # (keras.backend.clear_session would reset TensorFlow's context: not wanted)
-        agent.close()
+        if agent is not None:
+            agent.close()
         del agent
         gc.collect()
     records = read_records(run_dir)

@@ -5,11 +5,26 @@ rl_sever.experiments.tune.study as `python -m rl_sever.experiments.tune.worker D
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 
+def die_with(parent: int) -> bool:
+    """Linux: SIGKILL this worker when `parent` (the tune's process) dies, even by kill -9, so
+    --resume finds every running trial stale. False when the parent is already gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    return os.getppid() == parent
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) > 3 and not die_with(int(argv[3])):
+        return 1  # the tune died before this worker started
     from rl_sever.core.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()
