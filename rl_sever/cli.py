@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score (return - random) / (reference - random): zoo returns, or "
                    "Atari's human scores")
     p.add_argument("--by", choices=["case", "folder"], default="case",
-                   help="group runs by algorithm and env (default), or by their parent folder")
+                   help="group runs by algorithm and env (default), or by the folder given")
     p.add_argument("--no-pictures", action="store_true", help="only the table and the JSON")
     p.set_defaults(command_fn="report", command_module="rl_sever.experiments.commands")
 

@@ -78,7 +78,7 @@ def test_report_reads_tensorboard_eval_scalars_and_groups_by_folder(tmp_path):
                 with writer.as_default():
                     tf.summary.scalar("eval/mean_reward", -80.0 + seed, step=5000)
                 writer.close()
-    report = build_report([tmp_path], by="folder")
+    report = build_report([tmp_path / "preset", tmp_path / "tuned"], by="folder")
     cases = {c["case"]: [r["final"] for r in c["runs"]] for c in report["cases"]}
     assert cases == {"preset: ppo Acrobot-v1": [-100.0, -101.0],
                      "tuned: ppo Acrobot-v1": [-80.0, -79.0]}

@@ -171,9 +171,9 @@ def test_ppo_learns_on_runners_and_resumes(local_ray, tmp_path):
 
 
 @pytest.mark.parametrize("algo, learning_starts", [
-    ("sac", 64), ("td3", 64),  # DDPG is TD3's page, TQC and CrossQ SAC's (their host
-    # actors: test_the_host_actor_of_runners_is_the_compiled_actor)
-    ("sac", 390),  # the first update falls in the last chunk: the ones after it still run
+    ("td3", 64),  # DDPG is TD3's page, TQC and CrossQ SAC's (their host actors:
+    # test_the_host_actor_of_runners_is_the_compiled_actor)
+    ("sac", 390),  # SAC, whose first update falls in the last chunk: the ones after it run
 ])
 def test_offpolicy_runners_keep_the_update_ratio(local_ray, algo, learning_starts):
     settings = {"n_envs": 2, "train_freq": 2, "gradient_steps": 3, "steps_per_iteration": 10,

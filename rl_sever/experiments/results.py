@@ -1,7 +1,7 @@
 """The results of run folders as `rl-sever report` reads them: each run's evaluations (its
 evaluations.json, or the eval/mean_reward scalars of runs made before it existed) grouped into
-cases: runs of one algorithm on one env, or of one folder (`by="folder"`: seeds of a tuned
-configuration beside seeds of a preset).
+cases: runs of one algorithm on one env, or of one folder given (`by="folder"`: seeds of a
+tuned configuration beside seeds of a preset).
 """
 
 from __future__ import annotations
@@ -48,19 +48,24 @@ class Case:
 def find_runs(paths: list[str | Path]) -> list[Path]:
     """Run folders among `paths`: each path is a run folder or holds run folders (searched
     below it; a run's best/ copy is not a run)."""
-    found: list[Path] = []
+    return list(dict.fromkeys(run for run, _ in find_runs_by_source(paths)))
+
+
+def find_runs_by_source(paths: list[str | Path]) -> list[tuple[Path, Path]]:
+    """(run folder, the path given that holds it) for every run among `paths`."""
+    found: list[tuple[Path, Path]] = []
     for path in map(Path, paths):
         if not path.is_dir():
             raise ConfigError(f"not a folder: {path}")
         if (path / CONFIG_FILE).is_file():
-            found.append(path)
+            found.append((path, path.parent))
             continue
         copies = {BEST_DIR, BEST_DIR + ".tmp", BEST_DIR + ".old"}  # a run's best policy
         below = sorted(p.parent for p in path.rglob(CONFIG_FILE) if p.parent.name not in copies)
         if not below:
             raise ConfigError(f"{path} is not a run folder and holds none (no {CONFIG_FILE})")
-        found.extend(below)
-    return list(dict.fromkeys(found))
+        found.extend((run, path) for run in below)
+    return found
 
 
 def load_run(run_dir: Path) -> RunResult | None:
@@ -88,14 +93,18 @@ def load_cases(paths: list[str | Path], by: str = "case") -> tuple[list[Case], l
         raise ConfigError(f"--by must be case or folder, got {by!r}")
     cases: dict[str, Case] = {}
     skipped = []
-    for run_dir in find_runs(paths):
+    seen = set()
+    for run_dir, source in find_runs_by_source(paths):
+        if run_dir in seen:
+            continue
+        seen.add(run_dir)
         run = load_run(run_dir)
         if run is None:
             skipped.append(run_dir)
             continue
         name = f"{run.algo} {run.env_id}"
-        if by == "folder":
-            name = f"{run_dir.parent.name}: {name}"
+        if by == "folder":  # the folder given on the command line (or a run's own parent)
+            name = f"{source.resolve().name}: {name}"
         cases.setdefault(name, Case(name, run.algo, run.env_id)).runs.append(run)
     if not cases:
         raise RLSeverError("none of the runs has evaluations (evaluations.json or "
