@@ -22,11 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rl_sever.core import stats  # noqa: E402
 from rl_sever.experiments.references import ZOO  # noqa: E402
-
-
-def cell(summary: dict, name: str) -> str:
-    value, (low, high) = summary[name]["value"], summary[name]["ci"]
-    return f"{value:.1f} [{low:.1f}, {high:.1f}]"
+from rl_sever.experiments.report import ci_cell  # noqa: E402
 
 
 def sb3_cases(paths: list[str]) -> dict[str, dict]:
@@ -63,10 +59,10 @@ def main(argv=None) -> int:
                 "seeds": [r["seed"] for r in case["runs"]], "summary": case["final"]},
                 "sb3": other, "zoo": zoo[0] if zoo and zoo[1] == case["algo"] else None})
             table.append(
-                f"| {case['case']} | {case['final']['runs']} | {cell(case['final'], 'iqm')} | "
-                f"{cell(case['final'], 'mean')} | {len(other['finals']) if other else ''} | "
-                f"{cell(other['summary'], 'iqm') if other else ''} | "
-                f"{cell(other['summary'], 'mean') if other else ''} | "
+                f"| {case['case']} | {case['final']['runs']} | {ci_cell(case['final'], 'iqm')} | "
+                f"{ci_cell(case['final'], 'mean')} | {len(other['finals']) if other else ''} | "
+                f"{ci_cell(other['summary'], 'iqm') if other else ''} | "
+                f"{ci_cell(other['summary'], 'mean') if other else ''} | "
                 f"{rows[-1]['zoo'] if rows[-1]['zoo'] is not None else ''} |")
     with open(args.out, "w") as f:
         json.dump({"method": "stratified bootstrap 95% percentile intervals, 10,000 resamples, "

@@ -103,7 +103,7 @@ def workers_alive(folder: Path) -> list[int]:
 def test_tune_resumes_after_a_kill(tmp_path):
     (tmp_path / "space.yaml").write_text(SPACE)
     command, options = rl_sever(
-        "tune", "ppo", "CartPole-v1", "--trials", "4", "--budget", "3072", "--evals", "2",
+        "tune", "ppo", "CartPole-v1", "--trials", "4", "--budget", "6144", "--evals", "2",
         "--eval-episodes", "1", "--jobs", "2", "--space", "space.yaml", "--logdir", "tunes",
         "--n-envs", "2", "--set", "n_steps=16", "--set", "batch_size=16", "--no-preset",
         cwd=tmp_path)

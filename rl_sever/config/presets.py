@@ -51,14 +51,14 @@ def available() -> list[tuple[str, str]]:
                   for d in algo_dirs for f in d.iterdir() if f.name.endswith(_SUFFIX))
 
 
-def _flatten(cfg: Any, values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_layer(cfg: Any, values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Dotted keys for nested config sections, so layers merge key by key."""
     out: dict[str, Any] = {}
     for raw, value in values.items():
         key = str(raw).replace("-", "_")
         section = getattr(cfg, key, None) if "." not in key else None
         if isinstance(value, Mapping) and dataclasses.is_dataclass(section):
-            out.update(_flatten(section, value, f"{prefix}{key}."))
+            out.update(flatten_layer(section, value, f"{prefix}{key}."))
         else:
             out[prefix + key] = value
     return out
@@ -71,5 +71,5 @@ def resolve(config_cls: type, layers: Sequence[Mapping[str, Any]]) -> Any:
     base = config_cls()
     merged: dict[str, Any] = {}
     for layer in layers:
-        merged.update(_flatten(base, layer))
+        merged.update(flatten_layer(base, layer))
     return update(base, merged)

@@ -47,7 +47,7 @@ class Evaluations:
         if best is not None:
             values.append(best["mean_reward"])
         self.best = max(values) if values else None
-        self.next = _next_multiple(start_step, self.every)
+        self.next = next_multiple(start_step, self.every)
         self.rules = []
         if cfg.stop_reward is not None:
             self.rules.append(StopTrainingOnRewardThreshold(cfg.stop_reward))
@@ -60,7 +60,6 @@ class Evaluations:
         # and do not evaluate; its variables are not saved as best/ outside the collective save).
         self.chief = agent.replicas.is_chief
         self.keep_best = agent.config.distribute != "multiworker"
-        self.stopped: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -71,7 +70,7 @@ class Evaluations:
 
     def run(self, step: int, logger, *, final: bool = False) -> str | None:
         """Evaluate now, log, keep the best; the reason to stop, if a stopping rule says so."""
-        self.next = _next_multiple(step, self.every)
+        self.next = next_multiple(step, self.every)
         cfg = self.agent.config
         result = evaluate(self.agent, self.episodes, seed=cfg.seed + 10_000)
         self.agent.last_eval = result
@@ -92,7 +91,6 @@ class Evaluations:
                             "best_mean_reward": self.best}, prefix="eval/")
         for rule in [] if final else self.rules:  # the run ends anyway
             if rule(self.agent, None) is False:
-                self.stopped = rule.reason
                 logger.text("stop", f"stopped at step {step:,}: {rule.reason}", step)
                 return rule.reason
         return None
@@ -106,9 +104,7 @@ class Evaluations:
     def _write_records(self) -> None:
         path = self.run_dir / EVALUATIONS_FILE
         try:
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(self.records, indent=1))
-            tmp.replace(path)
+            rundir.write_json(path, self.records, indent=1)
         except WRITE_ERRORS as e:
             if not is_write_error(e):
                 raise
@@ -173,5 +169,6 @@ def read_best(best_dir: Path) -> dict | None:
         return None
 
 
-def _next_multiple(step: int, every: int) -> int:
+def next_multiple(step: int, every: int) -> int:
+    """The first multiple of `every` after `step` (0: never)."""
     return (step // every + 1) * every if every else 0

@@ -34,7 +34,7 @@ from rl_sever.core.disk import (
     reason,
     warn_if_it_will_not_fit,
 )
-from rl_sever.core.evaluations import BEST_DIR, Evaluations
+from rl_sever.core.evaluations import BEST_DIR, Evaluations, next_multiple
 from rl_sever.core.events import truncate_events_after
 from rl_sever.core.finite import NonFiniteError, check_metrics, from_check_numerics
 from rl_sever.core.logger import EventWriteWarning, Logger
@@ -95,7 +95,7 @@ def _train(agent, progress: bool | None, callback) -> None:
     # TensorBoard is the chief's: other workers of a multi-worker run log nothing.
     chief = agent.replicas.is_chief
     trackers = Trackers(cfg.trackers if chief else [], run_dir, cfg.tracker_project,
-                        agent.hparams())
+                        agent.hparams() if cfg.trackers else {})
     logger = Logger(run_dir if chief else None, trackers)
     disk = CheckpointDisk(agent, run_dir) if run_dir is not None else None
     if start_step == 0 and int(agent.iteration.numpy()) == 0:
@@ -110,7 +110,7 @@ def _train(agent, progress: bool | None, callback) -> None:
     bar = Progress(total, start=start_step, enabled=progress, every_s=cfg.progress_seconds)
     t0 = last_save = time.perf_counter()
     ckpt_every, ckpt_seconds = checkpoint_interval(cfg, total), 60.0 * cfg.checkpoint_minutes
-    next_ckpt = _next_multiple(step, ckpt_every)
+    next_ckpt = next_multiple(step, ckpt_every)
     evaluations = Evaluations(agent, run_dir if agent.replicas.is_chief else None, start_step)
     callback = as_callback(callback)
     agent.stop_reason = None
@@ -166,7 +166,7 @@ def _train(agent, progress: bool | None, callback) -> None:
             if due and run_dir is not None and step < total:  # the end saves below
                 disk.save()  # a failed write warns; the next interval tries again
                 last_save = time.perf_counter()
-                next_ckpt = _next_multiple(step, ckpt_every)
+                next_ckpt = next_multiple(step, ckpt_every)
             if stop is not None:
                 agent.stop_reason = stop
                 logger.dump(step)
@@ -244,7 +244,3 @@ def _report_lost(logger: Logger) -> None:
     if logger.lost_points:
         warnings.warn(f"{logger.lost_points:,} TensorBoard points could not be written to "
                       f"{logger.logdir} (the disk refused them)", EventWriteWarning, stacklevel=3)
-
-
-def _next_multiple(step: int, every: int) -> int:
-    return (step // every + 1) * every if every else 0

@@ -16,24 +16,35 @@ from rl_sever.errors import CheckpointError
 CONFIG_FILE = "config.json"
 
 
-def new_run_dir(logdir: str | Path, env_id: str, algo: str, seed: int) -> Path:
-    """Create a fresh, uniquely named run folder under `logdir`."""
-    safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(logdir) / f"{safe_env}__{algo}__{seed}__{stamp}"
+def unique_dir(parent: str | Path, name: str) -> Path:
+    """Create `<parent>/<name>__<time>` (with -1, -2, ... when two start in the same second);
+    `name` made safe for a file name."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+    base = Path(parent) / f"{safe}__{time.strftime('%Y%m%d-%H%M%S')}"
     path, i = base, 1
-    while path.exists():  # two runs started in the same second
+    while path.exists():
         path = base.with_name(f"{base.name}-{i}")
         i += 1
     path.mkdir(parents=True)
+    return path
+
+
+def new_run_dir(logdir: str | Path, env_id: str, algo: str, seed: int) -> Path:
+    """Create a fresh, uniquely named run folder under `logdir`."""
+    path = unique_dir(logdir, f"{env_id}__{algo}__{seed}")
     (path / "checkpoints").mkdir()
     return path
 
 
+def write_json(path: Path, data: Any, **dumps) -> None:
+    """Write JSON under a temporary name, then rename: the file is whole or as it was."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, **dumps))
+    tmp.replace(path)
+
+
 def write_config(run_dir: Path, record: dict[str, Any]) -> None:
-    tmp = run_dir / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-    tmp.replace(run_dir / CONFIG_FILE)
+    write_json(run_dir / CONFIG_FILE, record, indent=2, sort_keys=True)
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:

@@ -27,8 +27,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-TRACKERS = ("wandb", "mlflow")
-EXTRA = {"wandb": "wandb", "mlflow": "mlflow"}
+from rl_sever.core.rundir import write_json
+
 IDS_FILE = "trackers.json"
 PROBE_TIMEOUT_S = 5.0
 
@@ -123,7 +123,7 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id)
 
 
-KINDS = {"wandb": WandbTracker, "mlflow": MlflowTracker}
+KINDS = {"wandb": WandbTracker, "mlflow": MlflowTracker}  # config `trackers` names these
 
 
 class Trackers:
@@ -150,7 +150,7 @@ class Trackers:
             ids[name] = tracker.run_id
         if self.active:
             try:
-                self.ids_path.write_text(json.dumps(ids))
+                write_json(self.ids_path, ids)
             except OSError:
                 pass  # the next resume starts new tracker runs
 

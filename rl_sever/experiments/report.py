@@ -71,7 +71,8 @@ def _group(case: Case, by: str) -> str:
     return case.algo if by == "case" else case.name.split(":")[0]
 
 
-def _cell(summary: dict, name: str = "iqm", digits: int = 1) -> str:
+def ci_cell(summary: dict, name: str = "iqm", digits: int = 1) -> str:
+    """"value [low, high]" of statistic `name` of a summary (rl_sever.core.stats.summarize)."""
     value, (low, high) = summary[name]["value"], summary[name]["ci"]
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
@@ -86,15 +87,15 @@ def to_markdown(report: dict) -> str:
         head += [f"final IQM, {norm}-normalised", f"best IQM, {norm}-normalised"]
     rows = []
     for c in report["cases"]:
-        row = [c["case"], str(c["final"]["runs"]), _cell(c["final"], "iqm", digits),
-               _cell(c["final"], "mean", digits), _cell(c["final"], "median", digits),
-               _cell(c["best"], "iqm", digits)]
+        row = [c["case"], str(c["final"]["runs"]), ci_cell(c["final"], "iqm", digits),
+               ci_cell(c["final"], "mean", digits), ci_cell(c["final"], "median", digits),
+               ci_cell(c["best"], "iqm", digits)]
         if norm:
-            row += [_cell(c["normalized_final"], "iqm", 3), _cell(c["normalized_best"], "iqm", 3)]
+            row += [ci_cell(c["normalized_final"], "iqm", 3), ci_cell(c["normalized_best"], "iqm", 3)]
         rows.append(row)
     for name, agg in report.get("aggregate", {}).items():
         rows.append([f"**{name}: {agg['cases']} cases**", str(agg["final"]["runs"]),
-                     "", "", "", "", _cell(agg["final"], "iqm", 3), _cell(agg["best"], "iqm", 3)])
+                     "", "", "", "", ci_cell(agg["final"], "iqm", 3), ci_cell(agg["best"], "iqm", 3)])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     notes = [f"Final: each run's last evaluation; best: its best evaluation. {report['method']}."]

@@ -45,14 +45,10 @@ class Case:
     runs: list[RunResult] = field(default_factory=list)
 
 
-def find_runs(paths: list[str | Path]) -> list[Path]:
-    """Run folders among `paths`: each path is a run folder or holds run folders (searched
-    below it; a run's best/ copy is not a run)."""
-    return list(dict.fromkeys(run for run, _ in find_runs_by_source(paths)))
-
-
-def find_runs_by_source(paths: list[str | Path]) -> list[tuple[Path, Path]]:
-    """(run folder, the path given that holds it) for every run among `paths`."""
+def find_runs(paths: list[str | Path]) -> list[tuple[Path, Path]]:
+    """(run folder, the path given that holds it) for every run among `paths`: each path is a
+    run folder (held by its parent) or holds run folders, searched below it (a run's best/ copy
+    is not a run)."""
     found: list[tuple[Path, Path]] = []
     for path in map(Path, paths):
         if not path.is_dir():
@@ -94,7 +90,7 @@ def load_cases(paths: list[str | Path], by: str = "case") -> tuple[list[Case], l
     cases: dict[str, Case] = {}
     skipped = []
     seen = set()
-    for run_dir, source in find_runs_by_source(paths):
+    for run_dir, source in find_runs(paths):
         if run_dir in seen:
             continue
         seen.add(run_dir)

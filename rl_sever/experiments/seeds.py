@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rl_sever.core import stats
+from rl_sever.core.rundir import unique_dir
 from rl_sever.errors import ConfigError
 
 MAX_SEEDS = 1000
@@ -82,16 +83,7 @@ class SeedRun:
 
 
 def group_folder(logdir: str | Path, env_id: str, algo: str, spec: str) -> Path:
-    safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
-    safe_algo = re.sub(r"[^A-Za-z0-9_.-]+", "-", algo)
-    safe_spec = re.sub(r"[^0-9-]+", "_", spec)
-    base = Path(logdir) / f"{safe_env}__{safe_algo}__seeds-{safe_spec}__{time.strftime('%Y%m%d-%H%M%S')}"
-    path, i = base, 1
-    while path.exists():
-        path = base.with_name(f"{base.name}-{i}")
-        i += 1
-    path.mkdir(parents=True)
-    return path
+    return unique_dir(logdir, f"{env_id}__{algo}__seeds-{re.sub(r'[^0-9-]+', '_', spec)}")
 
 
 def run_seeds(argv: list[str], seeds: list[int], *, jobs: int, group: Path,

@@ -6,7 +6,6 @@ import argparse
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from rl_sever.config import presets
 from rl_sever.config.fields import flat_items
@@ -25,16 +24,6 @@ from rl_sever.experiments.tune.study import (
     write_settings,
 )
 from rl_sever.experiments.tune.trial import TuneSettings
-
-
-def flatten(layer: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in layer.items():
-        if isinstance(value, dict) and value and key not in ("freeze", "aux_weights"):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -75,10 +64,10 @@ def run_tune(args: argparse.Namespace) -> int:
             raise ConfigError("tune needs ALGO and ENV_ID (or --resume DIR)")
         klass = get_agent_class(args.algo)
         preset = None if args.no_preset else _find_preset(klass.algo, args.env_id)
-        user = {}
+        user, defaults = {}, klass.config_cls()
         for layer in override_layers(args):
-            user.update(flatten(layer))
-        base = {**flatten(preset or {}), **user}
+            user.update(presets.flatten_layer(defaults, layer))
+        base = {**presets.flatten_layer(defaults, preset or {}), **user}
         space = load_space(klass.algo, klass.config_cls(), args.space)
         # A bad setting fails here, once (with the space's first values: the base alone may
         # hold a batch size only the sampled rollout lengths fit).

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -33,25 +32,19 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from rl_sever.core.rundir import RunLock
+from rl_sever.core.rundir import RunLock, unique_dir, write_json
 from rl_sever.errors import ConfigError
 from rl_sever.experiments.tune.trial import TuneSettings, work
 
 SETTINGS_FILE = "tune.json"
 JOURNAL_FILE = "study.journal"
 STUDY_NAME = "tune"
-PRUNERS = ("median", "halving", "none")
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the tune prints its own lines
 
 
 def new_folder(logdir: str | Path, env_id: str, algo: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{env_id}__{algo}")
-    base = Path(logdir) / f"tune__{safe}__{time.strftime('%Y%m%d-%H%M%S')}"
-    path, i = base, 1
-    while path.exists():
-        path = base.with_name(f"{base.name}-{i}")
-        i += 1
-    (path / "trials").mkdir(parents=True)
+    path = unique_dir(logdir, f"tune__{env_id}__{algo}")
+    (path / "trials").mkdir()
     return path
 
 
@@ -68,9 +61,7 @@ def make_pruner(name: str, budget: int, evals: int) -> optuna.pruners.BasePruner
 
 
 def write_settings(folder: Path, record: dict) -> None:
-    tmp = folder / (SETTINGS_FILE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(folder / SETTINGS_FILE)
+    write_json(folder / SETTINGS_FILE, record, indent=1)
 
 
 def read_settings(folder: str | Path) -> dict:
