@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from rl_sever import cli
 from rl_sever.errors import ConfigError
 from rl_sever.experiments.seeds import child_argv, parse_seeds
-from rl_sever.experiments.tune.study import JOURNAL_FILE, STUDY_NAME, storage
+from rl_sever.experiments.tune.study import JOURNAL_FILE, STUDY_NAME, requeue_stale, storage
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--n-envs", "2", "--set", "n_steps=16", "--set", "batch_size=16", "--set",
@@ -126,24 +126,44 @@ def test_tune_resumes_after_a_kill(tmp_path):
     assert cut, proc.stdout.read().decode()
     time.sleep(0.5)
     assert workers_alive(folder) == []  # the worker died with the tune
-    cut = [t.number for t in trials(folder) if t.state == TrialState.RUNNING]
-    assert cut
+    before = trials(folder)
+    # A trial the other worker had only just asked for (no values yet) is failed, not queued.
+    cut = [t.number for t in before if t.state == TrialState.RUNNING and "values" in t.user_attrs]
+    assert cut, [(t.number, t.state, sorted(t.user_attrs)) for t in before]
     command, options = rl_sever("tune", "--resume", str(folder), "--jobs", "1", cwd=tmp_path)
     done = subprocess.run(command, **options, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"trials {', '.join(map(str, cut))} did not finish; queued again" in done.stdout
+    assert f"trials {', '.join(map(str, cut))} did not finish; queued again" in done.stdout, (
+        done.stdout)
     after = {t.number: t for t in trials(folder)}
+    states = {n: (t.state.name, t.user_attrs.get("retry_of"), t.params) for n, t in after.items()}
     for number in cut:
-        assert after[number].state == TrialState.FAIL
+        assert after[number].state == TrialState.FAIL, states
         (retry,) = [t for t in after.values() if t.user_attrs.get("retry_of") == number]
         assert retry.params == after[number].params and retry.state in (
-            TrialState.COMPLETE, TrialState.PRUNED)
+            TrialState.COMPLETE, TrialState.PRUNED), states
     finished = [t for t in after.values() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(finished) == 4
+    assert len(finished) == 4, states
     best = yaml.safe_load((folder / "best.yaml").read_text())
     assert set(best) == {"learning_rate", "n_epochs", "network", "n_envs", "n_steps",
                          "batch_size"} and best["n_envs"] == 2
     assert "trials completed" in (folder / "report.md").read_text()
+
+
+def test_a_trial_cut_before_its_values_were_sampled_is_failed_not_queued():
+    study = optuna.create_study(direction="maximize")
+    sampled, asked = study.ask(), study.ask()
+    sampled.suggest_float("learning_rate", 1e-4, 1e-2)
+    sampled.set_user_attr("values", {"learning_rate": sampled.params["learning_rate"]})
+    asked.suggest_int("n_epochs", 1, 4)  # cut between two suggestions
+    assert requeue_stale(study) == [sampled.number]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {0: TrialState.FAIL, 1: TrialState.FAIL, 2: TrialState.WAITING}
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    assert waiting.user_attrs == {"retry_of": 0} and waiting.params == {}
+    again = study.ask()  # the queued trial samples the same values
+    assert again.suggest_float("learning_rate", 1e-4, 1e-2) == sampled.params["learning_rate"]
+    assert requeue_stale(study) == []  # once
 
 
 def test_tune_bad_input_is_one_line(tmp_path, capsys):

@@ -94,7 +94,8 @@ def load_study(folder: Path, record: dict, worker: int) -> optuna.Study:
 
 def requeue_stale(study: optuna.Study) -> list[int]:
     """Trials left running by a killed tune, or interrupted: failed, and queued again with their
-    values (the caller holds the folder's lock, so no worker is running them)."""
+    values (the caller holds the folder's lock, so no worker is running them). A trial cut
+    before all its values were sampled is failed only: the next trial samples afresh."""
     requeued = []
     retried = {t.user_attrs.get("retry_of") for t in study.get_trials(deepcopy=False)}
     for t in study.get_trials(deepcopy=False):
@@ -103,8 +104,9 @@ def requeue_stale(study: optuna.Study) -> list[int]:
         if (stale or interrupted) and t.number not in retried:
             if stale:
                 study.tell(t.number, state=TrialState.FAIL)
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-            requeued.append(t.number)
+            if "values" in t.user_attrs:  # set once the trial's values are all sampled
+                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+                requeued.append(t.number)
     return requeued
 
 
