@@ -359,3 +359,52 @@ def test_fresh_process_train_prints_no_native_tensorflow_log_lines(tmp_path):
     native = [line for line in proc.stderr.splitlines()
               if line.startswith(("E0000", "I0000", "W0000")) or "oneDNN" in line]
     assert native == [], native
+
+
+EXITING = '''
+import atexit
+import threading
+import time
+from pathlib import Path
+
+from agents.ppo import PPO
+
+atexit.register(lambda: Path("atexit.done").write_text("ran"))
+
+
+class ExitingPPO(PPO):
+    algo = "exiting_ppo"
+
+    def __init__(self, env, config=None, **kwargs):
+        super().__init__(env, config, **kwargs)
+        # A non-daemon thread still working when the run ends: the exit waits for it.
+        threading.Thread(target=lambda: time.sleep(1) or Path("thread.done").write_text("ran"),
+                         daemon=False).start()
+'''
+
+
+def test_the_command_exits_as_python_would_without_the_teardown(tmp_path):
+    """`python -m rl_sever.cli` / `rl-sever` skip the interpreter's teardown (rl_sever.cli.run)
+    but still join threads and run atexit handlers; the run folder is complete and the exit
+    code is the command's."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "exiting.py").write_text(EXITING)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env.pop("RL_SEVER_FULL_EXIT", None)
+    proc = subprocess.run([sys.executable, "-m", "rl_sever.cli", "train", "exiting:ExitingPPO",
+                           "CartPole-v1", "--steps", "64", "--logdir", "runs", *TINY],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("tensorboard --logdir")
+    assert (tmp_path / "atexit.done").read_text() == "ran"
+    assert (tmp_path / "thread.done").read_text() == "ran"
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert list(run_dir.glob("events.out.tfevents.*")) and (run_dir / "config.json").is_file()
+    assert "ckpt-64.index" in [p.name for p in (run_dir / "checkpoints").iterdir()]
+    proc = subprocess.run([sys.executable, "-m", "rl_sever.cli", "train", "ppo", "CartPole-v1",
+                           "--steps", "0"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2 and "total_steps must be positive" in proc.stderr

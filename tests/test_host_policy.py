@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rl_sever.core.evaluation import evaluate
 from rl_sever.errors import ConfigError
 from tests.helpers import TINY_MD_ID, tiny_agent
 
@@ -150,4 +151,34 @@ def test_every_host_action_uses_the_current_weights_after_updates_callbacks_and_
     kernel.assign(tf.ones_like(kernel))
     agent.learn(32, progress=False)
     assert len(reads) == n_rollouts + 1
+    agent.close()
+
+
+@pytest.mark.parametrize("recurrent", ["none", "lstm"])
+def test_greedy_predict_and_evaluation_act_on_the_host_with_the_current_weights(recurrent):
+    agent = tiny_agent("ppo", "CartPole-v1", **{"network.recurrent": recurrent})
+    host = agent._greedy_host()  # its own NumPy copy, not the collector's
+    assert host is not None and host is not agent.collector.host
+    compiled = []
+    greedy = agent.greedy_fn
+    agent.greedy_fn = lambda *args: compiled.append(1) or greedy(*args)
+    obs = random_obs(agent, 64)
+    state = np.random.default_rng(1).normal(size=(64, agent.layout.state_dim)).astype(np.float32)
+    kernel = agent.model.pi.kernels[0]
+    for _ in range(2):
+        if recurrent == "none":
+            np.testing.assert_array_equal(agent.predict(obs), greedy(obs).numpy())
+        else:
+            actions, next_state = agent.predict(obs, state)
+            want = greedy(obs, state)
+            np.testing.assert_array_equal(actions, want[0].numpy())
+            np.testing.assert_allclose(next_state, want[1].numpy(), rtol=1e-5, atol=1e-6)
+        kernel.assign(-kernel)  # a user's change: the next predict acts with it
+    assert compiled == []
+    reads = []
+    read = host._read
+    host._read = lambda: reads.append(1) or read()
+    evaluate(agent, 4, max_envs=2)
+    assert compiled == [] and len(reads) == 1  # read once for the whole evaluation
+    agent.predict(obs[0], deterministic=False)  # sampling stays compiled
     agent.close()

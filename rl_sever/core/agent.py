@@ -148,12 +148,10 @@ class Agent:
         raise NotImplementedError
 
     def auto_intra_op_threads(self) -> int:
-        """TensorFlow intra-op threads under intra_op_threads=auto (0: its default). Called
-        before the agent's first TensorFlow op: it must not run one."""
+        """Intra-op threads under intra_op_threads=auto (0: TensorFlow's default); runs no op."""
         return 0
 
-    def has_updated(self) -> bool:
-        """Whether any parameter update has run (the loop audits the first one)."""
+    def has_updated(self) -> bool:  # the loop audits the first update
         return int(self.iteration.numpy()) > 0
 
     def module_optimizers(self) -> list:
@@ -224,8 +222,7 @@ class Agent:
         binding.run_hooks(self, self._objective, self._term_metrics, out)
         return logged
 
-    def state_metrics(self) -> dict[str, float]:
-        """Metrics read from the agent's state after an update (train/std, train/n_updates)."""
+    def state_metrics(self) -> dict[str, float]:  # read from the state after an update
         return {}
 
     def next_seed(self) -> tf.Tensor:
@@ -266,8 +263,7 @@ class Agent:
                 rundir.write_config(self.run_dir, self.config_record())
         return self.run_dir
 
-    def discard_worker_dir(self) -> None:
-        """End of a run on a non-chief worker: remove its scratch folder and checkpoints."""
+    def discard_worker_dir(self) -> None:  # a non-chief worker's scratch folder, at the end
         if not self.replicas.is_chief:
             self.replicas.discard_worker_dir()
             self._checkpointer = None
@@ -317,12 +313,17 @@ class Agent:
         if isinstance(state, (bool, np.bool_)):  # the positional `deterministic` of before
             state, deterministic = None, bool(state)
         args, single = act_inputs(self, obs, state, episode_start, action_masks)
-        out = (self.greedy_fn if deterministic else self.act_fn)(*args)
+        out = self.act_arrays(args, deterministic)
         if not self.layout.state_dim:
-            actions = self.env_actions(out.numpy())
+            actions = self.env_actions(out)
             return actions[0] if single else actions
-        actions, state = self.env_actions(out[0].numpy()), out[1].numpy()
+        actions, state = self.env_actions(out[0]), out[1]
         return (actions[0], state[0]) if single else (actions, state)
+
+    def act_arrays(self, args: list, deterministic: bool):
+        """The act step on predict's arrays: actions (and a recurrent policy's next state)."""
+        out = (self.greedy_fn if deterministic else self.act_fn)(*args)
+        return tuple(o.numpy() for o in out) if self.layout.state_dim else out.numpy()
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
         """Clip Gaussian actions to the action bounds (only when stepping, never in log-probs)."""

@@ -3,6 +3,7 @@ them as videos)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from pathlib import Path
@@ -33,7 +34,9 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
     env = make_vec_env(agent.env_id, n, seed=seed, render_mode=render_mode, atari=atari,
                        training=False)
     taken: list[list[np.ndarray]] = [[]]
+    held = getattr(agent, "weights_held", contextlib.nullcontext)()  # acting reads them once
     try:
+        held.__enter__()
         targets = np.array([(episodes + i) // n for i in range(n)])
         counts = np.zeros(n, int)
         returns, lengths, successes = [], [], []
@@ -66,6 +69,7 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
                 ep_ret[i], ep_len[i] = 0.0, 0
                 taken.append([])
     finally:
+        held.__exit__(None, None, None)
         env.close()
     result = {"mean_reward": float(np.mean(returns)), "std_reward": float(np.std(returns)),
               "mean_ep_length": float(np.mean(lengths)), "episodes": len(returns)}

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
+from tensorflow.core.framework import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
 from rl_sever.core.disk import WRITE_ERRORS, is_write_error, reason
 
@@ -105,7 +105,7 @@ class Logger:
 
     def dump(self, step: int) -> dict[str, float]:
         """Write the mean of every recorded key at `step` and clear them; returns what was written."""
-        written = {k: float(np.mean(v)) for k, v in self.values.items()}
+        written = {k: math.fsum(v) / len(v) for k, v in self.values.items()}
         self.values = {}
         self.last.update(written)
         if self.trackers is not None:
@@ -113,11 +113,12 @@ class Logger:
         if self.writer is not None and written:
             # One event holding every scalar, written by one op: tf.summary.scalar per key cost
             # a few eager ops each (PPO on a masked env: 0.8 s of a 10 s run for 1,764 scalars).
-            # The values are what tf.summary.scalar writes: float32 tensors, scalar metadata.
-            meta = _scalar_metadata()
+            # The values are what tf.summary.scalar writes: float32 tensors, scalar metadata
+            # (the proto built directly: tf.make_tensor_proto cost 12 µs a value).
+            meta, shape = _scalar_metadata(), tensor_shape_pb2.TensorShapeProto()
             summary = summary_pb2.Summary(value=[
-                summary_pb2.Summary.Value(tag=key, metadata=meta,
-                                          tensor=tf.make_tensor_proto(np.float32(value)))
+                summary_pb2.Summary.Value(tag=key, metadata=meta, tensor=tensor_pb2.TensorProto(
+                    dtype=types_pb2.DT_FLOAT, tensor_shape=shape, float_val=[value]))
                 for key, value in sorted(written.items())])
 
             def write():

@@ -128,8 +128,8 @@ def _train(agent, progress: bool | None, callback) -> None:
                 step += collected.steps
                 iteration += 1
                 # Python ints are the loop's counters; the checkpointed variables follow them.
-                agent.global_step.assign(step)
-                agent.iteration.assign(iteration)
+                agent.global_step.assign(step, read_value=False)  # half the cost of a read
+                agent.iteration.assign(iteration, read_value=False)
                 stats.pop_finished()  # the window statistics are what we log
                 logged = None
                 if collected.batch is not None:
@@ -160,7 +160,7 @@ def _train(agent, progress: bool | None, callback) -> None:
                 logger.record("time/iterations", iteration)
                 logger.dump(step)
                 next_log = step + cfg.log_every_steps
-            bar.update(step, stats.mean_return())
+            bar.update(step, stats.mean_return)
             due = (next_ckpt and step >= next_ckpt) or (
                 ckpt_seconds and time.perf_counter() - last_save >= ckpt_seconds)
             if due and run_dir is not None and step < total:  # the end saves below

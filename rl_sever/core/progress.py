@@ -28,12 +28,19 @@ class Progress:
         self.total, self.start, self.t0 = total, start, time.perf_counter()
         self._last = self._last_line = self.t0
 
-    def update(self, step: int, ep_return: float, force: bool = False) -> None:
+    def update(self, step: int, ep_return, force: bool = False) -> None:
+        """`ep_return`: a float, or a function giving it (called only when something prints:
+        the loop calls this every iteration)."""
         now = time.perf_counter()
-        if self.lines and (now - self._last_line >= self.every_s or force):
+        show_line = self.lines and (now - self._last_line >= self.every_s or force)
+        show_bar = self.bar and (now - self._last >= 0.2 or force)
+        if not (show_line or show_bar):
+            return
+        ep_return = ep_return() if callable(ep_return) else ep_return
+        if show_line:
             self._last_line = now
             print(self.line(step, ep_return, now), file=self.line_stream, flush=True)
-        if not self.bar or (now - self._last < 0.2 and not force):
+        if not show_bar:
             return
         self._last = now
         frac = min(step / max(self.total, 1), 1.0)

@@ -4,8 +4,8 @@ TensorFlow fixes its thread pools when it runs its first op, so the setting appl
 agent is built in a process where TensorFlow has not run yet (the CLI's runs, a script that
 builds its agent first). `auto` asks the agent for its preference (`Agent.auto_intra_op_threads`)
 and keeps TensorFlow's pools as they are where they are already fixed; an explicit number that
-cannot apply is an error naming the remedy. Why one thread suits small off-policy MLP updates:
-docs/offpolicy.md#speed.
+cannot apply is an error naming the remedy. Why one thread suits small MLP updates on CPU:
+docs/offpolicy.md#speed (SAC) and docs/performance.md (PPO).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from rl_sever.core.quiet import warm_up_quietly
 from rl_sever.errors import ConfigError
+from rl_sever.nn.encoders import is_image
 
 
 def apply_intra_op_threads(setting: int | str, preferred: int) -> int:
@@ -38,3 +39,12 @@ def apply_intra_op_threads(setting: int | str, preferred: int) -> int:
             "tf.config.threading.set_intra_op_parallelism_threads at the start, or use "
             "intra_op_threads=auto") from None
     return wanted
+
+
+def small_mlp_on_cpu(agent) -> bool:
+    """The agent's networks are MLPs on vectors (no image, no Dict, no user encoder) and no GPU
+    is visible: their updates are many small ops, run fastest on one intra-op thread (the
+    executor runs independent ops side by side; a pool's hand-offs cost more than they split)."""
+    return (agent.user_encoder is None and not isinstance(agent.obs_shape, dict)
+            and not is_image(agent.obs_shape, agent.obs_dtype)
+            and not tf.config.list_physical_devices("GPU"))

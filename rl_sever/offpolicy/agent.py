@@ -20,6 +20,7 @@ from rl_sever.core.batch import Layout
 from rl_sever.core.ingraph_env import tfnative_env
 from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.core.resources import has_bf16_matrix_units
+from rl_sever.core.threads import small_mlp_on_cpu
 from rl_sever.errors import ConfigError, UnsupportedSpaceError
 from rl_sever.isolation import sever
 from rl_sever.nn.encoders import flat_obs, is_image, make_encoder
@@ -130,9 +131,7 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         # One intra-op thread for MLP updates on CPU without XLA: the executor then runs their
         # independent matmuls side by side (rl_sever.core.threads). XLA runs one stream and
         # wants the intra-op pool; convolutions split well across cores.
-        mlp = (self.user_encoder is None and not is_image(self.obs_shape, self.obs_dtype)
-               and not isinstance(self.obs_shape, dict))
-        return 1 if mlp and not self.uses_xla() and not tf.config.list_physical_devices("GPU") else 0
+        return 1 if small_mlp_on_cpu(self) and not self.uses_xla() else 0
 
     def uses_xla(self) -> bool:
         """config.jit_compile; unset, only for a tf: env's in-graph chunk. A Gymnasium run's

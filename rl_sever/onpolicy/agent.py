@@ -15,9 +15,9 @@ from rl_sever.auxiliary import AuxContext, AuxiliarySet
 from rl_sever.config.run import OnPolicyConfig, parse_grad_from
 from rl_sever.core import metrics
 from rl_sever.core.agent import Agent
-from rl_sever.core.compiled import FastCall
 from rl_sever.core.ingraph_env import tfnative_env
 from rl_sever.core.rollout import Rollout
+from rl_sever.core.threads import small_mlp_on_cpu
 from rl_sever.errors import ConfigError
 from rl_sever.isolation import sever
 from rl_sever.nn.actor_critic import ActorCritic
@@ -34,13 +34,14 @@ from rl_sever.objective import (
 from rl_sever.objective.advantages import gae
 from rl_sever.onpolicy import sequences
 from rl_sever.onpolicy.collector import OnPolicyCollector
+from rl_sever.onpolicy.greedy import GreedyOnHost
 from rl_sever.onpolicy.ingraph import InGraphCollector, InGraphTrainer
 from rl_sever.onpolicy.objective import OnPolicyObjective
 from rl_sever.runners.collectors import RolloutRunners
 from rl_sever.runners.learners import train_learners
 
 
-class OnPolicyAgent(OnPolicyObjective, Agent):
+class OnPolicyAgent(GreedyOnHost, OnPolicyObjective, Agent):
     """Base for PPO and A2C. Subclasses set `config_cls` and implement `policy_term`.
 
     `losses`: loss edits applied after config.losses, in order: spec strings
@@ -66,6 +67,12 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
 
     def n_epochs(self) -> int:
         return 1
+
+    def auto_intra_op_threads(self) -> int:
+        # One thread for MLP updates on CPU (rl_sever.core.threads; docs/performance.md).
+        cfg = self.config
+        one = small_mlp_on_cpu(self) and not cfg.jit_compile and cfg.distribute == "default"
+        return 1 if one and tfnative_env(self.env) is None else 0
 
     def minibatch_size(self) -> int:
         return self.rollout_size
@@ -323,38 +330,6 @@ class OnPolicyAgent(OnPolicyObjective, Agent):
     def _host_policy(self):
         """The collector's host policy (rl_sever.onpolicy.host_policy), if it acts on the host."""
         return getattr(self._collector, "host", None)
-
-    def _train_call(self) -> tuple[FastCall, object]:
-        """The update as one call (rl_sever.core.compiled), and the host policy it returns the
-        new weights to (or None): a separate read per rollout cost a second call (A2C CartPole:
-        2,500 per 100k steps). The objective may rebuild train_fn: hence the identity check."""
-        host = self._host_policy()
-        train_fn = self.train_fn
-        if self.ingraph is not None and self.config.jit_compile:
-            # On tf: envs this update runs once, for the audited first iteration (the fused
-            # iteration does the others): compiling it with XLA as well cost 1.3 s of a
-            # 10 s run (in-graph PPO CartPole 100k); the same update without XLA is traced only.
-            train_fn = self._plain_train_fn()
-        fast = getattr(self, "_fast_train", None)
-        if fast is None or fast[0] is not train_fn or fast[2] is not host:
-            fn = train_fn
-            if host is not None:
-                def train_and_read(*rollout):
-                    out = train_fn(*rollout)
-                    with tf.control_dependencies(tf.nest.flatten(out)):
-                        return out, host.read_variables()
-
-                fn = tf.function(train_and_read, input_signature=self._rollout_signature,
-                                 autograph=False)
-            self._fast_train = fast = (train_fn, FastCall(fn), host)
-        return fast[1], fast[2]
-
-    def _plain_train_fn(self):
-        """train_fn without XLA (made once per train_fn)."""
-        plain = getattr(self, "_plain_train", None)
-        if plain is None or plain[0] is not self.train_fn:
-            self._plain_train = plain = (self.train_fn, self.update_function(jit_compile=False))
-        return plain[1]
 
     def acting_variables(self) -> list:
         return tf_variables([v for group in self.model.modules().values() for v in group])

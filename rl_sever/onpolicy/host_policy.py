@@ -98,11 +98,15 @@ class HostPolicy:
         """The weights may have changed outside an update: read them before the next rollout."""
         self.stale = True
 
+    def refresh(self) -> None:
+        """Read the weights if they may have changed since the last read."""
+        if self.stale:
+            self.load(self._read())
+
     def sync(self, step: int) -> None:
         """Reseed the sampler from (seed, `step`); read the weights unless the last update
         already returned them."""
-        if self.stale:
-            self.load(self._read())
+        self.refresh()
         self.rng = np.random.default_rng([self.seed % 2**32, int(step)])
         self.outputs = []
 
