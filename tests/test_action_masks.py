@@ -72,8 +72,8 @@ def test_masked_logits_get_probability_zero_and_finite_entropy(kind):
     if kind == "multi":
         mask[:, 2] = True
     dist = head.distribution(logits, mask=tf.constant(mask))
-    probs = (tf.nn.softmax(dist.logits_parameter()) if kind == "discrete"
-             else tf.concat([tf.nn.softmax(p.logits_parameter()) for p in dist.parts], -1))
+    probs = (tf.nn.softmax(dist.logits) if kind == "discrete"
+             else tf.concat([tf.nn.softmax(p.logits) for p in dist.parts], -1))
     assert np.all(probs.numpy()[~mask] == 0.0)
     assert np.all(np.isfinite(dist.entropy().numpy()))
     samples = head.sample(dist, tf.constant([1, 2])).numpy()

@@ -71,7 +71,7 @@ def test_sampled_actions_follow_the_compiled_distribution(algo, env_id):
     samples = host_of(agent).sample(batch)
     dist = agent.model.distribution(tf.constant(one))
     if agent.action.kind == "box":
-        mean, std = dist.mean().numpy()[0], dist.stddev().numpy()[0]
+        mean, std = dist.loc.numpy()[0], dist.scale_diag.numpy()[0]
         # 6 standard errors: a false alarm about once in 10^8 per dimension
         assert np.all(np.abs(samples.mean(0) - mean) < 6 * std / np.sqrt(n))
         assert np.all(np.abs(samples.std(0) / std - 1) < 6 / np.sqrt(2 * n))
@@ -155,30 +155,22 @@ def test_every_host_action_uses_the_current_weights_after_updates_callbacks_and_
 
 
 @pytest.mark.parametrize("recurrent", ["none", "lstm"])
-def test_greedy_predict_and_evaluation_act_on_the_host_with_the_current_weights(recurrent):
+def test_evaluations_act_greedily_on_the_host_with_the_current_weights(recurrent):
     agent = tiny_agent("ppo", "CartPole-v1", **{"network.recurrent": recurrent})
     host = agent._greedy_host()  # its own NumPy copy, not the collector's
     assert host is not None and host is not agent.collector.host
-    compiled = []
-    greedy = agent.greedy_fn
+    compiled, reads = [], []
+    greedy, read = agent.greedy_fn, host._read
     agent.greedy_fn = lambda *args: compiled.append(1) or greedy(*args)
-    obs = random_obs(agent, 64)
-    state = np.random.default_rng(1).normal(size=(64, agent.layout.state_dim)).astype(np.float32)
-    kernel = agent.model.pi.kernels[0]
-    for _ in range(2):
-        if recurrent == "none":
-            np.testing.assert_array_equal(agent.predict(obs), greedy(obs).numpy())
-        else:
-            actions, next_state = agent.predict(obs, state)
-            want = greedy(obs, state)
-            np.testing.assert_array_equal(actions, want[0].numpy())
-            np.testing.assert_allclose(next_state, want[1].numpy(), rtol=1e-5, atol=1e-6)
-        kernel.assign(-kernel)  # a user's change: the next predict acts with it
-    assert compiled == []
-    reads = []
-    read = host._read
     host._read = lambda: reads.append(1) or read()
-    evaluate(agent, 4, max_envs=2)
+    kernel = agent.model.pi.kernels[0]
+    kernel.assign(kernel * 4.0)  # a user's change before the evaluation
+    on_host = evaluate(agent, 4, max_envs=2)
     assert compiled == [] and len(reads) == 1  # read once for the whole evaluation
-    agent.predict(obs[0], deterministic=False)  # sampling stays compiled
+    np.testing.assert_array_equal(host.weights[0][0], kernel.numpy())
+    agent._greedy_hosts = (agent.model, None)  # the compiled greedy policy: the same episodes
+    assert evaluate(agent, 4, max_envs=2) == on_host and compiled
+    obs, n = random_obs(agent, 8), len(compiled)
+    agent.predict(obs)  # outside an evaluation: the compiled policy
+    assert len(compiled) == n + 1
     agent.close()
