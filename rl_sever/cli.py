@@ -243,12 +243,21 @@ def quick_exit(code: int) -> None:
     import atexit
     import threading
 
-    for thread in threading.enumerate():  # what interpreter shutdown waits for first
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # What interpreter shutdown does first: the threading module's own exit hooks (e.g.
+    # concurrent.futures' executors) and then every non-daemon thread joined.
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    else:
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join()
     atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, OSError, ValueError):  # `rl-sever ... | head`, a closed stream
+            pass
     os._exit(code)
 
 

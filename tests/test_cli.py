@@ -408,3 +408,21 @@ def test_the_command_exits_as_python_would_without_the_teardown(tmp_path):
                            "--steps", "0"], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=300)
     assert proc.returncode == 2 and "total_steps must be positive" in proc.stderr
+
+
+def test_run_ends_with_python_s_exit_steps_then_a_quick_exit(monkeypatch):
+    import atexit
+    import threading
+
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    monkeypatch.setattr(threading, "_shutdown", lambda: calls.append("threads"))
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: calls.append("atexit"))
+    monkeypatch.setattr(cli.os, "_exit", calls.append)
+    monkeypatch.delenv("RL_SEVER_FULL_EXIT", raising=False)
+    cli.run()
+    assert calls == ["threads", "atexit", 3]  # in the interpreter's order, then out
+    monkeypatch.setenv("RL_SEVER_FULL_EXIT", "1")
+    with pytest.raises(SystemExit) as e:
+        cli.run()
+    assert e.value.code == 3 and calls == ["threads", "atexit", 3]

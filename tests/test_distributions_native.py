@@ -42,6 +42,16 @@ def test_categorical_equals_tfp_with_masked_logits_and_gradients():
     assert np.isfinite(values[1][0].numpy()).all()  # 0 * MASKED_LOGIT, not NaN
 
 
+def test_categorical_broadcasts_actions_and_logits_as_tfp_does():
+    logits = tf.constant(RNG.normal(size=(4, 3)).astype(np.float32))
+    for actions in (tf.constant(2), tf.constant([[0], [1]])):  # one action; [2, 1] against [4]
+        close(Categorical(logits).log_prob(actions), tfd.Categorical(logits=logits).log_prob(actions))
+    fn = tf.function(lambda lg, a: Categorical(lg).log_prob(a), input_signature=[
+        tf.TensorSpec([None, 3]), tf.TensorSpec([None], tf.int32)])  # shapes known at run time
+    close(fn(logits[:1], tf.constant([0, 1, 2])),
+          tfd.Categorical(logits=logits[:1]).log_prob(tf.constant([0, 1, 2])))
+
+
 def test_diag_gaussian_equals_tfp_with_gradients():
     loc = tf.Variable(RNG.normal(size=(64, 3)).astype(np.float32))
     log_std = tf.Variable(RNG.normal(size=(3,)).astype(np.float32) * 0.5)

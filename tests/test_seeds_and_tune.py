@@ -163,7 +163,14 @@ def test_a_trial_cut_before_its_values_were_sampled_is_failed_not_queued():
     assert waiting.user_attrs == {"retry_of": 0} and waiting.params == {}
     again = study.ask()  # the queued trial samples the same values
     assert again.suggest_float("learning_rate", 1e-4, 1e-2) == sampled.params["learning_rate"]
-    assert requeue_stale(study) == []  # once
+    # The retry is cut too, before its worker recorded "values": its values are fixed, so it
+    # is queued again with them; every cut trial is queued once.
+    assert requeue_stale(study) == [again.number]
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    assert waiting.user_attrs == {"retry_of": again.number}
+    assert study.ask().suggest_float("learning_rate", 1e-4, 1e-2) == sampled.params[
+        "learning_rate"]
+    assert requeue_stale(study) == [waiting.number] and requeue_stale(study) == []
 
 
 def test_tune_bad_input_is_one_line(tmp_path, capsys):

@@ -105,7 +105,7 @@ class Logger:
 
     def dump(self, step: int) -> dict[str, float]:
         """Write the mean of every recorded key at `step` and clear them; returns what was written."""
-        written = {k: math.fsum(v) / len(v) for k, v in self.values.items()}
+        written = {k: sum(v) / len(v) for k, v in self.values.items()}  # inf stays inf
         self.values = {}
         self.last.update(written)
         if self.trackers is not None:

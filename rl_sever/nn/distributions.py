@@ -30,7 +30,9 @@ class Categorical:
 
     def log_prob(self, actions: tf.Tensor) -> tf.Tensor:
         labels = tf.cast(actions, tf.int32)
-        if self.logits.shape[:-1] != labels.shape:  # e.g. one action for a batch of logits
+        batch = self.logits.shape[:-1]
+        known = batch.is_fully_defined() and labels.shape.is_fully_defined()
+        if not known or batch != labels.shape:  # broadcast one against the other, as TFP does
             logits = self.logits * tf.ones_like(labels[..., None], self.logits.dtype)
             labels = labels * tf.ones(tf.shape(logits)[:-1], tf.int32)
         else:

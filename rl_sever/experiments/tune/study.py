@@ -104,8 +104,12 @@ def requeue_stale(study: optuna.Study) -> list[int]:
         if (stale or interrupted) and t.number not in retried:
             if stale:
                 study.tell(t.number, state=TrialState.FAIL)
-            if "values" in t.user_attrs:  # set once the trial's values are all sampled
-                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+            # Its values are known once all are sampled ("values"), or from the start for a
+            # queued retry (Optuna's fixed_params).
+            fixed = t.system_attrs.get("fixed_params")
+            if "values" in t.user_attrs or fixed is not None:
+                study.enqueue_trial(fixed if fixed is not None else t.params,
+                                    user_attrs={"retry_of": t.number})
                 requeued.append(t.number)
     return requeued
 
