@@ -20,7 +20,13 @@ from optuna.trial import TrialState
 from rl_sever import cli
 from rl_sever.errors import ConfigError
 from rl_sever.experiments.seeds import child_argv, parse_seeds
-from rl_sever.experiments.tune.study import JOURNAL_FILE, STUDY_NAME, requeue_stale, storage
+from rl_sever.experiments.tune.study import (
+    JOURNAL_FILE,
+    STUDY_NAME,
+    recover_journal,
+    requeue_stale,
+    storage,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--n-envs", "2", "--set", "n_steps=16", "--set", "batch_size=16", "--set",
@@ -171,6 +177,25 @@ def test_a_trial_cut_before_its_values_were_sampled_is_failed_not_queued():
     assert study.ask().suggest_float("learning_rate", 1e-4, 1e-2) == sampled.params[
         "learning_rate"]
     assert requeue_stale(study) == [waiting.number] and requeue_stale(study) == []
+
+
+def test_a_resume_clears_what_a_kill_mid_write_leaves_in_the_journal(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative folder, as `--logdir tunes` gives
+    folder = Path("tunes") / "t"
+    folder.mkdir(parents=True)
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage(folder))
+    study.enqueue_trial({"x": 1.0})
+    journal = folder / JOURNAL_FILE
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + b'{"op_code": 4, "worker_id": "cut')  # killed mid-line
+    lock = folder / (JOURNAL_FILE + ".lock")
+    os.symlink(os.path.relpath(journal), lock)  # and holding the lock, as Optuna takes it
+    recover_journal(folder)
+    assert not lock.is_symlink() and journal.read_bytes() == whole
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage(folder))
+    study.enqueue_trial({"x": 2.0})  # appends after whole lines: the journal stays readable
+    assert [t.system_attrs["fixed_params"] for t in study.get_trials()] == [{"x": 1.0},
+                                                                           {"x": 2.0}]
 
 
 def test_tune_bad_input_is_one_line(tmp_path, capsys):

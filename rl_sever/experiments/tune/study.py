@@ -49,7 +49,23 @@ def new_folder(logdir: str | Path, env_id: str, algo: str) -> Path:
 
 
 def storage(folder: Path) -> JournalStorage:
-    return JournalStorage(JournalFileBackend(str(folder / JOURNAL_FILE)))
+    # An absolute path: Optuna's lock is a symlink to the journal, and a relative target
+    # dangles, so a stale lock was never seen as stale (a resumed tune waited for ever).
+    return JournalStorage(JournalFileBackend(str((Path(folder) / JOURNAL_FILE).resolve())))
+
+
+def recover_journal(folder: Path) -> None:
+    """After a killed tune (the caller holds the folder's lock, so nothing writes): remove the
+    journal lock a killed writer left, and cut a last line the kill left unfinished (Optuna
+    would append after it and make the journal unreadable)."""
+    lock = Path(folder) / (JOURNAL_FILE + ".lock")
+    if lock.is_symlink() or lock.exists():
+        lock.unlink()
+    path = Path(folder) / JOURNAL_FILE
+    data = path.read_bytes() if path.is_file() else b""
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
 
 
 def make_pruner(name: str, budget: int, evals: int) -> optuna.pruners.BasePruner:
@@ -122,6 +138,8 @@ def start(record: dict, folder: Path, *, jobs: int, timeout_min: float | None,
             write_settings(folder, record)
             optuna.create_study(study_name=STUDY_NAME, storage=storage(folder),
                                 direction="maximize")
+        if resume:
+            recover_journal(folder)
         study = load_study(folder, record, 0)
         if resume:
             again = requeue_stale(study)
