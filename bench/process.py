@@ -134,11 +134,9 @@ def sb3_process(case: str, threads: int, folder: str) -> dict:
 def sb3_child(case: str, threads: int, folder: str, settings: str) -> int:
     """The SB3 process: what a user's SB3 script does, on rl_sever's resolved settings."""
     import torch
-    from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.vec_env import VecNormalize
 
-    from bench.returns import sb3_model
+    from bench.returns import sb3_eval_env, sb3_model, sb3_train_env
 
     def namespace(value):
         if isinstance(value, dict):
@@ -148,19 +146,11 @@ def sb3_child(case: str, threads: int, folder: str, settings: str) -> int:
     torch.set_num_threads(threads)
     algo, _, steps, _, env_id, _ = CASES[case]
     cfg = namespace(json.loads(settings))
-    kwargs = {"render_mode": None}
-    train_env = make_vec_env(env_id, n_envs=cfg.n_envs, seed=cfg.seed, env_kwargs=kwargs)
-    normalize = getattr(cfg, "normalize_obs", False) or getattr(cfg, "normalize_reward", False)
-    if normalize:
-        train_env = VecNormalize(train_env, norm_obs=cfg.normalize_obs,
-                                 norm_reward=cfg.normalize_reward, gamma=cfg.gamma)
+    train_env = sb3_train_env(env_id, cfg, cfg.seed)
     model = sb3_model(algo, train_env, cfg, cfg.seed)
     model.learn(steps)
     model.save(os.path.join(folder, "model"))
-    eval_env = make_vec_env(env_id, n_envs=1, seed=cfg.seed + 10_000, env_kwargs=kwargs)
-    if normalize:
-        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
-        eval_env.obs_rms = train_env.obs_rms
+    eval_env = sb3_eval_env(env_id, cfg.seed, train_env)
     mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES,
                               deterministic=True)
     print(json.dumps({"mean": round(float(mean), 2)}), flush=True)

@@ -225,11 +225,38 @@ def sb3_model(algo: str, env, cfg, seed: int, policy: str = "MlpPolicy", masked:
                target_noise_clip=cfg.target_noise_clip, **kw)
 
 
+# render_mode None, as rl_sever makes its envs: SB3's make_vec_env asks for rgb_array by
+# default, which envs that do not render (Masked/*) refuse.
+NO_RENDER = {"render_mode": None}
+
+
+def sb3_train_env(env_id: str, cfg, seed: int):
+    """SB3's vector env for training on `cfg` (n_envs; VecNormalize as the config normalises)."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = make_vec_env(env_id, n_envs=cfg.n_envs, seed=seed, env_kwargs=NO_RENDER)
+    if getattr(cfg, "normalize_obs", False) or getattr(cfg, "normalize_reward", False):
+        env = VecNormalize(env, norm_obs=cfg.normalize_obs, norm_reward=cfg.normalize_reward,
+                           gamma=cfg.gamma)
+    return env
+
+
+def sb3_eval_env(env_id: str, seed: int, train_env):
+    """One env seeded `seed + 10_000`, normalised with the training env's statistics."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000, env_kwargs=NO_RENDER)
+    if isinstance(train_env, VecNormalize):
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env.obs_rms = train_env.obs_rms
+    return eval_env
+
+
 def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int, threads: int = 1,
             masked: bool = False) -> dict:
     import torch
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
 
     import envs.bit_flipping  # noqa: F401  (registers BitFlipping-v0, BitFlippingContinuous-v0)
     import envs.masked  # noqa: F401  (registers Masked/*, NoVel/* and the *NoVel aliases)
@@ -241,22 +268,12 @@ def run_sb3(algo: str, env_id: str, cfg, seed: int, steps: int, threads: int = 1
     torch.set_num_threads(threads)
     if is_atari(env_id):
         return run_sb3_atari(algo, env_id, cfg, seed, steps)
-    # render_mode None, as rl_sever makes its envs: SB3's make_vec_env asks for rgb_array by
-    # default, which envs that do not render (Masked/*) refuse.
-    no_render = {"render_mode": None}
-    env = make_vec_env(env_id, n_envs=cfg.n_envs, seed=seed, env_kwargs=no_render)
-    normalize = getattr(cfg, "normalize_obs", False) or getattr(cfg, "normalize_reward", False)
-    if normalize:
-        env = VecNormalize(env, norm_obs=cfg.normalize_obs, norm_reward=cfg.normalize_reward,
-                           gamma=cfg.gamma)
+    env = sb3_train_env(env_id, cfg, seed)
     model = sb3_model(algo, env, cfg, seed, masked=masked)
     t0 = time.perf_counter()
     model.learn(steps)
     wall = time.perf_counter() - t0
-    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000, env_kwargs=no_render)
-    if normalize:
-        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
-        eval_env.obs_rms = env.obs_rms
+    eval_env = sb3_eval_env(env_id, seed, env)
     invalid, success = None, None
     if masked:  # MaskablePPO acts on the eval env's action_masks() (use_masking)
         mean, std, invalid = evaluate_masked(model, eval_env, EVAL_EPISODES)

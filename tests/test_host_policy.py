@@ -172,7 +172,7 @@ def test_evaluations_act_greedily_on_the_host_with_the_current_weights(recurrent
     on_host = evaluate(agent, 4, max_envs=2)
     assert len(reads) == 2 and compiled == []
     np.testing.assert_array_equal(host.weights[0][0], kernel.numpy())
-    agent._greedy_hosts = (agent.model, None)  # the compiled greedy policy: the same episodes
+    agent._greedy_copy = (None,)  # the compiled greedy policy: the same episodes
     assert evaluate(agent, 4, max_envs=2) == on_host and compiled
     obs, n = random_obs(agent, 8), len(compiled)
     agent.predict(obs)  # outside an evaluation: the compiled policy

@@ -34,9 +34,10 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
     env = make_vec_env(agent.env_id, n, seed=seed, render_mode=render_mode, atari=atari,
                        training=False)
     taken: list[list[np.ndarray]] = [[]]
-    held = getattr(agent, "weights_held", contextlib.nullcontext)()  # acting reads them once
-    try:
-        held.__enter__()
+    # Greedy acting on a host copy of the policy that reads the weights once, where it has one.
+    greedy_on_host = deterministic and hasattr(agent, "weights_held")
+    held = agent.weights_held() if greedy_on_host else contextlib.nullcontext()
+    with held, contextlib.closing(env):
         targets = np.array([(episodes + i) // n for i in range(n)])
         counts = np.zeros(n, int)
         returns, lengths, successes = [], [], []
@@ -68,9 +69,6 @@ def evaluate(agent, episodes: int = 10, *, seed: int = 10_000, deterministic: bo
                         successes.append(success)
                 ep_ret[i], ep_len[i] = 0.0, 0
                 taken.append([])
-    finally:
-        held.__exit__(None, None, None)
-        env.close()
     result = {"mean_reward": float(np.mean(returns)), "std_reward": float(np.std(returns)),
               "mean_ep_length": float(np.mean(lengths)), "episodes": len(returns)}
     if successes:  # goal envs report info["is_success"] at an episode's end

@@ -14,13 +14,12 @@ from rl_sever.onpolicy.host_policy import make_host_policy
 
 class GreedyOnHost:
     _weights_held = False
-    _greedy_hosts: tuple = ()
+    _greedy_copy: tuple | None = None  # (the host copy, or None where host acting does not apply)
 
     def _greedy_host(self):
-        if not self._greedy_hosts or self._greedy_hosts[0] is not self.model:
-            self._greedy_hosts = (self.model, make_host_policy(self.model, self.config.host_act,
-                                                               self.data_seed))
-        return self._greedy_hosts[1]
+        if self._greedy_copy is None:
+            self._greedy_copy = (make_host_policy(self.model, self.config.host_act, self.data_seed),)
+        return self._greedy_copy[0]
 
     def act_arrays(self, args: list, deterministic: bool):
         host = self._greedy_host() if deterministic and self._weights_held else None
