@@ -192,7 +192,7 @@ def test_the_audited_first_iteration_is_not_compiled_with_xla_too(tmp_path):
     try:
         agent.learn(progress=False, callback=lambda agent, m: history.append(dict(m)))
         assert agent.train_fn.experimental_get_tracing_count() == 0  # the XLA one: never
-        assert agent._plain_train_fn().experimental_get_tracing_count() == 1
+        assert agent.train_fn_for(False).experimental_get_tracing_count() == 1
         assert agent.ingraph.iteration_fn.experimental_get_tracing_count() == 1
         assert len(history) == 3 and all(np.isfinite(h["train/loss"]) for h in history)
         assert "audit/gradient_flow" in read_event_tensors(agent.run_dir)

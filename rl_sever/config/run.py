@@ -159,9 +159,11 @@ class RunConfig:
     (frozen while from_step <= step < until_step; {} freezes for the whole run)."""
     audit: bool = True
     """Check the agent's gradient-flow contract on the first update and stop on a violation."""
-    jit_compile: bool = False
+    jit_compile: bool | str = "auto"
     """Compile the update step with XLA (on tf: envs, the fused in-graph iteration): a slower
-    first call (seconds), faster updates after it (docs/ingraph.md, bench/README.md)."""
+    first call (about a second), faster updates after it. auto: where a run of small MLP updates
+    on the CPU is long enough to win the compile back (rl_sever.onpolicy.xla,
+    docs/performance.md)."""
     intra_op_threads: int | str = "auto"
     """Threads TensorFlow may use inside one op (0: its default, one per core; auto: the agent's
     choice, 1 for off-policy MLP updates on CPU without XLA). Applies only where TensorFlow has
@@ -319,6 +321,8 @@ class OnPolicyConfig(RunConfig):
         super().validate()
         check(self.action_masks in ("auto", "on", "off"),
               f"action_masks must be auto, on or off, got '{self.action_masks}'")
+        check(self.jit_compile in (True, False, "auto"),
+              f"jit_compile must be true, false or auto, got {self.jit_compile!r}")
         check(self.bptt_length >= 0, f"bptt_length must be >= 0, got {self.bptt_length}")
         check(self.host_act in ("auto", "on", "off"),
               f"host_act must be auto, on or off, got '{self.host_act}'")

@@ -141,21 +141,19 @@ class Agent:
         )
 
     # -- subclass API -----------------------------------------------------------------------
-    def _build(self) -> None:
+    def _build(self) -> None:  # networks and compiled steps
         raise NotImplementedError
 
-    def trackables(self) -> dict:
+    def trackables(self) -> dict:  # what a checkpoint holds
         raise NotImplementedError
 
-    def auto_intra_op_threads(self) -> int:
-        """Intra-op threads under intra_op_threads=auto (0: TensorFlow's default); runs no op."""
-        return 0
+    def auto_intra_op_threads(self) -> int:  # under intra_op_threads=auto (0: TF's default)
+        return 0  # (runs no op)
 
     def has_updated(self) -> bool:  # the loop audits the first update
         return int(self.iteration.numpy()) > 0
 
-    def module_optimizers(self) -> list:
-        """Every ModuleOptimizer of the agent (freeze schedules act on their module flags)."""
+    def module_optimizers(self) -> list:  # every ModuleOptimizer (freeze schedules set flags)
         return [self.optimizer]
 
     def _freeze_schedule(self, spec: dict) -> FreezeSchedule:
@@ -203,9 +201,11 @@ class Agent:
             self._collector = self.make_collector()
         return self._collector
 
-    def invalidate_host_copies(self) -> None:
-        """The weights may have changed outside an update (a new learn() call, a training
-        callback): host-side copies of them (rl_sever.onpolicy.host_policy) read them again."""
+    def plan_updates(self, env_steps: int) -> None:  # a learn() call will train this many more
+        pass
+
+    def invalidate_host_copies(self) -> None:  # weights may have changed outside an update:
+        pass  # host-side copies (rl_sever.onpolicy.host_policy) read them again
 
     def train(self, batch) -> dict[str, float]:  # one compiled update; metrics by TB name
         raise NotImplementedError

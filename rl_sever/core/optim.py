@@ -4,7 +4,8 @@ Agents group their variables into named modules (actor, critic, encoder, ...). E
 its own Keras optimizer sharing one learning-rate tf.Variable, and a boolean tf.Variable
 `frozen[name]`. A frozen module's update is skipped inside the compiled step (tf.cond), so its
 variables stay bit-identical and its optimizer slots do not move, and flipping the flag does not
-retrace the step. Global-norm gradient clipping counts only the modules that are not frozen.
+retrace the step. A step whose gradient norm is not finite changes nothing either. Global-norm
+gradient clipping counts only the modules that are not frozen.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class ModuleOptimizer(tf.Module):
         global_norm = tf.sqrt(tf.add_n(sq)) if sq else tf.constant(0.0)
         # A NaN or inf gradient stops the step before any variable changes (rl_sever.core.finite).
         global_norm = tf.debugging.check_numerics(global_norm, "gradient norm")
+        # XLA compiles that check away: there a non-finite step is skipped by the cond below.
+        nonfinite = tf.logical_not(tf.math.is_finite(global_norm))
         scale = (tf.constant(1.0) if self.max_grad_norm is None else
                  tf.minimum(1.0, self.max_grad_norm / (global_norm + 1e-6)))
         with tf.control_dependencies([global_norm]):  # the check runs before any update
@@ -96,5 +99,5 @@ class ModuleOptimizer(tf.Module):
                         opt.apply_gradients(pairs)
                     return tf.constant(True)
 
-                tf.cond(self.frozen[n], lambda: tf.constant(False), _apply)
+                tf.cond(self.frozen[n] | nonfinite, lambda: tf.constant(False), _apply)
         return global_norm

@@ -17,7 +17,7 @@ def evaluate_term(term, batch: Mapping[str, tf.Tensor], out: Mapping[str, Any]
                   ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """(scalar float32 value, {metric key: scalar}) of `term`; ConfigError naming the term if it
     does not return a float scalar (optionally with a dict of scalar metrics)."""
-    compute = term.compute if _builtin(term) else _with_autograph(term)
+    compute = term.compute if is_builtin(term) else _with_autograph(term)
     try:
         result = compute(batch, out)
     except RLSeverError as e:
@@ -48,7 +48,7 @@ def _with_autograph(term):
     return term.compute
 
 
-def _builtin(term) -> bool:
+def is_builtin(term) -> bool:
     """A term defined by rl_sever itself (its class and its fn, if any)."""
     fn = getattr(term, "fn", None)
     mods = [type(term).__module__] + ([getattr(fn, "__module__", "") or ""] if fn else [])

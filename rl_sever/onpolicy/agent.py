@@ -37,11 +37,12 @@ from rl_sever.onpolicy.collector import OnPolicyCollector
 from rl_sever.onpolicy.greedy import GreedyOnHost
 from rl_sever.onpolicy.ingraph import InGraphCollector, InGraphTrainer
 from rl_sever.onpolicy.objective import OnPolicyObjective
+from rl_sever.onpolicy.xla import XlaChoice
 from rl_sever.runners.collectors import RolloutRunners
 from rl_sever.runners.learners import train_learners
 
 
-class OnPolicyAgent(GreedyOnHost, OnPolicyObjective, Agent):
+class OnPolicyAgent(GreedyOnHost, OnPolicyObjective, XlaChoice, Agent):
     """Base for PPO and A2C. Subclasses set `config_cls` and implement `policy_term`.
 
     `losses`: loss edits applied after config.losses, in order: spec strings
@@ -71,7 +72,9 @@ class OnPolicyAgent(GreedyOnHost, OnPolicyObjective, Agent):
     def auto_intra_op_threads(self) -> int:
         # One thread for MLP updates on CPU (rl_sever.core.threads; docs/performance.md).
         cfg = self.config
-        one = small_mlp_on_cpu(self) and not cfg.jit_compile and cfg.distribute == "default"
+        # (XLA's updates, under `auto`, measured the same on one thread.)
+        one = (small_mlp_on_cpu(self) and cfg.jit_compile is not True
+               and cfg.distribute == "default")
         return 1 if one and tfnative_env(self.env) is None else 0
 
     def minibatch_size(self) -> int:
@@ -323,7 +326,7 @@ class OnPolicyAgent(GreedyOnHost, OnPolicyObjective, Agent):
         return values
 
     def _permutation(self, size):
-        if self.config.jit_compile:  # XLA has no StatelessShuffle; sorting random keys is uniform too
+        if self.traced_with_xla():  # XLA has no StatelessShuffle; sorting random keys is uniform too
             return tf.argsort(tf.random.stateless_uniform([size], self.next_seed()))
         return tf.random.experimental.stateless_shuffle(tf.range(size), seed=self.next_seed())
 

@@ -32,8 +32,7 @@ class InGraphTrainer:
         self.memory = (tf.Variable(tf.zeros([self.n_envs, agent.layout.state_dim]),
                                    trainable=False, name="memory") if agent.recurrent else None)
         self.rollout_fn = tf.function(self._rollout, input_signature=[])
-        self.iteration_fn = tf.function(self._iteration, input_signature=[],
-                                        jit_compile=bool(getattr(cfg, "jit_compile", False)))
+        self._iterations = {}  # with XLA or not (rl_sever.onpolicy.xla): each traced once
         act = agent.action
         if act.kind == "box":  # clip only what the env sees; the batch keeps the sample
             low, high = tf.constant(act.low), tf.constant(act.high)
@@ -66,9 +65,18 @@ class InGraphTrainer:
         _, rows, episodes = drive(self.env, self.state, T, T, act, record, rows)
         return rows.map(lambda r: r.stack()), episodes
 
-    def _iteration(self):
-        batch, episodes = self._rollout()
-        return self.agent._train(*batch), episodes
+    @property
+    def iteration_fn(self):
+        """The fused iteration, compiled with XLA where this learn() call's updates are."""
+        xla = self.agent.uses_xla()
+        if xla not in self._iterations:
+            def iteration():
+                with self.agent.tracing(xla):
+                    batch, episodes = self._rollout()
+                    return self.agent._train(*batch), episodes
+
+            self._iterations[xla] = tf.function(iteration, input_signature=[], jit_compile=xla)
+        return self._iterations[xla]
 
 
 class InGraphCollector(TFEnvCollector):

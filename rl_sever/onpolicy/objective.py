@@ -43,8 +43,9 @@ class OnPolicyObjective(TermsOwner):
             kind=cfg.optimizer,
             epsilon=cfg.adam_eps,
             max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else None,
-            # Fused kernels pay where each op is scheduled on its own; XLA fuses by itself.
-            fused=not cfg.jit_compile,
+            # Fused kernels pay where each op is scheduled on its own; XLA fuses by itself
+            # (under `auto` the update may run either way: the kernels compile under XLA too).
+            fused=cfg.jit_compile is not True,
         )
         if previous is None:
             self.schedules = {"learning_rate": Scheduled(self.optimizer.learning_rate,
@@ -55,13 +56,17 @@ class OnPolicyObjective(TermsOwner):
         self.phase = Phase(("model",), lambda mb, seed: self.loss_terms(mb))
         self._term_metrics = self._probe_terms()
         self._preflight_done = False
-        self.train_fn = self.update_function(jit_compile=bool(cfg.jit_compile))
+        self.train_fn = self.update_function(jit_compile=cfg.jit_compile is True)
         self.prepare_fn = tf.function(self._prepare, input_signature=self._rollout_signature,
                                       autograph=False)
 
     def update_function(self, jit_compile: bool):
         """The compiled update on one rollout (traced without AutoGraph: explicit loops)."""
-        return tf.function(self._train, input_signature=self._rollout_signature,
+        def train(*rollout):
+            with self.tracing(jit_compile):
+                return self._train(*rollout)
+
+        return tf.function(train, input_signature=self._rollout_signature,
                            jit_compile=jit_compile, autograph=False)
 
     def _train_call(self) -> tuple[FastCall, object]:
@@ -69,12 +74,10 @@ class OnPolicyObjective(TermsOwner):
         new weights to (or None): a separate read per rollout cost a second call (A2C CartPole:
         2,500 per 100k steps). The objective may rebuild train_fn: hence the identity check."""
         host = self._host_policy()
-        train_fn = self.train_fn
-        if self.ingraph is not None and self.config.jit_compile:
-            # On tf: envs this update runs once, for the audited first iteration (the fused
-            # iteration does the others): compiling it with XLA as well cost 1.3 s of a
-            # 10 s run (in-graph PPO CartPole 100k); the same update without XLA is traced only.
-            train_fn = self._plain_train_fn()
+        # On tf: envs this update runs once, for the audited first iteration (the fused
+        # iteration does the others): compiling it with XLA as well cost 1.3 s of a 10 s run
+        # (in-graph PPO CartPole 100k); the same update without XLA is traced only.
+        train_fn = self.train_fn_for(self.ingraph is None and self.uses_xla())
         fast = getattr(self, "_fast_train", None)
         if fast is None or fast[0] is not train_fn or fast[2] is not host:
             fn = train_fn
@@ -89,12 +92,14 @@ class OnPolicyObjective(TermsOwner):
             self._fast_train = fast = (train_fn, FastCall(fn), host)
         return fast[1], fast[2]
 
-    def _plain_train_fn(self):
-        """train_fn without XLA (made once per train_fn)."""
-        plain = getattr(self, "_plain_train", None)
-        if plain is None or plain[0] is not self.train_fn:
-            self._plain_train = plain = (self.train_fn, self.update_function(jit_compile=False))
-        return plain[1]
+    def train_fn_for(self, xla: bool):
+        """train_fn, or the same update compiled the other way (made once per train_fn)."""
+        if xla == (self.config.jit_compile is True):
+            return self.train_fn
+        other = getattr(self, "_other_train", None)
+        if other is None or other[0] is not self.train_fn:
+            self._other_train = other = (self.train_fn, self.update_function(jit_compile=xla))
+        return other[1]
 
     def _rebind(self) -> None:
         """After a structural edit (before the first update): rebuild what depends on the terms."""
