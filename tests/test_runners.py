@@ -4,6 +4,7 @@ runners, a runner killed mid-run, resume, and one-line errors for a cluster that
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 
@@ -26,8 +27,12 @@ ray = pytest.importorskip("ray")
     ("127.0.0.1:1", "cannot reach the Ray head at 127.0.0.1:1"),
     ("auto", "ray_address=auto: no running Ray cluster was found"),
 ])
-def test_an_unreachable_cluster_is_a_config_error(address, message):
+def test_an_unreachable_cluster_is_a_config_error(address, message, monkeypatch, tmp_path):
     assert not ray.is_initialized()
+    # `auto` finds any Ray on the machine (the other test process's): this one sees none.
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    monkeypatch.setattr(ray._private.services, "find_gcs_addresses", functools.cache(list))
     with pytest.raises(ConfigError, match=message):
         connect(address, 2, 1.0)
 
