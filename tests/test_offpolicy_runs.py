@@ -176,3 +176,27 @@ def test_audit_runs_at_the_first_update_even_when_learn_is_split_before_it(monke
     agent.learn(16, progress=False)
     assert audited == [32], audited  # once, at the first update, in the second learn() call
     agent.close()
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_the_audited_first_update_is_the_update_and_act_call(algo, monkeypatch):
+    """The loop's first update (after the audit) runs the call every later update runs, which
+    also gives the next actions: the separate update step is never traced, and the run is
+    bit-identical to one that updates, then acts."""
+    from rl_sever.offpolicy.collector import OffPolicyCollector
+
+    def run():
+        agent = tiny_agent(algo, fill=0, train_freq=1, gradient_steps=1)
+        try:
+            agent.learn(160, progress=False)
+            return agent._concrete.keys(), [v.numpy() for v in agent.actor.weights]
+        finally:
+            agent.close()
+
+    traced, weights = run()
+    assert "update" not in traced and "update_act" in traced
+    monkeypatch.setattr(OffPolicyCollector, "first_update_obs", lambda self, batch: None)
+    traced_apart, weights_apart = run()
+    assert "update" in traced_apart and "act" in traced_apart
+    for a, b in zip(weights, weights_apart):
+        np.testing.assert_array_equal(a, b)

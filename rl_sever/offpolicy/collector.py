@@ -6,8 +6,10 @@ steps exactly as in SB3 (act, step, store, and every `train_freq` steps one upda
 `gradient_steps` gradient steps), each one compiled call that also returns the next action.
 
 The first update of a run is handed to the loop instead (the sampled batch is returned), so the
-gradient-flow audit checks the contract before any parameter moves. Later updates run here and
-the iteration returns their summed raw metrics for `agent.logged_metrics`.
+gradient-flow audit checks the contract before any parameter moves; `agent.train` on that batch
+runs the same update-and-act call (`first_update_obs`), so the update is traced once, not twice
+(a SAC gradient step's trace is about half a second). Later updates run here and the iteration
+returns their summed raw metrics for `agent.logged_metrics`.
 """
 
 from __future__ import annotations
@@ -33,12 +35,19 @@ class OffPolicyCollector:
         self.updated = int(agent.n_updates.numpy()) > 0
         self.obs: np.ndarray | None = None  # the env's current observation between calls
         self.next_actions: np.ndarray | None = None  # for self.obs, from the last update call
+        self._handed: tuple | None = None  # (the first update's batch, the obs it acts on)
         self.guard = FiniteGuard(cfg.check_finite)
         self.stepper = GymnasiumStepper(agent.env, self.guard)  # the env behind env_step
 
     def _ready(self) -> bool:
         replay = self.agent.replay
         return len(replay) >= max(1, min(self.learning_starts, replay.capacity))
+
+    def first_update_obs(self, batch) -> np.ndarray | None:
+        """The observations the first update's call acts on, when `batch` is the batch this
+        collector handed to the loop (once); its actions go to `next_actions`."""
+        handed, self._handed = self._handed, None
+        return handed[1] if handed is not None and handed[0] is batch else None
 
     def collect(self) -> Collected:
         agent, replay, env = self.agent, self.agent.replay, self.agent.env
@@ -69,7 +78,7 @@ class OffPolicyCollector:
             batch = agent.sample_batch()
             if not self.updated:
                 self.updated = True
-                self.obs = obs
+                self.obs, self._handed = obs, (batch, obs)
                 return Collected(steps, batch=batch)  # the loop audits, then agent.train(batch)
             out, self.next_actions = agent.update_and_act(batch, obs)
             stats = metrics.add(stats, out)

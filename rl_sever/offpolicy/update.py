@@ -123,7 +123,14 @@ class OffPolicyUpdate:
 
     def train(self, batch) -> dict[str, float]:
         """One update on a sampled batch; returns metrics keyed by TensorBoard name."""
-        return self.logged_metrics(self.update(batch))
+        take = getattr(self._collector, "first_update_obs", None)
+        obs = take(batch) if take is not None else None
+        if obs is None:
+            return self.logged_metrics(self.update(batch))
+        # The collector's first update: the same call as every later one, which also acts
+        # (the seeds are drawn in the same order as an update, then an act call).
+        stats, self._collector.next_actions = self.update_and_act(batch, obs)
+        return self.logged_metrics(stats)
 
     def state_metrics(self) -> dict[str, float]:
         return {"train/n_updates": float(self.n_updates.numpy())}
