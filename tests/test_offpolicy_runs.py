@@ -200,3 +200,15 @@ def test_the_audited_first_update_is_the_update_and_act_call(algo, monkeypatch):
     assert "update" in traced_apart and "act" in traced_apart
     for a, b in zip(weights, weights_apart):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_first_update_during_the_warm_up_does_not_act():
+    """A buffer smaller than learning_starts fills (and updates begin) while actions are still
+    uniform: that first update must not draw an act seed whose actions would be dropped."""
+    agent = tiny_agent("sac", fill=0, buffer_size=32, learning_starts=64, train_freq=1)
+    try:
+        agent.learn(48, progress=False)  # ready at 32 env steps, still warming up until 64
+        assert "update" in agent._concrete and "update_act" in agent._concrete
+        assert agent.collector._handed is None
+    finally:
+        agent.close()

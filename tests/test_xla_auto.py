@@ -76,9 +76,45 @@ def test_a_user_loss_term_object_keeps_plain_updates():
 
     term = LossTerm("extra", lambda b, o: 0.0 * tf.reduce_mean(o["values"]), 1.0,
                     trains={"critic"})
-    agent = PPO("CartPole-v1", make_agent("ppo").config, losses=[term])
+    plain = make_agent("ppo")
+    config = plain.config
+    plain.close()
+    agent = PPO("CartPole-v1", config, losses=[term])
     try:
         assert not xla.auto_xla(agent, 10_000_000)
+    finally:
+        agent.close()
+
+
+def test_a_user_algorithm_class_keeps_plain_updates():
+    from agents import PPO
+
+    class MyPPO(PPO):  # a user's algorithm may override compiled parts with any op
+        pass
+
+    plain = make_agent("ppo")
+    config = plain.config
+    plain.close()
+    agent = MyPPO("CartPole-v1", config)
+    try:
+        assert xla.gradient_steps(agent, 10_000_000) > xla.AUTO_MIN_GRADIENT_STEPS
+        assert not xla.auto_xla(agent, 10_000_000)
+    finally:
+        agent.close()
+
+
+def test_the_choice_is_made_on_the_runs_whole_budget(monkeypatch):
+    """A resumed run, or one grown by several learn() calls, chooses as one run of its whole
+    budget would: the second call of 64 steps (a 128-step run) is compiled, the first not."""
+    monkeypatch.setattr(xla, "AUTO_MIN_GRADIENT_STEPS", 16)  # tiny PPO: 2 epochs x 2 x 2 per 32
+    agent = make_agent("ppo", "CartPole-v1", {"jit_compile": "auto"})
+    try:
+        assert xla.gradient_steps(agent, 64) == 8 and xla.gradient_steps(agent, 128) == 16
+        agent.learn(64, progress=False)
+        assert not agent.uses_xla()
+        agent.learn(64, progress=False)
+        assert agent.uses_xla()
+        assert agent.train_fn_for(True).experimental_get_tracing_count() == 1
     finally:
         agent.close()
 

@@ -161,9 +161,9 @@ class RunConfig:
     """Check the agent's gradient-flow contract on the first update and stop on a violation."""
     jit_compile: bool | str = "auto"
     """Compile the update step with XLA (on tf: envs, the fused in-graph iteration): a slower
-    first call (about a second), faster updates after it. auto: where a run of small MLP updates
-    on the CPU is long enough to win the compile back (rl_sever.onpolicy.xla,
-    docs/performance.md)."""
+    first call (a second or more; several on tf: envs), faster updates after it. auto: where a
+    run of small MLP updates on the CPU is long enough to win the compile back
+    (rl_sever.onpolicy.xla, docs/performance.md)."""
     intra_op_threads: int | str = "auto"
     """Threads TensorFlow may use inside one op (0: its default, one per core; auto: the agent's
     choice, 1 for off-policy MLP updates on CPU without XLA). Applies only where TensorFlow has
@@ -321,7 +321,7 @@ class OnPolicyConfig(RunConfig):
         super().validate()
         check(self.action_masks in ("auto", "on", "off"),
               f"action_masks must be auto, on or off, got '{self.action_masks}'")
-        check(self.jit_compile in (True, False, "auto"),
+        check(self.jit_compile is True or self.jit_compile is False or self.jit_compile == "auto",
               f"jit_compile must be true, false or auto, got {self.jit_compile!r}")
         check(self.bptt_length >= 0, f"bptt_length must be >= 0, got {self.bptt_length}")
         check(self.host_act in ("auto", "on", "off"),

@@ -201,7 +201,7 @@ class Agent:
             self._collector = self.make_collector()
         return self._collector
 
-    def plan_updates(self, env_steps: int) -> None:  # a learn() call will train this many more
+    def plan_updates(self, env_steps: int) -> None:  # the run will have trained this many
         pass
 
     def invalidate_host_copies(self) -> None:  # weights may have changed outside an update:

@@ -104,7 +104,7 @@ def _train(agent, progress: bool | None, callback) -> None:
     agent.invalidate_host_copies()  # the weights may have been set since the last learn()
     stats = episode_stats(agent.env)
     total = int(agent.target_steps.numpy())
-    agent.plan_updates(total - start_step)
+    agent.plan_updates(total)  # the run's whole budget: a resume chooses as the run did
     if run_dir is not None and agent.replicas.is_chief:  # before the first step
         warn_if_it_will_not_fit(agent, run_dir, total - start_step)
     step, iteration = start_step, int(agent.iteration.numpy())

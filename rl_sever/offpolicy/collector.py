@@ -51,6 +51,7 @@ class OffPolicyCollector:
 
     def collect(self) -> Collected:
         agent, replay, env = self.agent, self.agent.replay, self.agent.env
+        self._handed = None  # a hand-off the loop did not train on (an audit that stopped)
         step = int(agent.global_step.numpy())
         if self.obs is None:  # a fresh run, or a loaded agent: seeded like the run's step
             self.obs, _ = env.reset(seed=agent.config.seed + step)
@@ -78,7 +79,9 @@ class OffPolicyCollector:
             batch = agent.sample_batch()
             if not self.updated:
                 self.updated = True
-                self.obs, self._handed = obs, (batch, obs)
+                # Its call acts for `obs` too, unless the next action is a warm-up one.
+                self.obs = obs
+                self._handed = (batch, obs) if step >= self.warmup_until else None
                 return Collected(steps, batch=batch)  # the loop audits, then agent.train(batch)
             out, self.next_actions = agent.update_and_act(batch, obs)
             stats = metrics.add(stats, out)

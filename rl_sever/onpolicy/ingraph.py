@@ -65,6 +65,10 @@ class InGraphTrainer:
         _, rows, episodes = drive(self.env, self.state, T, T, act, record, rows)
         return rows.map(lambda r: r.stack()), episodes
 
+    def traced(self) -> bool:
+        """Whether a fused iteration (with XLA or without) has been traced."""
+        return any(f.experimental_get_tracing_count() for f in self._iterations.values())
+
     @property
     def iteration_fn(self):
         """The fused iteration, compiled with XLA where this learn() call's updates are."""

@@ -105,7 +105,7 @@ class OnPolicyObjective(TermsOwner):
         """After a structural edit (before the first update): rebuild what depends on the terms."""
         with self.replicas.scope():  # the new optimizer's slots: one copy per replica
             self._bind_objective()
-        if self.ingraph is not None and self.ingraph.iteration_fn.experimental_get_tracing_count():
+        if self.ingraph is not None and self.ingraph.traced():
             self.ingraph = InGraphTrainer(self, self.ingraph.env)
             self._collector = None  # its collector ran the old trainer
         self.checkpoint = self._make_checkpoint()

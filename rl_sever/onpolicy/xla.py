@@ -1,15 +1,16 @@
 """Whether an on-policy update runs under XLA (config `jit_compile`: true, false or auto).
 
-`auto` (the default) decides once per learn() call, from the run about to start: XLA compiles
-the update (and on a tf: env the fused iteration) when the run makes at least
+`auto` (the default) decides at each learn() call, from the run's whole budget (its target
+step, so a resumed run or a run grown by several learn() calls chooses as one run would): XLA
+compiles the update (and on a tf: env the fused iteration) when the run makes at least
 AUTO_MIN_GRADIENT_STEPS gradient steps of at most AUTO_MAX_MINIBATCH rows, on an MLP policy on
-the CPU with the shipped loss terms. There each gradient step is a few hundred tiny ops that the
-executor schedules one by one and XLA fuses; the compile costs about 1.2 s, which the run must
-win back (measured in docs/performance.md: PPO CartPole 100k, 7,800 steps, 0.5 s faster as a
-whole process; Acrobot 200k, 12,500 steps, 1.7 s; A2C CartPole 100k, 2,500 steps, 0.6 s
-slower). Larger minibatches run faster on oneDNN's kernels than on XLA's CPU code
-(docs/ingraph.md); images, recurrent cores, auxiliary modules, users' terms (which may use ops
-XLA lacks), a GPU and multi-device strategies stay as they are.
+the CPU with the shipped algorithms and loss terms. There each gradient step is a few hundred
+tiny ops that the executor schedules one by one and XLA fuses; the compile costs about 1.2 s
+more than tracing, which the run must win back (docs/performance.md: PPO CartPole 100k, 7,820
+steps, and Acrobot 200k, 12,500 steps, faster as whole processes; A2C CartPole 100k, 2,500
+steps, slower). Larger minibatches run faster on oneDNN's kernels than on XLA's CPU code
+(docs/ingraph.md); images, recurrent cores, auxiliary modules, users' terms and algorithm
+classes (which may use ops XLA lacks), a GPU and multi-device strategies stay as they are.
 
 The minibatch shuffle differs between the two (XLA has no StatelessShuffle): the traced
 function says which it is while it traces (`tracing`).
@@ -27,16 +28,18 @@ AUTO_MAX_MINIBATCH = 1_024
 
 
 def gradient_steps(agent, env_steps: int) -> int:
-    """Gradient steps the updates of `env_steps` more env steps make (without early stops)."""
+    """Gradient steps the updates of `env_steps` env steps make (without early stops)."""
     updates = -(-max(0, env_steps) // agent.rollout_size)
     per_update = int(agent.n_epochs()) * max(1, agent.rollout_size // agent.minibatch_size())
     return updates * per_update
 
 
 def auto_xla(agent, env_steps: int) -> bool:
-    """Whether `jit_compile: auto` compiles the updates of `env_steps` more env steps."""
+    """Whether `jit_compile: auto` compiles the updates of a run of `env_steps` env steps."""
     cfg = agent.config
-    return (small_mlp_on_cpu(agent) and cfg.distribute == "default" and not agent.recurrent
+    shipped = type(agent).__module__.startswith(("rl_sever.", "agents."))
+    return (shipped and small_mlp_on_cpu(agent) and cfg.distribute == "default"
+            and not agent.recurrent
             and not len(agent.aux) and all(is_builtin(t) for t in agent._objective)
             and agent.minibatch_size() <= AUTO_MAX_MINIBATCH
             and gradient_steps(agent, env_steps) >= AUTO_MIN_GRADIENT_STEPS)
@@ -67,6 +70,6 @@ class XlaChoice:
             self._xla_tracing = before
 
     def traced_with_xla(self) -> bool:
-        """Inside a trace: whether that function compiles with XLA (else config's explicit
-        true)."""
-        return self._xla_tracing if self._xla_tracing is not None else self.config.jit_compile is True
+        """Inside a trace: whether to shuffle as XLA can: that function compiles with XLA, or
+        config says true (its tf: env's plain first update shuffles as the fused ones)."""
+        return bool(self._xla_tracing) or self.config.jit_compile is True
