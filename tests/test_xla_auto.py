@@ -194,3 +194,22 @@ def test_a_non_finite_gradient_changes_nothing_with_or_without_xla(jit):
         np.testing.assert_array_equal(a, b)
     step(tf.constant([1.0, -1.0]))
     assert np.all(w.numpy() != before)
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "Masked/InvalidActionPenaltyMulti-v0"])
+def test_auto_compiles_gaussian_and_masked_multidiscrete_policies(env_id, monkeypatch):
+    """auto turns XLA on for every shipped MLP policy: a diagonal Gaussian and a masked
+    MultiDiscrete one compile and train (CartPole's categorical runs in the tests above)."""
+    monkeypatch.setattr(xla, "AUTO_MIN_GRADIENT_STEPS", 8)
+    agent = make_agent("ppo", env_id, {"jit_compile": "auto", "total_steps": 64,
+                                       "eval_episodes": 0})
+    try:
+        before = [v.numpy() for v in agent.optimizer.all_variables]
+        agent.learn(progress=False)
+        assert agent.uses_xla()
+        assert agent.train_fn_for(True).experimental_get_tracing_count() == 1
+        after = [v.numpy() for v in agent.optimizer.all_variables]
+        assert all(np.isfinite(a).all() for a in after)
+        assert any(not np.array_equal(a, b) for a, b in zip(after, before))
+    finally:
+        agent.close()
