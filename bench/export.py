@@ -9,7 +9,8 @@ every shipped preset.
 `latency`: PPO's MLP (64x64, CartPole-v1) and the Nature CNN (BreakoutNoFrameskip-v4), exported
 as SavedModel, ONNX, LiteRT float32/float16/int8; SB3's PPO of the same architecture exported
 the way its docs show (torch.onnx.export of `policy(obs, deterministic=True)`, opset 17) and
-run by ONNX Runtime, torch at 1 thread. Each runtime's own call on one observation (median of
+run by ONNX Runtime, torch at 1 thread; and a SavedModel whose function is one add, called the
+same way (TensorFlow's own per-call cost). Each runtime's own call on one observation (median of
 500 after 50 warm-up calls; ONNX Runtime's default session, LiteRT's interpreter with as many
 threads as cores, as ONNX Runtime uses), all in one invocation.
 `returns`: each run's greedy policy exported (ONNX; LiteRT float32, float16, int8) and driving
@@ -78,6 +79,9 @@ def ours(case: str, root: Path) -> dict:
     tensor = tf.constant(obs)
     session = onnxruntime.InferenceSession(str(root / case / "policy.onnx"))
     rows = {"savedmodel": (lambda: served(observation=tensor), size_bytes(root / case, "savedmodel"))}
+    floor = one_add_savedmodel(root / f"{case}_floor", obs)
+    rows["savedmodel_one_add"] = (lambda: floor(observation=tensor),
+                                  size_bytes(root / f"{case}_floor", "savedmodel"))
     rows["onnx"] = (lambda: session.run(["action"], {"observation": obs}),
                     (root / case / "policy.onnx").stat().st_size)
     for label, path in (("litert", root / case / "policy.tflite"),
@@ -87,6 +91,18 @@ def ours(case: str, root: Path) -> dict:
         runner = Interpreter(model_path=str(path), num_threads=os.cpu_count()).get_signature_runner()
         rows[label] = (lambda r=runner: r(observation=obs), path.stat().st_size)
     return {label: {"ms_1": median_ms(call), "bytes": size} for label, (call, size) in rows.items()}
+
+
+def one_add_savedmodel(path: Path, obs: np.ndarray):
+    """A SavedModel whose serving function adds one to the observation, loaded and called as
+    the policy's is: TensorFlow's own cost of a call, below which no SavedModel goes."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.serve = tf.function(lambda observation: {"action": observation + 1},
+                               input_signature=[tf.TensorSpec([None, *obs.shape[1:]], obs.dtype)])
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return tf.saved_model.load(str(path)).signatures["serving_default"]
 
 
 def sb3(case: str, root: Path) -> dict:

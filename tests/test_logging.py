@@ -79,3 +79,20 @@ def test_event_files_hold_sb3_scalars_config_and_audit(algo, env_id, tmp_path):
     assert "verdict: OK" in report
     for name in ("policy", "value", "entropy", "actor", "critic"):
         assert name in report
+
+
+def test_a_new_writer_sorts_after_the_folders_event_files(tmp_path):
+    """A resumed run's event file opened in the second of the last one (names: second, host,
+    pid) would sort by pid; the logger waits for the next second instead."""
+    import time
+
+    from rl_sever.core.logger import Logger
+
+    now = int(time.time())
+    (tmp_path / f"events.out.tfevents.{now}.host.99999999.0.v2").write_bytes(b"")
+    logger = Logger(tmp_path)
+    logger.record("x", 1.0)
+    logger.dump(1)
+    names = sorted(p.name for p in tmp_path.glob("events.out.tfevents.*"))
+    assert len(names) == 2 and int(names[-1].split(".")[3]) > now
+    assert names[-1].split(".")[5] != "99999999"

@@ -29,6 +29,12 @@ except ImportError:  # pragma: no cover - a TensorFlow without it takes the publ
     def could_possibly_record() -> bool:
         return True
 
+try:  # private: what tf.constant ends in for a NumPy array, without its Python around it
+    from tensorflow.python.eager import context as _context
+    from tensorflow.python.framework.ops import EagerTensor as _EagerTensor
+except ImportError:  # pragma: no cover
+    _EagerTensor = None
+
 
 def plain_graph(fn):
     """`fn` traced as written, without AutoGraph's source rewriting.
@@ -62,6 +68,13 @@ class FastCall:
         """True when calls bypass tf.function's per-call dispatch."""
         return self._captures is not None
 
+    @staticmethod
+    def _tensor(array: np.ndarray, dtype) -> tf.Tensor:
+        if _EagerTensor is None or not tf.executing_eagerly():
+            return tf.constant(array)
+        # A copy, as tf.constant makes: the tensor must not share the caller's buffer.
+        return _EagerTensor(array.copy(), _context.context().device_name, dtype.as_datatype_enum)
+
     def _convert(self, args) -> list[tf.Tensor]:
         if len(args) != len(self._dtypes):
             raise TypeError(f"expected {len(self._dtypes)} arguments, got {len(args)}")
@@ -70,7 +83,7 @@ class FastCall:
             if isinstance(a, tf.Tensor) and a.dtype == dtype:
                 out.append(a)
             elif isinstance(a, np.ndarray) and a.dtype == dtype.as_numpy_dtype:
-                out.append(tf.constant(a))
+                out.append(self._tensor(a, dtype))
             else:
                 out.append(tf.convert_to_tensor(a, dtype))
         return out

@@ -35,6 +35,22 @@ def _scalar_metadata() -> summary_pb2.SummaryMetadata:
 RETRY_S = 30.0
 
 
+def _writer_after_existing(logdir) -> Any:
+    """A summary writer whose event file sorts after the folder's existing ones.
+
+    An event file's name starts with the second it was created in, then the host and the
+    process id. TensorBoard reads a folder's files in name order (so do rl_sever's readers): a
+    resumed run whose writer opened in the same second as the previous process's last file would
+    sort among that process's files by pid, and its points would be read before theirs. So the
+    writer waits for the next second in that case (a resume within a second of the last file).
+    """
+    stamps = [p.name.split(".")[3] for p in Path(logdir).glob("events.out.tfevents.*")]
+    newest = max((int(s) for s in stamps if s.isdigit()), default=None)
+    if newest is not None and time.time() < newest + 1:
+        time.sleep(newest + 1 - time.time() + 0.001)
+    return tf.summary.create_file_writer(str(logdir))
+
+
 class EventWriteWarning(UserWarning):
     """TensorBoard events could not be written; training goes on."""
 
@@ -45,7 +61,7 @@ class Logger:
     def __init__(self, logdir: str | Path | None, trackers: Any = None):
         self.logdir = logdir
         self.trackers = trackers  # rl_sever.core.trackers.Trackers: W&B, MLflow (or None)
-        self.writer = tf.summary.create_file_writer(str(logdir)) if logdir is not None else None
+        self.writer = _writer_after_existing(logdir) if logdir is not None else None
         self.values: dict[str, list[float]] = {}
         self.last: dict[str, float] = {}
         self.lost_points = 0  # scalars of dumps that could not be written

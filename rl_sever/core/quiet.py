@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from envs.quiet import native_stderr_silenced
+from rl_sever.core.lazy_imports import defer_plotting_imports
 
 _warm_up_pending = False
 
@@ -20,6 +21,7 @@ def import_tensorflow_quietly() -> None:
     notes oneDNN prints once, run later in `warm_up_quietly`: an agent calls it once it has set
     TensorFlow's thread pools (rl_sever.core.threads), which the first op fixes."""
     global _warm_up_pending
+    defer_plotting_imports()  # what Keras loads for plots, on first use (about 0.4 s)
     with native_stderr_silenced():
         import tensorflow as tf
 

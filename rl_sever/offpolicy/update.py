@@ -105,7 +105,7 @@ class OffPolicyUpdate:
             return self.ingraph.sample_fn().map(lambda v: v.numpy())
         G, B = self.config.updates_per_call(), self.config.batch_size
         flat = self.replay.sample(G * B, one_step=self._one_step)
-        return flat.map(lambda v: v.reshape(G, B, *v.shape[1:]))
+        return Transitions(*(_leading(v, G, B) for v in flat))
 
     def act_unit(self, obs: np.ndarray) -> np.ndarray:
         """Exploration actions in [-1, 1] for the vector env's current observations."""
@@ -134,3 +134,13 @@ class OffPolicyUpdate:
 
     def state_metrics(self) -> dict[str, float]:
         return {"train/n_updates": float(self.n_updates.numpy())}
+
+
+def _leading(field, G: int, B: int):
+    """A sampled field's [G * B, ...] arrays as [G, B, ...] (a Dict observation key by key; an
+    absent field stays ()). Per update, so no tf.nest walk (tens of microseconds each)."""
+    if isinstance(field, dict):
+        return {k: v.reshape(G, B, *v.shape[1:]) for k, v in field.items()}
+    if isinstance(field, tuple):
+        return field
+    return field.reshape(G, B, *field.shape[1:])
