@@ -18,11 +18,11 @@ out = Path(sys.argv[1])
 assert cli.main(["train", "ppo", "CartPole-v1", "--steps", "64", "--n-envs", "2", "--set",
                  "n_steps=16", "--set", "batch_size=16", "--set", "n_epochs=1", "--no-progress",
                  "--logdir", str(out / "runs")]) == 0
-print("trained", type(sys.modules["matplotlib.pyplot"]).__name__,
+print("trained", type(sys.modules.get("matplotlib.pyplot")).__name__,
       "matplotlib.figure" in sys.modules)
 run = next(p.parent for p in (out / "runs").rglob("config.json"))
 assert cli.main(["plot", str(run), "--out", str(out / "curves.png")]) == 0
-print("plotted", type(sys.modules["matplotlib.pyplot"]).__name__,
+print("plotted", type(sys.modules.get("matplotlib.pyplot")).__name__,
       "matplotlib.figure" in sys.modules)
 """
 

@@ -4,6 +4,7 @@ the config table and the gradient-flow audit as text. TF2 summaries are stored a
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -95,4 +96,23 @@ def test_a_new_writer_sorts_after_the_folders_event_files(tmp_path):
     logger.dump(1)
     names = sorted(p.name for p in tmp_path.glob("events.out.tfevents.*"))
     assert len(names) == 2 and int(names[-1].split(".")[3]) > now
-    assert names[-1].split(".")[5] != "99999999"
+    assert f".{os.getpid()}." in names[-1]
+
+
+def test_a_later_learn_call_of_the_same_process_does_not_wait(tmp_path):
+    """This process's own files sort by their counter: a second writer in the same second
+    opens at once, in that second."""
+    import time
+
+    from rl_sever.core.logger import Logger
+
+    for _ in range(3):  # the second starts at most once within the three openings
+        first = Logger(tmp_path)
+        start = int(time.time())
+        second = Logger(tmp_path)
+        if int(time.time()) == start:
+            break
+    names = sorted(p.name for p in tmp_path.glob("events.out.tfevents.*"))
+    assert len({n.split(".")[3] for n in names[-2:]}) == 1, names
+    first.writer.close()
+    second.writer.close()

@@ -72,8 +72,10 @@ class FastCall:
     def _tensor(array: np.ndarray, dtype) -> tf.Tensor:
         if _EagerTensor is None or not tf.executing_eagerly():
             return tf.constant(array)
+        ctx = _context.context()
+        ctx.ensure_initialized()
         # A copy, as tf.constant makes: the tensor must not share the caller's buffer.
-        return _EagerTensor(array.copy(), _context.context().device_name, dtype.as_datatype_enum)
+        return _EagerTensor(array.copy(), ctx.device_name, dtype.as_datatype_enum)
 
     def _convert(self, args) -> list[tf.Tensor]:
         if len(args) != len(self._dtypes):

@@ -10,8 +10,10 @@ module object at once, and the module runs on its first attribute access. Nothin
 code that uses them (rl_sever's own curves, a user's plots, Keras' helpers); a run that never
 plots never pays for them.
 
-Only the CLI calls this (rl_sever.core.quiet, before TensorFlow's import), so a user's own
-process imports as it always did.
+Only the CLI's processes call this (rl_sever.core.quiet, before TensorFlow's import: the
+`rl-sever` command, and tuning's trial workers), so a user's own process imports as it always
+did unless it calls `rl_sever.cli.main` itself. On Python before 3.12 a lazy module's first
+use is not guarded against a second thread using it meanwhile; rl_sever plots from one thread.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import re
+import socket
 import time
 import warnings
 from collections.abc import Mapping
@@ -38,17 +41,23 @@ RETRY_S = 30.0
 def _writer_after_existing(logdir) -> Any:
     """A summary writer whose event file sorts after the folder's existing ones.
 
-    An event file's name starts with the second it was created in, then the host and the
-    process id. TensorBoard reads a folder's files in name order (so do rl_sever's readers): a
-    resumed run whose writer opened in the same second as the previous process's last file would
-    sort among that process's files by pid, and its points would be read before theirs. So the
-    writer waits for the next second in that case (a resume within a second of the last file).
+    An event file's name is `events.out.tfevents.<second>.<host>.<pid>.<n>.v2`, and TensorBoard
+    reads a folder's files in name order. A resumed run whose writer opens in the same second as
+    another process's last file would sort among that process's files by host and pid, and
+    TensorBoard would read its points before theirs. So the writer waits for the next second in
+    that case only (a resume within a second of the last file); this process's own files (a
+    later `learn()` call) already sort by their counter.
     """
-    stamps = [p.name.split(".")[3] for p in Path(logdir).glob("events.out.tfevents.*")]
-    newest = max((int(s) for s in stamps if s.isdigit()), default=None)
-    if newest is not None and time.time() < newest + 1:
-        time.sleep(newest + 1 - time.time() + 0.001)
+    now, own = int(time.time()), f".{socket.gethostname()}.{os.getpid()}."
+    for path in Path(logdir).glob("events.out.tfevents.*"):
+        found = _STAMPED.match(path.name)
+        if found and int(found[1]) == now and not path.name[found.end(1):].startswith(own):
+            time.sleep(max(0.0, now + 1 - time.time()) + 0.001)
+            break
     return tf.summary.create_file_writer(str(logdir))
+
+
+_STAMPED = re.compile(r"events\.out\.tfevents\.([0-9]+)\.", re.ASCII)
 
 
 class EventWriteWarning(UserWarning):
