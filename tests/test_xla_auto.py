@@ -213,3 +213,57 @@ def test_auto_compiles_gaussian_and_masked_multidiscrete_policies(env_id, monkey
         assert any(not np.array_equal(a, b) for a, b in zip(after, before))
     finally:
         agent.close()
+
+
+def _host_op_under_xla(monkeypatch):
+    """Every gradient step traced for XLA gets an op XLA has no kernel for."""
+    from rl_sever.onpolicy.agent import OnPolicyAgent
+
+    step = OnPolicyAgent._gradient_step
+
+    def with_host_op(self, mb):
+        out = step(self, mb)
+        if self._xla_tracing:
+            key = next(iter(out))
+            kept = tf.py_function(lambda x: x, [out[key]], out[key].dtype)
+            kept.set_shape(out[key].shape)
+            out = {**out, key: kept}
+        return out
+
+    monkeypatch.setattr(OnPolicyAgent, "_gradient_step", with_host_op)
+
+
+@pytest.mark.parametrize("algo,env_id,steps", [("ppo", "CartPole-v1", 8),
+                                               ("a2c", "tf:CartPole-v1", 3)])
+def test_auto_runs_the_plain_update_where_xla_cannot_compile(algo, env_id, steps, monkeypatch):
+    _host_op_under_xla(monkeypatch)
+    overrides = {"jit_compile": "auto", "total_steps": 96, "eval_episodes": 0}
+    runs = []
+    for threshold in (steps, 10**9):  # auto chooses XLA (and falls back); auto stays plain
+        monkeypatch.setattr(xla, "AUTO_MIN_GRADIENT_STEPS", threshold)
+        agent = make_agent(algo, env_id, overrides)
+        try:
+            if threshold == steps:
+                with pytest.warns(xla.XlaFallbackWarning, match="XLA could not compile"):
+                    agent.learn(progress=False)
+                assert agent._xla_failed and not agent.uses_xla()
+                agent.plan_updates(10**6)  # a later learn() call does not try again
+                assert not agent.uses_xla()
+            else:
+                agent.learn(progress=False)
+            runs.append([v.numpy() for v in agent.optimizer.all_variables])
+        finally:
+            agent.close()
+    for a, b in zip(*runs):  # the failed call changed nothing: the plain run's bits
+        np.testing.assert_array_equal(a, b)
+
+
+def test_explicit_xla_keeps_its_compile_error(monkeypatch):
+    _host_op_under_xla(monkeypatch)
+    agent = make_agent("ppo", "CartPole-v1", {"jit_compile": True, "total_steps": 96,
+                                              "eval_episodes": 0})
+    try:
+        with pytest.raises(tf.errors.InvalidArgumentError, match="XLA"):
+            agent.learn(progress=False)
+    finally:
+        agent.close()

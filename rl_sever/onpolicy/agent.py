@@ -352,7 +352,13 @@ class OnPolicyAgent(GreedyOnHost, OnPolicyObjective, XlaChoice, Agent):
         if not self._preflight_done:
             self._preflight(self._first_minibatch(rollout))
         call, host = self._train_call()
-        out = call(*rollout)
+        try:
+            out = call(*rollout)
+        except tf.errors.OpError as e:  # under auto, XLA's compile error: the plain update
+            if not self.fall_back(e):
+                raise
+            call, host = self._train_call()
+            out = call(*rollout)
         if host is not None:
             out, weights = out
             host.load(weights)

@@ -100,6 +100,11 @@ class InGraphCollector(TFEnvCollector):
             batch, episodes = trainer.rollout_fn()
             record_episodes(self.stats, episodes)
             return Collected(steps, batch=batch)
-        metrics, episodes = trainer.iteration_fn()
+        try:
+            metrics, episodes = trainer.iteration_fn()
+        except tf.errors.OpError as e:  # nothing of the call ran: the plain fused iteration
+            if not trainer.agent.fall_back(e):
+                raise
+            metrics, episodes = trainer.iteration_fn()
         record_episodes(self.stats, episodes)
         return Collected(steps, metrics=metrics)

@@ -14,11 +14,18 @@ classes (which may use ops XLA lacks), a GPU and multi-device strategies stay as
 
 The minibatch shuffle differs between the two (XLA has no StatelessShuffle): the traced
 function says which it is while it traces (`tracing`).
+
+Under `auto` an update XLA cannot compile never ends the run: the compile error comes before
+any op of the call runs, so `fall_back` warns once and the agent runs (and keeps) the plain
+update. An explicit `true` keeps the error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
+
+import tensorflow as tf
 
 from rl_sever.core.threads import small_mlp_on_cpu
 from rl_sever.objective.evaluate import is_builtin
@@ -45,15 +52,39 @@ def auto_xla(agent, env_steps: int) -> bool:
             and gradient_steps(agent, env_steps) >= AUTO_MIN_GRADIENT_STEPS)
 
 
+class XlaFallbackWarning(UserWarning):
+    """`jit_compile: auto` chose XLA, XLA could not compile the update: it runs without."""
+
+
+def is_compile_error(error: Exception) -> bool:
+    """Whether `error` is XLA refusing to compile a function (an op it has no kernel for, a
+    failed conversion): raised before any op of the call ran."""
+    return isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError)) \
+        and "XLA" in str(error)
+
+
 class XlaChoice:
     """Mixed into OnPolicyAgent: the run's choice, and the flag read while tracing."""
 
     _xla_run = False  # the current learn() call's choice (auto)
+    _xla_failed = False  # XLA could not compile this agent's update: plain from then on
     _xla_tracing: bool | None = None
 
     def plan_updates(self, env_steps: int) -> None:
         jit = self.config.jit_compile
-        self._xla_run = auto_xla(self, env_steps) if jit == "auto" else bool(jit)
+        self._xla_run = (auto_xla(self, env_steps) and not self._xla_failed) if jit == "auto" \
+            else bool(jit)
+
+    def fall_back(self, error: Exception) -> bool:
+        """After `error` from a call compiled because `auto` chose XLA: True (warned, plain
+        from now on) when it is XLA's compile error; False (re-raise) otherwise."""
+        if not (self.config.jit_compile == "auto" and self._xla_run and is_compile_error(error)):
+            return False
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        warnings.warn(f"jit_compile=auto: XLA could not compile the update ({first_line[:200]}); "
+                      "it runs without XLA", XlaFallbackWarning, stacklevel=3)
+        self._xla_run, self._xla_failed = False, True
+        return True
 
     def uses_xla(self) -> bool:
         """Whether this learn() call's updates run under XLA."""
