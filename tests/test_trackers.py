@@ -56,6 +56,11 @@ def test_mlflow_gets_config_scalars_matrix_and_best_and_resumes_its_run(tmp_path
 def test_wandb_offline_writes_its_run_into_the_run_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     run = train(tmp_path, steps=32, trackers=["wandb"])
+    # W&B's service writes the offline file to the end when it shuts down, as at the process's
+    # exit (the CLI runs the exit handlers); in this process, shut it down as that exit would.
+    import wandb
+
+    wandb.teardown()
     ids = json.loads((run / IDS_FILE).read_text())
     (offline,) = (run / "wandb").glob(f"offline-run-*-{ids['wandb']}")
     (data,) = offline.glob("*.wandb")
