@@ -38,6 +38,9 @@ def _scalar_metadata() -> summary_pb2.SummaryMetadata:
 RETRY_S = 30.0
 
 
+_STAMPED = re.compile(r"events\.out\.tfevents\.([0-9]+)\.", re.ASCII)
+
+
 def _writer_after_existing(logdir) -> Any:
     """A summary writer whose event file sorts after the folder's existing ones.
 
@@ -55,9 +58,6 @@ def _writer_after_existing(logdir) -> Any:
             time.sleep(max(0.0, now + 1 - time.time()) + 0.001)
             break
     return tf.summary.create_file_writer(str(logdir))
-
-
-_STAMPED = re.compile(r"events\.out\.tfevents\.([0-9]+)\.", re.ASCII)
 
 
 class EventWriteWarning(UserWarning):

@@ -351,14 +351,11 @@ class OnPolicyAgent(GreedyOnHost, OnPolicyObjective, XlaChoice, Agent):
         rollout = Rollout.of(batch)
         if not self._preflight_done:
             self._preflight(self._first_minibatch(rollout))
-        call, host = self._train_call()
-        try:
-            out = call(*rollout)
-        except tf.errors.OpError as e:  # under auto, XLA's compile error: the plain update
-            if not self.fall_back(e):
-                raise
-            call, host = self._train_call()
-            out = call(*rollout)
+        def run():
+            call, host = self._train_call()  # XLA's or the plain update (rl_sever.onpolicy.xla)
+            return call(*rollout), host
+
+        out, host = self.compiled_call(run)
         if host is not None:
             out, weights = out
             host.load(weights)

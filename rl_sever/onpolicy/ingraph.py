@@ -100,11 +100,6 @@ class InGraphCollector(TFEnvCollector):
             batch, episodes = trainer.rollout_fn()
             record_episodes(self.stats, episodes)
             return Collected(steps, batch=batch)
-        try:
-            metrics, episodes = trainer.iteration_fn()
-        except tf.errors.OpError as e:  # nothing of the call ran: the plain fused iteration
-            if not trainer.agent.fall_back(e):
-                raise
-            metrics, episodes = trainer.iteration_fn()
+        metrics, episodes = trainer.agent.compiled_call(lambda: trainer.iteration_fn())
         record_episodes(self.stats, episodes)
         return Collected(steps, metrics=metrics)

@@ -16,7 +16,7 @@ The minibatch shuffle differs between the two (XLA has no StatelessShuffle): the
 function says which it is while it traces (`tracing`).
 
 Under `auto` an update XLA cannot compile never ends the run: the compile error comes before
-any op of the call runs, so `fall_back` warns once and the agent runs (and keeps) the plain
+any op of the call runs, so `compiled_call` warns once and the agent runs (and keeps) the plain
 update. An explicit `true` keeps the error.
 """
 
@@ -75,16 +75,22 @@ class XlaChoice:
         self._xla_run = (auto_xla(self, env_steps) and not self._xla_failed) if jit == "auto" \
             else bool(jit)
 
-    def fall_back(self, error: Exception) -> bool:
-        """After `error` from a call compiled because `auto` chose XLA: True (warned, plain
-        from now on) when it is XLA's compile error; False (re-raise) otherwise."""
-        if not (self.config.jit_compile == "auto" and self._xla_run and is_compile_error(error)):
-            return False
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        warnings.warn(f"jit_compile=auto: XLA could not compile the update ({first_line[:200]}); "
-                      "it runs without XLA", XlaFallbackWarning, stacklevel=3)
-        self._xla_run, self._xla_failed = False, True
-        return True
+    def compiled_call(self, run):
+        """`run()`, which calls this learn() call's compiled update (or fused iteration). Where
+        `auto` chose XLA and XLA cannot compile it, warn once and run it again plain (the
+        compile error came before any op of the call ran), plain from then on."""
+        try:
+            return run()
+        except tf.errors.OpError as error:
+            if not (self.config.jit_compile == "auto" and self._xla_run
+                    and is_compile_error(error)):
+                raise
+            text = str(error).strip()
+            first = text.splitlines()[0][:200] if text else type(error).__name__
+            warnings.warn(f"jit_compile=auto: XLA could not compile the update ({first}); it "
+                          "runs without XLA", XlaFallbackWarning, stacklevel=3)
+            self._xla_run, self._xla_failed = False, True
+        return run()
 
     def uses_xla(self) -> bool:
         """Whether this learn() call's updates run under XLA."""
