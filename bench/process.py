@@ -51,14 +51,14 @@ EVAL_EPISODES = 10  # rl-sever train's default final evaluation
 # The first env step, seen from inside a process: `python -c FIRST_STEP ARGV...`.
 FIRST_STEP = """
 import sys, time
-from gymnasium.wrappers import TimeLimit
-step = TimeLimit.step
+from envs.episodes import EpisodeStats
+step = EpisodeStats.step
 def first(self, action):
-    if not getattr(TimeLimit, "_seen", False):
-        TimeLimit._seen = True
+    if not getattr(EpisodeStats, "_seen", False):
+        EpisodeStats._seen = True
         print("FIRST_STEP", time.time(), flush=True)
     return step(self, action)
-TimeLimit.step = first
+EpisodeStats.step = first
 from rl_sever.cli import run
 run()
 """

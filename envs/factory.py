@@ -29,6 +29,7 @@ from gymnasium.wrappers import FlattenObservation, TransformObservation
 from envs import atari as atari_ids
 from envs import bit_flipping, io_bound, masked, partial, pixels  # noqa: F401  (register their env ids)
 from envs.atari import AtariSettings
+from envs.classic_vector import batched_classic
 from envs.dict_obs import DictObservation, has_image_key
 from envs.episodes import EpisodeStats
 from envs.errors import ConfigError, UnknownNameError, suggest
@@ -100,10 +101,12 @@ def make_vec_env(env_id: str, n_envs: int = 1, *, seed: int | None = None,
                                    training=training, **kwargs)
             elif n_workers:
                 env = _make_worker_pool(env_id, int(n_envs), int(n_workers), kwargs, wrap)
-            else:
-                env = gym.make_vec(env_id, num_envs=int(n_envs), vectorization_mode=vectorization,
-                                   vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                                   wrappers=[wrap], **kwargs)
+            else:  # CartPole and Acrobot: stepped as one array where bit-identical
+                env = ((vectorization == "sync" and batched_classic(env_id, int(n_envs), kwargs))
+                       or gym.make_vec(env_id, num_envs=int(n_envs),
+                                       vectorization_mode=vectorization,
+                                       vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                                       wrappers=[wrap], **kwargs))
         if seed is not None:
             env.action_space.seed(seed)
             env.single_action_space.seed(seed)

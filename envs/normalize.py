@@ -60,14 +60,14 @@ class VecNormalize(VectorWrapper):
                 raise UnsupportedSpaceError(f"normalize_obs needs a flat Box observation space, "
                                             f"got {space}; image observations are scaled inside "
                                             "the network instead")
-            self.obs_rms = RunningMeanStd(space.shape, name="obs_rms")
+            self.obs_rms = RunningMeanStd(space.shape, name="obs_rms", lazy_mirror=True)
             self._state.obs_rms = self.obs_rms
             # Normalised values live in [-clip_obs, clip_obs]; say so to the agent.
             self.single_observation_space = spaces.Box(-self.clip_obs, self.clip_obs, space.shape,
                                                        np.float32)
             self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         if normalize_reward:
-            self.ret_rms = RunningMeanStd((), name="ret_rms")
+            self.ret_rms = RunningMeanStd((), name="ret_rms", lazy_mirror=True)
             self._state.ret_rms = self.ret_rms
 
     def _normalize_dict(self, space: spaces.Dict) -> None:
@@ -77,7 +77,8 @@ class VecNormalize(VectorWrapper):
         if not keys:
             raise UnsupportedSpaceError(f"normalize_obs: the Dict observation {space} has no "
                                         "vector key to normalise")
-        self.obs_rms = {k: RunningMeanStd(space[k].shape, name=f"obs_rms_{k}") for k in keys}
+        self.obs_rms = {k: RunningMeanStd(space[k].shape, name=f"obs_rms_{k}",
+                                           lazy_mirror=True) for k in keys}
         self._state.obs_rms = self.obs_rms
         self.single_observation_space = spaces.Dict(
             {k: spaces.Box(-self.clip_obs, self.clip_obs, s.shape, np.float32) if k in keys else s
@@ -143,6 +144,8 @@ class VecNormalize(VectorWrapper):
 
     def trackable(self) -> tf.Module:
         """The tf.Module holding `obs_rms` / `ret_rms`, for `tf.train.Checkpoint`."""
+        for rms in self._all_stats():
+            rms.make_variables()  # checkpoints see (and restore into) every variable
         return self._state
 
     def before_save(self) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+_MIRROR = ("mean_variable", "var_variable", "count_variable")
+
 
 class RunningMeanStd(tf.Module):
     """Running mean and (population) variance of a stream of batches.
@@ -20,19 +22,41 @@ class RunningMeanStd(tf.Module):
     `count_variable` (all float64, so a save/restore is lossless) mirror them for
     `tf.train.Checkpoint` and for `normalize_tf` inside compiled code; copy across with
     `sync_to_variables()` before saving or exporting, and `sync_from_variables()` after
-    restoring.
+    restoring. With `lazy_mirror` the variables are created on first use (or by
+    `make_variables()`, before a checkpoint restores into them), so building one runs no
+    TensorFlow op.
     """
 
     def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4,
-                 name: str | None = None) -> None:
+                 name: str | None = None, *, lazy_mirror: bool = False) -> None:
         super().__init__(name=name)
         self.shape = tuple(int(d) for d in shape)
         self.mean = np.zeros(self.shape, np.float64)
         self.var = np.ones(self.shape, np.float64)
         self.count = float(epsilon)
-        self.mean_variable = tf.Variable(self.mean, trainable=False, name="mean")
-        self.var_variable = tf.Variable(self.var, trainable=False, name="var")
-        self.count_variable = tf.Variable(np.float64(self.count), trainable=False, name="count")
+        if not lazy_mirror:
+            self.make_variables()
+
+    def __getattr__(self, name: str):
+        # The mirror's variables are made on first use (a checkpoint, compiled code), not here:
+        # an env built before an agent must not run TensorFlow ops, which would fix TensorFlow's
+        # thread pools before the agent sets them (rl_sever.core.threads).
+        if name not in _MIRROR or self.__dict__.get("_making_mirror"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.make_variables()
+        return self.__dict__[name]
+
+    def make_variables(self) -> None:
+        """Create the checkpointable mirror (from the current statistics) if not there yet."""
+        if "mean_variable" in self.__dict__:
+            return
+        self.__dict__["_making_mirror"] = True  # (tracking reads the attribute before setting it)
+        with tf.init_scope():
+            self.mean_variable = tf.Variable(self.mean, trainable=False, name="mean")
+            self.var_variable = tf.Variable(self.var, trainable=False, name="var")
+            self.count_variable = tf.Variable(np.float64(self.count), trainable=False,
+                                              name="count")
+        del self.__dict__["_making_mirror"]
 
     def update(self, batch: np.ndarray) -> None:
         """Merge a batch of samples, shaped `(batch_size, *shape)`, into the statistics."""

@@ -101,7 +101,8 @@ def test_every_algorithm_trains_saves_loads_and_exports(algo, tmp_path):
     loaded = type(agent).load(agent.run_dir)
     np.testing.assert_array_equal(loaded.predict(obs), actions)
     single = agent.predict({k: v[0] for k, v in obs.items()})
-    np.testing.assert_array_equal(single, actions[0])
+    # One row against five: matmul kernels may differ by batch size in the last bits (AVX2).
+    np.testing.assert_allclose(single, actions[0], rtol=1e-5, atol=1e-6)
     path = export_policy(agent, tmp_path / "policy")
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     served = serve(**{f"observation_{k}": tf.constant(v) for k, v in obs.items()})["action"]

@@ -1,5 +1,6 @@
-"""intra_op_threads: auto gives off-policy MLP updates on CPU one intra-op thread, in a process
-where TensorFlow has not run yet; other agents and XLA keep TensorFlow's default; an explicit
+"""intra_op_threads: auto gives MLP updates on CPU one intra-op thread, in a process where
+TensorFlow has not run yet (a normalised env included); XLA's off-policy steps keep
+TensorFlow's default; an explicit
 value that cannot apply (TensorFlow already running) is a clear error, and bad values are
 rejected by the config and the CLI (exit 2)."""
 
@@ -49,6 +50,22 @@ def test_auto_in_a_fresh_process():
     assert fresh("sac", "Pendulum-v1") == [1, 1]  # off-policy MLP, no XLA: one thread
     assert fresh("sac", "Pendulum-v1", jit_compile=True) == [0, 0]  # XLA keeps the pool
     assert fresh("ppo", "CartPole-v1", intra_op_threads=2) == [2, 2]  # explicit
+    # A normalised env is built before the agent sets the pools: it must run no TensorFlow op
+    # (its statistics' variables are made when a checkpoint asks), or `auto` could not apply.
+    assert fresh("ppo", "Acrobot-v1", normalize_obs=True, normalize_reward=True) == [1, 1]
+
+
+def test_a_normalised_env_runs_no_tensorflow_op():
+    script = ("from envs import make_vec_env\n"
+              "from tensorflow.python.eager import context\n"
+              "env = make_vec_env('Acrobot-v1', 2, seed=0, normalize_obs=True, normalize_reward=True)\n"
+              "env.reset(); env.step([0, 1])\n"
+              "print('RESULT', context.context()._context_handle is None)\n")
+    environ = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environ,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RESULT True" in proc.stdout
 
 
 def test_running_tensorflow_keeps_its_pools():

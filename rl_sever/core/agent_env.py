@@ -5,7 +5,6 @@ from __future__ import annotations
 import gymnasium as gym
 
 from envs import EpisodeStats, episode_stats, make_vec_env
-from rl_sever.core.quiet import warm_up_quietly
 from rl_sever.errors import ConfigError
 
 
@@ -13,11 +12,8 @@ def agent_env(env, config, seed: int) -> tuple[str, gym.vector.VectorEnv]:
     """(env id, vector env) for an agent with `config` whose envs are seeded with `seed`: `env`
     an id (made with make_vec_env) or a Gymnasium vector env (checked, given EpisodeStats)."""
     if isinstance(env, str):
-        if config.normalize_obs or config.normalize_reward:
-            # The normaliser's variables are TensorFlow's first ops here: run the CLI's quiet
-            # first kernels before them (on-policy agents, whose auto thread count is the
-            # default; an explicit one was applied before the env).
-            warm_up_quietly()
+        # Building the env runs no TensorFlow op (the normaliser's variables are made on first
+        # use): the agent sets TensorFlow's thread pools after it (rl_sever.core.threads).
         # With runners the learner's envs only describe the spaces: no worker processes.
         vectorization = ("sync" if config.runners and config.vectorization == "async"
                          else config.vectorization)
