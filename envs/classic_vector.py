@@ -17,6 +17,7 @@ registered time limit and entry point); anything else builds Gymnasium's vector 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
@@ -51,7 +52,13 @@ def batched_classic(env_id: str, n_envs: int, kwargs: dict[str, Any]) -> VectorE
     if kind == "cartpole" and CartPoleEnv().kinematics_integrator != "euler":
         return None
     cls = BatchedCartPole if kind == "cartpole" else BatchedAcrobot
-    return cls(n_envs, spec.max_episode_steps)
+    env = cls(n_envs, spec.max_episode_steps)
+    # As gym.make_vec records it: the id the agent, its evaluations and runners rebuild from.
+    env.spec = copy.deepcopy(spec)
+    env.spec.kwargs = {**({"num_envs": n_envs} if n_envs != 1 else {}),
+                       "vectorization_mode": "sync",
+                       "vector_kwargs": {"autoreset_mode": AutoresetMode.SAME_STEP}}
+    return env
 
 
 class _Batched(VectorEnv):
@@ -240,6 +247,12 @@ def _wrap(x: np.ndarray, m: float, M: float) -> np.ndarray:
     return x
 
 
+def _pow2(x: np.ndarray) -> np.ndarray:
+    """`x**2` as Gymnasium computes it on one float64: the C library's pow(x, 2.0), which
+    differs from `x * x` (what NumPy's `**2` on an array is) in the last bit now and then."""
+    return np.array([v**2 for v in x.tolist()])
+
+
 def _dsdt(s_augmented: np.ndarray) -> np.ndarray:
     """AcrobotEnv._dsdt on rows [theta1, theta2, dtheta1, dtheta2, torque]."""
     a_ = AcrobotEnv
@@ -253,13 +266,13 @@ def _dsdt(s_augmented: np.ndarray) -> np.ndarray:
     d2 = m2 * (lc2**2 + l1 * lc2 * cos(theta2)) + I2
     phi2 = m2 * lc2 * g * cos(theta1 + theta2 - pi / 2.0)
     phi1 = (
-        -m2 * l1 * lc2 * dtheta2**2 * sin(theta2)
+        -m2 * l1 * lc2 * _pow2(dtheta2) * sin(theta2)
         - 2 * m2 * l1 * lc2 * dtheta2 * dtheta1 * sin(theta2)
         + (m1 * lc1 + m2 * l1) * g * cos(theta1 - pi / 2)
         + phi2
     )
     ddtheta2 = (
-        a + d2 / d1 * phi1 - m2 * l1 * lc2 * dtheta1**2 * sin(theta2) - phi2
-    ) / (m2 * lc2**2 + I2 - d2**2 / d1)
+        a + d2 / d1 * phi1 - m2 * l1 * lc2 * _pow2(dtheta1) * sin(theta2) - phi2
+    ) / (m2 * lc2**2 + I2 - _pow2(d2) / d1)
     ddtheta1 = -(d2 * ddtheta2 + phi1) / d1
     return np.stack([dtheta1, dtheta2, ddtheta1, ddtheta2, np.zeros_like(a)], axis=1)

@@ -44,8 +44,8 @@ class EpisodeStats(VectorWrapper):
     def reset(self, *, seed: int | list[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset the wrapped env; episodes in progress are dropped, not recorded."""
+        mask = (options or {}).get("reset_mask")  # before the env: Gymnasium's pops it
         obs, info = self.env.reset(seed=seed, options=options)
-        mask = (options or {}).get("reset_mask")
         mask = np.ones(self.num_envs, bool) if mask is None else np.asarray(mask, bool)
         self._returns[mask] = 0.0
         self._lengths[mask] = 0

@@ -67,6 +67,8 @@ def make_vec_env(env_id: str, n_envs: int = 1, *, seed: int | None = None,
     `reset(seed=...)` always wins. Later resets without a seed continue each sub-env's
     random stream, as in Gymnasium.
 
+    `vectorization="sync"` steps the registered CartPole and Acrobot (no kwargs, no render
+    mode) as one array, bit for bit Gymnasium's envs (envs.classic_vector);
     `vectorization="async"`: one process per env, or `n_workers` processes (docs/scaling.md);
     `"ale"`: Atari games in ale-py's C++ vector env (`envs.atari_vector`).
     """

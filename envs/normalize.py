@@ -95,8 +95,8 @@ class VecNormalize(VectorWrapper):
     def reset(self, *, seed: int | list[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Reset the wrapped env and the discounted returns; normalise the first obs."""
+        mask = (options or {}).get("reset_mask")  # before the env: Gymnasium's pops it
         obs, info = self.env.reset(seed=seed, options=options)
-        mask = (options or {}).get("reset_mask")
         mask = np.ones(self.num_envs, bool) if mask is None else np.asarray(mask, bool)
         self.returns[mask] = 0.0
         if self.obs_rms is not None:

@@ -48,15 +48,17 @@ class RunningMeanStd(tf.Module):
 
     def make_variables(self) -> None:
         """Create the checkpointable mirror (from the current statistics) if not there yet."""
-        if "mean_variable" in self.__dict__:
+        if "count_variable" in self.__dict__:
             return
         self.__dict__["_making_mirror"] = True  # (tracking reads the attribute before setting it)
-        with tf.init_scope():
-            self.mean_variable = tf.Variable(self.mean, trainable=False, name="mean")
-            self.var_variable = tf.Variable(self.var, trainable=False, name="var")
-            self.count_variable = tf.Variable(np.float64(self.count), trainable=False,
-                                              name="count")
-        del self.__dict__["_making_mirror"]
+        try:
+            with tf.init_scope():
+                self.mean_variable = tf.Variable(self.mean, trainable=False, name="mean")
+                self.var_variable = tf.Variable(self.var, trainable=False, name="var")
+                self.count_variable = tf.Variable(np.float64(self.count), trainable=False,
+                                                  name="count")
+        finally:
+            del self.__dict__["_making_mirror"]
 
     def update(self, batch: np.ndarray) -> None:
         """Merge a batch of samples, shaped `(batch_size, *shape)`, into the statistics."""

@@ -66,6 +66,20 @@ def test_same_bits_as_gymnasium(env_id, n, steps):
     assert ended["terminated"] > 0 and ended["truncated"] > 0, ended  # both endings compared
 
 
+def test_acrobot_derivatives_are_gymnasium_bits():
+    """Gymnasium squares single float64s (the C library's pow), which differs from x * x in the
+    last bit about once in a thousand: compared on many states, not left to chaotic luck."""
+    from envs.classic_vector import _dsdt
+
+    rng = np.random.default_rng(4)
+    rows = np.concatenate([rng.uniform(-np.pi, np.pi, (4000, 2)),
+                           rng.uniform(-12.0, 12.0, (4000, 1)), rng.uniform(-28.0, 28.0, (4000, 1)),
+                           rng.choice([-1.0, 0.0, 1.0], (4000, 1))], axis=1)
+    single = gym.make("Acrobot-v1").unwrapped
+    expected = np.array([np.asarray(single._dsdt(row)) for row in rows])
+    np.testing.assert_array_equal(_dsdt(rows), expected)
+
+
 def test_reset_seeds_options_and_mask_as_gymnasium():
     ours, theirs = batched_classic("Acrobot-v1", 3, {}), gymnasium_vec("Acrobot-v1", 3)
     for kwargs in ({"seed": [5, 6, 9]}, {}, {"seed": [None, 4, None]}, {"seed": 2, "options": {"low": -0.3, "high": 0.2}},
@@ -90,6 +104,9 @@ def test_make_vec_env_uses_them_only_for_the_registered_envs():
         return env
 
     assert isinstance(base(make_vec_env("CartPole-v1", 4, seed=0)), BatchedCartPole)
+    # The id is recorded as gym.make_vec records it (agents, evaluations and runners read it).
+    assert base(make_vec_env("Acrobot-v1", 3)).spec.id == "Acrobot-v1"
+    assert base(make_vec_env("Acrobot-v1", 3)).spec.kwargs["num_envs"] == 3
     assert isinstance(base(make_vec_env("Acrobot-v1", 2, normalize_obs=True)), BatchedAcrobot)
     gymnasiums = [make_vec_env("CartPole-v1", 2, env_kwargs={"sutton_barto_reward": True}),
                   make_vec_env("CartPole-v1", 2, render_mode="rgb_array"),

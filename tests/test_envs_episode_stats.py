@@ -105,3 +105,15 @@ def test_cartpole_matches_manual_tally():
     assert all(r == n_steps for r, n_steps in manual)  # CartPole pays 1 per step
     assert stats.mean_return() == pytest.approx(np.mean([r for r, _ in manual[-100:]]))
     env.close()
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])  # Gymnasium's envs, batched
+def test_a_masked_reset_keeps_the_other_episodes(env_id):
+    # Gymnasium's SyncVectorEnv pops `reset_mask` from the options: the wrappers read it first.
+    env = make_vec_env(env_id, 3, seed=0, normalize_reward=True)
+    env.reset()
+    for _ in range(5):
+        env.step(np.zeros(3, dtype=env.action_space.dtype).reshape(env.action_space.shape))
+    stats = episode_stats(env)
+    env.reset(options={"reset_mask": np.array([True, False, False])})
+    assert stats._lengths.tolist() == [0, 5, 5]

@@ -90,7 +90,7 @@ class Agent:
         # First: a multi-worker strategy must set up collectives before TensorFlow's first op.
         self.replicas = ReplicaSet(config.distribute, config.devices)
         keras.utils.set_random_seed(config.seed)
-        if config.intra_op_threads != "auto":  # before the env: its normaliser makes variables
+        if config.intra_op_threads != "auto":  # before the env (a user's env may run TF ops)
             apply_intra_op_threads(config.intra_op_threads, 0)
         # Envs and acting: each worker of a multi-worker run collects its own data (DD-PPO).
         self.data_seed = config.seed + self.replicas.rank * config.n_envs
