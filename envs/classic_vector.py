@@ -68,7 +68,7 @@ class _Batched(VectorEnv):
 
     def __init__(self, num_envs: int, max_episode_steps: int) -> None:
         super().__init__()
-        single = self.base()
+        single = self._single = self.base()  # spaces, metadata and the physical constants
         self.num_envs = int(num_envs)
         self.max_episode_steps = int(max_episode_steps)
         self.metadata = dict(single.metadata, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -80,6 +80,7 @@ class _Batched(VectorEnv):
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
         self._elapsed = np.zeros(self.num_envs, np.int64)
         self._obs: np.ndarray | None = None
+        self.state = np.zeros((self.num_envs, 4), np.float64)  # both envs: 4 state variables
 
     # -- the env's own part ---------------------------------------------------------------
     def _reset_rows(self, rows: np.ndarray, options: dict | None) -> None:
@@ -158,12 +159,6 @@ class BatchedCartPole(_Batched):
 
     base = CartPoleEnv
 
-    def __init__(self, num_envs: int, max_episode_steps: int) -> None:
-        super().__init__(num_envs, max_episode_steps)
-        c = self.base()
-        self.c = c
-        self.state = np.zeros((self.num_envs, 4), np.float64)
-
     def _reset_rows(self, rows, options):
         low, high = utils.maybe_parse_reset_bounds(options, -0.05, 0.05)
         for i in rows:
@@ -173,7 +168,7 @@ class BatchedCartPole(_Batched):
         return self.state[rows].astype(np.float32)
 
     def _dynamics(self, actions):
-        c = self.c
+        c = self._single
         x, x_dot, theta, theta_dot = self.state.T
         force = np.where(actions == 1, c.force_mag, -c.force_mag)
         costheta = np.cos(theta)
@@ -201,7 +196,6 @@ class BatchedAcrobot(_Batched):
 
     def __init__(self, num_envs: int, max_episode_steps: int) -> None:
         super().__init__(num_envs, max_episode_steps)
-        self.state = np.zeros((self.num_envs, 4), np.float64)
         self.torques = np.asarray(AcrobotEnv.AVAIL_TORQUE, np.float64)
 
     def _reset_rows(self, rows, options):
@@ -218,7 +212,7 @@ class BatchedAcrobot(_Batched):
     def _dynamics(self, actions):
         a = AcrobotEnv
         y0 = np.concatenate([self.state, self.torques[actions][:, None]], axis=1)
-        dt = a.dt - 0  # rk4 over t = [0, dt], as Gymnasium's
+        dt = a.dt  # rk4 over t = [0, dt], as Gymnasium's (dt - 0 is dt)
         dt2 = dt / 2.0
         k1 = _dsdt(y0)
         k2 = _dsdt(y0 + dt2 * k1)
