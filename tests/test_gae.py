@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rl_sever.objective.advantages import gae
+from rl_sever.objective.advantages import UNROLL_MAX_STEPS, backwards, gae
 from tests.helpers import collect_batch, make_agent
 
 
@@ -191,3 +191,26 @@ def test_collector_marks_episode_ends_and_keeps_true_final_obs(tiny_md_env_id):
     np.testing.assert_allclose(next_obs[truncated][:, 0], 1.0)
     # Consecutive step counters inside episodes: no reset transition was recorded.
     np.testing.assert_allclose(next_obs[..., 0] - obs[..., 0], 0.1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, 5, UNROLL_MAX_STEPS])
+def test_the_unrolled_recursion_gives_the_scans_bits_and_has_no_loop(steps):
+    rng = np.random.default_rng(steps)
+    deltas = tf.constant(rng.normal(size=(steps, 8)), tf.float32)
+    decay = tf.constant(rng.uniform(0.0, 0.99, size=(steps, 8)) * (rng.random((steps, 8)) > 0.1),
+                        tf.float32)
+    spec = tf.TensorSpec([steps, 8], tf.float32)
+    traced = {unroll: tf.function(lambda d, c, u=unroll: backwards(d, c, u), autograph=False)
+              .get_concrete_function(spec, spec) for unroll in (True, False)}
+    np.testing.assert_array_equal(traced[True](deltas, decay).numpy(),
+                                  traced[False](deltas, decay).numpy())
+    loops = {u: [op.type for op in f.graph.get_operations() if "While" in op.type]
+             for u, f in traced.items()}
+    assert loops[True] == [] and loops[False] != []
+
+
+def test_long_or_unknown_rollouts_keep_the_scan():
+    for shape in ([UNROLL_MAX_STEPS + 1, 2], [None, 2]):
+        spec = tf.TensorSpec(shape, tf.float32)
+        graph = tf.function(backwards, autograph=False).get_concrete_function(spec, spec).graph
+        assert any("While" in op.type for op in graph.get_operations())

@@ -47,6 +47,22 @@ def plain_graph(fn):
     return tf.autograph.experimental.do_not_convert(fn)
 
 
+_HOST_ONLY: list[bool] = []  # whether this process sees no GPU (found once)
+
+
+def _target_device(ctx) -> str | None:
+    """Where a converted input is placed: tf.constant's device (the context's), except on a
+    machine without a GPU outside any device scope. There TensorFlow's empty device name
+    makes it copy the new host tensor to the default device, the same CPU: 21 us against 4 us
+    for a [5, 8, 4] array (A2C CartPole's update converts eight per call); None skips it."""
+    name = ctx.device_name
+    if name:
+        return name
+    if not _HOST_ONLY:
+        _HOST_ONLY.append(not tf.config.list_logical_devices("GPU"))
+    return None if _HOST_ONLY[0] else name
+
+
 class FastCall:
     """`fn` traced once for `signature`; call it with positional arrays or tensors."""
 
@@ -75,7 +91,7 @@ class FastCall:
         ctx = _context.context()
         ctx.ensure_initialized()
         # A copy, as tf.constant makes: the tensor must not share the caller's buffer.
-        return _EagerTensor(array.copy(), ctx.device_name, dtype.as_datatype_enum)
+        return _EagerTensor(array.copy(), _target_device(ctx), dtype.as_datatype_enum)
 
     def _convert(self, args) -> list[tf.Tensor]:
         if len(args) != len(self._dtypes):

@@ -5,10 +5,28 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+# Rollouts up to this many steps (known when tracing) run the backward recursion as
+# straight-line ops: a while loop costs the executor more per call (A2C CartPole's update, 5
+# steps: 1.15-1.24 ms against 1.22-1.29 ms) and gives the same bits.
+UNROLL_MAX_STEPS = 64
+
+
+def backwards(deltas: tf.Tensor, decay: tf.Tensor, unroll: bool = True) -> tf.Tensor:
+    """x[t] = deltas[t] + decay[t] * x[t + 1] from the last step back (x[T] = 0), [T, N]: a
+    scan, or unrolled where `unroll` and the rollout is short and of a static length."""
+    steps = deltas.shape[0]
+    if not unroll or steps is None or steps > UNROLL_MAX_STEPS:
+        return tf.scan(lambda carry, x: x[0] + x[1] * carry, (deltas, decay),
+                       initializer=tf.zeros_like(deltas[0]), reverse=True)
+    carry, out = tf.zeros_like(deltas[0]), [None] * steps
+    for t in reversed(range(steps)):
+        carry = out[t] = deltas[t] + decay[t] * carry
+    return tf.stack(out)
+
 
 def gae(rewards: tf.Tensor, values: tf.Tensor, next_values: tf.Tensor, terminated: tf.Tensor,
-        dones: tf.Tensor, gamma: float | tf.Tensor,
-        lam: float | tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        dones: tf.Tensor, gamma: float | tf.Tensor, lam: float | tf.Tensor,
+        unroll: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
     """Advantages and returns for a rollout of shape [T, N] (time-major).
 
     next_values[t] is V of the state actually reached after step t: the next observation
@@ -16,6 +34,7 @@ def gae(rewards: tf.Tensor, values: tf.Tensor, next_values: tf.Tensor, terminate
     replaced the observation by the next episode's first). `terminated` zeroes the bootstrap
     (the episode really ended); `dones` (terminated or truncated) stops the recursion so no
     advantage leaks across episodes, while a truncated step still bootstraps from V(final obs).
+    `unroll=False` keeps the scan at any length (`backwards`).
     """
     rewards = tf.convert_to_tensor(rewards, tf.float32)
     not_term = 1.0 - tf.cast(terminated, tf.float32)
@@ -23,8 +42,7 @@ def gae(rewards: tf.Tensor, values: tf.Tensor, next_values: tf.Tensor, terminate
     deltas = rewards + gamma * next_values * not_term - values
     decay = gamma * lam * not_done
     # Backwards in time: A[t] = deltas[t] + decay[t] * A[t + 1].
-    advantages = tf.scan(lambda carry, x: x[0] + x[1] * carry, (deltas, decay),
-                         initializer=tf.zeros_like(deltas[0]), reverse=True)
+    advantages = backwards(deltas, decay, unroll)
     return advantages, advantages + values
 
 

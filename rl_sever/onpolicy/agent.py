@@ -215,8 +215,11 @@ class OnPolicyAgent(GreedyOnHost, OnPolicyObjective, XlaChoice, Agent):
         policy's episode `starts` [N, T]); `flat` reshapes [T, N, ...] to rows. GAE on the
         values the rollout stored, by default."""
         cfg = self.config
+        # Under XLA the scan stays: the compiled loop costs nothing per call there, and the
+        # compiled update keeps its bits.
         adv, ret = gae(rollout["rewards"], rollout["values"], rollout["next_values"],
-                       rollout["terminated"], rollout["dones"], cfg.gamma, cfg.gae_lambda)
+                       rollout["terminated"], rollout["dones"], cfg.gamma, cfg.gae_lambda,
+                       unroll=not self.traced_with_xla())
         return adv, ret, rollout["values"]
 
     def forward(self, mb) -> Outputs:
