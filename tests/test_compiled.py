@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from agents import SAC
 from rl_sever.core.compiled import FastCall, plain_graph
 from rl_sever.core.registry import get_agent_class
 from rl_sever.objective import LossTerm
@@ -117,3 +118,29 @@ def test_fn_terms_written_as_plain_functions_keep_autograph_too():
     assert metrics["loss/halved"] == 1.0  # 4 halved twice: the loop ran inside the graph
     assert agent.train_fn.experimental_get_tracing_count() == 1
     agent.close()
+
+
+_SAC_ACT_UNIT = SAC._act_unit
+
+
+def _branchy_act_unit(self, obs, seed):
+    actions = _SAC_ACT_UNIT(self, obs, seed)
+    if tf.reduce_sum(actions) > 1e9:  # Python `if` on a tensor: only AutoGraph can trace this
+        actions = actions * 0.0
+    return actions
+
+
+class BranchySAC(SAC):
+    """A user's off-policy algorithm (outside the packages) written with a Python `if`."""
+
+    _act_unit = _branchy_act_unit
+
+
+def test_shipped_off_policy_steps_skip_autograph_and_a_users_class_keeps_it(monkeypatch):
+    obs = np.zeros((1, 3), np.float32)  # Pendulum
+    user = BranchySAC("Pendulum-v1", tiny_config("sac"), logdir=None)
+    assert user.compiled["act"](obs).shape == (1, 1)
+    monkeypatch.setattr(SAC, "_act_unit", _branchy_act_unit)
+    shipped = SAC("Pendulum-v1", tiny_config("sac"), logdir=None)
+    with pytest.raises(TypeError, match="tf.Tensor.*Python `bool`|not allowed"):
+        shipped.compiled["act"](obs)

@@ -31,7 +31,10 @@ class InGraphTrainer:
         # env state: a resume continues the episodes with their memory).
         self.memory = (tf.Variable(tf.zeros([self.n_envs, agent.layout.state_dim]),
                                    trainable=False, name="memory") if agent.recurrent else None)
-        self.rollout_fn = tf.function(self._rollout, input_signature=[])
+        # Traced as written (explicit tf.while_loop, as the update and the off-policy chunk):
+        # AutoGraph's conversion of every function the iteration calls took seconds of its
+        # first call (tf: CartPole, 64 envs).
+        self.rollout_fn = tf.function(self._rollout, input_signature=[], autograph=False)
         self._iterations = {}  # with XLA or not (rl_sever.onpolicy.xla): each traced once
         act = agent.action
         if act.kind == "box":  # clip only what the env sees; the batch keeps the sample
@@ -79,7 +82,8 @@ class InGraphTrainer:
                     batch, episodes = self._rollout()
                     return self.agent._train(*batch), episodes
 
-            self._iterations[xla] = tf.function(iteration, input_signature=[], jit_compile=xla)
+            self._iterations[xla] = tf.function(iteration, input_signature=[], jit_compile=xla,
+                                                autograph=False)
         return self._iterations[xla]
 
 
