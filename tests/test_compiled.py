@@ -58,14 +58,14 @@ def test_converted_arrays_are_copies_on_the_device_tf_constant_uses():
     """Without a GPU the converted input skips TensorFlow's copy to the default device: it must
     still land where tf.constant puts it (inside a device scope too), hold the same values and
     not share the caller's buffer."""
-    x = np.arange(160, dtype=np.float32).reshape(5, 8, 4)
-    for scope in (None, "/device:CPU:0"):
+    for scope in ("/device:CPU:0", None):  # the unscoped path (the new one) last
+        x = np.arange(160, dtype=np.float32).reshape(5, 8, 4)
         with tf.device(scope) if scope else contextlib.nullcontext():
             got, want = FastCall._tensor(x, tf.float32), tf.constant(x)
         assert got.device == want.device and got.dtype == want.dtype
         np.testing.assert_array_equal(got.numpy(), x)
-    x[0, 0, 0] = -1.0
-    assert got.numpy()[0, 0, 0] == 0.0
+        x[0, 0, 0] = -1.0
+        assert got.numpy()[0, 0, 0] == 0.0
 
 
 def test_under_a_gradient_tape_it_takes_the_public_path():

@@ -53,8 +53,10 @@ _HOST_ONLY: list[bool] = []  # whether this process sees no GPU (found once)
 def _target_device(ctx) -> str | None:
     """Where a converted input is placed: tf.constant's device (the context's), except on a
     machine without a GPU outside any device scope. There TensorFlow's empty device name
-    makes it copy the new host tensor to the default device, the same CPU: 21 us against 4 us
-    for a [5, 8, 4] array (A2C CartPole's update converts eight per call); None skips it."""
+    makes it copy the new host tensor to the default device, the same CPU: 33.8 us against
+    5.8 us for a [5, 8, 4] array (A2C CartPole's update converts eight per call); None skips it.
+    Other accelerators (a TPU, a plugin device) are not looked for: there the runtime copies
+    the host tensor where the call needs it."""
     name = ctx.device_name
     if name:
         return name

@@ -54,8 +54,11 @@ class InGraphOffPolicyTrainer:
                                                      tf.TensorSpec([], tf.bool)])
         self.sample_fn = tf.function(plain_graph(lambda: self._sample(self.agent.next_seed())),
                                      input_signature=[])
-        # The agent's update as its own compiled step converts it (it may loop over tf.range).
-        self._agent_update = tf.autograph.to_graph(type(agent)._update)
+        # The shipped update loops with tf.while_loop and is traced as written; a user's class
+        # keeps AutoGraph for its update (it may loop over tf.range), as on the Gymnasium path.
+        update = type(agent)._update
+        shipped = type(agent).__module__.startswith(("rl_sever.", "agents."))
+        self._agent_update = update if shipped else tf.autograph.to_graph(update)
 
     def trackables(self) -> dict:
         """What a resume needs: env state and update phase; the buffer if save_replay."""
