@@ -18,6 +18,14 @@ _REGISTRY: dict[str, type] = {}
 _loaded = False
 
 
+SHIPPED_PACKAGES = ("rl_sever.", "agents.")
+
+
+def is_shipped(klass: type) -> bool:
+    """Whether `klass` is one of rl_sever's own classes (not a user's)."""
+    return klass.__module__.startswith(SHIPPED_PACKAGES)
+
+
 def register(klass: type) -> None:
     """Record `klass` under its `algo` (called by Agent.__init_subclass__)."""
     key = klass.algo.lower()

@@ -14,6 +14,7 @@ from rl_sever.core import metrics
 from rl_sever.core.compiled import plain_graph
 from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, drive, record_episodes
 from rl_sever.core.loop import Collected
+from rl_sever.core.registry import is_shipped
 from rl_sever.errors import UnsupportedSpaceError
 from rl_sever.nn.encoders import is_image
 from rl_sever.offpolicy.replay import Transitions
@@ -57,8 +58,7 @@ class InGraphOffPolicyTrainer:
         # The shipped update loops with tf.while_loop and is traced as written; a user's class
         # keeps AutoGraph for its update (it may loop over tf.range), as on the Gymnasium path.
         update = type(agent)._update
-        shipped = type(agent).__module__.startswith(("rl_sever.", "agents."))
-        self._agent_update = update if shipped else tf.autograph.to_graph(update)
+        self._agent_update = update if is_shipped(type(agent)) else tf.autograph.to_graph(update)
 
     def trackables(self) -> dict:
         """What a resume needs: env state and update phase; the buffer if save_replay."""

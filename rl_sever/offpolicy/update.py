@@ -11,6 +11,7 @@ import tensorflow as tf
 from rl_sever.core import metrics
 from rl_sever.core.compiled import FastCall, plain_graph
 from rl_sever.core.learner import Learner, Phase
+from rl_sever.core.registry import is_shipped
 from rl_sever.offpolicy.replay import Transitions
 
 
@@ -30,7 +31,7 @@ class OffPolicyUpdate:
         # The shipped algorithms branch on tensors with tf.cond / tf.while_loop: traced as
         # written, without AutoGraph's rewriting of every function they call (SAC's first
         # update: 1.0-1.5 s of a 2-4 s trace). A user's algorithm class keeps AutoGraph.
-        ag = not type(self).__module__.startswith(("rl_sever.", "agents."))
+        ag = not is_shipped(type(self))
         self.act_fn = tf.function(lambda o: self._to_env(self._act_unit(o, self.next_seed())),
                                   input_signature=[obs], autograph=ag)
         self.greedy_fn = tf.function(lambda o: self._to_env(self._greedy_unit(o)),

@@ -27,6 +27,7 @@ import warnings
 
 import tensorflow as tf
 
+from rl_sever.core.registry import is_shipped
 from rl_sever.core.threads import small_mlp_on_cpu
 from rl_sever.objective.evaluate import is_builtin
 
@@ -44,7 +45,7 @@ def gradient_steps(agent, env_steps: int) -> int:
 def auto_xla(agent, env_steps: int) -> bool:
     """Whether `jit_compile: auto` compiles the updates of a run of `env_steps` env steps."""
     cfg = agent.config
-    shipped = type(agent).__module__.startswith(("rl_sever.", "agents."))
+    shipped = is_shipped(type(agent))
     return (shipped and small_mlp_on_cpu(agent) and cfg.distribute == "default"
             and not agent.recurrent
             and not len(agent.aux) and all(is_builtin(t) for t in agent._objective)
