@@ -8,7 +8,8 @@ one invocation, alternated, with the CPU's model and flags in the JSON.
                             [--out bench/results_process.json]
 
 Also timed: the start-up of `rl-sever train ppo CartPole-v1` (the process's start to its first
-env step, and a process that only imports TensorFlow). SB3 runs torch at its fastest thread
+env step; inside that process, the time from TensorFlow's import to the first env step; and a
+process that only imports TensorFlow). SB3 runs torch at its fastest thread
 count here: 1 for PPO/A2C, 2 for SAC. The `bench` extra installs SB3.
 """
 
@@ -48,9 +49,14 @@ CASES = {
 }
 EVAL_EPISODES = 10  # rl-sever train's default final evaluation
 
-# The first env step, seen from inside a process: `python -c FIRST_STEP ARGV...`.
+# The first env step, seen from inside a process: `python -c FIRST_STEP ARGV...`. TensorFlow is
+# imported first and stamped, as the CLI would import it, so the time beyond it is measured in
+# the same process (the difference of two processes spreads by seconds on a noisy machine).
 FIRST_STEP = """
 import sys, time
+print("TF_START", time.time(), flush=True)
+import tensorflow
+print("TF_IMPORTED", time.time(), flush=True)
 from envs.episodes import EpisodeStats
 step = EpisodeStats.step
 def first(self, action):
@@ -159,20 +165,23 @@ def sb3_child(case: str, threads: int, folder: str, settings: str) -> int:
 
 def start_up(logdir: str) -> dict:
     """Seconds from the process's start to the first env step of `rl-sever train ppo
-    CartPole-v1`, and of a process that imports TensorFlow and nothing else."""
+    CartPole-v1`; within that process, TensorFlow's import and the time from its end to the
+    first env step; and a process that imports TensorFlow and nothing else."""
     t0_step = time.time()
     command = [sys.executable, "-c", FIRST_STEP, "train", "ppo", "CartPole-v1", "--steps",
                "4096", "--no-progress", "--logdir", logdir]
     _, out = timed(command, env=env())
-    first = next(float(line.split()[1]) for line in out.splitlines()
-                 if line.startswith("FIRST_STEP"))
+    stamps = {line.split()[0]: float(line.split()[1]) for line in out.splitlines()
+              if line.startswith(("TF_START", "TF_IMPORTED", "FIRST_STEP"))}
     # TensorFlow imported, seen from inside the process too (its exit would add a second).
     t0 = time.time()
     _, out = timed([sys.executable, "-c", "import time, tensorflow; print(time.time())"],
                    env=env())
     tf_only = float(out.split()[-1]) - t0
-    return {"first_env_step_s": round(first - t0_step, 2), "import_tensorflow_s":
-            round(tf_only, 2), "beyond_tensorflow_s": round(first - t0_step - tf_only, 2)}
+    return {"first_env_step_s": round(stamps["FIRST_STEP"] - t0_step, 2),
+            "import_tensorflow_in_process_s": round(stamps["TF_IMPORTED"] - stamps["TF_START"], 2),
+            "beyond_tensorflow_s": round(stamps["FIRST_STEP"] - stamps["TF_IMPORTED"], 2),
+            "import_tensorflow_alone_s": round(tf_only, 2)}
 
 
 def main(argv=None) -> int:
