@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from envs import episode_stats
 from rl_sever.audit import run_audit
+from rl_sever.core import counters
 from rl_sever.core.callbacks import as_callback
 from rl_sever.core.disk import (
     WRITE_ERRORS,
@@ -129,8 +130,8 @@ def _train(agent, progress: bool | None, callback) -> None:
                 step += collected.steps
                 iteration += 1
                 # Python ints are the loop's counters; the checkpointed variables follow them.
-                agent.global_step.assign(step, read_value=False)  # half the cost of a read
-                agent.iteration.assign(iteration, read_value=False)
+                counters.write(agent.global_step, step)
+                counters.write(agent.iteration, iteration)
                 stats.pop_finished()  # the window statistics are what we log
                 logged = None
                 if collected.batch is not None:

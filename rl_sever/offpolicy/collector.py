@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rl_sever.core import metrics
+from rl_sever.core import counters, metrics
 from rl_sever.core.finite import FiniteGuard
 from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import GymnasiumStepper, env_step
@@ -52,12 +52,12 @@ class OffPolicyCollector:
     def collect(self) -> Collected:
         agent, replay, env = self.agent, self.agent.replay, self.agent.env
         self._handed = None  # a hand-off the loop did not train on (an audit that stopped)
-        step = int(agent.global_step.numpy())
+        step = counters.read(agent.global_step)
         if self.obs is None:  # a fresh run, or a loaded agent: seeded like the run's step
             self.obs, _ = env.reset(seed=agent.config.seed + step)
             self.guard.check("observation", self.obs, step)
         obs = self.obs
-        remaining = int(agent.target_steps.numpy()) - step
+        remaining = counters.read(agent.target_steps) - step
         n_vec = max(1, min(self.chunk, -(-remaining // self.n_envs)))
         stats, steps = None, 0
         for _ in range(n_vec):

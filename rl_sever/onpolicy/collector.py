@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rl_sever.core import counters
 from rl_sever.core.action_masks import MaskReader
 from rl_sever.core.compiled import FastCall
 from rl_sever.core.finite import FiniteGuard
@@ -32,7 +33,7 @@ class OnPolicyCollector:
 
     def collect(self) -> Collected:
         agent, buf = self.agent, self.buffer
-        step = int(agent.global_step.numpy())
+        step = counters.read(agent.global_step)
         if self.obs is None:  # a fresh run, or a loaded agent: seeded like the run's step
             self.obs = self.stepper.reset(agent.data_seed + step, step)
             self.state = np.zeros((buf.n_envs, agent.layout.state_dim), np.float32)
