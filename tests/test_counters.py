@@ -1,10 +1,15 @@
 """rl_sever.core.counters: the loop's reads and writes of the checkpointed counters."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from agents.a2c import A2C
 from rl_sever.core import counters
+from rl_sever.objective import LossTerm
+from tests.helpers import make_agent, tiny_config
 
 
 @pytest.mark.parametrize("dtype", [tf.int64, tf.int32])
@@ -47,3 +52,56 @@ def test_inside_compiled_code_the_variables_methods_are_traced():
     assert int(bump(tf.constant(9, tf.int64))) == 9
     assert int(bump(tf.constant(12, tf.int64))) == 12
     np.testing.assert_array_equal(var.numpy(), 12)
+
+
+class StepSeen(LossTerm):
+    """A weight-0 term reporting the global step and iteration its update call reads."""
+
+    def __init__(self):
+        super().__init__("seen", weight=0.0, trains={"critic"})
+        self.agent, self.seen = None, []
+
+    def compute(self, batch, out):
+        counts = ({"step": tf.cast(self.agent.global_step, tf.float32),
+                   "iteration": tf.cast(self.agent.iteration, tf.float32)}
+                  if self.agent is not None else {"step": 0.0, "iteration": 0.0})
+        return tf.reduce_mean(tf.square(out["values"])), counts
+
+    def on_update(self, agent, stats):
+        self.seen.append((int(stats["step"]), int(stats["iteration"])))
+
+
+class OwnTrain(A2C):
+    """A user's page with its own `train`: the loop sets the counters before calling it."""
+
+    def train(self, batch):
+        return super().train(batch)
+
+
+@pytest.mark.parametrize("klass", [A2C, OwnTrain])
+def test_the_update_reads_the_counters_of_the_rollout_it_trains_on(klass):
+    term = StepSeen()
+    agent = klass("CartPole-v1", tiny_config("a2c", n_envs=2, n_steps=4), losses=[term])
+    term.agent = agent
+    assert agent.counts_in_update is (klass is A2C)
+    in_callback = []
+    agent.learn(40, progress=False, callback=lambda a, m: in_callback.append(
+        (int(a.global_step.numpy()), int(a.iteration.numpy()))))
+    # 8 env steps an iteration: the update of iteration i sees step 8 i, as the callback after it.
+    assert term.seen == in_callback == [(8 * i, i) for i in range(1, 6)]
+    agent.close()
+
+
+def test_an_interrupt_between_collection_and_update_checkpoints_the_collected_steps(tmp_path):
+    agent = make_agent("a2c", n_envs=2, n_steps=4, logdir=tmp_path)
+
+    def interrupted(batch, counters=None):
+        raise KeyboardInterrupt
+
+    agent.learn(16, progress=False)
+    agent.train = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        agent.learn(16, progress=False)
+    assert (int(agent.global_step.numpy()), int(agent.iteration.numpy())) == (24, 3)
+    assert Path(agent.checkpointer.latest).name == "ckpt-24"
+    agent.close()

@@ -129,9 +129,13 @@ def _train(agent, progress: bool | None, callback) -> None:
                 collected = collector.collect()
                 step += collected.steps
                 iteration += 1
-                # Python ints are the loop's counters; the checkpointed variables follow them.
-                counters.write(agent.global_step, step)
-                counters.write(agent.iteration, iteration)
+                # Python ints are the loop's counters; the checkpointed variables follow them,
+                # set by the update call itself where the agent can take them (an on-policy
+                # agent's train), else here.
+                counted = collected.batch is not None and getattr(agent, "counts_in_update",
+                                                                  False)
+                if not counted:
+                    write_counters(agent, step, iteration)
                 stats.pop_finished()  # the window statistics are what we log
                 logged = None
                 if collected.batch is not None:
@@ -140,7 +144,8 @@ def _train(agent, progress: bool | None, callback) -> None:
                                                        writer=logger.writer, enforce=True)
                         trackers.text("audit/flow_matrix", matrix.to_table(violations), step)
                     first_update = False
-                    logged = agent.train(collected.batch)
+                    logged = (agent.train(collected.batch, counters=(step, iteration))
+                              if counted else agent.train(collected.batch))
                 elif collected.metrics is not None:
                     first_update = False
                     logged = agent.logged_metrics(collected.metrics)
@@ -184,11 +189,13 @@ def _train(agent, progress: bool | None, callback) -> None:
             logger.record_many(agent.logged_metrics(owed))
             logger.dump(step)
     except WriteError:
+        write_counters(agent, step, iteration)  # an update that raised may not have set them
         bar.close()
         logger.close()
         _report_lost(logger)
         raise
     except NonFiniteError as e:
+        write_counters(agent, step, iteration)
         bar.close()
         logger.close()
         latest = agent.checkpointer.latest if run_dir is not None else None
@@ -196,6 +203,7 @@ def _train(agent, progress: bool | None, callback) -> None:
             e.args = (f"{e.args[0]}; the last checkpoint, {latest}, predates the fault",)
         raise
     except KeyboardInterrupt as e:
+        write_counters(agent, step, iteration)  # the checkpoint counts the collected steps
         # A second Ctrl-C or SIGTERM must not cut the checkpoint being written.
         main = threading.current_thread() is threading.main_thread()
         if main:
@@ -224,6 +232,7 @@ def _train(agent, progress: bool | None, callback) -> None:
                 signal.signal(signal.SIGINT, previous_int)
         raise
     except Exception:  # a bug, an env that crashed: the trackers' runs end too
+        write_counters(agent, step, iteration)
         bar.close()
         logger.close()
         raise
@@ -240,6 +249,12 @@ def _train(agent, progress: bool | None, callback) -> None:
         trackers.artifact(run_dir / BEST_DIR, "best")
     logger.close()
     _report_lost(logger)
+
+
+def write_counters(agent, step: int, iteration: int) -> None:
+    """Set the agent's checkpointed counters to the loop's."""
+    counters.write(agent.global_step, step)
+    counters.write(agent.iteration, iteration)
 
 
 def _report_lost(logger: Logger) -> None:

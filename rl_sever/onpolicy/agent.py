@@ -348,21 +348,30 @@ class OnPolicyAgent(GreedyOnHost, OnPolicyObjective, XlaChoice, Agent):
     def stop_early(self, sums, count) -> tf.Tensor:
         return tf.constant(False)
 
-    def train(self, batch: Rollout) -> dict[str, float]:
+    def train(self, batch: Rollout, counters: tuple[int, int] | None = None) -> dict[str, float]:
         """Run one compiled update on a rollout (a Rollout, or a mapping of its fields);
-        returns metrics with SB3-compatible names."""
+        returns metrics with SB3-compatible names. `counters`: the global step and iteration
+        the same call sets first (the training loop's, where `counts_in_update`)."""
         rollout = Rollout.of(batch)
         if not self._preflight_done:
             self._preflight(self._first_minibatch(rollout))
+        counts = () if counters is None else tuple(np.array(c, np.int64) for c in counters)
+
         def run():
-            call, host = self._train_call()  # XLA's or the plain update (rl_sever.onpolicy.xla)
-            return call(*rollout), host
+            # XLA's or the plain update (rl_sever.onpolicy.xla).
+            call, host = self._train_call(counted=counters is not None)
+            return call(*rollout, *counts), host
 
         out, host = self.compiled_call(run)
         if host is not None:
             out, weights = out
             host.load(weights)
         return self.logged_metrics(out)
+
+    @property
+    def counts_in_update(self) -> bool:
+        """The loop may hand its counters to `train` (a subclass's own `train` gets none)."""
+        return type(self).train is OnPolicyAgent.train
 
     train_metric_keys = ("loss", "grad_norm", "explained_variance", "n_updates")
 
