@@ -105,3 +105,21 @@ def test_an_interrupt_between_collection_and_update_checkpoints_the_collected_st
     assert (int(agent.global_step.numpy()), int(agent.iteration.numpy())) == (24, 3)
     assert Path(agent.checkpointer.latest).name == "ckpt-24"
     agent.close()
+
+
+def test_the_collector_reads_the_step_again_where_it_may_have_been_set(monkeypatch):
+    """Inside a learn() call a rollout starts where the last one ended (the update set that
+    step); a step set outside the loop is read again: the host sampler is seeded by it."""
+    agent = make_agent("a2c", n_envs=2, n_steps=4)
+    host, seen = agent.collector.host, []
+    sync = host.sync
+    monkeypatch.setattr(host, "sync", lambda step: seen.append(step) or sync(step))
+    agent.learn(16, progress=False)
+    agent.global_step.assign(1000)
+    agent.learn(8, progress=False)  # a learn() call reads it
+    assert agent.collector.next_step == int(agent.global_step.numpy()) == 1008
+    agent.global_step.assign(2000)
+    agent.invalidate_host_copies()  # as the loop does before a callback
+    agent.collector.collect()
+    assert seen == [0, 8, 1000, 2000]
+    agent.close()

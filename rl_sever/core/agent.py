@@ -204,8 +204,8 @@ class Agent:
     def plan_updates(self, env_steps: int) -> None:  # the run will have trained this many
         pass
 
-    def invalidate_host_copies(self) -> None:  # weights may have changed outside an update:
-        pass  # host-side copies (rl_sever.onpolicy.host_policy) read them again
+    def invalidate_host_copies(self) -> None:  # weights or step may have changed outside the
+        pass  # loop: host-side copies (rl_sever.onpolicy.host_policy, the step) read them again
 
     def train(self, batch) -> dict[str, float]:  # one compiled update; metrics by TB name
         raise NotImplementedError

@@ -341,9 +341,9 @@ class OnPolicyAgent(GreedyOnHost, OnPolicyObjective, XlaChoice, Agent):
         return tf_variables([v for group in self.model.modules().values() for v in group])
 
     def invalidate_host_copies(self) -> None:
-        host = self._host_policy()
-        if host is not None:
-            host.invalidate()
+        invalidate = getattr(self._collector, "invalidate", None)  # (an on-policy collector's)
+        if invalidate is not None:
+            invalidate()
 
     def stop_early(self, sums, count) -> tf.Tensor:
         return tf.constant(False)

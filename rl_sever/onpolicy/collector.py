@@ -27,13 +27,22 @@ class OnPolicyCollector:
         self.act = FastCall(agent.behave_fn) if self.host is None else None
         self.obs: np.ndarray | None = None  # the env's current observation between calls
         self.state: np.ndarray | None = None  # a recurrent policy's state, zero at episode starts
+        # The step this collector's last rollout ended at, which the update on it set as the
+        # global step (rl_sever.core.loop); None: read the variable (after `invalidate`).
+        self.next_step: int | None = None
         self.guard = FiniteGuard(cfg.check_finite)
         masks = MaskReader(agent.env, cfg.n_envs, agent.layout.mask_dim) if agent.masked else None
         self.stepper = GymnasiumStepper(agent.env, self.guard, masks)  # the env behind env_step
 
+    def invalidate(self) -> None:
+        """The weights or the step may have been set outside the loop: read both again."""
+        if self.host is not None:
+            self.host.invalidate()
+        self.next_step = None
+
     def collect(self) -> Collected:
         agent, buf = self.agent, self.buffer
-        step = counters.read(agent.global_step)
+        step = counters.read(agent.global_step) if self.next_step is None else self.next_step
         if self.obs is None:  # a fresh run, or a loaded agent: seeded like the run's step
             self.obs = self.stepper.reset(agent.data_seed + step, step)
             self.state = np.zeros((buf.n_envs, agent.layout.state_dim), np.float32)
@@ -65,6 +74,6 @@ class OnPolicyCollector:
             data = buf.arrays()
             data.log_prob[:], data.value[:] = self.host.behaviour(data.obs, data.actions,
                                                                   data.get("action_mask"))
-        self.obs = obs
+        self.obs, self.next_step = obs, step
         # Every worker of a multi-worker run collects as much: the run's steps count them all.
         return Collected(buf.n_steps * buf.n_envs * agent.replicas.workers, batch=buf.arrays())
