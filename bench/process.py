@@ -50,12 +50,14 @@ CASES = {
 EVAL_EPISODES = 10  # rl-sever train's default final evaluation
 
 # The first env step, seen from inside a process: `python -c FIRST_STEP ARGV...`. TensorFlow is
-# imported first and stamped, as the CLI would import it, so the time beyond it is measured in
-# the same process (the difference of two processes spreads by seconds on a noisy machine).
+# imported first and stamped, the way the CLI imports it (plotting deferred, devices probed; the
+# CLI's own call then finds it done), so the time beyond it is measured in the same process (the
+# difference of two processes spreads by seconds on a noisy machine).
 FIRST_STEP = """
 import sys, time
 print("TF_START", time.time(), flush=True)
-import tensorflow
+from rl_sever.core.quiet import import_tensorflow_quietly
+import_tensorflow_quietly()
 print("TF_IMPORTED", time.time(), flush=True)
 from envs.episodes import EpisodeStats
 step = EpisodeStats.step

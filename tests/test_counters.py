@@ -59,9 +59,11 @@ class StepSeen(LossTerm):
 
     def __init__(self):
         super().__init__("seen", weight=0.0, trains={"critic"})
-        self.agent, self.seen = None, []
+        self.agent, self.seen, self.eager = None, [], []
 
     def compute(self, batch, out):
+        if self.agent is not None and tf.executing_eagerly():  # the audit, the pre-flight
+            self.eager.append(int(self.agent.global_step.numpy()))
         counts = ({"step": tf.cast(self.agent.global_step, tf.float32),
                    "iteration": tf.cast(self.agent.iteration, tf.float32)}
                   if self.agent is not None else {"step": 0.0, "iteration": 0.0})
@@ -81,7 +83,8 @@ class OwnTrain(A2C):
 @pytest.mark.parametrize("klass", [A2C, OwnTrain])
 def test_the_update_reads_the_counters_of_the_rollout_it_trains_on(klass):
     term = StepSeen()
-    agent = klass("CartPole-v1", tiny_config("a2c", n_envs=2, n_steps=4), losses=[term])
+    agent = klass("CartPole-v1", tiny_config("a2c", n_envs=2, n_steps=4, audit=True),
+                  losses=[term])
     term.agent = agent
     assert agent.counts_in_update is (klass is A2C)
     in_callback = []
@@ -89,17 +92,37 @@ def test_the_update_reads_the_counters_of_the_rollout_it_trains_on(klass):
         (int(a.global_step.numpy()), int(a.iteration.numpy()))))
     # 8 env steps an iteration: the update of iteration i sees step 8 i, as the callback after it.
     assert term.seen == in_callback == [(8 * i, i) for i in range(1, 6)]
+    assert term.eager and set(term.eager) == {8}  # the first update's audit and pre-flight
+    agent.close()
+
+
+def test_an_instances_own_train_gets_no_counters():
+    agent = make_agent("a2c", n_envs=2, n_steps=4)
+    assert agent.counts_in_update
+    train = agent.train
+    agent.train = lambda batch: train(batch)
+    assert not agent.counts_in_update
+    agent.learn(16, progress=False)
+    assert (int(agent.global_step.numpy()), int(agent.iteration.numpy())) == (16, 2)
+    agent.close()
+
+
+def test_a_multi_worker_rollout_ends_at_the_step_the_run_counts(monkeypatch):
+    agent = make_agent("a2c", n_envs=2, n_steps=4)
+    monkeypatch.setattr(agent.replicas, "workers", 2)  # each worker collects as much
+    collected = agent.collector.collect()
+    assert collected.steps == 16 and agent.collector.next_step == 16
     agent.close()
 
 
 def test_an_interrupt_between_collection_and_update_checkpoints_the_collected_steps(tmp_path):
     agent = make_agent("a2c", n_envs=2, n_steps=4, logdir=tmp_path)
 
-    def interrupted(batch, counters=None):
+    def interrupted(run):  # before the update call, which would have set the counters
         raise KeyboardInterrupt
 
     agent.learn(16, progress=False)
-    agent.train = interrupted
+    agent.compiled_call = interrupted
     with pytest.raises(KeyboardInterrupt):
         agent.learn(16, progress=False)
     assert (int(agent.global_step.numpy()), int(agent.iteration.numpy())) == (24, 3)

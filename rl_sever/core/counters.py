@@ -4,8 +4,8 @@ Python once per iteration.
 `tf.Variable.numpy()` and `assign()` go through the variable's read and assign machinery
 (tape recording, an identity op, the assign's result): 91 and 66 µs for an int64 scalar on a
 2-core AMD EPYC (Zen 3), against 31 and 43 µs for the one kernel each needs. A2C CartPole
-reads the step and writes two counters 2,500 times per 100k steps. A distributed variable, or
-a call inside compiled code, takes the variable's own methods.
+reads the step and writes two counters 2,500 times per 100k steps. A distributed variable
+takes the variable's own methods, as `write` does inside compiled code; `read` is for Python.
 """
 
 from __future__ import annotations

@@ -131,10 +131,10 @@ def _train(agent, progress: bool | None, callback) -> None:
                 iteration += 1
                 # Python ints are the loop's counters; the checkpointed variables follow them,
                 # set by the update call itself where the agent can take them (an on-policy
-                # agent's train), else here.
+                # agent's train), else here (and before the first update's audit).
                 counted = collected.batch is not None and getattr(agent, "counts_in_update",
                                                                   False)
-                if not counted:
+                if not counted or first_update:
                     write_counters(agent, step, iteration)
                 stats.pop_finished()  # the window statistics are what we log
                 logged = None

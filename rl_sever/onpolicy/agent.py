@@ -370,8 +370,9 @@ class OnPolicyAgent(GreedyOnHost, OnPolicyObjective, XlaChoice, Agent):
 
     @property
     def counts_in_update(self) -> bool:
-        """The loop may hand its counters to `train` (a subclass's own `train` gets none)."""
-        return type(self).train is OnPolicyAgent.train
+        """The loop may hand its counters to `train` (a subclass's or an instance's own `train`
+        gets none)."""
+        return type(self).train is OnPolicyAgent.train and "train" not in vars(self)
 
     train_metric_keys = ("loss", "grad_norm", "explained_variance", "n_updates")
 

@@ -43,6 +43,7 @@ class OnPolicyCollector:
     def collect(self) -> Collected:
         agent, buf = self.agent, self.buffer
         step = counters.read(agent.global_step) if self.next_step is None else self.next_step
+        start = step
         if self.obs is None:  # a fresh run, or a loaded agent: seeded like the run's step
             self.obs = self.stepper.reset(agent.data_seed + step, step)
             self.state = np.zeros((buf.n_envs, agent.layout.state_dim), np.float32)
@@ -74,6 +75,8 @@ class OnPolicyCollector:
             data = buf.arrays()
             data.log_prob[:], data.value[:] = self.host.behaviour(data.obs, data.actions,
                                                                   data.get("action_mask"))
-        self.obs, self.next_step = obs, step
-        # Every worker of a multi-worker run collects as much: the run's steps count them all.
-        return Collected(buf.n_steps * buf.n_envs * agent.replicas.workers, batch=buf.arrays())
+        # Every worker of a multi-worker run collects as much: the run's steps count them all,
+        # and so does the global step the update on this rollout sets.
+        steps = buf.n_steps * buf.n_envs * agent.replicas.workers
+        self.obs, self.next_step = obs, start + steps
+        return Collected(steps, batch=buf.arrays())

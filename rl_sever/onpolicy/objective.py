@@ -81,8 +81,9 @@ class OnPolicyObjective(TermsOwner):
         # iteration does the others): compiling it with XLA as well cost 1.3 s of a 10 s run
         # (in-graph PPO CartPole 100k); the same update without XLA is traced only.
         train_fn = self.train_fn_for(self.ingraph is None and self.uses_xla())
-        fast = getattr(self, "_fast_train", None)
-        if fast is None or fast[0] is not train_fn or fast[2] is not host or fast[3] != counted:
+        cache = self.__dict__.setdefault("_fast_trains", {})  # with and without the counters
+        fast = cache.get(counted)
+        if fast is None or fast[0] is not train_fn or fast[2] is not host:
             fn = train_fn
             if host is not None or counted:
                 def update(*args):
@@ -99,7 +100,7 @@ class OnPolicyObjective(TermsOwner):
                 count = [tf.TensorSpec([], tf.int64)] * 2 if counted else []
                 fn = tf.function(update, input_signature=[*self._rollout_signature, *count],
                                  autograph=False)
-            self._fast_train = fast = (train_fn, FastCall(fn), host, counted)
+            cache[counted] = fast = (train_fn, FastCall(fn), host)
         return fast[1], fast[2]
 
     def train_fn_for(self, xla: bool):

@@ -16,7 +16,8 @@ The minibatch shuffle differs between the two (XLA has no StatelessShuffle): the
 function says which it is while it traces (`tracing`).
 
 Under `auto` an update XLA cannot compile never ends the run: the compile error comes before
-any op of the call runs, so `compiled_call` warns once and the agent runs (and keeps) the plain
+any op of the update runs (only the call's counter writes, which the second call repeats with
+the same values), so `compiled_call` warns once and the agent runs (and keeps) the plain
 update. An explicit `true` keeps the error.
 """
 
