@@ -25,8 +25,9 @@ def read(var) -> int:
     return int(var.numpy())
 
 
-def write(var, value: int) -> None:
-    """Set a scalar counter variable to `value`."""
+def write(var, value) -> None:
+    """Set a scalar counter variable to `value` (an int; a tensor inside compiled code, as the
+    on-policy update call sets the loop's counters)."""
     if _plain(var):
         tf.raw_ops.AssignVariableOp(resource=var.handle, value=tf.constant(value, var.dtype))
     else:

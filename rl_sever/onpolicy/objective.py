@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from rl_sever.config.run import parse_grad_from
 from rl_sever.config.schedules import Scheduled
+from rl_sever.core import counters
 from rl_sever.core.compiled import FastCall
 from rl_sever.core.learner import Learner, Phase
 from rl_sever.core.optim import ModuleOptimizer
@@ -89,8 +90,8 @@ class OnPolicyObjective(TermsOwner):
                 def update(*args):
                     rollout = args[:-2] if counted else args
                     if counted:  # before the update, which may read them (a user's term)
-                        self.global_step.assign(args[-2], read_value=False)
-                        self.iteration.assign(args[-1], read_value=False)
+                        counters.write(self.global_step, args[-2])
+                        counters.write(self.iteration, args[-1])
                     out = train_fn(*rollout)
                     if host is None:
                         return out
