@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from rl_sever.core import metrics
+from rl_sever.core import counters, metrics
 from rl_sever.core.compiled import plain_graph
 from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, drive, record_episodes
 from rl_sever.core.loop import Collected
@@ -122,8 +122,8 @@ class InGraphOffPolicyCollector(TFEnvCollector):
     def collect(self) -> Collected:
         agent, trainer = self.agent, self.trainer
         self.start()
-        step = int(agent.global_step.numpy())
-        remaining = int(agent.target_steps.numpy()) - step
+        step = counters.read(agent.global_step)
+        remaining = counters.read(agent.target_steps) - step
         n_vec = max(1, min(trainer.chunk, -(-remaining // trainer.n_envs)))
         stats, episodes, steps, stopped = trainer.chunk_fn(tf.constant(n_vec, tf.int32),
                                                            tf.constant(self.audit_next))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from envs import episode_stats
-from rl_sever.core import metrics
+from rl_sever.core import counters, metrics
 from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import Step
 from rl_sever.runners.group import RunnerGroup
@@ -73,7 +73,7 @@ class RolloutRunners(_Runners):
     """Synchronous on-policy collection on runners (see the module docstring)."""
 
     def collect(self) -> Collected:
-        step = int(self.agent.global_step.numpy())
+        step = counters.read(self.agent.global_step)
         weights, stats = self.send()
         results = self.group.run_all("rollout", weights, step, stats)
         self.absorb(results)
@@ -107,7 +107,7 @@ class AsyncRolloutRunners(_Runners):
     def collect(self) -> Collected:
         ray = self.group.ray
         if not self.in_flight:
-            self.issued = max(self.issued, int(self.agent.global_step.numpy()))
+            self.issued = max(self.issued, counters.read(self.agent.global_step))
             for i in range(self.group.count):
                 self._submit(i)
         results, lags = [], []
@@ -134,7 +134,7 @@ class ReplayRunners(_Runners):
         self.train_freq, self.n_envs = cfg.train_freq, cfg.n_envs
         self.chunk = -(-cfg.steps_per_iteration // cfg.train_freq) * cfg.train_freq
         self.since_update = 0
-        self.updated = int(agent.n_updates.numpy()) > 0
+        self.updated = counters.read(agent.n_updates) > 0
         self.owed = 0  # updates due in the chunk whose first update the loop audited
         self.pending = None  # the runners' calls for the next chunk
         self.next_step = None  # the env step that chunk starts at
@@ -150,7 +150,7 @@ class ReplayRunners(_Runners):
 
     def _chunk(self, step: int) -> int:
         """Vector steps of the chunk that starts at env step `step` (0: the run is done)."""
-        remaining = int(self.agent.target_steps.numpy()) - step
+        remaining = counters.read(self.agent.target_steps) - step
         return 0 if remaining <= 0 else max(1, min(self.chunk, -(-remaining // self.n_envs)))
 
     def _submit(self, index: int, step: int, n_vec: int, sent):
@@ -196,7 +196,7 @@ class ReplayRunners(_Runners):
 
     def collect(self) -> Collected:
         agent = self.agent
-        step = int(agent.global_step.numpy())
+        step = counters.read(agent.global_step)
         stats = self.finish()
         results = self._gather(step)
         steps = sum(r["steps"] for r in results)
