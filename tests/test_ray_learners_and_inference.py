@@ -37,7 +37,9 @@ def test_impala_runners_act_asynchronously_and_log_their_lag(local_ray, tmp_path
     assert lags[0][1] == 0 and max(v for _, v in lags) >= 1
 
 
-def test_ray_started_learners_collect_their_own_data_into_one_model(local_ray, tmp_path):
+def test_ray_started_learners_train_one_model_and_the_cli_resumes_them(local_ray, tmp_path,
+                                                                      capsys):
+    """One real launch of two learners, then a resume through the CLI: another two."""
     from agents import PPO
     from rl_sever.runners.learners import train_learners
 
@@ -51,6 +53,11 @@ def test_ray_started_learners_collect_their_own_data_into_one_model(local_ray, t
     run_dir = results[0]["run_dir"]
     assert list(tmp_path.iterdir()) == [Path(run_dir)]
     assert (Path(run_dir) / "checkpoints" / "ckpt-128.index").exists()
+    # The run folder records `learners`: the CLI resumes it on learner processes again.
+    assert cli.main(["train", "--resume", run_dir, "--steps", "64", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "2 learner processes on Ray; weights identical on all: True" in out
+    assert "steps trained: 192" in out
 
 
 def test_learners_need_multiworker():
@@ -58,18 +65,27 @@ def test_learners_need_multiworker():
         tiny_config("ppo", learners=2).validate()
 
 
-def test_cli_trains_and_resumes_on_ray_started_learners(local_ray, tmp_path, capsys):
+def test_cli_starts_ray_learners_for_a_config_with_learners(tmp_path, capsys, monkeypatch):
+    """The CLI's fresh run goes to the learner processes with the run's config (the processes
+    themselves: the test above)."""
+    from agents import PPO
+
+    calls = []
+
+    def fake_learners(klass, env_id, cfg, logdir, run_dir, steps, overrides):
+        calls.append((klass, env_id, cfg.learners, cfg.n_envs, logdir, run_dir, steps))
+        return [{"weights": "w", "steps": 64, "run_dir": "R", "last_eval": None}] * 2
+
+    monkeypatch.setattr(PPO, "train_learners", staticmethod(fake_learners))
     args = ["train", "ppo", "CartPole-v1", "--no-preset", "--steps", "64", "--logdir",
             str(tmp_path), "--no-progress", "--set", "distribute=multiworker",
             "--set", "learners=2", "--set", "n_envs=2", "--set", "n_steps=16",
             "--set", "batch_size=16", "--set", "eval_episodes=0"]
     assert cli.main(args) == 0
+    assert calls == [(PPO, "CartPole-v1", 2, 2, str(tmp_path), None, None)]
     out = capsys.readouterr().out
     assert "2 learner processes on Ray; weights identical on all: True" in out
-    assert "steps trained: 64" in out
-    (run_dir,) = tmp_path.iterdir()
-    assert cli.main(["train", "--resume", str(run_dir), "--steps", "64", "--no-progress"]) == 0
-    assert "steps trained: 128" in capsys.readouterr().out
+    assert "steps trained: 64" in out and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])

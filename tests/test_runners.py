@@ -160,21 +160,6 @@ def test_two_runners_step_the_local_envs_with_their_own_samplers(local_ray):
     local.close()
 
 
-def test_ppo_learns_on_runners_and_resumes(local_ray, tmp_path):
-    from rl_sever.core.registry import get_agent_class
-
-    agent = make_agent("ppo", "CartPole-v1", n_envs=4, runners=2, logdir=tmp_path,
-                       total_steps=256, checkpoint_every=128)
-    agent.learn(256, progress=False)
-    assert int(agent.global_step.numpy()) == 256
-    run_dir = agent.run_dir
-    agent.close()
-    resumed = get_agent_class("ppo").load(run_dir)
-    resumed.learn(128, progress=False)  # new runners, the envs restarted as on one machine
-    assert int(resumed.global_step.numpy()) == 384
-    resumed.close()
-
-
 @pytest.mark.parametrize("algo, learning_starts", [
     ("td3", 64),  # DDPG is TD3's page, TQC and CrossQ SAC's (their host actors:
     # test_the_host_actor_of_runners_is_the_compiled_actor)
@@ -208,9 +193,11 @@ def test_her_on_runners(local_ray):
     agent.close()
 
 
-def test_a_killed_runner_is_restarted_and_the_run_completes(local_ray, tmp_path):
+def test_a_killed_runner_is_restarted_and_the_run_completes_then_resumes(local_ray, tmp_path):
+    from rl_sever.core.registry import get_agent_class
+
     agent = make_agent("ppo", "CartPole-v1", n_envs=4, runners=2, logdir=tmp_path,
-                       total_steps=512)
+                       total_steps=256, checkpoint_every=128)
     killed = []
 
     def kill_runner_once(agent, metrics):
@@ -219,12 +206,17 @@ def test_a_killed_runner_is_restarted_and_the_run_completes(local_ray, tmp_path)
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
-    agent.learn(512, progress=False, callback=kill_runner_once)
-    assert int(agent.global_step.numpy()) == 512
+    agent.learn(256, progress=False, callback=kill_runner_once)
+    assert int(agent.global_step.numpy()) == 256
     group = agent.collector.group
     assert group.restarts == 1 and group.dropped_episodes == 2
     assert killed[0] not in group.pids()  # runner 1 is a new process
+    run_dir = agent.run_dir
     agent.close()
+    resumed = get_agent_class("ppo").load(run_dir)
+    resumed.learn(128, progress=False)  # new runners, the envs restarted as on one machine
+    assert int(resumed.global_step.numpy()) == 384
+    resumed.close()
 
 
 class _NoNoise:
