@@ -129,12 +129,16 @@ class RenormCritics(tf.Module):
         std = tf.sqrt(var + self.eps)
         r = sever(tf.clip_by_value(batch_std / std, 1.0 / self.RMAX, self.RMAX))
         d = sever(tf.clip_by_value((batch_mean - mean) / std, -self.DMAX, self.DMAX))
-        # One branch only (tf.cond, not tf.where): sqrt(batch_var)'s gradient at a zero variance
-        # must not reach the loss during the warm-up.
-        use_mean, use_var = tf.cond(
-            self.steps > self.warmup,
-            lambda: (batch_mean - d * tf.sqrt(batch_var) / r, batch_var / tf.square(r)),
-            lambda: (batch_mean, batch_var))
+        # sqrt(batch_var) is taken only where it is used and positive. Elsewhere (the warm-up,
+        # or a unit without variance in this batch, such as a ReLU unit dead for every row)
+        # the correction is zero, as its value was, and so is its gradient: sqrt's gradient at
+        # zero is infinite and made the whole update NaN at the end of the warm-up. Selects,
+        # not a tf.cond per layer: the forward pass stays one graph.
+        renorm = self.steps > self.warmup
+        live = tf.logical_and(renorm, batch_var > 0.0)
+        root = tf.where(live, tf.sqrt(tf.where(live, batch_var, tf.ones_like(batch_var))), 0.0)
+        use_mean = tf.where(renorm, batch_mean - d * root / r, batch_mean)
+        use_var = tf.where(renorm, batch_var / tf.square(r), batch_var)
         if update:
             mean.assign_add(self.momentum * (sever(batch_mean) - mean))
             var.assign_add(self.momentum * (sever(batch_var) - var))

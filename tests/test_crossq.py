@@ -141,3 +141,30 @@ def test_after_the_warm_up_the_batch_is_renormalised_towards_the_running_statist
         out = tf.reduce_sum(critic._renorm(x, mean, var, update=False) ** 2)
     assert np.all(np.isfinite(tape.gradient(out, x).numpy()))
     agent.close()
+
+
+def test_a_unit_without_batch_variance_after_the_warm_up_keeps_every_gradient_finite():
+    """A column with no variance in the batch (a ReLU unit dead for the whole batch, a constant
+    input): sqrt(batch_var)'s gradient at zero is infinite, and in the renormalised mean it made
+    the update's gradient NaN, which stopped runs right after the warm-up. Now that column's
+    correction is zero, as its value was, and its gradient too; the other columns are the
+    NumPy reference's."""
+    agent = tiny_agent("crossq", fill=0, renorm_warmup_steps=0, **SMALL)
+    critic, eps = agent.critic, agent.config.batch_norm_eps
+    _, _, mean, var, _, _ = critic.layers[0][0]
+    mean.assign(tf.fill(mean.shape, 0.5))
+    var.assign(tf.fill(var.shape, 0.2))
+    x = tf.concat([tf.random.stateless_normal([32, 3], [3, 4]) * 2.0, tf.zeros([32, 1])], -1)
+    for steps in (0, 1):  # in the warm-up (plain batch norm), then past it
+        critic.steps.assign(steps)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            h = critic._renorm(x, mean, var, update=False)
+            out = tf.reduce_sum(h ** 2) + tf.reduce_sum(h[:, -1])  # a gradient into that column
+        assert np.all(np.isfinite(tape.gradient(out, x).numpy())), steps
+    np.testing.assert_allclose(h.numpy(), renorm_numpy(x.numpy(), 0.5, 0.2, eps),
+                               rtol=1e-4, atol=1e-5)
+    # A whole run past the warm-up with tiny critics, whose hidden units die within a batch.
+    agent.learn(256, progress=False)
+    assert all(np.all(np.isfinite(w.numpy())) for w in critic.weights)
+    agent.close()
