@@ -16,6 +16,7 @@ from envs import EpisodeStats, episode_stats
 from envs.tfnative import TFNativeVectorEnv, get
 from rl_sever import cli
 from rl_sever.core.agent import Agent
+from rl_sever.core.ingraph_env import record_episodes
 from rl_sever.errors import ConfigError
 from rl_sever.onpolicy.ingraph import InGraphCollector
 from rl_sever.onpolicy.rollout_buffer import Rollout
@@ -59,13 +60,13 @@ def test_fused_iteration_traces_once_while_schedules_and_switches_change(tmp_pat
     finally:
         agent.close()
     assert len(seen) == 8
-    # Iteration 1 is rollout-only + audit + the ordinary update; all later ones are fused.
-    assert [count for count, _, _ in seen] == [0] + [1] * 7
+    # Iteration 1's rollout is collected alone for the audit, then every iteration is fused.
+    assert [count for count, _, _ in seen] == [1] * 8
     assert "audit/gradient_flow" in read_event_tensors(agent.run_dir)
     assert set(seen[0][2]) == set(seen[1][2])  # fused metrics map to the same names
     assert trainer.iteration_fn.experimental_get_tracing_count() == 1
     assert trainer.rollout_fn.experimental_get_tracing_count() == 1
-    assert agent.train_fn.experimental_get_tracing_count() == 1
+    assert agent.train_fn.experimental_get_tracing_count() == 0  # the update: fused only
     assert agent.act_fn.experimental_get_tracing_count() == 0  # never steps from Python
     lrs = [lr for _, lr, _ in seen[:6]]
     assert all(a > b for a, b in zip(lrs, lrs[1:])), lrs
@@ -78,16 +79,21 @@ def test_fused_iteration_traces_once_while_schedules_and_switches_change(tmp_pat
 def test_rollout_matches_stepping_the_env_and_episode_stats_match_the_gymnasium_view():
     agent = make_agent("a2c", "tf:CartPole-v1", {"n_envs": 4, "n_steps": 40})
     try:
-        # Outside the loop global_step stays 0, so each new collector's first call is a
-        # rollout-only iteration: two consecutive rollouts, the env state carried between them.
+        # A fresh collector's first call hands the loop the rollout to audit and leaves the
+        # envs as they were; then two rollouts of the trainer, the env state carried between.
+        collector = agent.make_collector()
+        assert isinstance(collector, InGraphCollector)
+        collected = collector.collect()
+        assert collected.steps == 160 and isinstance(collected.batch, Rollout)
+        assert collected.metrics is None and collected.update is not None
+        audited = {k: v.numpy() for k, v in collected.batch.items()}
         batches = []
         for _ in range(2):
-            collector = agent.make_collector()
-            assert isinstance(collector, InGraphCollector)
-            collected = collector.collect()
-            batch, n = collected.batch, collected.steps
-            assert n == 160 and isinstance(batch, Rollout) and collected.metrics is None
+            batch, episodes = agent.ingraph.rollout_fn()
+            record_episodes(collector.stats, episodes)
             batches.append({k: v.numpy() for k, v in batch.items()})
+        for k in audited:  # the audited rollout is the one the next iteration collects
+            np.testing.assert_array_equal(audited[k], batches[0][k])
         stats = episode_stats(agent.env)
         ingraph_episodes = stats.pop_finished()
         assert len(ingraph_episodes) >= 4
@@ -179,25 +185,40 @@ def test_jit_compile_runs_the_fused_iteration_under_xla():
         agent.close()
 
 
-def test_the_audited_first_iteration_is_not_compiled_with_xla_too(tmp_path):
-    """With XLA and the audit, the first iteration's ordinary update runs once: it is traced
-    without XLA (compiling it too cost 1.3 s), every later iteration is the fused XLA call."""
-    agent = make_agent(
-        "ppo",
-        "tf:CartPole-v1",
-        {"jit_compile": True, "total_steps": 3 * 32, "eval_episodes": 0},
-        logdir=tmp_path,
-    )
-    history = []
-    try:
-        agent.learn(progress=False, callback=lambda agent, m: history.append(dict(m)))
-        assert agent.train_fn.experimental_get_tracing_count() == 0  # the XLA one: never
-        assert agent.train_fn_for(False).experimental_get_tracing_count() == 1
-        assert agent.ingraph.iteration_fn.experimental_get_tracing_count() == 1
-        assert len(history) == 3 and all(np.isfinite(h["train/loss"]) for h in history)
-        assert "audit/gradient_flow" in read_event_tensors(agent.run_dir)
-    finally:
-        agent.close()
+def test_the_audit_changes_nothing_and_the_update_is_traced_only_in_the_fused_call(tmp_path):
+    """The audited first iteration collects its rollout alone, puts the envs and the sampler
+    back, and the fused call collects it again and trains on it: a run with the audit and one
+    without end with identical weights, counters, env state and episode statistics, and the
+    update is traced once, in the fused call (with XLA here), never on its own."""
+    runs = {}
+    for audit in (True, False):
+        agent = make_agent(
+            "ppo",
+            "tf:CartPole-v1",
+            {"jit_compile": True, "audit": audit, "total_steps": 3 * 32, "eval_episodes": 0},
+            logdir=tmp_path / str(audit),
+        )
+        history = []
+        try:
+            agent.learn(progress=False, callback=lambda agent, m, h=history: h.append(dict(m)))
+            assert agent.train_fn.experimental_get_tracing_count() == 0
+            assert agent.train_fn_for(False).experimental_get_tracing_count() == 0
+            assert agent.ingraph.iteration_fn.experimental_get_tracing_count() == 1
+            assert agent.ingraph.rollout_fn.experimental_get_tracing_count() == int(audit)
+            assert len(history) == 3 and all(np.isfinite(h["train/loss"]) for h in history)
+            assert ("audit/gradient_flow" in read_event_tensors(agent.run_dir)) == audit
+            state, stats = agent.ingraph.state, episode_stats(agent.env)
+            runs[audit] = (
+                [v.numpy() for v in agent.model.trainable_variables],
+                [v.numpy() for v in (*state.variables, agent.seed_counter, agent.global_step)],
+                [list(stats._recent), stats.total_episodes],
+                [h["train/loss"] for h in history],
+            )
+        finally:
+            agent.close()
+    for got, want in zip(runs[True], runs[False]):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_normalisation_with_a_tf_env_is_a_config_error():

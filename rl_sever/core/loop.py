@@ -54,6 +54,9 @@ class Collected(NamedTuple):
     """A batch to train on (the loop audits the first one before `agent.train(batch)`)."""
     metrics: Any = None
     """Raw metrics of updates collect() already ran (`agent.logged_metrics(metrics)`)."""
+    update: Any = None
+    """With `batch`: what trains on it after the audit, returning raw metrics, instead of
+    `agent.train(batch)` (an in-graph iteration that collects the same batch again)."""
     scalars: Any = None
     """Scalars logged as they are (e.g. runners/restarts of Ray env runners)."""
 
@@ -132,8 +135,8 @@ def _train(agent, progress: bool | None, callback) -> None:
                 # Python ints are the loop's counters; the checkpointed variables follow them,
                 # set by the update call itself where the agent can take them (an on-policy
                 # agent's train), else here (and before the first update's audit).
-                counted = collected.batch is not None and getattr(agent, "counts_in_update",
-                                                                  False)
+                counted = (collected.batch is not None and collected.update is None
+                           and getattr(agent, "counts_in_update", False))
                 if not counted or first_update:
                     write_counters(agent, step, iteration)
                 stats.pop_finished()  # the window statistics are what we log
@@ -144,8 +147,11 @@ def _train(agent, progress: bool | None, callback) -> None:
                                                        writer=logger.writer, enforce=True)
                         trackers.text("audit/flow_matrix", matrix.to_table(violations), step)
                     first_update = False
-                    logged = (agent.train(collected.batch, counters=(step, iteration))
-                              if counted else agent.train(collected.batch))
+                    if collected.update is not None:
+                        logged = agent.logged_metrics(collected.update())
+                    else:
+                        logged = (agent.train(collected.batch, counters=(step, iteration))
+                                  if counted else agent.train(collected.batch))
                 elif collected.metrics is not None:
                     first_update = False
                     logged = agent.logged_metrics(collected.metrics)

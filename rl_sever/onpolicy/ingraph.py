@@ -1,7 +1,9 @@
 """In-graph on-policy training on TF-native environments (``tf:<id>`` env ids): a whole
 iteration (the rollout through core.ingraph_env.drive, then GAE and every epoch of
-``agent._train``) as one compiled call; the first iteration of a fresh run is rollout-only, so
-the loop audits a real batch. What is compiled and why: docs/ingraph.md.
+``agent._train``) as one compiled call. The first iteration of a fresh run first collects its
+rollout alone for the loop's audit, puts the envs and the sampler back, and runs the fused
+call, which collects the same rollout again: the update is traced once, in the fused call. What
+is compiled and why: docs/ingraph.md.
 """
 
 from __future__ import annotations
@@ -68,6 +70,21 @@ class InGraphTrainer:
         _, rows, episodes = drive(self.env, self.state, T, T, act, record, rows)
         return rows.map(lambda r: r.stack()), episodes
 
+    def _rollout_state(self) -> list[tf.Variable]:
+        """What a rollout moves: the envs' state, the sampler's seed counter, a recurrent
+        policy's memory."""
+        memory = [self.memory] if self.memory is not None else []
+        return [*self.state.variables, self.agent.seed_counter, *memory]
+
+    def audit_rollout(self):
+        """The rollout the next iteration will collect, with the envs and the sampler put
+        back afterwards (the fused iteration collects it again and trains on it)."""
+        kept = [(v, v.numpy().copy()) for v in self._rollout_state()]
+        batch, _ = self.rollout_fn()  # its episodes are the next iteration's: not recorded
+        for v, value in kept:
+            v.assign(value)
+        return batch
+
     def traced(self) -> bool:
         """Whether a fused iteration (with XLA or without) has been traced."""
         return any(f.experimental_get_tracing_count() for f in self._iterations.values())
@@ -89,8 +106,8 @@ class InGraphTrainer:
 
 class InGraphCollector(TFEnvCollector):
     """The training loop's collector for TF-native envs (see the module docstring). The first
-    iteration of a fresh run is rollout-only, so the audit sees a real batch (then the ordinary
-    compiled update trains on it)."""
+    iteration of a fresh run hands the loop its rollout to audit and the fused call to train on
+    it (rl_sever.core.loop.Collected.update)."""
 
     def __init__(self, agent):
         super().__init__(agent, fresh=int(agent.global_step.numpy()) == 0)
@@ -101,9 +118,11 @@ class InGraphCollector(TFEnvCollector):
         steps = trainer.n_steps * trainer.n_envs
         if self.audit_next:
             self.audit_next = False
-            batch, episodes = trainer.rollout_fn()
-            record_episodes(self.stats, episodes)
-            return Collected(steps, batch=batch)
+            return Collected(steps, batch=trainer.audit_rollout(), update=self._iterate)
+        return Collected(steps, metrics=self._iterate())
+
+    def _iterate(self):
+        trainer = self.trainer
         metrics, episodes = trainer.agent.compiled_call(lambda: trainer.iteration_fn())
         record_episodes(self.stats, episodes)
-        return Collected(steps, metrics=metrics)
+        return metrics

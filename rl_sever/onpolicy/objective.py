@@ -78,9 +78,8 @@ class OnPolicyObjective(TermsOwner):
         each inside a run on a 2-core AMD EPYC). The objective may rebuild train_fn: hence
         the identity check."""
         host = self._host_policy()
-        # On tf: envs this update runs once, for the audited first iteration (the fused
-        # iteration does the others): compiling it with XLA as well cost 1.3 s of a 10 s run
-        # (in-graph PPO CartPole 100k); the same update without XLA is traced only.
+        # On tf: envs the fused iteration trains (rl_sever.onpolicy.ingraph); this update runs
+        # only where a user calls train() directly, without XLA (its compile is not won back).
         train_fn = self.train_fn_for(self.ingraph is None and self.uses_xla())
         cache = self.__dict__.setdefault("_fast_trains", {})  # with and without the counters
         fast = cache.get(counted)
