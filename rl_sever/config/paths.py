@@ -1,10 +1,18 @@
-"""Users' code named by path, `my_pkg.my_module:attr` (loss terms, algorithm pages)."""
+"""Users' code named by path, `my_pkg.my_module:attr` (loss terms, algorithm pages), and which
+modules are rl_sever's own rather than a user's."""
 
 from __future__ import annotations
 
 import importlib
 
 from rl_sever.errors import ConfigError, suggest
+
+SHIPPED_PACKAGES = ("rl_sever.", "agents.")
+
+
+def is_shipped_module(module: str) -> bool:
+    """Whether the module named `module` is rl_sever's own (its package or its agents' pages)."""
+    return module.startswith(SHIPPED_PACKAGES)
 
 
 def import_path(path: str, what: str):

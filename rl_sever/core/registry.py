@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from importlib.metadata import entry_points
 
-from rl_sever.config.paths import import_path
+from rl_sever.config.paths import import_path, is_shipped_module
 from rl_sever.errors import ConfigError, UnknownNameError, suggest
 
 ENTRY_POINT_GROUP = "rl_sever.algorithms"
@@ -18,12 +18,9 @@ _REGISTRY: dict[str, type] = {}
 _loaded = False
 
 
-SHIPPED_PACKAGES = ("rl_sever.", "agents.")
-
-
 def is_shipped(klass: type) -> bool:
     """Whether `klass` is one of rl_sever's own classes (not a user's)."""
-    return klass.__module__.startswith(SHIPPED_PACKAGES)
+    return is_shipped_module(klass.__module__)
 
 
 def register(klass: type) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from rl_sever.config.paths import is_shipped_module
 from rl_sever.errors import ConfigError, RLSeverError
 from rl_sever.objective.term import LossTerm
 
@@ -52,7 +53,7 @@ def is_builtin(term) -> bool:
     """A term defined by rl_sever itself (its class and its fn, if any)."""
     fn = getattr(term, "fn", None)
     mods = [type(term).__module__] + ([getattr(fn, "__module__", "") or ""] if fn else [])
-    return all(m.startswith(("rl_sever.", "agents.")) for m in mods)
+    return all(is_shipped_module(m) for m in mods)
 
 
 def _scalar(name: str, what: str, x: Any) -> tf.Tensor:
