@@ -154,14 +154,27 @@ def test_a_unit_without_batch_variance_after_the_warm_up_keeps_every_gradient_fi
     _, _, mean, var, _, _ = critic.layers[0][0]
     mean.assign(tf.fill(mean.shape, 0.5))
     var.assign(tf.fill(var.shape, 0.2))
-    x = tf.concat([tf.random.stateless_normal([32, 3], [3, 4]) * 2.0, tf.zeros([32, 1])], -1)
+    live = tf.random.stateless_normal([32, 3], [3, 4]) * 2.0
+    x = tf.concat([live, tf.zeros([32, 1])], -1)
+
+    def gradient(inputs, mean, var):  # with a gradient into the constant column, if present
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            h = critic._renorm(inputs, mean, var, update=False)
+            out = tf.reduce_sum(h[:, :3] ** 2) + tf.reduce_sum(h[:, 3:])
+        return h, tape.gradient(out, inputs).numpy()
+
     for steps in (0, 1):  # in the warm-up (plain batch norm), then past it
         critic.steps.assign(steps)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            h = critic._renorm(x, mean, var, update=False)
-            out = tf.reduce_sum(h ** 2) + tf.reduce_sum(h[:, -1])  # a gradient into that column
-        assert np.all(np.isfinite(tape.gradient(out, x).numpy())), steps
+        h, grad = gradient(x, mean, var)
+        assert np.all(np.isfinite(grad)), steps
+        # Columns are normalised each on its own: the others' gradients are exactly what they
+        # are without the constant column, and non-zero; the constant column's is zero (up to
+        # the rounding of the batch mean's own gradient: 1/n summed n times).
+        _, alone = gradient(live, tf.Variable(mean[:3]), tf.Variable(var[:3]))
+        np.testing.assert_array_equal(grad[:, :3], alone)
+        assert np.all(alone != 0.0)
+        np.testing.assert_allclose(grad[:, 3], 0.0, atol=1e-4)
     np.testing.assert_allclose(h.numpy(), renorm_numpy(x.numpy(), 0.5, 0.2, eps),
                                rtol=1e-4, atol=1e-5)
     # A whole run past the warm-up with tiny critics, whose hidden units die within a batch.
