@@ -3,6 +3,7 @@ and a run whose runners are killed.
 
     python -m bench.runners overhead --runners 2 4 [--impala 4] [--steps 1000000]
     python -m bench.runners faults --env CartPole-v1 --kill-every 5 [--steps 200000]
+    python -m bench.runners startup --env CartPole-v1 --runners 2 [--reps 3]
 
 `overhead`: PPO on `--env` (LunarLander-v3) with its shipped preset, the local path first,
 then the same config with N runners (a local Ray, started by the run), then (`--impala N`)
@@ -91,9 +92,40 @@ def run(algo: str, env_id: str, runners: int, seed: int, steps: int,
     return row
 
 
+def _rss_mib(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        return round(kib / 1024, 1)
+    except (OSError, StopIteration):
+        return None
+
+
+def startup(env_id: str, runners: int, seed: int, numpy_runners: bool, extra: dict) -> dict:
+    """Runners made, and their first rollout back (see the module docstring)."""
+    from rl_sever.runners import group
+
+    original = group.host_runner_plans
+    if not numpy_runners:
+        group.host_runner_plans = lambda agent, central: None
+    try:
+        agent = make("ppo", env_id, runners, seed, 1_000_000, extra)
+        start = time.perf_counter()
+        collector = agent.collector  # the runners are created here...
+        collector.collect()  # ... and have all delivered one rollout here
+        wall = time.perf_counter() - start
+        pids = collector.group.pids()
+        row = {"runners": runners, "without_tensorflow": collector.group.without_tensorflow,
+               "first_rollout_s": round(wall, 3), "runner_rss_mib": [_rss_mib(p) for p in pids]}
+        agent.close()
+        return row
+    finally:
+        group.host_runner_plans = original
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["overhead", "faults"])
+    parser.add_argument("mode", choices=["overhead", "faults", "startup"])
     parser.add_argument("--env", default="LunarLander-v3")
     parser.add_argument("--runners", type=int, nargs="+", default=[2])
     parser.add_argument("--impala", type=int, default=0, help="also IMPALA with N runners")
@@ -101,6 +133,7 @@ def main() -> None:
                         help="faults: local runs of these seeds for the spread")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reps", type=int, default=3, help="startup: pairs of runs")
     parser.add_argument("--kill-every", type=float, default=30.0)
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="config values over the preset (e.g. n_envs=2), every run alike")
@@ -118,6 +151,15 @@ def main() -> None:
             rows.append(run(algo, args.env, n, args.seed, steps, extra=extra))
             rows[-1]["of_local_wall"] = round(rows[-1]["wall_s"] / rows[0]["wall_s"], 3)
             print(json.dumps(rows[-1]), flush=True)
+    elif args.mode == "startup":
+        import ray
+
+        ray.init(num_cpus=max(4, args.runners[0]), include_dashboard=False, log_to_driver=False)
+        for _ in range(args.reps):
+            for numpy_runners in (True, False):
+                rows.append(startup(args.env, args.runners[0], args.seed, numpy_runners, extra))
+                print(json.dumps(rows[-1]), flush=True)
+        ray.shutdown()
     else:
         steps = args.steps or 200_000
         rows.append(run("ppo", args.env, args.runners[0], args.seed, steps,
@@ -126,8 +168,10 @@ def main() -> None:
         for seed in args.seeds:
             rows.append(run("ppo", args.env, 0, seed, steps, extra=extra))
             print(json.dumps(rows[-1]), flush=True)
+    from bench.process import cpu
+
     out = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                       "platform": platform.platform()},
+                       "platform": platform.platform(), "cpu": cpu()},
            "date": time.strftime("%Y-%m-%d"),
            "case": f"{args.env}, shipped presets" + (f" with {extra}" if extra else ""),
            "mode": args.mode, "results": rows}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,10 +136,14 @@ def local_ray():
     ray.shutdown()
 
 
-def test_one_runner_through_ray_is_bit_identical_to_local_collection(local_ray):
-    local = make_agent("ppo", "CartPole-v1", n_envs=4, seed=5)
-    remote = make_agent("ppo", "CartPole-v1", n_envs=4, seed=5, runners=1)
+@pytest.mark.parametrize("overrides, without_tensorflow", [
+    ({}, True), ({"normalize_obs": True}, False)], ids=["numpy_runner", "agent_copy_runner"])
+def test_one_runner_through_ray_is_bit_identical_to_local_collection(local_ray, overrides,
+                                                                      without_tensorflow):
+    local = make_agent("ppo", "CartPole-v1", overrides, n_envs=4, seed=5)
+    remote = make_agent("ppo", "CartPole-v1", overrides, n_envs=4, seed=5, runners=1)
     expected, got = _batch(local), _batch(remote)
+    assert remote.collector.group.without_tensorflow == without_tensorflow
     for a, b in zip(got, expected):
         if not isinstance(b, tuple):
             np.testing.assert_array_equal(a, b)
@@ -155,7 +160,12 @@ def test_two_runners_step_the_local_envs_with_their_own_samplers(local_ray):
     np.testing.assert_array_equal(got.obs[0], expected.obs[0])
     # Runner 1's sampler is not runner 0's: its actions differ from runner 0's stream.
     assert not np.array_equal(got.actions[:, 2:], got.actions[:, :2])
-    assert len(set(remote.collector.group.pids())) == 2
+    group = remote.collector.group
+    assert group.without_tensorflow and len(set(group.pids())) == 2
+    for pid in group.pids():  # the runner processes never loaded TensorFlow's library
+        maps = Path(f"/proc/{pid}/maps")
+        if maps.exists():
+            assert "tensorflow" not in maps.read_text()
     remote.close()
     local.close()
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from rl_sever.errors import ConfigError
+
+if TYPE_CHECKING:  # the config layer imports no TensorFlow (env runners unpickle configs)
+    import tensorflow as tf
 
 
 def schedule_value(kind: str, initial: float, progress: float) -> float:

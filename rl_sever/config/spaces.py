@@ -30,6 +30,12 @@ class ActionSpec:
         """Width of an action mask: one bool per choice (0 for Box actions, which have none)."""
         return self.n if self.kind == "discrete" else int(sum(self.nvec))
 
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Gaussian actions clipped to the bounds (only when stepping, never in log-probs)."""
+        if self.kind == "box":
+            return np.clip(actions, self.low, self.high)
+        return actions
+
 
 def action_spec(space: gym.Space) -> ActionSpec:
     if isinstance(space, gym.spaces.Discrete):

@@ -327,9 +327,7 @@ class Agent:
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
         """Clip Gaussian actions to the action bounds (only when stepping, never in log-probs)."""
-        if self.action.kind == "box":
-            return np.clip(actions, self.action.low, self.action.high)
-        return actions
+        return self.action.env_actions(actions)
 
     export = export_policy  # agent.export(out_dir, formats, ...): rl_sever.deploy.export
 

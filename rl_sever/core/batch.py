@@ -7,7 +7,8 @@ layout's policy has memory), or one scalar per transition (`Float`, `Bool`); a f
 default `()` is optional (absent unless filled). From that declaration `typed_batch` derives the tensor spec of
 any leading shape (the compiled steps' input signatures, the TensorArrays of the in-graph
 rollout), NumPy storage, and a read-only mapping view (`batch["obs"]`, `"obs" in batch`), so a
-new field is one line in one class.
+new field is one line in one class. TensorFlow is imported only for specs and `map`: NumPy
+storage serves processes that never import it (rl_sever.runners.host_runner).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import typing
 
 import numpy as np
-import tensorflow as tf
 
 
 class Obs:
@@ -55,26 +55,44 @@ class Layout(typing.NamedTuple):
     def obs_spec(self, lead=(None,)):
         """TensorSpec of observations with leading dims `lead` (a Dict observation's: key ->
         TensorSpec)."""
+        import tensorflow as tf
+
         if isinstance(self.obs_shape, dict):
             return {k: tf.TensorSpec([*lead, *shape], tf.as_dtype(self.obs_dtype[k]))
                     for k, shape in self.obs_shape.items()}
         return tf.TensorSpec([*lead, *self.obs_shape], tf.as_dtype(self.obs_dtype))
 
+    def numpy(self) -> Layout:
+        """This layout with NumPy dtypes (for a process without TensorFlow)."""
+        obs = ({k: _numpy_dtype(d) for k, d in self.obs_dtype.items()}
+               if isinstance(self.obs_dtype, dict) else _numpy_dtype(self.obs_dtype))
+        return self._replace(obs_dtype=obs, action_dtype=_numpy_dtype(self.action_dtype))
+
     def present(self) -> set:
         """The optional kinds this layout always has (masks, recurrent states)."""
         return {kind for kind, dim in ((Mask, self.mask_dim), (State, self.state_dim)) if dim}
 
-    def field(self, kind) -> tuple[tuple, tf.DType]:
-        """(shape, dtype) of one transition's value of a field kind."""
+    def field(self, kind) -> tuple[tuple, np.dtype]:
+        """(shape, NumPy dtype) of one transition's value of a field kind other than Obs."""
         if kind is Mask:
-            return (int(self.mask_dim),), tf.bool
+            return (int(self.mask_dim),), np.dtype(bool)
         if kind is State:
-            return (int(self.state_dim),), tf.float32
-        if kind is Obs:
-            return tuple(self.obs_shape), tf.as_dtype(self.obs_dtype)
+            return (int(self.state_dim),), np.dtype(np.float32)
         if kind is Action:
-            return tuple(self.action_shape), tf.as_dtype(self.action_dtype)
-        return (), tf.float32 if kind is Float else tf.bool
+            return tuple(self.action_shape), _numpy_dtype(self.action_dtype)
+        return (), np.dtype(np.float32 if kind is Float else bool)
+
+
+def _numpy_dtype(dtype) -> np.dtype:
+    """A NumPy or TensorFlow dtype as NumPy's."""
+    return np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
+
+
+def _map(self, fn):
+    """`fn` applied to every array of the batch (a Dict observation's per key)."""
+    import tensorflow as tf
+
+    return tf.nest.map_structure(fn, self)
 
 
 def _getitem(self, key):
@@ -92,23 +110,39 @@ def typed_batch(cls):
     cls.kinds = {name: kinds[name] for name in cls._fields}
     cls.optional = frozenset(cls._field_defaults)
 
-    def spec(klass, layout: Layout, lead=(None,), fields=None):
-        """TensorSpecs of the fields (all required ones, the optional `fields`, and those of
-        the kinds the layout has: masks, recurrent states)."""
+    def present_fields(klass, layout: Layout, fields=None) -> list[str]:
+        """The fields a batch has: all required ones, the optional `fields`, and those of the
+        kinds the layout has (masks, recurrent states)."""
         present = set(fields or ()) | (set(klass._fields) - klass.optional)
         present |= {name for name, kind in klass.kinds.items() if kind in layout.present()}
+        return [name for name in klass._fields if name in present]
+
+    def spec(klass, layout: Layout, lead=(None,), fields=None):
+        """TensorSpecs of the fields (see `present_fields`)."""
+        import tensorflow as tf
+
         def one(kind):
             if kind is Obs:
                 return layout.obs_spec(lead)
             shape, dtype = layout.field(kind)
-            return tf.TensorSpec([*lead, *shape], dtype)
+            return tf.TensorSpec([*lead, *shape], tf.as_dtype(dtype))
 
-        return klass(**{name: one(klass.kinds[name]) for name in klass._fields if name in present})
+        return klass(**{name: one(klass.kinds[name])
+                        for name in klass.present_fields(layout, fields)})
 
     def zeros(klass, layout: Layout, lead, fields=None):
         """NumPy storage of `lead` rows, shaped and typed as `spec`."""
-        return klass.spec(layout, lead, fields).map(
-            lambda s: np.zeros(s.shape.as_list(), s.dtype.as_numpy_dtype))
+        def one(kind):
+            if kind is Obs and isinstance(layout.obs_shape, dict):
+                return {k: np.zeros((*lead, *shape), _numpy_dtype(layout.obs_dtype[k]))
+                        for k, shape in layout.obs_shape.items()}
+            if kind is Obs:
+                return np.zeros((*lead, *layout.obs_shape), _numpy_dtype(layout.obs_dtype))
+            shape, dtype = layout.field(kind)
+            return np.zeros((*lead, *shape), dtype)
+
+        return klass(**{name: one(klass.kinds[name])
+                        for name in klass.present_fields(layout, fields)})
 
     def of(klass, batch):
         """`batch` itself, or the batch holding a mapping's fields (a clear error on a missing one)."""
@@ -119,11 +153,12 @@ def typed_batch(cls):
             raise KeyError(f"a {klass.__name__} needs the fields {', '.join(missing)}")
         return klass(**{k: batch[k] for k in klass._fields if k in batch})
 
+    cls.present_fields = classmethod(present_fields)
     cls.spec, cls.zeros, cls.of = classmethod(spec), classmethod(zeros), classmethod(of)
     cls.__getitem__ = _getitem
     cls.get = _get
     cls.__contains__ = lambda self, key: _get(self, key) is not None
     cls.keys = lambda self: [k for k in self._fields if k in self]
     cls.items = lambda self: [(k, getattr(self, k)) for k in self.keys()]
-    cls.map = lambda self, fn: tf.nest.map_structure(fn, self)
+    cls.map = _map
     return cls

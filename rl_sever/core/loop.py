@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 import warnings
-from typing import Any, NamedTuple
 
 import tensorflow as tf
 
@@ -26,6 +25,7 @@ from envs import episode_stats
 from rl_sever.audit import run_audit
 from rl_sever.core import counters
 from rl_sever.core.callbacks import as_callback
+from rl_sever.core.collected import Collected  # noqa: F401  (its earlier import path, kept)
 from rl_sever.core.disk import (
     WRITE_ERRORS,
     CheckpointDisk,
@@ -43,22 +43,6 @@ from rl_sever.core.progress import Progress
 from rl_sever.core.rundir import RunLock
 from rl_sever.core.trackers import Trackers
 from rl_sever.errors import WriteError
-
-
-class Collected(NamedTuple):
-    """What one `collect()` hands the training loop."""
-
-    steps: int
-    """Env steps taken (over all sub-envs)."""
-    batch: Any = None
-    """A batch to train on (the loop audits the first one before `agent.train(batch)`)."""
-    metrics: Any = None
-    """Raw metrics of updates collect() already ran (`agent.logged_metrics(metrics)`)."""
-    update: Any = None
-    """With `batch`: what trains on it after the audit, returning raw metrics, instead of
-    `agent.train(batch)` (an in-graph iteration that collects the same batch again)."""
-    scalars: Any = None
-    """Scalars logged as they are (e.g. runners/restarts of Ray env runners)."""
 
 
 class Terminated(KeyboardInterrupt):

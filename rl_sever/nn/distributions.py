@@ -11,11 +11,8 @@ import math
 import tensorflow as tf
 
 from rl_sever.config.spaces import ActionSpec
+from rl_sever.nn.host_math import LOG_STD_MAX, LOG_STD_MIN, MASKED_LOGIT
 
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # squashed Gaussian: as in SB3 and the SAC reference code
-# The logit of a masked-out action: finite, so entropies stay 0 * MASKED_LOGIT = 0 (not NaN),
-# and far enough below any real logit that its probability is exactly zero in float32.
-MASKED_LOGIT = -1e8
 _LOG2 = math.log(2.0)
 
 

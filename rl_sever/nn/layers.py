@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from rl_sever.config.run import ACTIVATIONS
 from rl_sever.isolation import sever
+from rl_sever.nn.host_math import NUMPY_ACTIVATIONS, mlp_forward
 
 
 def initializer(gain: float, ortho: bool):
@@ -30,12 +31,6 @@ def tf_variables(variables) -> list[tf.Variable]:
     return [v if isinstance(v, tf.Variable) else v.value for v in variables]
 
 
-def _elu(x):
-    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
-
-
-NUMPY_ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0), "elu": _elu,
-                     "silu": lambda x: x / (1.0 + np.exp(-x))}
 INITS = ("torch", "orthogonal", "glorot")
 
 
@@ -52,17 +47,6 @@ def draw_kernel(rng, init: str, fan_in: int, fan_out: int, gain: float, lead: tu
         q = q * np.sign(np.diag(r))
         out.append(gain * (q if fan_in >= fan_out else q.T))
     return np.reshape(out, (*lead, fan_in, fan_out))
-
-
-def mlp_forward(x, layers, activation, *, activate_last: bool = False, matmul=None):
-    """The MLP written once: `layers` [(kernel, bias)], `activation` between them (and after
-    the last with `activate_last`). TensorFlow or NumPy alike: `matmul` defaults to `@`."""
-    last = len(layers) - 1
-    for i, (k, b) in enumerate(layers):
-        x = (x @ k if matmul is None else matmul(i, x, k)) + b
-        if i < last or activate_last:
-            x = activation(x)
-    return x
 
 
 class DenseStack(keras.layers.Layer):

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from rl_sever.core import counters, metrics
+from rl_sever.core.collected import Collected
 from rl_sever.core.finite import FiniteGuard
-from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import GymnasiumStepper, env_step
 
 

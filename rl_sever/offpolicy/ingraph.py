@@ -11,9 +11,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from rl_sever.core import counters, metrics
+from rl_sever.core.collected import Collected
 from rl_sever.core.compiled import plain_graph
 from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, drive, record_episodes
-from rl_sever.core.loop import Collected
 from rl_sever.core.registry import is_shipped
 from rl_sever.errors import UnsupportedSpaceError
 from rl_sever.nn.encoders import is_image

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from rl_sever.core.collected import Collected
 from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, drive, record_episodes
-from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import Rollout
 
 

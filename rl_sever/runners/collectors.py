@@ -23,7 +23,7 @@ import numpy as np
 
 from envs import episode_stats
 from rl_sever.core import counters, metrics
-from rl_sever.core.loop import Collected
+from rl_sever.core.collected import Collected
 from rl_sever.core.rollout import Step
 from rl_sever.runners.group import RunnerGroup
 from rl_sever.runners.normalizer import merge_moments, stats_of

@@ -18,10 +18,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from rl_sever.core.agent import Agent
 from rl_sever.errors import ClusterError, ConfigError
+from rl_sever.onpolicy.collector import OnPolicyCollector
+from rl_sever.onpolicy.host_policy import host_act_reason, policy_shape, policy_variables
 from rl_sever.runners.cluster import connect, import_ray, on_this_node, raised_in, release
+from rl_sever.runners.host_runner import HostRunner, RunnerPlan
 from rl_sever.runners.inference import InferenceServer
 from rl_sever.runners.runner import EnvRunner
+from rl_sever.runners.share import runner_config
 
 MAX_FAILURES = 5
 RESTART_TIMEOUT_S = 300.0
@@ -55,16 +60,25 @@ class RunnerGroup:
                 self.server = self.ray.remote(InferenceServer).options(
                     num_cpus=1, max_restarts=0, scheduling_strategy=on_this_node()).remote(
                     type(agent), agent.env_id, cfg, cfg.runners, agent.user_encoder)
-            actor = self.ray.remote(EnvRunner).options(
-                num_cpus=cfg.runner_cpus, max_restarts=-1, max_task_retries=0,
-                scheduling_strategy="SPREAD")
-            self.actors = [actor.remote(type(agent), agent.env_id, cfg, i, cfg.runners,
-                                        agent.user_encoder, self.server)
-                           for i in range(cfg.runners)]
+            plans = host_runner_plans(agent, central=self.server is not None)
+            self.without_tensorflow = plans is not None
+            options = dict(num_cpus=cfg.runner_cpus, max_restarts=-1, max_task_retries=0,
+                           scheduling_strategy="SPREAD")
+            if plans is not None:  # no TensorFlow in the runners (rl_sever.runners.host_runner)
+                actor = self.ray.remote(HostRunner).options(**options)
+                self.actors = [actor.remote(plan, i, self.server) for i, plan in enumerate(plans)]
+            else:
+                actor = self.ray.remote(EnvRunner).options(**options)
+                self.actors = [actor.remote(type(agent), agent.env_id, cfg, i, cfg.runners,
+                                            agent.user_encoder, self.server)
+                               for i in range(cfg.runners)]
         except BaseException:
             release()
             raise
-        self.variables = agent.acting_variables()
+        # What the runners (or the inference server) act with, in the order they take it.
+        self.variables = (policy_variables(agent.model)
+                          if plans is not None and self.server is None
+                          else agent.acting_variables())
         self.restarts = 0
         self.dropped_episodes = 0
         self.failures = np.zeros(self.count, np.int64)  # deaths since it last delivered
@@ -146,6 +160,36 @@ class RunnerGroup:
                 pass
         self.actors = []
         release()
+
+
+ENV_SETTINGS = ("n_envs", "vectorization", "n_workers", "normalize_obs", "normalize_reward",
+                "gamma", "atari", "runners")
+
+
+def host_runner_plans(agent, central: bool) -> list[RunnerPlan] | None:
+    """The plans of runners without TensorFlow (rl_sever.runners.host_runner) for `agent`'s
+    run, or None where each runner needs a copy of the agent: off-policy, a recurrent policy,
+    normalisation (its statistics are TensorFlow-checkpointable), a user's encoder, a class
+    that changes the on-policy collector or how actions reach the env, and, unless the
+    inference server acts (`central`), a policy the host policy cannot compute."""
+    cfg, cls = agent.config, type(agent)
+    if (agent.mode != "on_policy" or agent.recurrent or cfg.normalize_obs
+            or cfg.normalize_reward or agent.user_encoder is not None
+            or cls.collector_classes[0] is not OnPolicyCollector
+            or cls.env_actions is not Agent.env_actions):
+        return None
+    policy = None
+    if not central:
+        if cfg.host_act == "off" or host_act_reason(agent.model, cfg.host_act) is not None:
+            return None
+        policy = policy_shape(agent.model)
+    layout, plans = agent.layout.numpy(), []
+    for i in range(cfg.runners):
+        share = runner_config(cfg, i, cfg.runners)
+        plans.append(RunnerPlan(agent.env_id, {k: getattr(share, k) for k in ENV_SETTINGS},
+                                share.seed, share.n_steps, share.check_finite, layout,
+                                agent.action, agent.masked, policy))
+    return plans
 
 
 def _init_error(message: str) -> Exception:

@@ -8,42 +8,31 @@ Runner `index` of `count` steps sub-envs [index * k, (index + 1) * k) of the run
 learner's would. It acts with its copy of the policy (the NumPy host policy for MLPs, else
 TensorFlow on its CPU; off-policy: the page's NumPy exploration for MLP actors, else its
 compiled act step), whose weights the learner sends once per update; it returns NumPy arrays
-only.
+only. On-policy runs whose policy acts in NumPy get rl_sever.runners.host_runner instead: the
+same collection without the agent or TensorFlow.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from envs import episode_stats
+from rl_sever.core.collected import Collected
 from rl_sever.core.compiled import FastCall
 from rl_sever.core.finite import FiniteGuard
-from rl_sever.core.loop import Collected
 from rl_sever.core.rollout import GymnasiumStepper, Step, env_step
 from rl_sever.runners.cluster import import_ray
-from rl_sever.runners.normalizer import moments_since, set_stats, stats_of
-
-
-def runner_config(config, index: int, count: int):
-    """The config of runner `index` of `count`: its share of the envs, its seed, no Ray, no
-    audit."""
-    cfg = copy.deepcopy(config)
-    k = config.n_envs // count
-    cfg.n_envs, cfg.seed = k, config.seed + index * k
-    cfg.runners, cfg.audit, cfg.eval_episodes, cfg.eval_every = 0, False, 0, 0
-    cfg.intra_op_threads = "auto"
-    if cfg.vectorization == "async":  # a runner is one process: its envs step in it
-        cfg.vectorization, cfg.n_workers = "sync", 0
-    if hasattr(cfg, "n_steps") and hasattr(cfg, "batch_size"):  # PPO-like: a runner never
-        cfg.batch_size = cfg.n_steps * k  # updates, but its config must validate with k envs
-    if hasattr(cfg, "buffer_size"):  # off-policy: the learner's replay, not the runner's
-        cfg.buffer_size = max(1, getattr(cfg, "batch_size", 1))
-    return cfg
+from rl_sever.runners.normalizer import set_stats, stats_of
+from rl_sever.runners.share import (
+    RemoteAct,
+    call_result,
+    copy_fields,
+    runner_config,
+    stack_rows,
+)
 
 
 class EnvRunner:
@@ -84,20 +73,14 @@ class EnvRunner:
         self._base = None if self.normalizer is None else stats_of(self.normalizer)
 
     def _result(self, batch, steps: int) -> dict:
-        finished = episode_stats(self.agent.env).pop_finished()
-        returns = np.array([r for r, _ in finished], np.float64)
-        lengths = np.array([n for _, n in finished], np.int64)
-        moments = (None if self.normalizer is None
-                   else moments_since(self._base, stats_of(self.normalizer)))
-        return {"batch": batch, "steps": steps, "returns": returns, "lengths": lengths,
-                "moments": moments, "index": self.index}
+        return call_result(self.agent.env, self.normalizer, self._base, batch, steps, self.index)
 
     def rollout(self, weights, step: int, stats=None) -> dict:
         """On-policy: one rollout of n_steps from every sub-env with `weights`, from env step
         `step` (the host policy's sampler is seeded by it)."""
         self._sync(weights, step, stats)
         collected: Collected = self.agent.collector.collect()
-        batch = type(collected.batch)(*(_copy(x) for x in collected.batch))
+        batch = type(collected.batch)(*(copy_fields(x) for x in collected.batch))
         return self._result(batch, collected.steps)
 
     def transitions(self, weights, step: int, n_vec: int, warmup_until: int,
@@ -131,17 +114,6 @@ class EnvRunner:
         return self._result(Step(*stack_rows(rows)), n_vec * k)
 
 
-class RemoteAct:
-    """A runner's act step answered by the inference server (rl_sever.runners.inference): a
-    callable like the compiled one, returning NumPy arrays."""
-
-    def __init__(self, ray, server):
-        self.ray, self.server = ray, server
-
-    def __call__(self, *inputs):
-        return self.ray.get(self.server.act.remote(*inputs))
-
-
 def weight_setter(variables: list):
     """`setter(*arrays)` assigning `variables` in one compiled call (an eager assign per
     variable cost a dispatch each, per rollout)."""
@@ -167,19 +139,3 @@ def _limit_threads(cpus: float) -> None:
         pass
 
 
-def _copy(x):
-    """A field of a rollout as an array the collector will not overwrite (dicts per key)."""
-    if isinstance(x, dict):
-        return {key: np.array(v) for key, v in x.items()}
-    return x if isinstance(x, tuple) else np.array(x)
-
-
-def stack_rows(rows: list) -> list:
-    """Steps' first six fields stacked along a new leading axis (a Dict observation per key)."""
-    out = []
-    for values in zip(*rows):
-        if isinstance(values[0], dict):
-            out.append({key: np.stack([v[key] for v in values]) for key in values[0]})
-        else:
-            out.append(np.stack(values))
-    return out

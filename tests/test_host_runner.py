@@ -1,0 +1,160 @@
+"""Env runners without TensorFlow (rl_sever.runners.host_runner): which runs get them, that one
+collects bit for bit what a local run collects (discrete, Box and masked actions; acting
+through an inference server), and that its process never imports TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from envs.masked import MULTI_ID
+from rl_sever.onpolicy.host_policy import policy_variables
+from rl_sever.runners.group import host_runner_plans
+from rl_sever.runners.host_runner import HostRunner
+from tests.helpers import make_agent
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _fields(batch) -> list[np.ndarray]:
+    return [np.asarray(x) for x in batch if not isinstance(x, tuple)]
+
+
+def _local_and_plan(algo, env_id, overrides=None, **kwargs):
+    """A local agent, its first rollout, and the plan of runner 0 of 1 of the same run."""
+    local = make_agent(algo, env_id, overrides, **kwargs)
+    expected = _fields(local.collector.collect().batch)
+    planner = make_agent(algo, env_id, overrides, runners=1, **kwargs)  # no Ray: no collector
+    plans = host_runner_plans(planner, central=False)
+    planner.close()
+    return local, expected, plans
+
+
+@pytest.mark.parametrize("algo, env_id, overrides", [
+    ("ppo", "CartPole-v1", {}),
+    ("a2c", "Pendulum-v1", {}),  # Gaussian actions: the log-std, clipping to the bounds
+    ("ppo", MULTI_ID, {"action_masks": "on"}),  # multi-discrete actions with masks
+], ids=["discrete", "box", "masked_multidiscrete"])
+def test_a_runner_without_tensorflow_collects_what_a_local_run_collects(algo, env_id, overrides):
+    local, expected, plans = _local_and_plan(algo, env_id, overrides, n_envs=4, seed=3)
+    assert plans is not None and len(plans) == 1
+    runner = HostRunner(plans[0], 0)
+    got = runner.rollout([v.numpy() for v in policy_variables(local.model)], 0)
+    fields = _fields(got["batch"])
+    assert len(fields) == len(expected)  # log-probs and values (and masks) included
+    for a, b in zip(fields, expected):
+        np.testing.assert_array_equal(a, b)
+    assert got["steps"] == local.config.n_steps * 4
+    # A second rollout continues the episodes from the step the learner gives.
+    again = local.collector.collect().batch
+    more = runner.rollout([v.numpy() for v in policy_variables(local.model)], got["steps"])
+    np.testing.assert_array_equal(more["batch"].obs, again.obs)
+    np.testing.assert_array_equal(more["batch"].actions, again.actions)
+    local.close()
+
+
+def test_a_runner_acting_through_the_server_needs_no_policy_of_its_own(monkeypatch):
+    from rl_sever.runners import host_runner
+
+    local = make_agent("ppo", "CartPole-v1", n_envs=2, seed=4, host_act="off")
+    expected = _fields(local.collector.collect().batch)
+    planner = make_agent("ppo", "CartPole-v1", n_envs=2, seed=4, host_act="off", runners=1)
+    assert host_runner_plans(planner, central=False) is None  # it would act with TensorFlow
+    plan = host_runner_plans(planner, central=True)[0]
+    planner.close()
+    assert plan.policy is None
+    # The server answers with the compiled act step of a copy with the same weights and sampler.
+    server = make_agent("ppo", "CartPole-v1", n_envs=2, seed=4, host_act="off")
+    asked = []
+
+    def remote_act(ray, handle):
+        def act(*inputs):
+            asked.append(handle)
+            return tuple(np.asarray(x) for x in server.behave_fn(*inputs))
+        return act
+
+    monkeypatch.setattr(host_runner, "RemoteAct", remote_act)
+    runner = HostRunner(plan, 0, server="the server")
+    assert runner.policy is None
+    for a, b in zip(_fields(runner.rollout(None, 0)["batch"]), expected):
+        np.testing.assert_array_equal(a, b)
+    assert asked == ["the server"] * local.config.n_steps
+    server.close()
+    local.close()
+
+
+@pytest.mark.parametrize("algo, overrides, applies", [
+    ("ppo", {}, True),
+    ("a2c", {}, True),
+    ("impala", {}, True),
+    ("ppo", {"normalize_obs": True}, False),  # the statistics are TensorFlow-checkpointable
+    ("ppo", {"normalize_reward": True}, False),
+    ("ppo", {"network.recurrent": "gru", "network.recurrent_size": 8}, False),
+    ("ppo", {"host_act": "off"}, False),  # the runner acts with the compiled step
+    ("ppo", {"network.activation": "gelu"}, False),  # no NumPy form here
+    ("sac", {}, False),  # off-policy runners keep their copy of the agent
+])
+def test_which_runs_get_runners_without_tensorflow(algo, overrides, applies):
+    env_id = "Pendulum-v1" if algo == "sac" else "CartPole-v1"
+    agent = make_agent(algo, env_id, overrides, n_envs=2, runners=2)
+    plans = host_runner_plans(agent, central=False)
+    assert (plans is not None) == applies
+    if applies:  # each runner's share of the envs, seeded as a local run's sub-envs
+        assert [(p.env["n_envs"], p.seed) for p in plans] == [(1, agent.config.seed),
+                                                               (1, agent.config.seed + 1)]
+    agent.close()
+
+
+def test_a_class_that_steps_the_env_its_own_way_keeps_the_agents_runner():
+    from agents.ppo import PPO
+
+    class ClippedPPO(PPO):
+        def env_actions(self, actions):
+            return actions
+
+    agent = ClippedPPO("CartPole-v1", make_agent("ppo", runners=2, n_envs=2).config)
+    assert host_runner_plans(agent, central=False) is None
+    agent.close()
+
+
+SCRIPT = """
+import hashlib, pickle, sys
+plan, weights = pickle.load(open(sys.argv[1], "rb"))
+from rl_sever.runners.host_runner import HostRunner
+out = HostRunner(plan, 0).rollout(weights, 0)
+digest = hashlib.sha256()
+for x in out["batch"]:
+    if not isinstance(x, tuple):
+        digest.update(x.tobytes())
+import json
+print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "keras": "keras" in sys.modules,
+                  "sha": digest.hexdigest()}))
+"""
+
+
+def test_a_runner_process_never_imports_tensorflow(tmp_path):
+    local, expected, plans = _local_and_plan("ppo", "CartPole-v1", n_envs=2, seed=7)
+    weights = [v.numpy() for v in policy_variables(local.model)]
+    local.close()
+    path = tmp_path / "plan.pkl"  # (a test's hand-off between processes, not an artifact)
+    path.write_bytes(pickle.dumps((plans[0], weights)))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"tensorflow": False, "keras": False, "sha": _sha(expected)}
+
+
+def _sha(fields) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for x in fields:
+        digest.update(np.ascontiguousarray(x).tobytes())
+    return digest.hexdigest()
