@@ -12,21 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import tensorflow as tf
 
 from rl_sever.config.fields import check
 from rl_sever.config.offpolicy import OffPolicyConfig
 from rl_sever.core.optim import ModuleOptimizer
 from rl_sever.isolation import sever
-from rl_sever.nn.distributions import (
-    LOG_STD_MAX,
-    LOG_STD_MIN,
-    split_mean_log_std,
-    squashed_gaussian_sample,
-)
+from rl_sever.nn.distributions import split_mean_log_std, squashed_gaussian_sample
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.agent import OffPolicyAgent
+from rl_sever.offpolicy.exploration import squashed_gaussian
 
 __all__ = ["SAC", "SACConfig"]
 
@@ -105,10 +100,8 @@ class SAC(OffPolicyAgent):
     def _greedy_unit(self, obs):
         return tf.tanh(self._policy(self.features(obs))[0])
 
-    def host_unit(self, out, rng):
-        mean, log_std = np.split(out, 2, axis=-1)
-        std = np.exp(np.clip(log_std, LOG_STD_MIN, LOG_STD_MAX))
-        return np.tanh(mean + std * rng.standard_normal(mean.shape)).astype(np.float32)
+    def host_exploration(self):
+        return squashed_gaussian, {}
 
     # -- losses -----------------------------------------------------------------------------
     def td_target(self, mb, next_features, seed):

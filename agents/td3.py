@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import tensorflow as tf
 
 from rl_sever.config.fields import check
@@ -19,6 +18,7 @@ from rl_sever.config.offpolicy import OffPolicyConfig, OffPolicyNetworkConfig
 from rl_sever.isolation import sever
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.agent import OffPolicyAgent
+from rl_sever.offpolicy.exploration import tanh_with_noise
 
 __all__ = ["TD3", "TD3Config"]
 
@@ -88,12 +88,8 @@ class TD3(OffPolicyAgent):
     def _greedy_unit(self, obs):
         return tf.tanh(self.actor(self.features(obs)))
 
-    def host_unit(self, out, rng):
-        actions = np.tanh(out)
-        if self.config.action_noise > 0:
-            noise = self.config.action_noise * rng.standard_normal(actions.shape)
-            actions = np.clip(actions + noise, -1.0, 1.0)
-        return actions.astype(np.float32)
+    def host_exploration(self):
+        return tanh_with_noise, {"noise": self.config.action_noise}
 
     # -- losses -----------------------------------------------------------------------------
     def td_target(self, mb, next_features, seed):

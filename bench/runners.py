@@ -3,7 +3,7 @@ and a run whose runners are killed.
 
     python -m bench.runners overhead --runners 2 4 [--impala 4] [--steps 1000000]
     python -m bench.runners faults --env CartPole-v1 --kill-every 5 [--steps 200000]
-    python -m bench.runners startup --env CartPole-v1 --runners 2 [--reps 3]
+    python -m bench.runners startup --env CartPole-v1 --runners 2 [--reps 3] [--algo sac]
 
 `overhead`: PPO on `--env` (LunarLander-v3) with its shipped preset, the local path first,
 then the same config with N runners (a local Ray, started by the run), then (`--impala N`)
@@ -12,7 +12,11 @@ invocation, seed 0. learn() is timed (Ray's start and the runners' start-up incl
 20 evaluation episodes on fresh seeded envs. `faults`: the same PPO with 2 runners while a
 thread kills a random runner process (SIGKILL) every `--kill-every` seconds; the run must
 complete, and its restarts and dropped episodes are reported beside the evaluation; `--seeds`
-adds local runs of those seeds for the seed-to-seed spread. JSON to `--out`.
+adds local runs of those seeds for the seed-to-seed spread. `startup`: `--algo` (PPO) with N
+runners on a Ray started once beforehand, alternating runners without TensorFlow (the default
+where they apply) and runners with a copy of the agent: the time from creating the runners to
+their first rollout (off-policy: first chunk) back at the learner, and each runner process's
+resident memory then. JSON to `--out`.
 """
 
 from __future__ import annotations
@@ -101,7 +105,8 @@ def _rss_mib(pid: int) -> float | None:
         return None
 
 
-def startup(env_id: str, runners: int, seed: int, numpy_runners: bool, extra: dict) -> dict:
+def startup(algo: str, env_id: str, runners: int, seed: int, numpy_runners: bool,
+            extra: dict) -> dict:
     """Runners made, and their first rollout back (see the module docstring)."""
     from rl_sever.runners import group
 
@@ -109,13 +114,15 @@ def startup(env_id: str, runners: int, seed: int, numpy_runners: bool, extra: di
     if not numpy_runners:
         group.host_runner_plans = lambda agent, central: None
     try:
-        agent = make("ppo", env_id, runners, seed, 1_000_000, extra)
+        agent = make(algo, env_id, runners, seed, 1_000_000, extra)
+        if hasattr(agent, "target_steps"):  # off-policy chunks stop at the run's target
+            agent.target_steps.assign(1_000_000)
         start = time.perf_counter()
         collector = agent.collector  # the runners are created here...
         collector.collect()  # ... and have all delivered one rollout here
         wall = time.perf_counter() - start
         pids = collector.group.pids()
-        row = {"runners": runners, "without_tensorflow": collector.group.without_tensorflow,
+        row = {"algo": algo, "env": env_id, "runners": runners, "without_tensorflow": collector.group.without_tensorflow,
                "first_rollout_s": round(wall, 3), "runner_rss_mib": [_rss_mib(p) for p in pids]}
         agent.close()
         return row
@@ -134,6 +141,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reps", type=int, default=3, help="startup: pairs of runs")
+    parser.add_argument("--algo", default="ppo", help="startup: the algorithm")
     parser.add_argument("--kill-every", type=float, default=30.0)
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="config values over the preset (e.g. n_envs=2), every run alike")
@@ -157,7 +165,8 @@ def main() -> None:
         ray.init(num_cpus=max(4, args.runners[0]), include_dashboard=False, log_to_driver=False)
         for _ in range(args.reps):
             for numpy_runners in (True, False):
-                rows.append(startup(args.env, args.runners[0], args.seed, numpy_runners, extra))
+                rows.append(startup(args.algo, args.env, args.runners[0], args.seed,
+                                    numpy_runners, extra))
                 print(json.dumps(rows[-1]), flush=True)
         ray.shutdown()
     else:

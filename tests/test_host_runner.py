@@ -1,6 +1,8 @@
 """Env runners without TensorFlow (rl_sever.runners.host_runner): which runs get them, that one
-collects bit for bit what a local run collects (discrete, Box and masked actions; acting
-through an inference server), and that its process never imports TensorFlow."""
+collects bit for bit what a local run collects (on-policy: discrete, Box and masked actions,
+acting through an inference server) or what a runner with a copy of the agent steps
+(off-policy: warm-up, then the page's NumPy exploration), and that its process never imports
+TensorFlow."""
 
 from __future__ import annotations
 
@@ -89,45 +91,83 @@ def test_a_runner_acting_through_the_server_needs_no_policy_of_its_own(monkeypat
     local.close()
 
 
-@pytest.mark.parametrize("algo, overrides, applies", [
-    ("ppo", {}, True),
-    ("a2c", {}, True),
-    ("impala", {}, True),
-    ("ppo", {"normalize_obs": True}, False),  # the statistics are TensorFlow-checkpointable
-    ("ppo", {"normalize_reward": True}, False),
-    ("ppo", {"network.recurrent": "gru", "network.recurrent_size": 8}, False),
-    ("ppo", {"host_act": "off"}, False),  # the runner acts with the compiled step
-    ("ppo", {"network.activation": "gelu"}, False),  # no NumPy form here
-    ("sac", {}, False),  # off-policy runners keep their copy of the agent
+@pytest.mark.parametrize("algo, overrides, applies, with_server", [
+    ("ppo", {}, True, True),
+    ("a2c", {}, True, True),
+    ("impala", {}, True, True),
+    ("ppo", {"normalize_obs": True}, False, False),  # statistics TensorFlow checkpoints
+    ("ppo", {"normalize_reward": True}, False, False),
+    ("ppo", {"network.recurrent": "gru", "network.recurrent_size": 8}, False, False),
+    ("ppo", {"host_act": "off"}, False, True),  # the runner would act with the compiled step
+    ("ppo", {"network.activation": "gelu"}, False, True),  # no NumPy form here
+    ("sac", {}, True, True),
+    ("td3", {}, True, True),
+    ("sac", {"network.activation": "gelu"}, False, True),
 ])
-def test_which_runs_get_runners_without_tensorflow(algo, overrides, applies):
-    env_id = "Pendulum-v1" if algo == "sac" else "CartPole-v1"
+def test_which_runs_get_runners_without_tensorflow(algo, overrides, applies, with_server):
+    env_id = "Pendulum-v1" if algo in ("sac", "td3") else "CartPole-v1"
     agent = make_agent(algo, env_id, overrides, n_envs=2, runners=2)
     plans = host_runner_plans(agent, central=False)
     assert (plans is not None) == applies
+    # With the inference server acting, only what the env steps through matters.
+    assert (host_runner_plans(agent, central=True) is not None) == with_server
     if applies:  # each runner's share of the envs, seeded as a local run's sub-envs
         assert [(p.env["n_envs"], p.seed) for p in plans] == [(1, agent.config.seed),
                                                                (1, agent.config.seed + 1)]
     agent.close()
 
 
-def test_a_class_that_steps_the_env_its_own_way_keeps_the_agents_runner():
+def test_a_class_that_acts_its_own_way_keeps_the_agents_runner():
     from agents.ppo import PPO
+    from agents.sac import SAC
 
     class ClippedPPO(PPO):
         def env_actions(self, actions):
             return actions
 
-    agent = ClippedPPO("CartPole-v1", make_agent("ppo", runners=2, n_envs=2).config)
-    assert host_runner_plans(agent, central=False) is None
+    class GreedySAC(SAC):  # its own NumPy exploration: a method of a TensorFlow class
+        def host_unit(self, out, rng):
+            return np.tanh(np.split(out, 2, axis=-1)[0]).astype(np.float32)
+
+    class ShiftedSAC(SAC):
+        def to_env(self, unit_actions):
+            return super().to_env(unit_actions) + 0.1
+
+    for klass, env_id, algo in [(ClippedPPO, "CartPole-v1", "ppo"),
+                                (GreedySAC, "Pendulum-v1", "sac"),
+                                (ShiftedSAC, "Pendulum-v1", "sac")]:
+        agent = klass(env_id, make_agent(algo, env_id, runners=2, n_envs=2).config)
+        assert host_runner_plans(agent, central=False) is None
+        if klass is GreedySAC:  # its runners with a copy of the agent still act in NumPy
+            assert agent.host_actor() is not None
+        agent.close()
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_an_offpolicy_runner_without_tensorflow_steps_what_one_with_the_agent_steps(algo):
+    from rl_sever.runners.runner import EnvRunner, runner_config
+
+    agent = make_agent(algo, "Pendulum-v1", n_envs=4, seed=2, runners=2)
+    weights = [v.numpy() for v in agent.acting_variables()]
+    plans = host_runner_plans(agent, central=False)
+    with_agent = EnvRunner(type(agent), "Pendulum-v1", agent.config, 1, 2)
+    without = HostRunner(plans[1], 1)
+    assert runner_config(agent.config, 1, 2).seed == plans[1].seed
+    for step, n_vec in [(0, 6), (24, 5)]:  # warm-up until step 16, then the NumPy actor
+        a = with_agent.transitions(weights, step, n_vec, 16)
+        b = without.transitions(weights, step, n_vec, 16)
+        assert a["steps"] == b["steps"] == n_vec * 2
+        for x, y in zip(_fields(a["batch"]), _fields(b["batch"])):
+            np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(b["batch"].actions[0], b["batch"].actions[1])  # it explores
     agent.close()
 
 
 SCRIPT = """
 import hashlib, pickle, sys
-plan, weights = pickle.load(open(sys.argv[1], "rb"))
+plan, method, args = pickle.load(open(sys.argv[1], "rb"))
 from rl_sever.runners.host_runner import HostRunner
-out = HostRunner(plan, 0).rollout(weights, 0)
+out = getattr(HostRunner(plan, 0), method)(*args)
 digest = hashlib.sha256()
 for x in out["batch"]:
     if not isinstance(x, tuple):
@@ -138,12 +178,19 @@ print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "keras": "keras" in
 """
 
 
-def test_a_runner_process_never_imports_tensorflow(tmp_path):
-    local, expected, plans = _local_and_plan("ppo", "CartPole-v1", n_envs=2, seed=7)
-    weights = [v.numpy() for v in policy_variables(local.model)]
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_a_runner_process_never_imports_tensorflow(algo, tmp_path):
+    if algo == "ppo":
+        local, expected, plans = _local_and_plan("ppo", "CartPole-v1", n_envs=2, seed=7)
+        method, args = "rollout", ([v.numpy() for v in policy_variables(local.model)], 0)
+    else:
+        local = make_agent("sac", "Pendulum-v1", n_envs=2, seed=7, runners=1)
+        plans = host_runner_plans(local, central=False)
+        method, args = "transitions", ([v.numpy() for v in local.acting_variables()], 0, 8, 4)
+        expected = _fields(getattr(HostRunner(plans[0], 0), method)(*args)["batch"])
     local.close()
     path = tmp_path / "plan.pkl"  # (a test's hand-off between processes, not an artifact)
-    path.write_bytes(pickle.dumps((plans[0], weights)))
+    path.write_bytes(pickle.dumps((plans[0], method, args)))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -182,6 +182,7 @@ def test_offpolicy_runners_keep_the_update_ratio(local_ray, algo, learning_start
     local.learn(400, progress=False)
     remote = tiny_agent(algo, fill=0, runners=2, **settings)
     remote.learn(400, progress=False)
+    assert remote.collector.group.without_tensorflow  # the page's NumPy actor and exploration
     assert int(remote.global_step.numpy()) == 400
     assert len(remote.replay) == len(local.replay) == 400
     # Updates every train_freq vector steps once the replay holds learning_starts transitions.
@@ -198,6 +199,7 @@ def test_her_on_runners(local_ray):
                        her={"strategy": "future", "n_sampled_goal": 2})
     agent.learn(200, progress=False)
     assert int(agent.n_updates.numpy()) > 0
+    assert agent.collector.group.without_tensorflow  # goal observations flattened: an MLP actor
     agent.replay.cut_episodes([0])  # what a restarted runner's columns get
     assert agent.replay.cur_len[0] == 0
     agent.close()

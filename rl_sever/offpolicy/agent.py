@@ -24,12 +24,13 @@ from rl_sever.core.threads import small_mlp_on_cpu
 from rl_sever.errors import ConfigError, UnsupportedSpaceError
 from rl_sever.isolation import sever
 from rl_sever.nn.encoders import flat_obs, is_image, make_encoder
-from rl_sever.nn.layers import NUMPY_ACTIVATIONS, DenseStack, tf_variables
+from rl_sever.nn.layers import DenseStack, tf_variables
 from rl_sever.objective import binding
 from rl_sever.objective.outputs import Outputs
 from rl_sever.objective.term import LossTerm, Objective
 from rl_sever.offpolicy.collector import OffPolicyCollector
 from rl_sever.offpolicy.her import make_replay
+from rl_sever.offpolicy.host_acting import HostActing
 from rl_sever.offpolicy.ingraph import InGraphOffPolicyCollector, InGraphOffPolicyTrainer
 from rl_sever.offpolicy.objective import OffPolicyObjective, probe_seed
 from rl_sever.offpolicy.replay import (
@@ -42,7 +43,7 @@ from rl_sever.offpolicy.update import OffPolicyUpdate
 from rl_sever.runners.collectors import ReplayRunners
 
 
-class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
+class OffPolicyAgent(HostActing, OffPolicyObjective, OffPolicyUpdate, Agent):
     """Base of SAC and TD3. Subclasses implement `_build_policy`, `td_target`,
     `default_objective`, `actor_outputs`, `_act_unit` and `_greedy_unit`; they may set
     `policy_delay`, `train_metric_keys` (actor_outputs extras to log as train/<key>) and
@@ -249,26 +250,6 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
             mods.update(self.own_modules("actor"))
         return mods
 
-    def host_unit(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Exploration actions in [-1, 1] from the actor's output, in NumPy: what env runners
-        act with for an MLP actor (`host_actor`). A page without it acts with TensorFlow."""
-        raise NotImplementedError
-
-    def host_actor(self):
-        """`obs, weights, rng -> unit actions` in NumPy (the actor's MLP on `weights`, the
-        arrays of acting_variables), or None where acting needs TensorFlow (an encoder, an
-        activation NumPy lacks, a page without host_unit)."""
-        if (self.encoder is not None or self.actor.activation not in NUMPY_ACTIVATIONS
-                or type(self).host_unit is OffPolicyAgent.host_unit):
-            return None
-
-        def act(obs, weights, rng):
-            x = np.asarray(obs, np.float32).reshape(len(obs), -1)
-            out = self.actor.numpy_forward(x, list(zip(weights[0::2], weights[1::2])))
-            return self.host_unit(out, rng)
-
-        return act
-
     def acting_variables(self) -> list:
         return tf_variables([*self.actor.weights,
                              *(self.encoder.weights if self.encoder is not None else [])])
@@ -284,12 +265,6 @@ class OffPolicyAgent(OffPolicyObjective, OffPolicyUpdate, Agent):
         return out
 
     # -- helpers used inside the compiled steps ------------------------------------------------
-    def to_env(self, unit_actions):
-        """Unit actions ([-1, 1], NumPy or tensors) in env units."""
-        return self.action_mid + self.action_half * unit_actions
-
-    _to_env = to_env
-
     def features(self, obs: tf.Tensor) -> tf.Tensor:
         """Encoder output (live), or the flattened observation when there is no encoder."""
         return self.encoder(obs) if self.encoder is not None else flat_obs(obs)

@@ -77,7 +77,7 @@ class RunnerGroup:
             raise
         # What the runners (or the inference server) act with, in the order they take it.
         self.variables = (policy_variables(agent.model)
-                          if plans is not None and self.server is None
+                          if plans is not None and self.server is None and plans[0].on_policy
                           else agent.acting_variables())
         self.restarts = 0
         self.dropped_episodes = 0
@@ -168,28 +168,44 @@ ENV_SETTINGS = ("n_envs", "vectorization", "n_workers", "normalize_obs", "normal
 
 def host_runner_plans(agent, central: bool) -> list[RunnerPlan] | None:
     """The plans of runners without TensorFlow (rl_sever.runners.host_runner) for `agent`'s
-    run, or None where each runner needs a copy of the agent: off-policy, a recurrent policy,
-    normalisation (its statistics are TensorFlow-checkpointable), a user's encoder, a class
-    that changes the on-policy collector or how actions reach the env, and, unless the
-    inference server acts (`central`), a policy the host policy cannot compute."""
+    run, or None where each runner needs a copy of the agent: normalisation (its statistics
+    are TensorFlow-checkpointable), a recurrent policy, a user's encoder, a class that changes
+    the on-policy collector or how actions reach the env, and, unless the inference server
+    acts (`central`), a policy NumPy cannot compute (rl_sever.onpolicy.host_policy; off-policy:
+    rl_sever.offpolicy.host_acting's `runner_acting`)."""
     cfg, cls = agent.config, type(agent)
-    if (agent.mode != "on_policy" or agent.recurrent or cfg.normalize_obs
-            or cfg.normalize_reward or agent.user_encoder is not None
-            or cls.collector_classes[0] is not OnPolicyCollector
-            or cls.env_actions is not Agent.env_actions):
+    if (cfg.normalize_obs or cfg.normalize_reward or agent.user_encoder is not None
+            or getattr(agent, "recurrent", False)):
         return None
-    policy = None
-    if not central:
-        if cfg.host_act == "off" or host_act_reason(agent.model, cfg.host_act) is not None:
+    on_policy = agent.mode == "on_policy"
+    if on_policy:
+        if (cls.collector_classes[0] is not OnPolicyCollector
+                or cls.env_actions is not Agent.env_actions):
             return None
-        policy = policy_shape(agent.model)
-    layout, plans = agent.layout.numpy(), []
+        policy = None if central else host_policy_shape(agent)
+        if not central and policy is None:
+            return None
+        acting = dict(layout=agent.layout.numpy(), masked=agent.masked, policy=policy)
+    else:
+        acting = agent.runner_acting(central)  # (rl_sever.offpolicy.host_acting)
+        if acting is None:
+            return None
+        acting["run_envs"] = cfg.n_envs
+    plans = []
     for i in range(cfg.runners):
         share = runner_config(cfg, i, cfg.runners)
         plans.append(RunnerPlan(agent.env_id, {k: getattr(share, k) for k in ENV_SETTINGS},
-                                share.seed, share.n_steps, share.check_finite, layout,
-                                agent.action, agent.masked, policy))
+                                share.seed, share.check_finite, agent.action, on_policy,
+                                n_steps=getattr(share, "n_steps", 0), **acting))
     return plans
+
+
+def host_policy_shape(agent):
+    """The on-policy NumPy policy's shape, or None where the host policy cannot act."""
+    mode = agent.config.host_act
+    if mode == "off" or host_act_reason(agent.model, mode) is not None:
+        return None
+    return policy_shape(agent.model)
 
 
 def _init_error(message: str) -> Exception:

@@ -1,15 +1,17 @@
-"""An on-policy env runner that never imports TensorFlow: where the learner would act with the
-NumPy host policy (rl_sever.onpolicy.host_policy), or the central inference server acts for
-the runners, a runner needs no copy of the agent. It makes its share of the envs as the
-agent would (rl_sever.core.agent_env), steps them with the collection loop the agent's
-collector runs (rl_sever.onpolicy.rollout_collector) and acts with the NumPy policy on the weights the learner sends
-once per update (rl_sever.onpolicy.numpy_policy), so it collects, bit for bit, what a runner
-with a copy of the agent collects. Starting one costs Gymnasium's and NumPy's import instead
-of TensorFlow's.
+"""An env runner that never imports TensorFlow: where the policy acts in NumPy (the on-policy
+host policy, rl_sever.onpolicy.host_policy; an off-policy page's NumPy actor and exploration,
+rl_sever.offpolicy.exploration), or the central inference server acts for the runners, a
+runner needs no copy of the agent. It makes its share of the envs as the agent would
+(rl_sever.core.agent_env), steps them as a runner with a copy of the agent does (on-policy:
+the collection loop of the agent's collector, rl_sever.onpolicy.rollout_collector; off-policy:
+rl_sever.runners.share.Chunks) on the weights the learner sends once per update, so it
+collects, bit for bit, what that runner collects. Starting one costs Gymnasium's and NumPy's
+import instead of TensorFlow's.
 
 The learner describes each runner as a `RunnerPlan` (rl_sever.runners.group.host_runner_plans,
 which also says where this runner does not apply: observation or reward normalisation, a
-recurrent policy, a policy NumPy cannot compute, a user's class that changes how it acts).
+recurrent policy, an encoder, a policy NumPy cannot compute, a user's class that changes how
+it acts).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import NamedTuple
 from rl_sever.config.spaces import ActionSpec
 from rl_sever.core.agent_env import agent_env
 from rl_sever.core.batch import Layout
+from rl_sever.offpolicy.exploration import NumpyActor
 from rl_sever.onpolicy.numpy_policy import NumpyPolicy, PolicyShape
 from rl_sever.onpolicy.rollout_collector import RolloutCollector
 from rl_sever.runners.cluster import import_ray
-from rl_sever.runners.share import RemoteAct, call_result, copy_fields
+from rl_sever.runners.share import Chunks, RemoteAct, call_result, copy_fields
 
 
 class RunnerPlan(NamedTuple):
@@ -36,13 +39,21 @@ class RunnerPlan(NamedTuple):
     normalize_obs, normalize_reward, gamma, atari, runners."""
     seed: int
     """The runner's seed: its sub-envs' and its sampler's (a local run's sub-envs' seeds)."""
-    n_steps: int
     check_finite: object
-    layout: Layout
     action: ActionSpec
-    masked: bool
-    policy: PolicyShape | None
-    """What the NumPy policy computes (None: the central inference server acts)."""
+    on_policy: bool
+    n_steps: int = 0
+    """On-policy: the rollout's vector steps."""
+    layout: Layout | None = None
+    masked: bool = False
+    policy: PolicyShape | None = None
+    """On-policy: what the NumPy policy computes (None: the central inference server acts)."""
+    actor: NumpyActor | None = None
+    """Off-policy: the page's NumPy actor and exploration (None: the server acts)."""
+    run_envs: int = 0
+    """Off-policy: the run's envs (what one vector step of every runner adds to the step)."""
+    unit_to_env: tuple = ()
+    """Off-policy: (mid, half, dim) of the agent's unit actions: the env sees mid + half * a."""
 
 
 class _Acting:
@@ -67,16 +78,20 @@ class HostRunner:
     side."""
 
     def __init__(self, plan: RunnerPlan, index: int, server=None):
-        self.index = index
+        self.index, self.plan = index, plan
         _, env = agent_env(plan.env_id, SimpleNamespace(**plan.env), plan.seed)
         self.env = env
-        acting = _Acting(plan, env)
-        if server is not None:
-            self.policy = None
-            self.collector = RolloutCollector(acting, act=RemoteAct(import_ray(), server))
+        self.remote = None if server is None else RemoteAct(import_ray(), server)
+        self.policy = None
+        if not plan.on_policy:  # the envs between calls
+            self.mid, self.half, dim = plan.unit_to_env
+            self.chunks = Chunks(env, plan.check_finite, plan.seed, plan.env["n_envs"], dim,
+                                 plan.run_envs)
+        elif self.remote is not None:
+            self.collector = RolloutCollector(_Acting(plan, env), act=self.remote)
         else:
             self.policy = NumpyPolicy(plan.policy, plan.seed)
-            self.collector = RolloutCollector(acting, host=self.policy)
+            self.collector = RolloutCollector(_Acting(plan, env), host=self.policy)
 
     def pid(self) -> int:
         return os.getpid()
@@ -95,3 +110,22 @@ class HostRunner:
         collected = self.collector.collect()
         batch = type(collected.batch)(*(copy_fields(x) for x in collected.batch))
         return call_result(self.env, None, None, batch, collected.steps, self.index)
+
+    def transitions(self, weights, step: int, n_vec: int, warmup_until: int,
+                    stats=None) -> dict:
+        """Off-policy: `n_vec` vector steps with `weights` (the actor's; None where the server
+        acts), uniformly random actions while the env step is below `warmup_until`; the Steps
+        stacked [n_vec, k, ...]."""
+        if self.remote is not None:
+            def act(obs, rng):
+                return self.remote(obs)
+        else:
+            def act(obs, rng):
+                return self.plan.actor(obs, weights, rng)
+        batch = self.chunks.chunk(step, n_vec, warmup_until, act, self.to_env)
+        return call_result(self.env, None, None, batch, n_vec * self.plan.env["n_envs"],
+                           self.index)
+
+    def to_env(self, unit):
+        """Unit actions ([-1, 1]) in env units (the off-policy agent's `to_env`)."""
+        return self.mid + self.half * unit

@@ -17,22 +17,13 @@ from __future__ import annotations
 import math
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from rl_sever.core.collected import Collected
 from rl_sever.core.compiled import FastCall
-from rl_sever.core.finite import FiniteGuard
-from rl_sever.core.rollout import GymnasiumStepper, Step, env_step
 from rl_sever.runners.cluster import import_ray
 from rl_sever.runners.normalizer import set_stats, stats_of
-from rl_sever.runners.share import (
-    RemoteAct,
-    call_result,
-    copy_fields,
-    runner_config,
-    stack_rows,
-)
+from rl_sever.runners.share import Chunks, RemoteAct, call_result, copy_fields, runner_config
 
 
 class EnvRunner:
@@ -53,8 +44,7 @@ class EnvRunner:
             collector = self.agent.collector
             collector.host, collector.act = None, self.remote
         self._base = None  # the normaliser statistics the learner sent for this call
-        self.stepper = None  # off-policy: the env behind env_step
-        self.obs = None  # off-policy: the current observations between calls
+        self.chunks = None  # off-policy: the envs between calls
 
     def pid(self) -> int:
         return os.getpid()
@@ -89,29 +79,22 @@ class EnvRunner:
         env step is below `warmup_until`); the Steps stacked [n_vec, k, ...]."""
         self._sync(weights, step, stats)
         agent, k = self.agent, self.agent.config.n_envs
-        if self.stepper is None:
-            self.stepper = GymnasiumStepper(agent.env, FiniteGuard(agent.config.check_finite))
-        if self.obs is None:
-            self.obs = self.stepper.reset(agent.config.seed + step, step)
-        rng = np.random.default_rng((agent.config.seed, step))
+        if self.chunks is None:
+            self.chunks = Chunks(agent.env, agent.config.check_finite, agent.config.seed, k,
+                                 agent.action_dim, self.run_envs)
         # The inference server, else NumPy acting for MLP actors, else the compiled act step.
         host = None if self.remote is not None else agent.host_actor()
-        rows = []
-        obs = self.obs
-        for _ in range(n_vec):
-            if step < warmup_until:
-                unit = rng.uniform(-1.0, 1.0, (k, agent.action_dim)).astype(np.float32)
-            elif self.remote is not None:
-                unit = self.remote(obs)
-            elif host is not None:
-                unit = host(obs, weights, rng)
-            else:
-                unit = agent.act_unit(obs)
-            _, obs, record = env_step(self.stepper, step, obs, unit, agent.to_env(unit))
-            rows.append(record[:6])
-            step += self.run_envs  # the run's env step: every runner stepped its share
-        self.obs = obs
-        return self._result(Step(*stack_rows(rows)), n_vec * k)
+        if self.remote is not None:
+            def act(obs, rng):
+                return self.remote(obs)
+        elif host is not None:
+            def act(obs, rng):
+                return host(obs, weights, rng)
+        else:
+            def act(obs, rng):
+                return agent.act_unit(obs)
+        batch = self.chunks.chunk(step, n_vec, warmup_until, act, agent.to_env)
+        return self._result(batch, n_vec * k)
 
 
 def weight_setter(variables: list):

@@ -1,6 +1,6 @@
 """What every env runner shares, with or without TensorFlow: its share of the run's config, its
 result of a call (the batch, the finished episodes, the normaliser moments), the acting answered
-by the central inference server, and stacking steps. rl_sever.runners.runner (a copy of the
+by the central inference server, and the off-policy chunks of steps. rl_sever.runners.runner (a copy of the
 agent) and rl_sever.runners.host_runner (NumPy only) both build on it.
 """
 
@@ -11,6 +11,8 @@ import copy
 import numpy as np
 
 from envs import episode_stats
+from rl_sever.core.finite import FiniteGuard
+from rl_sever.core.rollout import GymnasiumStepper, Step, env_step
 from rl_sever.runners.normalizer import moments_since, stats_of
 
 
@@ -40,6 +42,36 @@ def call_result(env, normalizer, base, batch, steps: int, index: int) -> dict:
     moments = None if normalizer is None else moments_since(base, stats_of(normalizer))
     return {"batch": batch, "steps": steps, "returns": returns, "lengths": lengths,
             "moments": moments, "index": index}
+
+
+class Chunks:
+    """Off-policy: a runner's envs stepped in chunks of vector steps, the observations kept
+    between calls. Sub-env j of the runner's k is reset with `seed + step + j` at the first
+    call's env step `step`; each chunk's generator is seeded by (seed, step)."""
+
+    def __init__(self, env, check_finite, seed: int, k: int, action_dim: int, run_envs: int):
+        self.stepper = GymnasiumStepper(env, FiniteGuard(check_finite))
+        self.seed, self.k, self.action_dim, self.run_envs = seed, k, action_dim, run_envs
+        self.obs = None
+
+    def chunk(self, step: int, n_vec: int, warmup_until: int, act, to_env) -> Step:
+        """`n_vec` vector steps from env step `step`: uniformly random unit actions while the
+        run's step is below `warmup_until`, else `act(obs, rng)`; `to_env` maps unit actions to
+        the env's. The Steps stacked [n_vec, k, ...]."""
+        if self.obs is None:
+            self.obs = self.stepper.reset(self.seed + step, step)
+        rng = np.random.default_rng((self.seed, step))
+        rows, obs = [], self.obs
+        for _ in range(n_vec):
+            if step < warmup_until:
+                unit = rng.uniform(-1.0, 1.0, (self.k, self.action_dim)).astype(np.float32)
+            else:
+                unit = act(obs, rng)
+            _, obs, record = env_step(self.stepper, step, obs, unit, to_env(unit))
+            rows.append(record[:6])
+            step += self.run_envs  # the run's env step: every runner stepped its share
+        self.obs = obs
+        return Step(*stack_rows(rows))
 
 
 class RemoteAct:
