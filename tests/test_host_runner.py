@@ -1,6 +1,6 @@
 """Env runners without TensorFlow (rl_sever.runners.host_runner): which runs get them, that one
 collects bit for bit what a local run collects (on-policy: discrete, Box and masked actions,
-acting through an inference server) or what a runner with a copy of the agent steps
+recurrent policies, acting through an inference server) or what a runner with a copy of the agent steps
 (off-policy: warm-up, then the page's NumPy exploration), and that its process never imports
 TensorFlow."""
 
@@ -42,7 +42,9 @@ def _local_and_plan(algo, env_id, overrides=None, **kwargs):
     ("ppo", "CartPole-v1", {}),
     ("a2c", "Pendulum-v1", {}),  # Gaussian actions: the log-std, clipping to the bounds
     ("ppo", MULTI_ID, {"action_masks": "on"}),  # multi-discrete actions with masks
-], ids=["discrete", "box", "masked_multidiscrete"])
+    ("ppo", "CartPole-v1", {"network.recurrent": "lstm", "network.recurrent_size": 8}),
+    ("a2c", "Pendulum-v1", {"network.recurrent": "gru", "network.recurrent_size": 8}),
+], ids=["discrete", "box", "masked_multidiscrete", "lstm", "gru_box"])
 def test_a_runner_without_tensorflow_collects_what_a_local_run_collects(algo, env_id, overrides):
     local, expected, plans = _local_and_plan(algo, env_id, overrides, n_envs=4, seed=3)
     assert plans is not None and len(plans) == 1
@@ -97,7 +99,7 @@ def test_a_runner_acting_through_the_server_needs_no_policy_of_its_own(monkeypat
     ("impala", {}, True, True),
     ("ppo", {"normalize_obs": True}, False, False),  # statistics TensorFlow checkpoints
     ("ppo", {"normalize_reward": True}, False, False),
-    ("ppo", {"network.recurrent": "gru", "network.recurrent_size": 8}, False, False),
+    ("ppo", {"network.recurrent": "gru", "network.recurrent_size": 8}, True, True),
     ("ppo", {"host_act": "off"}, False, True),  # the runner would act with the compiled step
     ("ppo", {"network.activation": "gelu"}, False, True),  # no NumPy form here
     ("sac", {}, True, True),

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rl_sever.nn.host_math import cell_step, numpy_cell
 from rl_sever.nn.layers import draw_kernel
 
 KINDS = ("lstm", "gru")
@@ -29,35 +30,6 @@ UNROLL_MAX = 64
 
 def _tf_ops():
     return tf.matmul, tf.sigmoid, tf.tanh, lambda x, n: tf.split(x, n, axis=-1)
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def _np_ops():
-    return np.matmul, _sigmoid, np.tanh, lambda x, n: np.split(x, n, axis=-1)
-
-
-def cell_step(kind: str, x, h, c, kernel, recurrent, bias, ops):
-    """One step of the cell from inputs `x` and the state (h, c; c is None for a GRU): returns
-    the new (h, c). `ops` = (matmul, sigmoid, tanh, split) of TensorFlow or NumPy.
-
-    LSTM: i, f, g, o = split(x W + h U + b); c' = s(f) c + s(i) tanh(g); h' = s(o) tanh(c').
-    GRU (Cho et al. 2014): z, r = s(x Wzr + h Uzr + bzr); n = tanh(x Wn + (r h) Un + bn);
-    h' = (1 - z) n + z h.
-    """
-    matmul, sigmoid, tanh, split = ops
-    if kind == "lstm":
-        i, f, g, o = split(matmul(x, kernel) + matmul(h, recurrent) + bias, 4)
-        c = sigmoid(f) * c + sigmoid(i) * tanh(g)
-        return sigmoid(o) * tanh(c), c
-    size = recurrent.shape[0]
-    xz, xr, xn = split(matmul(x, kernel) + bias, 3)
-    hz, hr = split(matmul(h, recurrent[:, :2 * size]), 2)
-    z, r = sigmoid(xz + hz), sigmoid(xr + hr)
-    n = tanh(xn + matmul(r * h, recurrent[:, 2 * size:]))
-    return (1.0 - z) * n + z * h, None
 
 
 class RecurrentCore(keras.layers.Layer):
@@ -138,6 +110,4 @@ class RecurrentCore(keras.layers.Layer):
 
     def numpy_step(self, x: np.ndarray, state: np.ndarray, weights) -> tuple[np.ndarray, np.ndarray]:
         """`step` in NumPy on `weights` (kernel, recurrent kernel, bias as arrays)."""
-        ops = _np_ops()
-        h, c = cell_step(self.kind, x, *self._split_state(state, ops[3]), *weights, ops)
-        return h, self._join(h, c, np.concatenate)
+        return numpy_cell(self.kind, x, state, weights)

@@ -44,7 +44,8 @@ def policy_shape(model) -> PolicyShape:
     """The plain description of `model`'s policy and value MLPs the NumPy policy needs."""
     return PolicyShape(model.head.spec, len(model.pi.kernels), model.pi.activation,
                        model.pi.activate_last, model.vf.activation, model.vf.activate_last,
-                       model.log_std is not None)
+                       model.log_std is not None,
+                       model.core.kind if model.core is not None else None)
 
 
 def policy_variables(model) -> list[tf.Variable]:
@@ -63,7 +64,6 @@ class HostPolicy(NumpyPolicy):
     def __init__(self, model, seed: int):
         super().__init__(policy_shape(model), seed)
         self.model = model
-        self.core = model.core  # a recurrent policy's LSTM/GRU (rl_sever.nn.recurrent), or None
         self.variables = policy_variables(model)
         # All weights in one compiled read: a third of the time of one eager read per variable.
         self._read = FastCall(tf.function(self.read_variables, autograph=False), [])

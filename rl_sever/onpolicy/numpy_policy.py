@@ -16,7 +16,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from rl_sever.config.spaces import ActionSpec
-from rl_sever.nn.host_math import MASKED_LOGIT, NUMPY_ACTIVATIONS, mlp_forward
+from rl_sever.nn.host_math import MASKED_LOGIT, NUMPY_ACTIVATIONS, mlp_forward, numpy_cell
 
 
 @functools.cache
@@ -27,8 +27,8 @@ def blas_controller() -> ThreadpoolController:
 
 class PolicyShape(NamedTuple):
     """What the NumPy policy computes, as plain data: the head's action spec, the policy and
-    value MLPs' layer counts, activations and whether their last layer is activated, and
-    whether a state-independent log-std follows their weights."""
+    value MLPs' layer counts, activations and whether their last layer is activated, whether a
+    state-independent log-std follows their weights, and a recurrent core's cell."""
 
     spec: ActionSpec
     n_pi: int
@@ -37,16 +37,18 @@ class PolicyShape(NamedTuple):
     vf_activation: str
     vf_activate_last: bool
     has_std: bool
+    core_kind: str | None = None
+    """A recurrent core's cell (lstm or gru) under the MLPs, or None."""
 
 
 class NumpyPolicy:
-    """A feed-forward on-policy policy in NumPy on weights `load` receives, in the order
-    [policy kernel, bias, ... value kernel, bias, ... (log_std)]."""
-
-    core = None  # a recurrent core (rl_sever.onpolicy.host_policy's subclass sets one)
+    """An on-policy policy in NumPy on weights `load` receives, in the order [(the core's
+    kernel, recurrent kernel, bias), policy kernel, bias, ... value kernel, bias, ...
+    (log_std)]."""
 
     def __init__(self, shape: PolicyShape, seed: int):
         self.shape, self.seed = shape, int(seed)
+        self.core = shape.core_kind  # a recurrent core's cell (rl_sever.nn.host_math), or None
         self.spec, self.n_pi = shape.spec, shape.n_pi
         self._pi_act = NUMPY_ACTIVATIONS[shape.pi_activation]
         self._vf_act = NUMPY_ACTIVATIONS[shape.vf_activation]
@@ -87,7 +89,7 @@ class NumpyPolicy:
         x, extra = x.reshape(x.shape[0], -1), list(extra)
         if self.core is None:
             return x, (), (extra[0] if extra else None)
-        x, state = self.core.numpy_step(x, extra.pop(0), self.core_weights)
+        x, state = numpy_cell(self.core, x, extra.pop(0), self.core_weights)
         return x, (state.astype(np.float32),), (extra[0] if extra else None)
 
     def params(self, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

@@ -9,8 +9,8 @@ collects, bit for bit, what that runner collects. Starting one costs Gymnasium's
 import instead of TensorFlow's.
 
 The learner describes each runner as a `RunnerPlan` (rl_sever.runners.group.host_runner_plans,
-which also says where this runner does not apply: observation or reward normalisation, a
-recurrent policy, an encoder, a policy NumPy cannot compute, a user's class that changes how
+which also says where this runner does not apply: observation or reward normalisation, an
+encoder, a policy NumPy cannot compute, a user's class that changes how
 it acts).
 """
 
@@ -59,14 +59,13 @@ class RunnerPlan(NamedTuple):
 class _Acting:
     """What the on-policy collector reads of an agent, for a runner that has none."""
 
-    recurrent = False  # (every call gives the step: the collector never reads a counter)
-
     def __init__(self, plan: RunnerPlan, env):
         self.config = SimpleNamespace(n_steps=plan.n_steps, n_envs=plan.env["n_envs"],
                                       check_finite=plan.check_finite)
         self.layout, self.data_seed, self.env = plan.layout, plan.seed, env
         self.masked, self.action = plan.masked, plan.action
         self.replicas = SimpleNamespace(workers=1)
+        self.recurrent = bool(plan.layout.state_dim)  # (the step: every call gives it)
 
     def env_actions(self, actions):
         return self.action.env_actions(actions)
