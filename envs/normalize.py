@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tensorflow as tf
 from gymnasium import spaces
 from gymnasium.vector import VectorEnv, VectorWrapper
 from gymnasium.vector.utils import batch_space
@@ -14,9 +13,8 @@ from envs.errors import UnsupportedSpaceError
 from envs.pixels import is_image_space
 from envs.running_stats import RunningMeanStd
 
-
-class _NormalizerState(tf.Module):
-    """Checkpoint node holding the running statistics (only those in use)."""
+if TYPE_CHECKING:  # TensorFlow only for checkpoints: env runners normalise without it
+    import tensorflow as tf
 
 
 class VecNormalize(VectorWrapper):
@@ -50,7 +48,7 @@ class VecNormalize(VectorWrapper):
         self.obs_rms: RunningMeanStd | dict[str, RunningMeanStd] | None = None
         self.ret_rms: RunningMeanStd | None = None
         self.returns = np.zeros(self.num_envs, np.float64)
-        self._state = _NormalizerState(name="vec_normalize")
+        self._state = None  # the checkpoint node of the statistics (`trackable`)
 
         if normalize_obs and isinstance(env.single_observation_space, spaces.Dict):
             self._normalize_dict(env.single_observation_space)
@@ -61,14 +59,12 @@ class VecNormalize(VectorWrapper):
                                             f"got {space}; image observations are scaled inside "
                                             "the network instead")
             self.obs_rms = RunningMeanStd(space.shape, name="obs_rms", lazy_mirror=True)
-            self._state.obs_rms = self.obs_rms
             # Normalised values live in [-clip_obs, clip_obs]; say so to the agent.
             self.single_observation_space = spaces.Box(-self.clip_obs, self.clip_obs, space.shape,
                                                        np.float32)
             self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         if normalize_reward:
             self.ret_rms = RunningMeanStd((), name="ret_rms", lazy_mirror=True)
-            self._state.ret_rms = self.ret_rms
 
     def _normalize_dict(self, space: spaces.Dict) -> None:
         """Statistics per vector key of a Dict observation; image keys stay as they are."""
@@ -79,7 +75,6 @@ class VecNormalize(VectorWrapper):
                                         "vector key to normalise")
         self.obs_rms = {k: RunningMeanStd(space[k].shape, name=f"obs_rms_{k}",
                                            lazy_mirror=True) for k in keys}
-        self._state.obs_rms = self.obs_rms
         self.single_observation_space = spaces.Dict(
             {k: spaces.Box(-self.clip_obs, self.clip_obs, s.shape, np.float32) if k in keys else s
              for k, s in space.spaces.items()})
@@ -143,9 +138,18 @@ class VecNormalize(VectorWrapper):
         return np.clip(scaled, -self.clip_reward, self.clip_reward).astype(dtype)
 
     def trackable(self) -> tf.Module:
-        """The tf.Module holding `obs_rms` / `ret_rms`, for `tf.train.Checkpoint`."""
-        for rms in self._all_stats():
-            rms.make_variables()  # checkpoints see (and restore into) every variable
+        """The tf.Module holding `obs_rms` / `ret_rms` (those in use), for `tf.train.Checkpoint`."""
+        if self._state is None:
+            import tensorflow as tf
+
+            state = tf.Module(name="vec_normalize")
+            if isinstance(self.obs_rms, dict):
+                state.obs_rms = {k: rms.trackable() for k, rms in self.obs_rms.items()}
+            elif self.obs_rms is not None:
+                state.obs_rms = self.obs_rms.trackable()
+            if self.ret_rms is not None:
+                state.ret_rms = self.ret_rms.trackable()
+            self._state = state
         return self._state
 
     def before_save(self) -> None:

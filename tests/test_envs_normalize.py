@@ -90,10 +90,10 @@ def test_rms_checkpoint_round_trip(tmp_path):
     rms = RunningMeanStd((4,), name="obs_rms")
     rms.update(np.random.default_rng(1).normal(5.0, 3.0, (50, 4)))
     rms.sync_to_variables()
-    path = tf.train.Checkpoint(rms=rms).save(str(tmp_path / "ckpt"))
+    path = tf.train.Checkpoint(rms=rms.trackable()).save(str(tmp_path / "ckpt"))
 
     restored = RunningMeanStd((4,))
-    tf.train.Checkpoint(rms=restored).restore(path).assert_consumed()
+    tf.train.Checkpoint(rms=restored.trackable()).restore(path).assert_consumed()
     restored.sync_from_variables()
     np.testing.assert_array_equal(restored.mean, rms.mean)  # float64: lossless
     np.testing.assert_array_equal(restored.var, rms.var)

@@ -1,6 +1,6 @@
 """Env runners without TensorFlow (rl_sever.runners.host_runner): which runs get them, that one
 collects bit for bit what a local run collects (on-policy: discrete, Box and masked actions,
-recurrent policies, acting through an inference server) or what a runner with a copy of the agent steps
+recurrent policies, normalised observations and rewards, acting through an inference server) or what a runner with a copy of the agent steps
 (off-policy: warm-up, then the page's NumPy exploration), and that its process never imports
 TensorFlow."""
 
@@ -19,6 +19,7 @@ from envs.masked import MULTI_ID
 from rl_sever.onpolicy.host_policy import policy_variables
 from rl_sever.runners.group import host_runner_plans
 from rl_sever.runners.host_runner import HostRunner
+from rl_sever.runners.normalizer import merge_moments, stats_of
 from tests.helpers import make_agent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,20 +45,35 @@ def _local_and_plan(algo, env_id, overrides=None, **kwargs):
     ("ppo", MULTI_ID, {"action_masks": "on"}),  # multi-discrete actions with masks
     ("ppo", "CartPole-v1", {"network.recurrent": "lstm", "network.recurrent_size": 8}),
     ("a2c", "Pendulum-v1", {"network.recurrent": "gru", "network.recurrent_size": 8}),
-], ids=["discrete", "box", "masked_multidiscrete", "lstm", "gru_box"])
+    ("ppo", "Pendulum-v1", {"normalize_obs": True, "normalize_reward": True}),
+], ids=["discrete", "box", "masked_multidiscrete", "lstm", "gru_box", "normalised"])
 def test_a_runner_without_tensorflow_collects_what_a_local_run_collects(algo, env_id, overrides):
     local, expected, plans = _local_and_plan(algo, env_id, overrides, n_envs=4, seed=3)
     assert plans is not None and len(plans) == 1
     runner = HostRunner(plans[0], 0)
-    got = runner.rollout([v.numpy() for v in policy_variables(local.model)], 0)
+    # The learner's statistics before its rollout (a fresh agent's), as the learner sends them.
+    fresh = make_agent(algo, env_id, overrides, n_envs=4, seed=3)
+    stats = None if fresh.normalizer is None else stats_of(fresh.normalizer)
+    fresh.close()
+    got = runner.rollout([v.numpy() for v in policy_variables(local.model)], 0, stats)
     fields = _fields(got["batch"])
     assert len(fields) == len(expected)  # log-probs and values (and masks) included
     for a, b in zip(fields, expected):
         np.testing.assert_array_equal(a, b)
     assert got["steps"] == local.config.n_steps * 4
-    # A second rollout continues the episodes from the step the learner gives.
+    if stats is not None:  # the moments it saw rebuild the local run's statistics
+        assert (runner.normalizer is None) == (local.normalizer is None)
+        base = make_agent(algo, env_id, overrides, n_envs=4, seed=3).normalizer
+        merge_moments(base, got["moments"])
+        for (m, v, n), (m2, v2, n2) in zip(stats_of(base), stats_of(local.normalizer)):
+            np.testing.assert_allclose(m, m2, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(v, v2, rtol=1e-9, atol=1e-12)
+            assert n == pytest.approx(n2)
+    # A second rollout continues the episodes from the step the learner gives (and from the
+    # statistics it has then).
+    sent = None if stats is None else stats_of(local.normalizer)
     again = local.collector.collect().batch
-    more = runner.rollout([v.numpy() for v in policy_variables(local.model)], got["steps"])
+    more = runner.rollout([v.numpy() for v in policy_variables(local.model)], got["steps"], sent)
     np.testing.assert_array_equal(more["batch"].obs, again.obs)
     np.testing.assert_array_equal(more["batch"].actions, again.actions)
     local.close()
@@ -97,8 +113,8 @@ def test_a_runner_acting_through_the_server_needs_no_policy_of_its_own(monkeypat
     ("ppo", {}, True, True),
     ("a2c", {}, True, True),
     ("impala", {}, True, True),
-    ("ppo", {"normalize_obs": True}, False, False),  # statistics TensorFlow checkpoints
-    ("ppo", {"normalize_reward": True}, False, False),
+    ("ppo", {"normalize_obs": True}, True, True),
+    ("ppo", {"normalize_reward": True}, True, True),
     ("ppo", {"network.recurrent": "gru", "network.recurrent_size": 8}, True, True),
     ("ppo", {"host_act": "off"}, False, True),  # the runner would act with the compiled step
     ("ppo", {"network.activation": "gelu"}, False, True),  # no NumPy form here
@@ -169,6 +185,7 @@ SCRIPT = """
 import hashlib, pickle, sys
 plan, method, args = pickle.load(open(sys.argv[1], "rb"))
 from rl_sever.runners.host_runner import HostRunner
+from rl_sever.runners.normalizer import merge_moments, stats_of
 out = getattr(HostRunner(plan, 0), method)(*args)
 digest = hashlib.sha256()
 for x in out["batch"]:

@@ -137,7 +137,8 @@ def local_ray():
 
 
 @pytest.mark.parametrize("overrides, without_tensorflow", [
-    ({}, True), ({"normalize_obs": True}, False)], ids=["numpy_runner", "agent_copy_runner"])
+    ({"normalize_obs": True}, True), ({"host_act": "off"}, False)],
+    ids=["numpy_runner_normalised", "agent_copy_runner"])
 def test_one_runner_through_ray_is_bit_identical_to_local_collection(local_ray, overrides,
                                                                       without_tensorflow):
     local = make_agent("ppo", "CartPole-v1", overrides, n_envs=4, seed=5)
@@ -147,6 +148,11 @@ def test_one_runner_through_ray_is_bit_identical_to_local_collection(local_ray, 
     for a, b in zip(got, expected):
         if not isinstance(b, tuple):
             np.testing.assert_array_equal(a, b)
+    if local.normalizer is not None:  # the learner merged what the runner's statistics saw
+        for (m, v, n), (m2, v2, n2) in zip(stats_of(remote.normalizer), stats_of(local.normalizer)):
+            np.testing.assert_allclose(m, m2, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(v, v2, rtol=1e-9, atol=1e-12)
+            assert n == pytest.approx(n2)
     remote.close()
     local.close()
 

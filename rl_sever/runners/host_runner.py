@@ -9,8 +9,7 @@ collects, bit for bit, what that runner collects. Starting one costs Gymnasium's
 import instead of TensorFlow's.
 
 The learner describes each runner as a `RunnerPlan` (rl_sever.runners.group.host_runner_plans,
-which also says where this runner does not apply: observation or reward normalisation, an
-encoder, a policy NumPy cannot compute, a user's class that changes how
+which also says where this runner does not apply: an encoder, a policy NumPy cannot compute, a user's class that changes how
 it acts).
 """
 
@@ -20,6 +19,7 @@ import os
 from types import SimpleNamespace
 from typing import NamedTuple
 
+from envs import find_normalizer
 from rl_sever.config.spaces import ActionSpec
 from rl_sever.core.agent_env import agent_env
 from rl_sever.core.batch import Layout
@@ -27,6 +27,7 @@ from rl_sever.offpolicy.exploration import NumpyActor
 from rl_sever.onpolicy.numpy_policy import NumpyPolicy, PolicyShape
 from rl_sever.onpolicy.rollout_collector import RolloutCollector
 from rl_sever.runners.cluster import import_ray
+from rl_sever.runners.normalizer import set_stats, stats_of
 from rl_sever.runners.share import Chunks, RemoteAct, call_result, copy_fields
 
 
@@ -79,7 +80,7 @@ class HostRunner:
     def __init__(self, plan: RunnerPlan, index: int, server=None):
         self.index, self.plan = index, plan
         _, env = agent_env(plan.env_id, SimpleNamespace(**plan.env), plan.seed)
-        self.env = env
+        self.env, self.normalizer = env, find_normalizer(env)
         self.remote = None if server is None else RemoteAct(import_ray(), server)
         self.policy = None
         if not plan.on_policy:  # the envs between calls
@@ -102,13 +103,19 @@ class HostRunner:
     def rollout(self, weights, step: int, stats=None) -> dict:
         """One rollout of n_steps from every sub-env with `weights` (in the NumPy policy's
         order; None where the inference server acts), from env step `step` (the sampler is
-        seeded by it). `stats`: none (runs that normalise use the agent's runner)."""
+        seeded by it). `stats`: the learner's normaliser statistics, which it steps with (the
+        result carries the moments of what it saw since)."""
         if weights is not None and self.policy is not None:
             self.policy.load(weights)
+        base = None
+        if self.normalizer is not None:
+            if stats is not None:
+                set_stats(self.normalizer, stats)
+            base = stats_of(self.normalizer)
         self.collector.next_step = step
         collected = self.collector.collect()
         batch = type(collected.batch)(*(copy_fields(x) for x in collected.batch))
-        return call_result(self.env, None, None, batch, collected.steps, self.index)
+        return call_result(self.env, self.normalizer, base, batch, collected.steps, self.index)
 
     def transitions(self, weights, step: int, n_vec: int, warmup_until: int,
                     stats=None) -> dict:
