@@ -151,14 +151,47 @@ def test_a_class_that_acts_its_own_way_keeps_the_agents_runner():
         def to_env(self, unit_actions):
             return super().to_env(unit_actions) + 0.1
 
+    class OwnActorSAC(SAC):
+        def host_actor(self):
+            return super().host_actor()
+
+    class ClosureSAC(SAC):  # a closure would carry the agent into the runner
+        def host_exploration(self):
+            def explore(out, rng):
+                return np.tanh(np.split(out, 2, axis=-1)[0]).astype(np.float32)
+            return explore, {}
+
+    class OwnCollectorPPO(PPO):
+        def make_collector(self):
+            return super().make_collector()
+
     for klass, env_id, algo in [(ClippedPPO, "CartPole-v1", "ppo"),
                                 (GreedySAC, "Pendulum-v1", "sac"),
-                                (ShiftedSAC, "Pendulum-v1", "sac")]:
+                                (ShiftedSAC, "Pendulum-v1", "sac"),
+                                (OwnActorSAC, "Pendulum-v1", "sac"),
+                                (ClosureSAC, "Pendulum-v1", "sac"),
+                                (OwnCollectorPPO, "CartPole-v1", "ppo")]:
         agent = klass(env_id, make_agent(algo, env_id, runners=2, n_envs=2).config)
         assert host_runner_plans(agent, central=False) is None
         if klass is GreedySAC:  # its runners with a copy of the agent still act in NumPy
             assert agent.host_actor() is not None
         agent.close()
+
+
+def test_a_page_without_numpy_exploration_acts_with_tensorflow_in_its_runners():
+    from agents.sac import SAC
+
+    class TensorFlowOnlySAC(SAC):
+        def host_exploration(self):
+            return None
+
+    agent = TensorFlowOnlySAC("Pendulum-v1", make_agent("sac", "Pendulum-v1", runners=2,
+                                                        n_envs=2).config)
+    assert agent.host_actor() is None and host_runner_plans(agent, central=False) is None
+    assert host_runner_plans(agent, central=True) is not None  # the server acts for them
+    with pytest.raises(NotImplementedError, match="explores with TensorFlow only"):
+        agent.host_unit(np.zeros((1, 2), np.float32), np.random.default_rng(0))
+    agent.close()
 
 
 @pytest.mark.parametrize("algo", ["sac", "td3"])
@@ -224,3 +257,21 @@ def _sha(fields) -> str:
     for x in fields:
         digest.update(np.ascontiguousarray(x).tobytes())
     return digest.hexdigest()
+
+
+def test_a_runner_seeds_the_global_generators_from_its_seed():
+    """A user's env drawing from Python's or NumPy's global generator draws the same in every
+    run: each runner seeds them from its seed, as its copy of the agent did (the agent's weight
+    initialisation then drew from NumPy's, so only Python's stream is the same as there)."""
+    import random
+
+    plans = host_runner_plans(make_agent("ppo", n_envs=2, seed=11, runners=2), central=False)
+    agent = make_agent("ppo", n_envs=1, seed=plans[1].seed)
+    python_draw = random.random()
+    agent.close()
+    draws = []
+    for plan in (plans[1], plans[1], plans[0]):
+        HostRunner(plan, 0)
+        draws.append((random.random(), np.random.random()))
+    assert draws[0] == draws[1] != draws[2]
+    assert draws[0][0] == python_draw

@@ -27,7 +27,8 @@ LATE_OK = {"rl_sever/cli.py", "rl_sever/core/quiet.py", "rl_sever/core/compiled.
            "rl_sever/core/curves.py", "rl_sever/core/logger.py", "rl_sever/core/rundir.py",
            "envs/atari.py", "envs/atari_vector.py", "envs/replay.py", "envs/factory.py",
            "envs/worker_preload.py", "rl_sever/runners/cluster.py",
-           "rl_sever/experiments/commands.py", "rl_sever/experiments/tune/worker.py"}
+           "rl_sever/experiments/commands.py", "rl_sever/experiments/tune/worker.py",
+           "rl_sever/runners/inference.py"}  # (imported, for its handle, by runners without TF)
 
 
 def layer_of(module: str) -> int | None:

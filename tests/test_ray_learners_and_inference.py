@@ -101,4 +101,10 @@ def test_central_inference_acts_for_every_runner(local_ray, algo):
     steps_acted = 256 // 4 - (32 // 4 if algo == "sac" else 0)
     assert stats["requests"] == 2 * steps_acted
     assert steps_acted <= stats["calls"] < stats["requests"]
+    # The runners hold the server's handle without importing TensorFlow; the server has it.
+    assert group.without_tensorflow
+    for pid in group.pids():
+        maps = Path(f"/proc/{pid}/maps")
+        if maps.exists():
+            assert "tensorflow" not in maps.read_text()
     agent.close()

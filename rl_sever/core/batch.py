@@ -73,7 +73,13 @@ class Layout(typing.NamedTuple):
         return {kind for kind, dim in ((Mask, self.mask_dim), (State, self.state_dim)) if dim}
 
     def field(self, kind) -> tuple[tuple, np.dtype]:
-        """(shape, NumPy dtype) of one transition's value of a field kind other than Obs."""
+        """(shape, NumPy dtype) of one transition's value of a field kind (a Dict
+        observation's: key -> shape, key -> dtype)."""
+        if kind is Obs:
+            if isinstance(self.obs_shape, dict):
+                return ({k: tuple(v) for k, v in self.obs_shape.items()},
+                        {k: _numpy_dtype(d) for k, d in self.obs_dtype.items()})
+            return tuple(self.obs_shape), _numpy_dtype(self.obs_dtype)
         if kind is Mask:
             return (int(self.mask_dim),), np.dtype(bool)
         if kind is State:

@@ -53,14 +53,18 @@ class ExportedPolicy(tf.Module):
                 *agent.greedy_fn.input_signature).variables if id(v) not in seen]
             self._nvec = list(getattr(agent.action, "nvec", None) or [])
             self._to_env = getattr(agent, "_to_env", None)
-        self._rms = None
+        self._rms = self._stats = None
         if normalizer is not None and normalizer.obs_rms is not None:
             # The NumPy statistics are the live ones; the (float64) variables get their values.
             normalizer.before_save()
-            self._rms = normalizer.obs_rms  # a Dict observation's: key -> statistics
+            self._stats = normalizer.obs_rms  # a Dict observation's: key -> statistics
+            # Their variables' modules, tracked at `_rms` (the SavedModel's paths to them).
+            self._rms = ({k: rms.trackable() for k, rms in self._stats.items()}
+                         if isinstance(self._stats, dict) else self._stats.trackable())
             self._clip, self._eps = normalizer.clip_obs, normalizer.epsilon
-            self.obs_statistics = [v for rms in (self._rms.values() if isinstance(self._rms, dict)
-                                                 else [self._rms])
+            self.obs_statistics = [v for rms in (self._stats.values()
+                                                 if isinstance(self._stats, dict)
+                                                 else [self._stats])
                                    for v in (rms.mean_variable, rms.var_variable)]
         self._low = self._high = None
         if agent.action.kind == "box":
@@ -88,16 +92,16 @@ class ExportedPolicy(tf.Module):
         if self._keys is not None:  # the Dict observation's keys, then the other inputs
             parts = [observation, *extra[:len(self._keys) - 1]]
             extra = extra[len(self._keys) - 1:]
-            rms = self._rms or {}
+            rms = self._stats or {}
             # float64 statistics per vector key, as agent.predict normalises them.
             parts = [rms[k].normalize_tf(v, self._clip, self._eps, dtype=self._stats_dtype)
                      if k in rms else v for k, v in zip(self._keys, parts)]
             return self._act({k: tf.cast(v, self._obs_dtype[k])
                               for k, v in zip(self._keys, parts)}, extra)
         x = observation
-        if self._rms is not None:
+        if self._stats is not None:
             # float64, like the NumPy path of agent.predict, so both give identical bits.
-            x = self._rms.normalize_tf(x, self._clip, self._eps, dtype=self._stats_dtype)
+            x = self._stats.normalize_tf(x, self._clip, self._eps, dtype=self._stats_dtype)
         return self._act(tf.cast(x, self._obs_dtype), extra)
 
     def _act(self, x, extra) -> dict[str, tf.Tensor]:

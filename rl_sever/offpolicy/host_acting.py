@@ -33,7 +33,11 @@ class HostActing:
     def host_unit(self, out: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Exploration actions in [-1, 1] from the actor's output, in NumPy (`host_exploration`;
         a page may override this instead, and its runners then keep a copy of the agent)."""
-        fn, kwargs = self.host_exploration()
+        exploration = self.host_exploration()
+        if exploration is None:
+            raise NotImplementedError(f"{type(self).__name__} explores with TensorFlow only "
+                                      "(no host_exploration)")
+        fn, kwargs = exploration
         return fn(out, rng, **kwargs)
 
     def host_actor(self) -> NumpyActor | None:
@@ -50,15 +54,19 @@ class HostActing:
         """What an env runner without TensorFlow needs to act as this agent: its NumPy actor
         with the page's exploration as a function it can import (None where the inference
         server acts, `central`), and the map of unit actions to the env's (mid, half, dim).
-        None where it cannot: a page's own `host_unit` or `to_env`, or no NumPy actor."""
+        None where it cannot: a page's own `host_unit`, `to_env` or `host_actor`, no NumPy
+        actor, or an exploration that is not a module's function."""
         cls = type(self)
-        if cls.host_unit is not HostActing.host_unit or cls.to_env is not HostActing.to_env:
+        if any(getattr(cls, name) is not getattr(HostActing, name)
+               for name in ("host_unit", "to_env", "host_actor")):
             return None
         actor = None
         if not central:
             if self.host_actor() is None:
                 return None
             fn, kwargs = self.host_exploration()
+            if getattr(fn, "__self__", None) is not None or "<locals>" in fn.__qualname__:
+                return None  # a method or a closure: it would carry the agent along
             actor = NumpyActor(self.actor.activation, self.actor.activate_last,
                                functools.partial(fn, **kwargs))
         return {"actor": actor,

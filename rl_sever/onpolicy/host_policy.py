@@ -14,7 +14,11 @@ from rl_sever.core.compiled import FastCall
 from rl_sever.errors import ConfigError
 from rl_sever.nn.host_math import NUMPY_ACTIVATIONS
 from rl_sever.nn.layers import tf_variables
-from rl_sever.onpolicy.numpy_policy import NumpyPolicy, PolicyShape
+from rl_sever.onpolicy.numpy_policy import (
+    NumpyPolicy,
+    PolicyShape,
+    blas_controller,  # noqa: F401  (its earlier path)
+)
 
 
 def host_act_reason(model, mode: str) -> str | None:
@@ -64,6 +68,7 @@ class HostPolicy(NumpyPolicy):
     def __init__(self, model, seed: int):
         super().__init__(policy_shape(model), seed)
         self.model = model
+        self.core = model.core  # a recurrent policy's LSTM/GRU (rl_sever.nn.recurrent), or None
         self.variables = policy_variables(model)
         # All weights in one compiled read: a third of the time of one eager read per variable.
         self._read = FastCall(tf.function(self.read_variables, autograph=False), [])

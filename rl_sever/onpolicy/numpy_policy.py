@@ -48,7 +48,7 @@ class NumpyPolicy:
 
     def __init__(self, shape: PolicyShape, seed: int):
         self.shape, self.seed = shape, int(seed)
-        self.core = shape.core_kind  # a recurrent core's cell (rl_sever.nn.host_math), or None
+        self.core_kind = shape.core_kind  # a recurrent core's cell (rl_sever.nn.host_math)
         self.spec, self.n_pi = shape.spec, shape.n_pi
         self._pi_act = NUMPY_ACTIVATIONS[shape.pi_activation]
         self._vf_act = NUMPY_ACTIVATIONS[shape.vf_activation]
@@ -66,7 +66,7 @@ class NumpyPolicy:
         values = [np.asarray(v) for v in values]
         if self.shape.has_std:
             self.std = np.exp(values.pop()).astype(np.float32)
-        if self.core is not None:
+        if self.core_kind is not None:
             self.core_weights, values = values[:3], values[3:]
         layers = list(zip(values[0::2], values[1::2]))
         self.weights, self.value_weights = layers[:self.n_pi], layers[self.n_pi:]
@@ -87,9 +87,9 @@ class NumpyPolicy:
         x = np.asarray(obs)
         x = (x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32))
         x, extra = x.reshape(x.shape[0], -1), list(extra)
-        if self.core is None:
+        if self.core_kind is None:
             return x, (), (extra[0] if extra else None)
-        x, state = numpy_cell(self.core, x, extra.pop(0), self.core_weights)
+        x, state = numpy_cell(self.core_kind, x, extra.pop(0), self.core_weights)
         return x, (state.astype(np.float32),), (extra[0] if extra else None)
 
     def params(self, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -120,7 +120,7 @@ class NumpyPolicy:
         with the weights it was collected with (per step, they cost more than the acting)."""
         lead = actions.shape[:2]
         actions = actions.reshape(-1, *actions.shape[2:])
-        if self.core is not None:  # the recurrent core's outputs, kept while sampling
+        if self.core_kind is not None:  # the recurrent core's outputs, kept while sampling
             x, self.outputs = np.concatenate(self.outputs), []
         else:
             x = self._heads_input(obs.reshape(-1, *obs.shape[2:]), ())[0]

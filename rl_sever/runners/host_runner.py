@@ -16,8 +16,11 @@ it acts).
 from __future__ import annotations
 
 import os
+import random
 from types import SimpleNamespace
 from typing import NamedTuple
+
+import numpy as np
 
 from envs import find_normalizer
 from rl_sever.config.spaces import ActionSpec
@@ -79,6 +82,10 @@ class HostRunner:
 
     def __init__(self, plan: RunnerPlan, index: int, server=None):
         self.index, self.plan = index, plan
+        # Python's and NumPy's global generators seeded as the agent seeds them (a user's env
+        # may draw from them).
+        random.seed(plan.seed)
+        np.random.seed(plan.seed)
         _, env = agent_env(plan.env_id, SimpleNamespace(**plan.env), plan.seed)
         self.env, self.normalizer = env, find_normalizer(env)
         self.remote = None if server is None else RemoteAct(import_ray(), server)

@@ -7,6 +7,10 @@ step. The learner sends the server the weights of each update; the runners then 
 Where it pays: a policy whose forward pass is expensive (a CNN on pixels) and an accelerator
 next to the learner, where one batched call beats a forward pass in every runner. It costs a
 round trip through Ray per env step (bench/inference.py measures both on pixels).
+
+The runners hold the server's actor handle, and Ray imports this module wherever a handle is
+unpickled: it imports no TensorFlow itself (runners without it, rl_sever.runners.host_runner);
+the server's process imports it with its copy of the agent.
 """
 
 from __future__ import annotations
@@ -14,21 +18,33 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import tensorflow as tf
 
-from rl_sever.runners.runner import runner_config, weight_setter
+from rl_sever.runners.share import runner_config
 
 WAIT_S = 0.002  # how long a request waits for the other runners' before the server acts
 
 
+def _map(fn, *parts):
+    """`fn` over the arrays of `parts` (arrays, or a Dict observation's key -> array)."""
+    if isinstance(parts[0], dict):
+        return {key: fn(*(p[key] for p in parts)) for key in parts[0]}
+    return fn(*parts)
+
+
 def _join(parts: list):
-    return tf.nest.map_structure(lambda *xs: np.concatenate(xs), *parts)
+    return _map(lambda *xs: np.concatenate(xs), *parts)
+
+
+def _rows(x) -> int:
+    return len(next(iter(x.values())) if isinstance(x, dict) else x)
 
 
 class InferenceServer:
     """Acts for `count` runners with a copy of the agent's policy (a Ray actor)."""
 
     def __init__(self, agent_class, env_id: str, config, count: int, encoder=None):
+        from rl_sever.runners.runner import weight_setter  # (TensorFlow: the server's process)
+
         # All the run's envs: an off-policy act step is compiled for that many rows.
         self.agent = agent_class(env_id, runner_config(config, 0, 1), logdir=None,
                                  encoder=encoder)
@@ -62,13 +78,13 @@ class InferenceServer:
         queue, self.queue = self.queue, []
         if not queue:
             return
-        sizes = [len(tf.nest.flatten(inputs[0])[0]) for inputs, _ in queue]
+        sizes = [_rows(inputs[0]) for inputs, _ in queue]
         joined = [_join([inputs[j] for inputs, _ in queue]) for j in range(len(queue[0][0]))]
         try:
             if self.on_policy:
                 outputs = [np.asarray(x) for x in self.agent.behave_fn(*joined)]
             else:  # padded to the rows it was compiled for when some runners are not here
-                obs = tf.nest.map_structure(self._pad, joined[0])
+                obs = _map(self._pad, joined[0])
                 outputs = [self.agent.act_unit(obs)[:sum(sizes)]]
         except Exception as e:  # every waiting runner gets the error
             for _, future in queue:

@@ -23,7 +23,14 @@ from rl_sever.core.collected import Collected
 from rl_sever.core.compiled import FastCall
 from rl_sever.runners.cluster import import_ray
 from rl_sever.runners.normalizer import set_stats, stats_of
-from rl_sever.runners.share import Chunks, RemoteAct, call_result, copy_fields, runner_config
+from rl_sever.runners.share import (
+    Chunks,
+    RemoteAct,
+    call_result,
+    copy_fields,
+    runner_config,
+    stack_rows,  # noqa: F401  (its earlier import path)
+)
 
 
 class EnvRunner:
