@@ -11,7 +11,7 @@ from gymnasium.vector.utils import batch_space
 
 from envs.errors import UnsupportedSpaceError
 from envs.pixels import is_image_space
-from envs.running_stats import RunningMeanStd
+from envs.running_stats import RunningMeanStd, mirror_of
 
 if TYPE_CHECKING:  # TensorFlow only for checkpoints: env runners normalise without it
     import tensorflow as tf
@@ -143,10 +143,8 @@ class VecNormalize(VectorWrapper):
             import tensorflow as tf
 
             state = tf.Module(name="vec_normalize")
-            if isinstance(self.obs_rms, dict):
-                state.obs_rms = {k: rms.trackable() for k, rms in self.obs_rms.items()}
-            elif self.obs_rms is not None:
-                state.obs_rms = self.obs_rms.trackable()
+            if self.obs_rms is not None:
+                state.obs_rms = mirror_of(self.obs_rms)
             if self.ret_rms is not None:
                 state.ret_rms = self.ret_rms.trackable()
             self._state = state

@@ -32,6 +32,14 @@ def _make_mirror(name: str | None, mean: np.ndarray, var: np.ndarray, count: flo
     return module
 
 
+def mirror_of(stats):
+    """The checkpointable mirror of a RunningMeanStd, or of each of a key -> RunningMeanStd
+    dict (a Dict observation's), as its checkpoints and exports hold them."""
+    if isinstance(stats, dict):
+        return {key: rms.trackable() for key, rms in stats.items()}
+    return stats.trackable()
+
+
 class RunningMeanStd:
     """Running mean and (population) variance of a stream of batches.
 

@@ -121,12 +121,19 @@ def renorm_numpy(h, mean, var, eps, rmax=3.0, dmax=5.0):
     return (h - use_mean) / np.sqrt(use_var + eps)
 
 
-def test_after_the_warm_up_the_batch_is_renormalised_towards_the_running_statistics():
+def _renormalising_critic():
+    """A tiny CrossQ agent past its (zero-step) warm-up, its first critic layer's running mean
+    0.5 and variance 0.2: (agent, critic, eps, running mean, running variance)."""
     agent = tiny_agent("crossq", fill=0, renorm_warmup_steps=0, **SMALL)
-    critic, eps = agent.critic, agent.config.batch_norm_eps
-    _, _, mean, var, kernel, bias = critic.layers[0][0]
+    critic = agent.critic
+    mean, var = critic.layers[0][0][2:4]
     mean.assign(tf.fill(mean.shape, 0.5))
     var.assign(tf.fill(var.shape, 0.2))
+    return agent, critic, agent.config.batch_norm_eps, mean, var
+
+
+def test_after_the_warm_up_the_batch_is_renormalised_towards_the_running_statistics():
+    agent, critic, eps, mean, var = _renormalising_critic()
     x = tf.random.stateless_normal([32, 4], [3, 4]) * 2.0
     h = critic._renorm(x, mean, var, update=False)  # steps 0: not before the warm-up's end
     np.testing.assert_allclose(h.numpy(), (x.numpy() - x.numpy().mean(0)) /
@@ -149,11 +156,7 @@ def test_a_unit_without_batch_variance_after_the_warm_up_keeps_every_gradient_fi
     the update's gradient NaN, which stopped runs right after the warm-up. Now that column's
     correction is zero, as its value was, and its gradient too; the other columns are the
     NumPy reference's."""
-    agent = tiny_agent("crossq", fill=0, renorm_warmup_steps=0, **SMALL)
-    critic, eps = agent.critic, agent.config.batch_norm_eps
-    _, _, mean, var, _, _ = critic.layers[0][0]
-    mean.assign(tf.fill(mean.shape, 0.5))
-    var.assign(tf.fill(var.shape, 0.2))
+    agent, critic, eps, mean, var = _renormalising_critic()
     live = tf.random.stateless_normal([32, 3], [3, 4]) * 2.0
     x = tf.concat([live, tf.zeros([32, 1])], -1)
 

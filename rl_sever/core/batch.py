@@ -139,12 +139,9 @@ def typed_batch(cls):
     def zeros(klass, layout: Layout, lead, fields=None):
         """NumPy storage of `lead` rows, shaped and typed as `spec`."""
         def one(kind):
-            if kind is Obs and isinstance(layout.obs_shape, dict):
-                return {k: np.zeros((*lead, *shape), _numpy_dtype(layout.obs_dtype[k]))
-                        for k, shape in layout.obs_shape.items()}
-            if kind is Obs:
-                return np.zeros((*lead, *layout.obs_shape), _numpy_dtype(layout.obs_dtype))
             shape, dtype = layout.field(kind)
+            if isinstance(shape, dict):  # a Dict observation: one array per key
+                return {k: np.zeros((*lead, *s), dtype[k]) for k, s in shape.items()}
             return np.zeros((*lead, *shape), dtype)
 
         return klass(**{name: one(klass.kinds[name])

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from envs.running_stats import mirror_of
 from rl_sever import __version__
 from rl_sever.errors import ConfigError
 
@@ -59,8 +60,7 @@ class ExportedPolicy(tf.Module):
             normalizer.before_save()
             self._stats = normalizer.obs_rms  # a Dict observation's: key -> statistics
             # Their variables' modules, tracked at `_rms` (the SavedModel's paths to them).
-            self._rms = ({k: rms.trackable() for k, rms in self._stats.items()}
-                         if isinstance(self._stats, dict) else self._stats.trackable())
+            self._rms = mirror_of(self._stats)
             self._clip, self._eps = normalizer.clip_obs, normalizer.epsilon
             self.obs_statistics = [v for rms in (self._stats.values()
                                                  if isinstance(self._stats, dict)

@@ -26,6 +26,11 @@ def tanh_with_noise(out: np.ndarray, rng: np.random.Generator, noise: float) -> 
     return actions.astype(np.float32)
 
 
+def unit_to_env(mid, half, unit_actions):
+    """Unit actions ([-1, 1], NumPy or tensors) in env units: the env sees mid + half * a."""
+    return mid + half * unit_actions
+
+
 class NumpyActor:
     """An MLP actor in NumPy on the weights each call gives ([kernel, bias, ...], the arrays of
     the agent's acting variables), and `explore(out, rng)` making unit actions of its output."""

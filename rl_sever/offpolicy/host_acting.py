@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 from rl_sever.nn.host_math import NUMPY_ACTIVATIONS
-from rl_sever.offpolicy.exploration import NumpyActor
+from rl_sever.offpolicy.exploration import NumpyActor, unit_to_env
 
 
 class HostActing:
@@ -20,7 +20,7 @@ class HostActing:
 
     def to_env(self, unit_actions):
         """Unit actions ([-1, 1], NumPy or tensors) in env units."""
-        return self.action_mid + self.action_half * unit_actions
+        return unit_to_env(self.action_mid, self.action_half, unit_actions)
 
     _to_env = to_env  # (inside the compiled steps)
 

@@ -18,5 +18,11 @@ class OnPolicyCollector(RolloutCollector):
         # Traced only where it acts (tracing it for a host-acting run cost 0.3 s of start-up).
         super().__init__(agent, host, FastCall(agent.behave_fn) if host is None else None)
 
+    def invalidate(self) -> None:
+        """The weights or the step may have been set outside the loop: read both again."""
+        if self.host is not None:
+            self.host.invalidate()
+        self.next_step = None
+
     def read_step(self) -> int:
         return counters.read(self.agent.global_step)

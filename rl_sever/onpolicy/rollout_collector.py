@@ -27,17 +27,12 @@ class RolloutCollector:
         self.obs: np.ndarray | None = None  # the env's current observation between calls
         self.state: np.ndarray | None = None  # a recurrent policy's state, zero at episode starts
         # The step this collector's last rollout ended at, which the update on it set as the
-        # global step (rl_sever.core.loop); None: read the variable (after `invalidate`).
+        # global step (rl_sever.core.loop); None: ask `read_step` (the agent's collector's
+        # `invalidate` sets it so).
         self.next_step: int | None = None
         self.guard = FiniteGuard(cfg.check_finite)
         masks = MaskReader(agent.env, cfg.n_envs, agent.layout.mask_dim) if agent.masked else None
         self.stepper = GymnasiumStepper(agent.env, self.guard, masks)  # the env behind env_step
-
-    def invalidate(self) -> None:
-        """The weights or the step may have been set outside the loop: read both again."""
-        if self.host is not None:
-            self.host.invalidate()
-        self.next_step = None
 
     def collect(self) -> Collected:
         agent, buf = self.agent, self.buffer

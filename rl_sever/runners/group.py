@@ -169,9 +169,10 @@ ENV_SETTINGS = ("n_envs", "vectorization", "n_workers", "normalize_obs", "normal
 def host_runner_plans(agent, central: bool) -> list[RunnerPlan] | None:
     """The plans of runners without TensorFlow (rl_sever.runners.host_runner) for `agent`'s
     run, or None where each runner needs a copy of the agent: a user's encoder, a class that
-    changes how its collector is made, the on-policy collector or how actions reach the env, and, unless the inference
-    server acts (`central`), a policy NumPy cannot compute (rl_sever.onpolicy.host_policy;
-    off-policy: rl_sever.offpolicy.host_acting's `runner_acting`)."""
+    changes how its collector is made, the on-policy collector or how actions reach the env,
+    and, unless the inference server acts (`central`), a policy NumPy cannot compute
+    (rl_sever.onpolicy.host_policy; off-policy: rl_sever.offpolicy.host_acting's
+    `runner_acting`)."""
     cfg, cls = agent.config, type(agent)
     if agent.user_encoder is not None or cls.make_collector is not Agent.make_collector:
         return None

@@ -9,12 +9,13 @@ collects, bit for bit, what that runner collects. Starting one costs Gymnasium's
 import instead of TensorFlow's.
 
 The learner describes each runner as a `RunnerPlan` (rl_sever.runners.group.host_runner_plans,
-which also says where this runner does not apply: an encoder, a policy NumPy cannot compute, a user's class that changes how
-it acts).
+which also says where this runner does not apply: an encoder, a policy NumPy cannot compute,
+a user's class that changes how it collects or acts).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from types import SimpleNamespace
@@ -26,12 +27,11 @@ from envs import find_normalizer
 from rl_sever.config.spaces import ActionSpec
 from rl_sever.core.agent_env import agent_env
 from rl_sever.core.batch import Layout
-from rl_sever.offpolicy.exploration import NumpyActor
+from rl_sever.offpolicy.exploration import NumpyActor, unit_to_env
 from rl_sever.onpolicy.numpy_policy import NumpyPolicy, PolicyShape
 from rl_sever.onpolicy.rollout_collector import RolloutCollector
 from rl_sever.runners.cluster import import_ray
-from rl_sever.runners.normalizer import set_stats, stats_of
-from rl_sever.runners.share import Chunks, RemoteAct, call_result, copy_fields
+from rl_sever.runners.share import Chunks, RemoteAct, call_result, copied, take_stats
 
 
 class RunnerPlan(NamedTuple):
@@ -69,7 +69,7 @@ class _Acting:
         self.layout, self.data_seed, self.env = plan.layout, plan.seed, env
         self.masked, self.action = plan.masked, plan.action
         self.replicas = SimpleNamespace(workers=1)
-        self.recurrent = bool(plan.layout.state_dim)  # (the step: every call gives it)
+        self.recurrent = bool(plan.layout.state_dim)
 
     def env_actions(self, actions):
         return self.action.env_actions(actions)
@@ -91,7 +91,8 @@ class HostRunner:
         self.remote = None if server is None else RemoteAct(import_ray(), server)
         self.policy = None
         if not plan.on_policy:  # the envs between calls
-            self.mid, self.half, dim = plan.unit_to_env
+            mid, half, dim = plan.unit_to_env
+            self.to_env = functools.partial(unit_to_env, mid, half)
             self.chunks = Chunks(env, plan.check_finite, plan.seed, plan.env["n_envs"], dim,
                                  plan.run_envs)
         elif self.remote is not None:
@@ -114,15 +115,11 @@ class HostRunner:
         result carries the moments of what it saw since)."""
         if weights is not None and self.policy is not None:
             self.policy.load(weights)
-        base = None
-        if self.normalizer is not None:
-            if stats is not None:
-                set_stats(self.normalizer, stats)
-            base = stats_of(self.normalizer)
+        base = take_stats(self.normalizer, stats)
         self.collector.next_step = step
         collected = self.collector.collect()
-        batch = type(collected.batch)(*(copy_fields(x) for x in collected.batch))
-        return call_result(self.env, self.normalizer, base, batch, collected.steps, self.index)
+        return call_result(self.env, self.normalizer, base, copied(collected.batch),
+                           collected.steps, self.index)
 
     def transitions(self, weights, step: int, n_vec: int, warmup_until: int,
                     stats=None) -> dict:
@@ -138,7 +135,3 @@ class HostRunner:
         batch = self.chunks.chunk(step, n_vec, warmup_until, act, self.to_env)
         return call_result(self.env, None, None, batch, n_vec * self.plan.env["n_envs"],
                            self.index)
-
-    def to_env(self, unit):
-        """Unit actions ([-1, 1]) in env units (the off-policy agent's `to_env`)."""
-        return self.mid + self.half * unit

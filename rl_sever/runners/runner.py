@@ -22,14 +22,14 @@ import tensorflow as tf
 from rl_sever.core.collected import Collected
 from rl_sever.core.compiled import FastCall
 from rl_sever.runners.cluster import import_ray
-from rl_sever.runners.normalizer import set_stats, stats_of
 from rl_sever.runners.share import (
     Chunks,
     RemoteAct,
     call_result,
-    copy_fields,
+    copied,
     runner_config,
     stack_rows,  # noqa: F401  (its earlier import path)
+    take_stats,
 )
 
 
@@ -65,9 +65,7 @@ class EnvRunner:
             self.set_weights(*weights)
         self.agent.invalidate_host_copies()
         self.agent.global_step.assign(step)
-        if self.normalizer is not None and stats is not None:
-            set_stats(self.normalizer, stats)
-        self._base = None if self.normalizer is None else stats_of(self.normalizer)
+        self._base = take_stats(self.normalizer, stats)
 
     def _result(self, batch, steps: int) -> dict:
         return call_result(self.agent.env, self.normalizer, self._base, batch, steps, self.index)
@@ -77,8 +75,7 @@ class EnvRunner:
         `step` (the host policy's sampler is seeded by it)."""
         self._sync(weights, step, stats)
         collected: Collected = self.agent.collector.collect()
-        batch = type(collected.batch)(*(copy_fields(x) for x in collected.batch))
-        return self._result(batch, collected.steps)
+        return self._result(copied(collected.batch), collected.steps)
 
     def transitions(self, weights, step: int, n_vec: int, warmup_until: int,
                     stats=None) -> dict:

@@ -1,7 +1,8 @@
-"""What every env runner shares, with or without TensorFlow: its share of the run's config, its
-result of a call (the batch, the finished episodes, the normaliser moments), the acting answered
-by the central inference server, and the off-policy chunks of steps. rl_sever.runners.runner (a copy of the
-agent) and rl_sever.runners.host_runner (NumPy only) both build on it.
+"""What every env runner shares, with or without TensorFlow: its share of the run's config, the
+learner's normaliser statistics taken in, its result of a call (the batch, the finished
+episodes, the normaliser moments), the acting answered by the central inference server, and
+the off-policy chunks of steps. rl_sever.runners.runner (a copy of the agent) and
+rl_sever.runners.host_runner (NumPy only) both build on it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 from envs import episode_stats
 from rl_sever.core.finite import FiniteGuard
 from rl_sever.core.rollout import GymnasiumStepper, Step, env_step
-from rl_sever.runners.normalizer import moments_since, stats_of
+from rl_sever.runners.normalizer import moments_since, set_stats, stats_of
 
 
 def runner_config(config, index: int, count: int):
@@ -31,6 +32,21 @@ def runner_config(config, index: int, count: int):
     if hasattr(cfg, "buffer_size"):  # off-policy: the learner's replay, not the runner's
         cfg.buffer_size = max(1, getattr(cfg, "batch_size", 1))
     return cfg
+
+
+def take_stats(normalizer, stats):
+    """Step from now on with the learner's statistics `stats` (if sent); returns the statistics
+    the call's moments are measured from (None without a normaliser)."""
+    if normalizer is None:
+        return None
+    if stats is not None:
+        set_stats(normalizer, stats)
+    return stats_of(normalizer)
+
+
+def copied(batch):
+    """A collector's batch as arrays it will not overwrite (the next rollout reuses its own)."""
+    return type(batch)(*(copy_fields(x) for x in batch))
 
 
 def call_result(env, normalizer, base, batch, steps: int, index: int) -> dict:
