@@ -174,3 +174,23 @@ def test_jit_compiled_view_matches_graph_view():
         np.testing.assert_allclose(obs_x, obs_g, rtol=0, atol=1e-5)
         np.testing.assert_array_equal(term_x, term_g)
         np.testing.assert_array_equal(rew_x, rew_g)
+
+
+def test_the_view_traces_its_step_and_reset_on_first_use_only():
+    """An agent training in-graph never steps the view: building one traces nothing."""
+    from tests.helpers import tiny_agent
+
+    agent = tiny_agent("ppo", "tf:CartPole-v1", eval_episodes=0)
+    agent.learn(64, progress=False)
+    view = agent.env
+    while not isinstance(view, tfnative.TFNativeVectorEnv):
+        view = view.env
+    assert (view._reset_fn.experimental_get_tracing_count(),
+            view._step_fn.experimental_get_tracing_count()) == (0, 0)
+    agent.close()
+    view = tfnative.make_vec_env("CartPole-v1", 2, seed=0)
+    view.reset(seed=0)
+    assert (view._reset_fn.experimental_get_tracing_count(),
+            view._step_fn.experimental_get_tracing_count()) == (1, 0)
+    view.step(np.zeros(2, np.int64)), view.step(np.ones(2, np.int64))
+    assert view._step_fn.experimental_get_tracing_count() == 1
