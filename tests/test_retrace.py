@@ -83,3 +83,32 @@ def test_the_annealed_clip_range_reaches_the_compiled_ppo_loss(monkeypatch, tmp_
     assert fractions[1e-6] > 0.3, fractions
     assert traces["_train"] == 1
     agent.close()
+
+
+def test_agents_built_one_after_another_in_one_process_do_not_warn_of_retracing(monkeypatch):
+    """Seeds in a loop, a tune worker's trials, an evaluation env per evaluation: each agent
+    traces its own compiled steps once. TensorFlow counts traces per Python code object and
+    warns of "frequent retracing" when most of a function's recent calls traced; the
+    threshold is lowered to 2 here, so two agents of each kind would show it."""
+    import logging
+
+    import tensorflow as tf
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function as pf
+
+    monkeypatch.setattr(pf, "FREQUENT_TRACING_WARNING_THRESHOLD", 2)
+    monkeypatch.setattr(pf, "_frequent_tracing_detector_manager",
+                        pf._FrequentTracingDetectorManager())  # earlier tests' counts dropped
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    tf.get_logger().addHandler(handler)
+    try:
+        for algo, env_id, steps in [("ppo", "CartPole-v1", 64), ("ppo", "tf:CartPole-v1", 64),
+                                    ("sac", "Pendulum-v1", 96)]:
+            for seed in range(2):
+                agent = make_agent(algo, env_id, {"seed": seed, "eval_episodes": 1})
+                agent.learn(steps, progress=False)
+                agent.close()
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert not [m for m in seen if "retracing" in m], seen

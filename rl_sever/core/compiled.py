@@ -36,6 +36,18 @@ except ImportError:  # pragma: no cover
     _EagerTensor = None
 
 
+def per_agent(fn):
+    """`fn`, a tf.function made for one agent (or one env view, one policy copy), without
+    TensorFlow's "frequent retracing" warning. TensorFlow counts traces per Python code object:
+    the same method or closure traced once for each of five agents built in one process (seeds
+    in a loop, a tune worker's trials, an evaluation env per evaluation) made it warn that
+    tracing is expensive and suggest a retrace bug that is not there. Each such function still
+    traces once per instance (tests/test_retrace.py and tests/test_every_algorithm.py count
+    the traces)."""
+    fn._omit_frequent_tracing_warning = True  # private: TensorFlow's own opt-out; ignored if gone
+    return fn
+
+
 def plain_graph(fn):
     """`fn` traced as written, without AutoGraph's source rewriting.
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from rl_sever.core import counters, metrics
 from rl_sever.core.collected import Collected
-from rl_sever.core.compiled import plain_graph
+from rl_sever.core.compiled import per_agent, plain_graph
 from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, drive, record_episodes
 from rl_sever.core.registry import is_shipped
 from rl_sever.errors import UnsupportedSpaceError
@@ -50,11 +50,11 @@ class InGraphOffPolicyTrainer:
         self.jit_compile = agent.jit_compile
         # Traced as written (explicit tf.while_loop / tf.cond): AutoGraph converting the whole
         # agent would dominate the trace time (rl_sever.core.compiled.plain_graph).
-        self.chunk_fn = tf.function(plain_graph(self._chunk), jit_compile=self.jit_compile,
-                                    input_signature=[tf.TensorSpec([], tf.int32),
-                                                     tf.TensorSpec([], tf.bool)])
-        self.sample_fn = tf.function(plain_graph(lambda: self._sample(self.agent.next_seed())),
-                                     input_signature=[])
+        self.chunk_fn = per_agent(tf.function(
+            plain_graph(self._chunk), jit_compile=self.jit_compile,
+            input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.bool)]))
+        self.sample_fn = per_agent(tf.function(
+            plain_graph(lambda: self._sample(self.agent.next_seed())), input_signature=[]))
         # The shipped update loops with tf.while_loop and is traced as written; a user's class
         # keeps AutoGraph for its update (it may loop over tf.range), as on the Gymnasium path.
         update = type(agent)._update

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from rl_sever.core import metrics
-from rl_sever.core.compiled import FastCall, plain_graph
+from rl_sever.core.compiled import FastCall, per_agent, plain_graph
 from rl_sever.core.learner import Learner, Phase
 from rl_sever.core.registry import is_shipped
 from rl_sever.offpolicy.replay import Transitions
@@ -32,21 +32,22 @@ class OffPolicyUpdate:
         # written, without AutoGraph's rewriting of every function they call (SAC's first
         # update: 1.0-1.5 s of a 2-4 s trace). A user's algorithm class keeps AutoGraph.
         ag = not is_shipped(type(self))
-        self.act_fn = tf.function(lambda o: self._to_env(self._act_unit(o, self.next_seed())),
-                                  input_signature=[obs], autograph=ag)
-        self.greedy_fn = tf.function(lambda o: self._to_env(self._greedy_unit(o)),
-                                     input_signature=[obs], autograph=ag)
+        self.act_fn = per_agent(tf.function(
+            lambda o: self._to_env(self._act_unit(o, self.next_seed())),
+            input_signature=[obs], autograph=ag))
+        self.greedy_fn = per_agent(tf.function(lambda o: self._to_env(self._greedy_unit(o)),
+                                               input_signature=[obs], autograph=ag))
         # Internal, for the collector: unit actions ([-1, 1]) as stored in the replay buffer.
         # Fixed input signatures: these never retrace; they are traced on first use.
         jit = self.jit_compile  # resolved with the optimizers (rl_sever.offpolicy.agent)
-        self.compiled = {"act": tf.function(lambda o: self._act_unit(o, self.next_seed()),
-                                            jit_compile=jit, input_signature=[env_obs],
-                                            autograph=ag),
-                         "update": tf.function(self._update, jit_compile=jit,
-                                               input_signature=[batch_spec], autograph=ag),
-                         "update_act": tf.function(self._update_and_act, jit_compile=jit,
-                                                   input_signature=[batch_spec, env_obs],
-                                                   autograph=ag)}
+        self.compiled = {name: per_agent(fn) for name, fn in {
+            "act": tf.function(lambda o: self._act_unit(o, self.next_seed()), jit_compile=jit,
+                               input_signature=[env_obs], autograph=ag),
+            "update": tf.function(self._update, jit_compile=jit, input_signature=[batch_spec],
+                                  autograph=ag),
+            "update_act": tf.function(self._update_and_act, jit_compile=jit,
+                                      input_signature=[batch_spec, env_obs], autograph=ag),
+        }.items()}
         self._concrete: dict = {}
 
     def _fn(self, name: str):

@@ -15,6 +15,7 @@ from rl_sever.auxiliary import AuxContext, AuxiliarySet
 from rl_sever.config.run import OnPolicyConfig, parse_grad_from
 from rl_sever.core import metrics
 from rl_sever.core.agent import Agent
+from rl_sever.core.compiled import per_agent
 from rl_sever.core.ingraph_env import tfnative_env
 from rl_sever.core.rollout import Rollout
 from rl_sever.core.threads import small_mlp_on_cpu
@@ -108,9 +109,9 @@ class OnPolicyAgent(GreedyOnHost, OnPolicyObjective, XlaChoice, Agent):
             act_signature.append(tf.TensorSpec([None, self.layout.mask_dim], tf.bool))
         self._rollout_signature = list(Rollout.spec(self.layout, (None, None)))
         # Straight-line code: traced without AutoGraph (rl_sever.core.compiled.plain_graph).
-        self.act_fn = tf.function(self._act, input_signature=act_signature, autograph=False)
-        self.behave_fn = tf.function(self._behave, input_signature=act_signature, autograph=False)
-        self.greedy_fn = tf.function(self._greedy, input_signature=act_signature, autograph=False)
+        self.act_fn, self.behave_fn, self.greedy_fn = (
+            per_agent(tf.function(f, input_signature=act_signature, autograph=False))
+            for f in (self._act, self._behave, self._greedy))
         self._built_terms: dict = {}
         self._bind_objective()
         # TF-native env: rollout and update run as one compiled call (rl_sever.onpolicy.ingraph).

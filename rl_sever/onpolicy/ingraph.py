@@ -11,6 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from rl_sever.core.collected import Collected
+from rl_sever.core.compiled import per_agent
 from rl_sever.core.ingraph_env import InGraphEnvState, TFEnvCollector, drive, record_episodes
 from rl_sever.core.rollout import Rollout
 
@@ -36,7 +37,8 @@ class InGraphTrainer:
         # Traced as written (explicit tf.while_loop, as the update and the off-policy chunk):
         # AutoGraph's conversion of every function the iteration calls took seconds of its
         # first call (tf: CartPole, 64 envs).
-        self.rollout_fn = tf.function(self._rollout, input_signature=[], autograph=False)
+        self.rollout_fn = per_agent(tf.function(self._rollout, input_signature=[],
+                                                autograph=False))
         self._iterations = {}  # with XLA or not (rl_sever.onpolicy.xla): each traced once
         act = agent.action
         if act.kind == "box":  # clip only what the env sees; the batch keeps the sample
@@ -99,8 +101,8 @@ class InGraphTrainer:
                     batch, episodes = self._rollout()
                     return self.agent._train(*batch), episodes
 
-            self._iterations[xla] = tf.function(iteration, input_signature=[], jit_compile=xla,
-                                                autograph=False)
+            self._iterations[xla] = per_agent(tf.function(
+                iteration, input_signature=[], jit_compile=xla, autograph=False))
         return self._iterations[xla]
 
 

@@ -20,7 +20,7 @@ import os
 import tensorflow as tf
 
 from rl_sever.core.collected import Collected
-from rl_sever.core.compiled import FastCall
+from rl_sever.core.compiled import FastCall, per_agent
 from rl_sever.runners.cluster import import_ray
 from rl_sever.runners.share import (
     Chunks,
@@ -112,7 +112,7 @@ def weight_setter(variables: list):
             return tf.constant(0)
 
     specs = [tf.TensorSpec(v.shape, v.dtype) for v in variables]
-    return FastCall(tf.function(assign, input_signature=specs, autograph=False))
+    return FastCall(per_agent(tf.function(assign, input_signature=specs, autograph=False)))
 
 
 def _limit_threads(cpus: float) -> None:
