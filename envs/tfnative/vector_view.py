@@ -67,14 +67,16 @@ class TFNativeVectorEnv(gym.vector.VectorEnv):
             state = env.reset(key, n)
             return state, env.observe(state)
 
-        # Fixed signatures, each traced once, on first use: an agent training in-graph never
-        # steps this view (about 0.5 s of tracing saved per such run). Calling the concrete
+        # Fixed signatures, each traced once, on first use (an agent training in-graph never
+        # steps this view), as written: the envs branch with tf.where, so AutoGraph's rewriting
+        # would only cost time (about 0.5 s of a tf: CartPole run). Calling the concrete
         # functions skips tf.function's per-call signature matching, which costs about as much
         # as the step itself at small n.
-        self._reset_fn = tf.function(reset_fn, input_signature=[tf.TensorSpec([2], tf.int64)])
+        self._reset_fn = tf.function(reset_fn, input_signature=[tf.TensorSpec([2], tf.int64)],
+                                     autograph=False)
         self._step_fn = tf.function(env.step_autoreset,
                                     input_signature=[env.state_spec(n), env.action_spec(n)],
-                                    jit_compile=jit_compile)
+                                    jit_compile=jit_compile, autograph=False)
         # One view per evaluation: TensorFlow's "frequent retracing" warning (it counts traces
         # per code object, across views) would be a false alarm (rl_sever.core.compiled.per_agent).
         for fn in (self._reset_fn, self._step_fn):
