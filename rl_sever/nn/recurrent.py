@@ -65,13 +65,13 @@ class RecurrentCore(keras.layers.Layer):
         return (tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.recurrent_kernel),
                 tf.convert_to_tensor(self.bias))
 
-    def _split_state(self, state, split=None):
+    def _split_state(self, state):
         if self.kind == "gru":
             return state, None
-        return (split or _tf_ops()[3])(state, 2)
+        return _tf_ops()[3](state, 2)
 
-    def _join(self, h, c, concat=tf.concat):
-        return h if c is None else concat([h, c], -1)
+    def _join(self, h, c):
+        return h if c is None else tf.concat([h, c], -1)
 
     def step(self, x: tf.Tensor, state: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One time step: inputs [B, in_dim], states [B, state_dim] -> (outputs [B, size],

@@ -39,7 +39,17 @@ class NumpyActor:
         self.activation, self.activate_last, self.explore = activation, activate_last, explore
 
     def __call__(self, obs, weights, rng: np.random.Generator) -> np.ndarray:
-        x = np.asarray(obs, np.float32).reshape(len(obs), -1)
-        out = mlp_forward(x, list(zip(weights[0::2], weights[1::2])),
-                          NUMPY_ACTIVATIONS[self.activation], activate_last=self.activate_last)
-        return self.explore(out, rng)
+        return self.bind(weights)(obs, rng)
+
+    def bind(self, weights):
+        """`obs, rng -> unit actions` on `weights`, paired into layers once (a chunk's steps
+        all act on the same weights)."""
+        layers = list(zip(weights[0::2], weights[1::2]))
+        activation = NUMPY_ACTIVATIONS[self.activation]
+
+        def act(obs, rng: np.random.Generator) -> np.ndarray:
+            x = np.asarray(obs, np.float32).reshape(len(obs), -1)
+            out = mlp_forward(x, layers, activation, activate_last=self.activate_last)
+            return self.explore(out, rng)
+
+        return act

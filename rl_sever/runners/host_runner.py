@@ -130,8 +130,7 @@ class HostRunner:
             def act(obs, rng):
                 return self.remote(obs)
         else:
-            def act(obs, rng):
-                return self.plan.actor(obs, weights, rng)
+            act = self.plan.actor.bind(weights)
         batch = self.chunks.chunk(step, n_vec, warmup_until, act, self.to_env)
         return call_result(self.env, None, None, batch, n_vec * self.plan.env["n_envs"],
                            self.index)

@@ -92,8 +92,7 @@ class EnvRunner:
             def act(obs, rng):
                 return self.remote(obs)
         elif host is not None:
-            def act(obs, rng):
-                return host(obs, weights, rng)
+            act = host.bind(weights)
         else:
             def act(obs, rng):
                 return agent.act_unit(obs)
