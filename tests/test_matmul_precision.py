@@ -1,5 +1,5 @@
-"""network.matmul_precision of the off-policy agents: auto picks bfloat16 only on CPUs with AMX
-bfloat16 units and without XLA; bfloat16 computes the hidden-to-hidden products only, keeps
+"""network.matmul_precision of the off-policy agents: auto picks bfloat16 only on the CPUs where
+it was measured faster (AMX bfloat16 units, AMD Zen 4) and without XLA; bfloat16 computes the hidden-to-hidden products only, keeps
 every variable float32, and stays within bfloat16 rounding of the float32 network. Also the
 ensemble's per-member evaluation (DenseStack)."""
 
@@ -19,7 +19,7 @@ from tests.helpers import tiny_agent, tiny_config
 @pytest.mark.parametrize("units, jit, expected", [
     (True, False, "bfloat16"), (False, False, "float32"), (True, True, "float32")])
 def test_auto_precision(monkeypatch, units, jit, expected):
-    monkeypatch.setattr(offpolicy_agent, "has_bf16_matrix_units", lambda: units)
+    monkeypatch.setattr(offpolicy_agent, "bf16_matmuls_pay", lambda: units)
     agent = tiny_agent("sac", fill=0, jit_compile=jit)
     assert agent.matmul_precision == expected
     assert agent.critic.hidden_dtype == agent.target_critic.hidden_dtype == expected
@@ -30,14 +30,30 @@ def test_auto_precision(monkeypatch, units, jit, expected):
 
 def test_cpu_flags_read_from_cpuinfo(tmp_path, monkeypatch):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n")
-    assert resources.cpu_flags(info) >= {"avx2", "amx_bf16"}
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n\n"
+                    "processor\t: 1\nflags\t\t: fpu\n")
+    assert resources.cpu_flags(info) >= {"avx2", "amx_bf16"}  # the first processor's
     monkeypatch.setattr(resources, "CPUINFO", info)
     assert resources.has_bf16_matrix_units()
     info.write_text("flags\t\t: fpu avx2\n")
     assert not resources.has_bf16_matrix_units()
     monkeypatch.setattr(resources, "CPUINFO", tmp_path / "missing")
     assert resources.cpu_flags() == frozenset() and not resources.has_bf16_matrix_units()
+    assert not resources.bf16_matmuls_pay()
+
+
+@pytest.mark.parametrize("vendor, family, flags, pays", [
+    ("GenuineIntel", "6", "avx512f avx512_bf16 amx_bf16 amx_tile", True),  # Sapphire Rapids on
+    ("AuthenticAMD", "25", "avx512f avx512_bf16", True),  # Zen 4
+    ("GenuineIntel", "6", "avx512f avx512_bf16", False),  # Cooper Lake: slower (emulated)
+    ("AuthenticAMD", "25", "avx2 fma", False),  # Zen 3
+    ("AuthenticAMD", "26", "avx512f avx512_bf16", False),  # Zen 5: not measured
+])
+def test_bfloat16_pays_only_where_measured(tmp_path, vendor, family, flags, pays):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\n"
+                    f"model\t\t: 17\nflags\t\t: fpu sse2 {flags}\n\n")
+    assert resources.bf16_matmuls_pay(info) is pays
 
 
 def test_bad_precision_is_rejected():

@@ -48,18 +48,44 @@ def check_fits(nbytes: int, what: str, setting: str, per_unit: int) -> None:
 CPUINFO = Path("/proc/cpuinfo")
 
 
+def cpu_info(cpuinfo: Path | None = None) -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where it cannot be read: not
+    Linux)."""
+    fields: dict[str, str] = {}
+    try:
+        text = Path(cpuinfo or CPUINFO).read_text()
+    except OSError:
+        return fields
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
 def cpu_flags(cpuinfo: Path | None = None) -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read: not Linux)."""
-    try:
-        for line in Path(cpuinfo or CPUINFO).read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset(cpu_info(cpuinfo).get("flags", "").split())
 
 
 def has_bf16_matrix_units() -> bool:
     """True on CPUs with AMX bfloat16 tiles, where TensorFlow's oneDNN matmuls run bfloat16
-    products about twice as fast as float32 (bench/README.md); elsewhere bfloat16 is slower."""
+    products about twice as fast as float32 (bench/README.md)."""
     return "amx_bf16" in cpu_flags()
+
+
+def bf16_matmuls_pay(cpuinfo: Path | None = None) -> bool:
+    """True on the CPUs where bfloat16 hidden matmuls were measured faster than float32 for the
+    off-policy MLP updates (docs/performance.md): AMX bfloat16 tiles, and AMD's family 25 with
+    AVX512_BF16 (Zen 4), whose AVX-512 float32 FMAs run on 256-bit units while its bfloat16
+    dot products do twice the products per instruction. Elsewhere float32: Intel's AVX512_BF16
+    without AMX was measured slower (emulated), other CPUs were not measured."""
+    info = cpu_info(cpuinfo)
+    flags = frozenset(info.get("flags", "").split())
+    if "amx_bf16" in flags:
+        return True
+    zen4 = info.get("vendor_id") == "AuthenticAMD" and info.get("cpu family") == "25"
+    return zen4 and "avx512_bf16" in flags

@@ -93,7 +93,7 @@ def _write_all(agent, work: Path, items, check: int, seed: int, latency: bool,
                            calibration=calibration)
                 entry = {"file": fmts.file_name(fmt, quantize), "quantize": quantize,
                          "bytes": fmts.size_bytes(work, fmt, quantize),
-                         # bfloat16 hidden matmuls (AMX) are float32 in the portable formats
+                         # bfloat16 hidden matmuls (AMX, Zen 4) are float32 in the portable formats
                          "matmul_precision": ("float32" if float32 and bfloat16
                                               else "as trained")}
                 if check or latency:

@@ -2,7 +2,7 @@
 
 The SavedModel holds the agent's own graph, so it returns agent.predict's bits. The portable
 formats (ONNX, LiteRT) need float32 throughout: an off-policy agent that multiplies its hidden
-layers in bfloat16 (matmul_precision auto on CPUs with AMX) is exported with float32 hidden
+layers in bfloat16 (matmul_precision auto with AMX or on Zen 4) is exported with float32 hidden
 matmuls, and its check compares against agent.predict computed the same way; LiteRT has no
 float64 kernels, so its graph normalises observations in float32.
 """

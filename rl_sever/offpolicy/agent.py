@@ -19,7 +19,7 @@ from rl_sever.core.agent import Agent
 from rl_sever.core.batch import Layout
 from rl_sever.core.ingraph_env import tfnative_env
 from rl_sever.core.optim import ModuleOptimizer
-from rl_sever.core.resources import has_bf16_matrix_units
+from rl_sever.core.resources import bf16_matmuls_pay
 from rl_sever.core.threads import small_mlp_on_cpu
 from rl_sever.errors import ConfigError, UnsupportedSpaceError
 from rl_sever.isolation import sever
@@ -187,9 +187,9 @@ class OffPolicyAgent(HostActing, OffPolicyObjective, OffPolicyUpdate, Agent):
         self.jit_compile = self.uses_xla()
         self.matmul_precision = net.matmul_precision
         if self.matmul_precision == "auto":
-            # bfloat16 only where it was measured faster: AMX units, no XLA (whose CPU bfloat16
+            # bfloat16 only where it was measured faster: AMX or Zen 4, no XLA (whose CPU bfloat16
             # dots are slower than float32), no GPU (not measured).
-            fast = (has_bf16_matrix_units() and not self.jit_compile
+            fast = (bf16_matmuls_pay() and not self.jit_compile
                     and not tf.config.list_logical_devices("GPU"))
             self.matmul_precision = "bfloat16" if fast else "float32"
         self._build_policy(feature_dim)
