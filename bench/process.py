@@ -73,19 +73,19 @@ run()
 
 
 def cpu() -> dict:
-    model, flags = platform.processor(), []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", "x86_64"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = line.split(":", 1)[1].split()
-                break
-    except OSError:
-        pass
+    from rl_sever.core.resources import bf16_matmuls_pay, cpu_info
+
+    info = cpu_info()
+    model = info.get("model name") or platform.processor()
+    flags = info.get("flags", "").split()
     wanted = ("avx2", "avx512", "amx", "fma", "f16c")
-    return {"model": model, "cores": os.cpu_count(), "platform": platform.platform(),
-            "flags": sorted(f for f in flags if f.startswith(wanted))}
+    # Family and model number tell CPU generations apart where the name does not (a KVM
+    # guest may see only "AMD EPYC": family 25 is Zen 3 or Zen 4, model 17 a Zen 4).
+    return {"model": model, "vendor": info.get("vendor_id"), "family": info.get("cpu family"),
+            "model_number": info.get("model"), "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "flags": sorted(f for f in flags if f.startswith(wanted)),
+            "bfloat16_matmuls": bf16_matmuls_pay()}
 
 
 def env(threads: int | None = None) -> dict:

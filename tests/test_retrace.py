@@ -4,6 +4,9 @@ their new values reach the compiled update."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import pytest
 
 from rl_sever.onpolicy.agent import OnPolicyAgent
@@ -85,30 +88,51 @@ def test_the_annealed_clip_range_reaches_the_compiled_ppo_loss(monkeypatch, tmp_
     agent.close()
 
 
-def test_agents_built_one_after_another_in_one_process_do_not_warn_of_retracing(monkeypatch):
-    """Seeds in a loop, a tune worker's trials, an evaluation env per evaluation: each agent
-    traces its own compiled steps once. TensorFlow counts traces per Python code object and
-    warns of "frequent retracing" when most of a function's recent calls traced; the
-    threshold is lowered to 2 here, so two agents of each kind would show it."""
-    import logging
-
+@contextlib.contextmanager
+def retracing_warnings(monkeypatch):
+    """TensorFlow's "frequent retracing" messages logged within, with its threshold lowered
+    to 2 (two agents of a kind would show it) and earlier tests' counts dropped."""
     import tensorflow as tf
     from tensorflow.python.eager.polymorphic_function import polymorphic_function as pf
 
     monkeypatch.setattr(pf, "FREQUENT_TRACING_WARNING_THRESHOLD", 2)
     monkeypatch.setattr(pf, "_frequent_tracing_detector_manager",
-                        pf._FrequentTracingDetectorManager())  # earlier tests' counts dropped
+                        pf._FrequentTracingDetectorManager())
     seen = []
     handler = logging.Handler()
     handler.emit = lambda record: seen.append(record.getMessage())
     tf.get_logger().addHandler(handler)
     try:
+        yield seen
+    finally:
+        tf.get_logger().removeHandler(handler)
+
+
+def test_agents_built_one_after_another_in_one_process_do_not_warn_of_retracing(monkeypatch):
+    """Seeds in a loop, a tune worker's trials, an evaluation env per evaluation: each agent
+    traces its own compiled steps once. TensorFlow counts traces per Python code object and
+    warns of "frequent retracing" when most of a function's recent calls traced."""
+    with retracing_warnings(monkeypatch) as seen:
         for algo, env_id, steps in [("ppo", "CartPole-v1", 64), ("ppo", "tf:CartPole-v1", 64),
                                     ("sac", "Pendulum-v1", 96)]:
             for seed in range(2):
                 agent = make_agent(algo, env_id, {"seed": seed, "eval_episodes": 1})
                 agent.learn(steps, progress=False)
                 agent.close()
-    finally:
-        tf.get_logger().removeHandler(handler)
+    assert not [m for m in seen if "retracing" in m], seen
+
+
+def test_exports_one_after_another_do_not_warn_of_retracing(monkeypatch, tmp_path):
+    """Exporting several agents in one process (every preset's policy, a sweep's best trials):
+    the exported graph, the stochastic parameters, the check's distribution and the float32
+    greedy step of a bfloat16 agent are each traced once per export."""
+    from rl_sever.deploy import export
+
+    with retracing_warnings(monkeypatch) as seen:
+        for seed in range(2):
+            agent = make_agent("sac", "Pendulum-v1", {"seed": seed, "eval_episodes": 0,
+                                                      "network.matmul_precision": "bfloat16"})
+            export(agent, tmp_path / f"policy{seed}", ["savedmodel", "onnx"], check=8,
+                   stochastic=True, latency=False)
+            agent.close()
     assert not [m for m in seen if "retracing" in m], seen

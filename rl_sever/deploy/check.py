@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from envs import make_vec_env
 from rl_sever.core.action_masks import MaskReader
+from rl_sever.core.compiled import per_agent
 from rl_sever.core.export import raw_observation_space
 from rl_sever.core.policy_inputs import act_inputs
 from rl_sever.errors import ExportError
@@ -84,8 +85,9 @@ def draw(agent: Any, specs: list[Any], n: int, seed: int = 12_345,
 
 def _recorder(agent: Any, dtypes: dict[str, Any], drawn: Observations, stochastic: bool):
     state_dim = agent.layout.state_dim
-    distribution = (tf.function(lambda *a: agent.policy_distribution(*a)[1]) if stochastic
-                    else None)
+    # Traced for the space's sample and again, generalised, for the rollout's batch.
+    distribution = (per_agent(tf.function(lambda *a: agent.policy_distribution(*a)[1],
+                                          reduce_retracing=True)) if stochastic else None)
 
     def record(obs, state, starts, mask, origin: str) -> dict[str, np.ndarray]:
         n = len(starts)
