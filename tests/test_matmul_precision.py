@@ -49,11 +49,22 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path, monkeypatch):
     ("AuthenticAMD", "25", "avx2 fma", False),  # Zen 3
     ("AuthenticAMD", "26", "avx512f avx512_bf16", False),  # Zen 5: not measured
 ])
-def test_bfloat16_pays_only_where_measured(tmp_path, vendor, family, flags, pays):
+def test_bfloat16_pays_only_where_measured(tmp_path, monkeypatch, vendor, family, flags, pays):
     info = tmp_path / "cpuinfo"
-    info.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\n"
+    info.write_text(f"\nprocessor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\n"
                     f"model\t\t: 17\nflags\t\t: fpu sse2 {flags}\n\n")
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     assert resources.bf16_matmuls_pay(info) is pays
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN off: never bfloat16
+    assert resources.bf16_matmuls_pay(info) is False
+
+
+def test_cpuinfo_without_x86_flags_reads_as_no_bfloat16(tmp_path):
+    info = tmp_path / "cpuinfo"  # aarch64 names its flags "Features"
+    info.write_text("processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd bf16\n"
+                    "CPU implementer\t: 0x41\n\n")
+    assert resources.cpu_flags(info) == frozenset()
+    assert not resources.bf16_matmuls_pay(info)
 
 
 def test_bad_precision_is_rejected():

@@ -124,8 +124,8 @@ def test_agents_built_one_after_another_in_one_process_do_not_warn_of_retracing(
 
 def test_exports_one_after_another_do_not_warn_of_retracing(monkeypatch, tmp_path):
     """Exporting several agents in one process (every preset's policy, a sweep's best trials):
-    the exported graph, the stochastic parameters, the check's distribution and the float32
-    greedy step of a bfloat16 agent are each traced once per export."""
+    the check's distribution function is made once per check and traced once; before it
+    opted out, the second export warned of retracing."""
     from rl_sever.deploy import export
 
     with retracing_warnings(monkeypatch) as seen:

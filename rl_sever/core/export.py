@@ -21,7 +21,6 @@ import tensorflow as tf
 
 from envs.running_stats import mirror_of
 from rl_sever import __version__
-from rl_sever.core.compiled import per_agent
 from rl_sever.errors import ConfigError
 
 METADATA_FILE = "metadata.json"
@@ -49,8 +48,7 @@ class ExportedPolicy(tf.Module):
                 raise ConfigError(f"{agent.algo}'s policy is deterministic (its exploration noise "
                                   "is not part of the policy): export it without --stochastic")
             self._distribution = agent.policy_distribution
-            params = per_agent(tf.function(lambda *a: agent.policy_distribution(*a)[1],
-                                           autograph=False))
+            params = tf.function(lambda *a: agent.policy_distribution(*a)[1], autograph=False)
             seen = {id(v) for v in self.policy_variables}
             self.policy_variables += [v for v in params.get_concrete_function(
                 *agent.greedy_fn.input_signature).variables if id(v) not in seen]
@@ -88,8 +86,7 @@ class ExportedPolicy(tf.Module):
                      tf.TensorSpec([None], tf.bool, name="episode_start")]
         if getattr(agent, "masked", False):  # the allowed actions of each observation
             spec.append(tf.TensorSpec([None, agent.layout.mask_dim], tf.bool, name="action_mask"))
-        # Traced once per export (per_agent: no retracing warning when a process exports many).
-        self.serve = per_agent(tf.function(self._serve, input_signature=spec))
+        self.serve = tf.function(self._serve, input_signature=spec)
 
     def _serve(self, observation: tf.Tensor, *extra: tf.Tensor) -> dict[str, tf.Tensor]:
         if self._keys is not None:  # the Dict observation's keys, then the other inputs

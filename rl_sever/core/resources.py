@@ -3,6 +3,7 @@ allocated), and whether its CPU multiplies bfloat16 matrices in hardware."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rl_sever.errors import ConfigError
@@ -53,7 +54,7 @@ def cpu_info(cpuinfo: Path | None = None) -> dict[str, str]:
     Linux)."""
     fields: dict[str, str] = {}
     try:
-        text = Path(cpuinfo or CPUINFO).read_text()
+        text = Path(cpuinfo or CPUINFO).read_text(errors="replace")
     except OSError:
         return fields
     for line in text.splitlines():
@@ -82,7 +83,10 @@ def bf16_matmuls_pay(cpuinfo: Path | None = None) -> bool:
     off-policy MLP updates (docs/performance.md): AMX bfloat16 tiles, and AMD's family 25 with
     AVX512_BF16 (Zen 4), whose AVX-512 float32 FMAs run on 256-bit units while its bfloat16
     dot products do twice the products per instruction. Elsewhere float32: Intel's AVX512_BF16
-    without AMX was measured slower (emulated), other CPUs were not measured."""
+    without AMX was measured slower (emulated), other CPUs were not measured. Never with
+    oneDNN off (TF_ENABLE_ONEDNN_OPTS=0), where bfloat16 products were slower than float32."""
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false"):
+        return False
     info = cpu_info(cpuinfo)
     flags = frozenset(info.get("flags", "").split())
     if "amx_bf16" in flags:

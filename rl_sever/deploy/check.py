@@ -85,9 +85,10 @@ def draw(agent: Any, specs: list[Any], n: int, seed: int = 12_345,
 
 def _recorder(agent: Any, dtypes: dict[str, Any], drawn: Observations, stochastic: bool):
     state_dim = agent.layout.state_dim
-    # Traced for the space's sample and again, generalised, for the rollout's batch.
-    distribution = (per_agent(tf.function(lambda *a: agent.policy_distribution(*a)[1],
-                                          reduce_retracing=True)) if stochastic else None)
+    # Traced once per check: one recorder per draw, so per_agent (no retracing warning when a
+    # process checks several exports).
+    distribution = (per_agent(tf.function(lambda *a: agent.policy_distribution(*a)[1]))
+                    if stochastic else None)
 
     def record(obs, state, starts, mask, origin: str) -> dict[str, np.ndarray]:
         n = len(starts)

@@ -16,7 +16,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from rl_sever.core.compiled import per_agent
 from rl_sever.core.export import ExportedPolicy
 
 
@@ -46,8 +45,8 @@ def float32_matmuls(agent: Any) -> Iterator[bool]:
     greedy = agent.greedy_fn
     for layer in layers:
         layer.hidden_dtype = "float32"
-    agent.greedy_fn = per_agent(tf.function(greedy.python_function, autograph=False,
-                                            input_signature=greedy.input_signature))
+    agent.greedy_fn = tf.function(greedy.python_function, autograph=False,
+                                  input_signature=greedy.input_signature)
     try:
         yield True
     finally:
