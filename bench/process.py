@@ -85,7 +85,22 @@ def cpu() -> dict:
             "model_number": info.get("model"), "cores": os.cpu_count(),
             "platform": platform.platform(),
             "flags": sorted(f for f in flags if f.startswith(wanted)),
-            "bfloat16_matmuls": bf16_matmuls_pay()}
+            "bfloat16_matmuls": bf16_matmuls_pay(), "packages": packages()}
+
+
+def packages() -> dict:
+    """Versions of what a process imports at start-up (ml_dtypes' import cost differs by
+    version: docs/performance.md)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("tensorflow", "keras", "numpy", "ml_dtypes", "gymnasium", "stable_baselines3",
+                 "torch"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def env(threads: int | None = None) -> dict:
