@@ -13,7 +13,7 @@ from agents import SAC
 from rl_sever.core.compiled import FastCall, plain_graph
 from rl_sever.core.registry import get_agent_class
 from rl_sever.objective import LossTerm
-from tests.helpers import collect_batch, tiny_config
+from tests.helpers import collect_batch, tiny_agent, tiny_config
 
 
 def agent_with(algo: str, term: LossTerm):
@@ -144,3 +144,28 @@ def test_shipped_off_policy_steps_skip_autograph_and_a_users_class_keeps_it(monk
     shipped = SAC("Pendulum-v1", tiny_config("sac"), logdir=None)
     with pytest.raises(TypeError, match="tf.Tensor.*Python `bool`|not allowed"):
         shipped.compiled["act"](obs)
+
+
+@pytest.mark.parametrize("algo", ["sac", "ppo"])
+def test_predict_runs_its_act_steps_without_tf_function_dispatch(algo, monkeypatch):
+    agent = tiny_agent(algo, fill=0)
+    obs = np.random.default_rng(0).standard_normal((5, agent.layout.obs_spec().shape[-1]))
+    obs = obs.astype(np.float32)
+    want = agent.env_actions(agent.greedy_fn(obs).numpy())
+    stochastic = agent.predict(obs, deterministic=False)  # its seed counter moves: not compared
+    original = agent.greedy_fn
+
+    def no_dispatch(self, *args, **kwargs):
+        raise AssertionError("tf.function's per-call dispatch ran")
+
+    with monkeypatch.context() as m:
+        m.setattr(type(original), "__call__", no_dispatch)
+        np.testing.assert_array_equal(agent.predict(obs), want)  # the same graph, bit for bit
+        assert agent.predict(obs, deterministic=False).shape == stochastic.shape
+    # An export swaps greedy_fn for a while (rl_sever.deploy.graph): predict calls the new one.
+    agent.greedy_fn = tf.function(lambda o: tf.zeros_like(original(o)),
+                                  input_signature=original.input_signature)
+    np.testing.assert_array_equal(agent.predict(obs), agent.env_actions(np.zeros_like(want)))
+    agent.greedy_fn = original
+    np.testing.assert_array_equal(agent.predict(obs), want)
+    agent.close()

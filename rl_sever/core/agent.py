@@ -27,6 +27,7 @@ from rl_sever.core.action_masks import uses_action_masks
 from rl_sever.core.agent_env import agent_env
 from rl_sever.core.batch import Layout
 from rl_sever.core.checkpoint import Checkpointer
+from rl_sever.core.compiled import fast_call_of
 from rl_sever.core.distribute import ReplicaSet
 from rl_sever.core.ingraph_env import tfnative_env
 from rl_sever.core.loop import run_training
@@ -322,7 +323,7 @@ class Agent:
 
     def act_arrays(self, args: list, deterministic: bool):
         """The act step on predict's arrays: actions (and a recurrent policy's next state)."""
-        out = (self.greedy_fn if deterministic else self.act_fn)(*args)
+        out = fast_call_of(self, "greedy_fn" if deterministic else "act_fn")(*args)
         return tuple(o.numpy() for o in out) if self.layout.state_dim else out.numpy()
 
     def env_actions(self, actions: np.ndarray) -> np.ndarray:
