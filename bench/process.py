@@ -85,7 +85,7 @@ def cpu() -> dict:
             "model_number": info.get("model"), "cores": os.cpu_count(),
             "platform": platform.platform(),
             "flags": sorted(f for f in flags if f.startswith(wanted)),
-            "bfloat16_matmuls": bf16_matmuls_pay(), "packages": packages()}
+            "bfloat16_matmuls": bf16_matmuls_pay()}
 
 
 def packages() -> dict:
@@ -94,8 +94,8 @@ def packages() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("tensorflow", "keras", "numpy", "ml_dtypes", "gymnasium", "stable_baselines3",
-                 "torch"):
+    for name in ("tensorflow", "tensorflow-cpu", "tf-nightly", "keras", "numpy", "ml_dtypes",
+                 "gymnasium", "stable_baselines3", "torch"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -232,7 +232,8 @@ def main(argv=None) -> int:
                                             / statistics.median(r["wall_s"] for r in theirs), 3)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    out = {"date": time.strftime("%Y-%m-%d"), "cpu": machine, "start_up": starts,
+    out = {"date": time.strftime("%Y-%m-%d"), "cpu": machine, "packages": packages(),
+           "start_up": starts,
            "results": rows}
     Path(args.out).write_text(json.dumps(out, indent=1))
     return 0

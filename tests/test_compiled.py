@@ -162,10 +162,29 @@ def test_predict_runs_its_act_steps_without_tf_function_dispatch(algo, monkeypat
         m.setattr(type(original), "__call__", no_dispatch)
         np.testing.assert_array_equal(agent.predict(obs), want)  # the same graph, bit for bit
         assert agent.predict(obs, deterministic=False).shape == stochastic.shape
+    assert all(agent._fast_calls[name][1].fast for name in ("greedy_fn", "act_fn"))
     # An export swaps greedy_fn for a while (rl_sever.deploy.graph): predict calls the new one.
     agent.greedy_fn = tf.function(lambda o: tf.zeros_like(original(o)),
                                   input_signature=original.input_signature)
     np.testing.assert_array_equal(agent.predict(obs), agent.env_actions(np.zeros_like(want)))
     agent.greedy_fn = original
     np.testing.assert_array_equal(agent.predict(obs), want)
+    agent.close()
+
+
+def test_predict_runs_the_python_of_its_steps_when_functions_run_eagerly():
+    agent = tiny_agent("ppo", fill=0)
+    obs = np.zeros((2, agent.layout.obs_spec().shape[-1]), np.float32)
+    calls = []
+    python = agent.greedy_fn.python_function
+    agent.greedy_fn = tf.function(lambda o: calls.append(1) or python(o),
+                                  input_signature=agent.greedy_fn.input_signature)
+    want = agent.predict(obs)
+    traced = len(calls)
+    tf.config.run_functions_eagerly(True)
+    try:
+        np.testing.assert_array_equal(agent.predict(obs), want)
+        assert len(calls) == traced + 1  # the Python body ran, as a debugger expects
+    finally:
+        tf.config.run_functions_eagerly(False)
     agent.close()
