@@ -1,7 +1,7 @@
 """network.matmul_precision of the off-policy agents: auto picks bfloat16 only on the CPUs where
-it was measured faster (AMX bfloat16 units, AMD Zen 4) and without XLA; bfloat16 computes the hidden-to-hidden products only, keeps
-every variable float32, and stays within bfloat16 rounding of the float32 network. Also the
-ensemble's per-member evaluation (DenseStack)."""
+it was measured faster (AMX bfloat16 units, AMD Zen 4) and without XLA; bfloat16 computes the
+hidden-to-hidden products only, keeps every variable float32, and stays within bfloat16 rounding
+of the float32 network. Also the ensemble's per-member evaluation (DenseStack)."""
 
 from __future__ import annotations
 
