@@ -152,8 +152,8 @@ class RunConfig:
     naming what, which sub-env and step (stop), warn once per kind (warn) or are not checked
     (off). A non-finite loss or gradient norm always stops the run (rl_sever.core.finite)."""
     progress_seconds: float = 30.0
-    """When stdout is not a terminal (nohup, a job scheduler, CI), print a progress line every
-    this many seconds (0: none); a terminal gets the progress bar instead."""
+    """When stderr is not a terminal (nohup, a job scheduler, CI), print a progress line on
+    stdout every this many seconds (0: none); a terminal gets the progress bar instead."""
     freeze: dict = field(default_factory=dict)
     """Freeze schedule: module -> window of env steps, e.g. {encoder: {until_step: 10000}}
     (frozen while from_step <= step < until_step; {} freezes for the whole run)."""
@@ -166,8 +166,10 @@ class RunConfig:
     (rl_sever.onpolicy.xla, docs/performance.md)."""
     intra_op_threads: int | str = "auto"
     """Threads TensorFlow may use inside one op (0: its default, one per core; auto: the agent's
-    choice, 1 for off-policy MLP updates on CPU without XLA). Applies only where TensorFlow has
-    not run yet in the process (rl_sever.core.threads); an explicit value that cannot is an error."""
+    choice, 1 for small MLP updates on CPU, except off-policy ones under XLA and on-policy ones
+    with jit_compile: true, a distribute strategy or a tf: env). Applies only where TensorFlow
+    has not run yet in the process (rl_sever.core.threads); an explicit value that cannot is an
+    error."""
     distribute: str = "default"
     """tf.distribute strategy of the update: default (one device), mirrored (the devices of one
     host) or multiworker (several hosts, cluster from TF_CONFIG); docs/distribute.md."""

@@ -87,7 +87,7 @@ class Agent:
         self.config = config
         if config.distribute != "default" and self.mode != "on_policy":
             raise ConfigError(f"distribute={config.distribute} is supported for the on-policy agents "
-                              f"(ppo, a2c), not {self.algo}; use distribute=default")
+                              f"(ppo, a2c, impala), not {self.algo}; use distribute=default")
         # First: a multi-worker strategy must set up collectives before TensorFlow's first op.
         self.replicas = ReplicaSet(config.distribute, config.devices)
         keras.utils.set_random_seed(config.seed)
