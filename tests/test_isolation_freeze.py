@@ -92,6 +92,34 @@ def test_freeze_inside_compiled_code_and_flag_access():
         tf.function(lambda: is_frozen((opt, "actor")))()
 
 
+def test_frozen_context_inside_compiled_code_restores_the_flag_it_found():
+    """`with frozen(...)` in a tf.function: the update inside the block leaves the module
+    bit-identical, and the flag goes back to its value at each call (not at trace time)."""
+    opt, step = _setup()
+    step()
+    target = (opt, "critic")
+
+    @tf.function
+    def step_critic_frozen():
+        with frozen(target):
+            inside = freeze_flag(target).read_value()
+            step.python_function()
+        return inside
+
+    critic, actor = _snapshot(opt, "critic"), _snapshot(opt, "actor")
+    assert bool(step_critic_frozen())
+    assert _same(_snapshot(opt, "critic"), critic)
+    assert not _same(_snapshot(opt, "actor"), actor)
+    assert not is_frozen(target)
+    freeze(target)
+    assert bool(step_critic_frozen()) and is_frozen(target)  # found frozen: stays frozen
+    unfreeze(target)
+    assert bool(step_critic_frozen()) and not is_frozen(target)
+    assert step_critic_frozen.experimental_get_tracing_count() == 1
+    step()
+    assert not _same(_snapshot(opt, "critic"), critic)
+
+
 def test_unknown_module_is_a_config_error_with_suggestion():
     opt, _ = _setup()
     with pytest.raises(ConfigError, match="Did you mean: encoder"):

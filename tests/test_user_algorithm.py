@@ -131,3 +131,20 @@ def test_a_page_that_breaks_the_contract_fails_at_construction(tmp_path):
             NoConfig("CartPole-v1")
         finally:
             sys.path.remove(str(tmp_path))
+
+
+def test_the_docs_page_shows_the_examples_config():
+    """docs/writing_an_algorithm.md's ReinforceConfig declares what examples/reinforce.py's
+    does, with the same defaults: a reader copying the page gets the example's behaviour."""
+    import ast
+    import dataclasses
+
+    page = (ROOT / "docs" / "writing_an_algorithm.md").read_text(encoding="utf-8")
+    snippet = page.split("```python\n", 1)[1].split("```", 1)[0]
+    cls = next(node for node in ast.parse(snippet).body
+               if isinstance(node, ast.ClassDef) and node.name == "ReinforceConfig")
+    shown = {node.target.id: ast.literal_eval(node.value) for node in cls.body
+             if isinstance(node, ast.AnnAssign)}
+    declared = {f.name: f.default for f in dataclasses.fields(ReinforceConfig)
+                if f.name in ReinforceConfig.__dict__.get("__annotations__", {})}
+    assert shown == declared and "normalize_advantage" in shown

@@ -43,7 +43,7 @@ HER_STRATEGIES = ("none", "future", "final", "episode")
 @dataclass
 class HerConfig:
     """Hindsight experience replay (Andrychowicz et al. 2017) on goal-conditioned envs
-    (docs/spaces.md#goals-and-her)."""
+    (docs/spaces.md#goal-conditioned-envs-and-hindsight-experience-replay)."""
 
     strategy: str = "none"
     """How relabelled goals are chosen: future (an achieved goal later in the same episode),

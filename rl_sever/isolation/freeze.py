@@ -80,7 +80,18 @@ def is_frozen(target: FreezeTarget) -> bool:
 
 @contextlib.contextmanager
 def frozen(target: FreezeTarget) -> Iterator[None]:
-    """Freeze `target` inside the block; restore its previous state on exit."""
+    """Freeze `target` inside the block; restore its previous state on exit. Inside a
+    tf.function (a `(ModuleOptimizer, name)` target) the state is read as a tensor, so each
+    call restores the flag it found, not the one at trace time."""
+    if tf.inside_function() and not isinstance(target, keras.layers.Layer):
+        flag = freeze_flag(target)
+        before = flag.read_value()  # ordered before the assignments: the same variable
+        flag.assign(True)
+        try:
+            yield
+        finally:
+            flag.assign(before)
+        return
     before = is_frozen(target)
     freeze(target)
     try:
