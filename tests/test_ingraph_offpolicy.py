@@ -1,7 +1,8 @@
-"""In-graph SAC / TD3 on TF-native envs (rl_sever.offpolicy.ingraph): smoke runs through the shared
-loop (logging, audit), one trace for every chunk, the Gymnasium path's update schedule, episode
-ends in the TF replay buffer, resume, save_replay: false, determinism and clear errors.
-Learning: test_sac_learning.py (slow)."""
+"""In-graph off-policy agents on TF-native envs (rl_sever.offpolicy.ingraph): smoke runs of
+every shipped one through the shared loop (logging, audit), one trace for every chunk, the
+Gymnasium path's update schedule; for SAC / TD3 also episode ends in the TF replay buffer,
+resume, save_replay: false, determinism and clear errors. Learning: test_sac_learning.py
+(slow)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def countdown_env(n: int) -> gym.vector.VectorEnv:
     return EpisodeStats(TFNativeVectorEnv(CountdownTF(), n))
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg", "tqc", "crossq"])
 def test_smoke_run_logs_sb3_names_audits_and_traces_once(algo, tmp_path):
     agent = tiny_agent(
         algo,
@@ -92,7 +93,7 @@ def test_smoke_run_logs_sb3_names_audits_and_traces_once(algo, tmp_path):
             "rollout/ep_len_mean",
             "time/fps",
         ]
-        keys += ["train/ent_coef", "train/ent_coef_loss"] if algo == "sac" else []
+        keys += ["train/ent_coef", "train/ent_coef_loss"] if algo in ("sac", "tqc", "crossq") else []
         for key in keys:
             assert key in tags, key
         assert "audit/gradient_flow" in tags  # the contract audit ran on the first update
