@@ -1,6 +1,7 @@
 """Keras building blocks of every network: the one MLP (`DenseStack`: bodies, heads, critic
-ensembles, severed reads, and its NumPy twin for acting on the host), the initialisers of the
-CNN layers, and the tf.Variables behind Keras variables.
+ensembles, severed reads; its forward pass is rl_sever.nn.host_math.mlp_forward, which the host
+policies run in NumPy), the initialisers of the CNN layers, and the tf.Variables behind Keras
+variables.
 
 `DenseStack` is one Keras layer holding an MLP, or with `members` > 0 an ensemble of that many
 independent MLPs (the off-policy critics). It can be evaluated with its weights read through
@@ -18,7 +19,7 @@ import tensorflow as tf
 
 from rl_sever.config.run import ACTIVATIONS
 from rl_sever.isolation import sever
-from rl_sever.nn.host_math import NUMPY_ACTIVATIONS, mlp_forward
+from rl_sever.nn.host_math import mlp_forward
 
 
 def initializer(gain: float, ortho: bool):
@@ -125,13 +126,6 @@ class DenseStack(keras.layers.Layer):
 
         return mlp_forward(x, weights, keras.activations.get(self.activation),
                            activate_last=self.activate_last, matmul=matmul)
-
-    def numpy_forward(self, x: np.ndarray, weights) -> np.ndarray:
-        """This MLP in NumPy on `weights` ([(kernel, bias)] as arrays, e.g. read once per
-        rollout; the layers from any one on), the host copy acting uses
-        (rl_sever.onpolicy.host_policy)."""
-        return mlp_forward(x, weights, NUMPY_ACTIVATIONS[self.activation],
-                           activate_last=self.activate_last)
 
     def copy(self, name: str) -> DenseStack:
         """A new stack with the same shape and (copied) weights: a target network."""
