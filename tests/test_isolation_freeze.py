@@ -120,6 +120,28 @@ def test_frozen_context_inside_compiled_code_restores_the_flag_it_found():
     assert not _same(_snapshot(opt, "critic"), critic)
 
 
+def test_frozen_context_inside_compiled_code_left_set_by_a_failing_op():
+    """As documented: a graph has no `finally`, so an op failing inside the block before the
+    flag's last use there (as an optimizer step's numerics check) leaves the flag set; the
+    caller restores it."""
+    opt, _ = _setup()
+    target = (opt, "critic")
+
+    @tf.function
+    def failing(x):
+        with frozen(target):
+            checked = tf.debugging.check_numerics(x, "x")
+            with tf.control_dependencies([checked]):  # the step reads the flag after the check
+                freeze_flag(target).read_value()
+
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        failing(tf.constant(float("nan")))
+    assert is_frozen(target)
+    unfreeze(target)
+    failing(tf.constant(1.0))
+    assert not is_frozen(target)
+
+
 def test_unknown_module_is_a_config_error_with_suggestion():
     opt, _ = _setup()
     with pytest.raises(ConfigError, match="Did you mean: encoder"):

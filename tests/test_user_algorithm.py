@@ -138,6 +138,7 @@ def test_the_docs_page_shows_the_examples_config():
     does, with the same defaults: a reader copying the page gets the example's behaviour."""
     import ast
     import dataclasses
+    import inspect
 
     page = (ROOT / "docs" / "writing_an_algorithm.md").read_text(encoding="utf-8")
     snippet = page.split("```python\n", 1)[1].split("```", 1)[0]
@@ -146,5 +147,5 @@ def test_the_docs_page_shows_the_examples_config():
     shown = {node.target.id: ast.literal_eval(node.value) for node in cls.body
              if isinstance(node, ast.AnnAssign)}
     declared = {f.name: f.default for f in dataclasses.fields(ReinforceConfig)
-                if f.name in ReinforceConfig.__dict__.get("__annotations__", {})}
+                if f.name in inspect.get_annotations(ReinforceConfig)}
     assert shown == declared and "normalize_advantage" in shown

@@ -82,7 +82,9 @@ def is_frozen(target: FreezeTarget) -> bool:
 def frozen(target: FreezeTarget) -> Iterator[None]:
     """Freeze `target` inside the block; restore its previous state on exit. Inside a
     tf.function (a `(ModuleOptimizer, name)` target) the state is read as a tensor, so each
-    call restores the flag it found, not the one at trace time."""
+    call restores the flag it found, not the one at trace time. A graph has no `finally`: an
+    op failing at run time inside the block before the flag's last use there (an optimizer
+    step's numerics check) leaves the flag set; a caller that catches the error restores it."""
     if tf.inside_function() and not isinstance(target, keras.layers.Layer):
         flag = freeze_flag(target)
         before = flag.read_value()  # ordered before the assignments: the same variable
