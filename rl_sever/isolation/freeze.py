@@ -80,26 +80,27 @@ def is_frozen(target: FreezeTarget) -> bool:
 
 @contextlib.contextmanager
 def frozen(target: FreezeTarget) -> Iterator[None]:
-    """Freeze `target` inside the block; restore its previous state on exit. Inside a
-    tf.function (a `(ModuleOptimizer, name)` target) the state is read as a tensor, so each
-    call restores the flag it found, not the one at trace time. A graph has no `finally`: an
-    op failing at run time inside the block before the flag's last use there (an optimizer
-    step's numerics check) leaves the flag set; a caller that catches the error restores it."""
-    if tf.inside_function() and not isinstance(target, keras.layers.Layer):
-        flag = freeze_flag(target)
-        before = flag.read_value()  # ordered before the assignments: the same variable
-        flag.assign(True)
+    """Freeze `target` inside the block; restore its previous state on exit. A
+    `(ModuleOptimizer, name)` target's flag is read as a tensor, eagerly or inside a
+    tf.function alike, so each call of a compiled step restores the flag it found, not the one
+    at trace time. A graph has no `finally`: an op failing at run time inside the block before
+    the flag's last use there (an optimizer step's numerics check) leaves the flag set; a
+    caller that catches the error restores it."""
+    if isinstance(target, keras.layers.Layer):
+        before = is_frozen(target)
+        freeze(target)  # raises inside a tf.function (no run-time effect)
         try:
             yield
         finally:
-            flag.assign(before)
+            _set(target, before)
         return
-    before = is_frozen(target)
-    freeze(target)
+    flag = freeze_flag(target)
+    before = flag.read_value()  # ordered before the assignments: the same variable
+    flag.assign(True)
     try:
         yield
     finally:
-        _set(target, before)
+        flag.assign(before)
 
 
 _SPEC_KEYS = ("from_step", "until_step")
